@@ -1,0 +1,7 @@
+"""A Transformer research library in JAX/Flax (Linen)."""
+
+from transformer.config import PRESETS, TransformerConfig, from_dict, preset
+from transformer.models import DecoderLM, EncoderDecoder, ViT
+
+__all__ = ['PRESETS', 'TransformerConfig', 'from_dict', 'preset', 'DecoderLM',
+           'EncoderDecoder', 'ViT']

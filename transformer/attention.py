@@ -1,0 +1,203 @@
+"""Scaled dot-product attention, attention masks, and multi-head attention.
+
+Shapes: queries [batch, q_len, heads, head_dim], keys and values
+[batch, kv_len, heads, head_dim]. Masks are boolean, True where a query may
+attend to a key, broadcastable to [batch, heads, q_len, kv_len].
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from transformer.config import TransformerConfig
+from transformer.layers import Dense
+
+Array = jax.Array
+
+
+# ---------------------------------------------------------------------------
+# Masks.
+# ---------------------------------------------------------------------------
+
+def padding_mask(tokens: Array, pad_id: int = 0) -> Array:
+  """[batch, len] tokens -> [batch, 1, 1, len]: True at real (non-pad) keys."""
+  return (tokens != pad_id)[:, None, None, :]
+
+
+def causal_mask(length: int) -> Array:
+  """[1, 1, len, len]: query i may attend to keys j <= i."""
+  return jnp.tril(jnp.ones((length, length), dtype=jnp.bool_))[None, None]
+
+
+def cross_attention_mask(query_tokens: Array, key_tokens: Array, pad_id: int = 0) -> Array:
+  """Decoder queries over encoder keys: [batch, 1, q_len, kv_len].
+
+  A key is visible when it is not padding; padded queries see nothing (their
+  outputs are ignored by the loss).
+  """
+  q = (query_tokens != pad_id)[:, None, :, None]
+  k = (key_tokens != pad_id)[:, None, None, :]
+  return q & k
+
+
+def combine_masks(*masks: Array | None) -> Array | None:
+  """Logical AND of the given masks (None entries are ignored)."""
+  masks = [m for m in masks if m is not None]
+  if not masks:
+    return None
+  return functools.reduce(jnp.logical_and, masks)
+
+
+# ---------------------------------------------------------------------------
+# Scaled dot-product attention.
+# ---------------------------------------------------------------------------
+
+def _mask_value(dtype) -> float:
+  # A large finite negative: fully masked rows give uniform weights, not NaN.
+  return float(jnp.finfo(dtype).min) / 2
+
+
+def dot_product_attention(query: Array, key: Array, value: Array, *,
+                          bias: Array | None = None, mask: Array | None = None,
+                          dropout_rate: float = 0.0, dropout_rng: Array | None = None,
+                          deterministic: bool = True, dtype=jnp.float32,
+                          return_weights: bool = False):
+  """softmax(Q K^T / sqrt(d_k) + bias) V, the reference einsum implementation.
+
+  Logits and softmax are computed in float32. Masked positions get zero weight.
+  Returns the output [batch, q_len, heads, head_dim], and the weights
+  [batch, heads, q_len, kv_len] as well when `return_weights`.
+  """
+  d_k = query.shape[-1]
+  logits = jnp.einsum('bqhd,bkhd->bhqk', query, key,
+                      preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(d_k))
+  if bias is not None:
+    logits = logits + bias.astype(jnp.float32)
+  if mask is not None:
+    logits = jnp.where(mask, logits, _mask_value(jnp.float32))
+  weights = jax.nn.softmax(logits, axis=-1)
+  if mask is not None:
+    weights = jnp.where(mask, weights, 0.0)
+  probs = weights
+  if not deterministic and dropout_rate > 0.0:
+    if dropout_rng is None:
+      raise ValueError('dropout_rng is required for attention dropout when not deterministic')
+    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
+    probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+  out = jnp.einsum('bhqk,bkhd->bqhd', probs.astype(dtype), value.astype(dtype))
+  return (out, weights) if return_weights else out
+
+
+def fused_attention(query: Array, key: Array, value: Array, *, bias: Array | None = None,
+                    mask: Array | None = None, is_causal: bool = False,
+                    implementation: str | None = None, dtype=jnp.float32) -> Array:
+  """`jax.nn.dot_product_attention`: XLA's fused path, or cuDNN flash attention.
+
+  `is_causal` lets the kernel skip masked blocks (and is ANDed with `mask`).
+  """
+  if implementation == 'cudnn' and mask is not None:
+    # cuDNN takes masks as an additive bias.
+    bias = combine_bias(bias, jnp.where(mask, 0.0, _mask_value(jnp.float32)).astype(dtype))
+    mask = None
+  out = jax.nn.dot_product_attention(
+      query.astype(dtype), key.astype(dtype), value.astype(dtype),
+      bias=None if bias is None else bias.astype(dtype),
+      mask=mask, is_causal=is_causal, implementation=implementation)
+  return out
+
+
+def combine_bias(a: Array | None, b: Array | None) -> Array | None:
+  if a is None:
+    return b
+  if b is None:
+    return a
+  return a + b
+
+
+# ---------------------------------------------------------------------------
+# Multi-head attention.
+# ---------------------------------------------------------------------------
+
+class MultiHeadAttention(nn.Module):
+  """Multi-head attention: project to heads, attend, concatenate, project back.
+
+  Self-attention: `mha(x)`; cross-attention: `mha(x, kv=encoded)`; causal
+  self-attention: `mha(x, causal=True)`. With `cfg.decode`, causal
+  self-attention, keys and values are kept in the `cache` collection and each
+  call appends its (single) position, so decoding one token at a time
+  gives the logits of the full forward pass.
+
+  The attention weights of the einsum path are sown into `intermediates`
+  (name `attention_weights`) for visualization.
+  """
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x: Array, kv: Array | None = None, *, mask: Array | None = None,
+               causal: bool = False, bias: Array | None = None) -> Array:
+    cfg = self.cfg
+    heads, head_dim = cfg.num_heads, cfg.qkv_dim
+    proj = functools.partial(Dense, (heads, head_dim), ('embed',), ('heads', 'kv'),
+                             use_bias=cfg.use_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+    kv_in = x if kv is None else kv
+    query = proj(name='query')(x)
+    key = proj(name='key')(kv_in)
+    value = proj(name='value')(kv_in)
+    query = nn.with_logical_constraint(query, ('batch', 'length', 'heads', 'kv'))
+
+    if cfg.decode and causal and kv is None:
+      key, value, cache_mask = self._update_cache(key, value)
+      mask = combine_masks(mask, cache_mask)
+      causal = False  # the cache mask already hides future positions
+    elif causal:
+      q_len, k_len = query.shape[1], key.shape[1]
+      if q_len != k_len:
+        raise ValueError('causal attention needs queries and keys of the same length')
+
+    dropout_active = not cfg.deterministic and cfg.attention_dropout_rate > 0.0
+    impl = cfg.attention_impl
+    if impl == 'einsum' or dropout_active:
+      # Attention dropout is only available on the reference path.
+      full_mask = combine_masks(mask, causal_mask(query.shape[1]) if causal else None)
+      dropout_rng = self.make_rng('dropout') if dropout_active else None
+      out, weights = dot_product_attention(
+          query, key, value, bias=bias, mask=full_mask,
+          dropout_rate=cfg.attention_dropout_rate, dropout_rng=dropout_rng,
+          deterministic=cfg.deterministic, dtype=cfg.dtype, return_weights=True)
+      self.sow('intermediates', 'attention_weights', weights)
+    else:
+      out = fused_attention(query, key, value, bias=bias, mask=mask, is_causal=causal,
+                            implementation=None if impl == 'auto' else impl, dtype=cfg.dtype)
+
+    out = nn.with_logical_constraint(out, ('batch', 'length', 'heads', 'kv'))
+    return Dense(cfg.d_model, ('heads', 'kv'), ('embed',), num_contract=2,
+                 use_bias=cfg.use_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                 name='out')(out)
+
+  def _update_cache(self, key: Array, value: Array):
+    """Writes this step's keys/values into the cache; returns the full cache and its mask."""
+    cfg = self.cfg
+    is_initialized = self.has_variable('cache', 'cached_key')
+    batch, length, heads, head_dim = key.shape
+    cache_shape = (batch, cfg.max_len, heads, head_dim)
+    cached_key = self.variable('cache', 'cached_key', jnp.zeros, cache_shape, key.dtype)
+    cached_value = self.variable('cache', 'cached_value', jnp.zeros, cache_shape, value.dtype)
+    index = self.variable('cache', 'cache_index', lambda: jnp.zeros((), jnp.int32))
+    if not is_initialized:
+      # Initialization call (with the full-length dummy input): just make the cache.
+      return key, value, causal_mask(length)
+    i = index.value
+    key = jax.lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype),
+                                       (0, i, 0, 0))
+    value = jax.lax.dynamic_update_slice(cached_value.value,
+                                         value.astype(cached_value.value.dtype), (0, i, 0, 0))
+    cached_key.value, cached_value.value = key, value
+    index.value = i + length
+    # Query t (absolute position i + t) sees cache slots <= i + t.
+    q_pos = i + jnp.arange(length)[:, None]
+    k_pos = jnp.arange(cfg.max_len)[None, :]
+    return key, value, (k_pos <= q_pos)[None, None]

@@ -1,0 +1,176 @@
+"""The frozen model-config dataclass shared by every module, and named presets.
+
+Modules never see an ml_collections.ConfigDict: experiment configs build a
+`TransformerConfig` (see `from_dict`) and pass it down. Train, eval and decode
+variants of one model differ only by `cfg.replace(deterministic=True)` or
+`cfg.replace(decode=True)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+
+NORMS = ('layernorm', 'rmsnorm')
+NORM_POSITIONS = ('post', 'pre')
+ACTIVATIONS = ('relu', 'gelu')
+POSITIONALS = ('sinusoidal', 'learned', 'none')
+ATTENTION_IMPLS = ('einsum', 'xla', 'cudnn', 'auto')
+POOLS = ('cls', 'gap')
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+  """Hyperparameters of every model in `transformer.models`.
+
+  Defaults are the paper's base model (Vaswani et al. 2017, Table 3).
+  """
+  # Vocabulary and embeddings.
+  vocab_size: int = 37000            # source (or shared) vocabulary
+  target_vocab_size: int | None = None  # None: same as vocab_size
+  share_embeddings: bool = True      # source and target embeddings are one matrix
+  logits_via_embedding: bool = True  # output projection = embedding^T
+  scale_embeddings: bool = True      # multiply embeddings by sqrt(d_model)
+  pad_id: int = 0
+
+  # Widths and depths.
+  d_model: int = 512
+  num_heads: int = 8
+  head_dim: int | None = None        # None: d_model // num_heads
+  d_ff: int = 2048
+  num_encoder_layers: int = 6
+  num_decoder_layers: int = 6
+
+  # Regularization.
+  dropout_rate: float = 0.1          # residual and embedding dropout (P_drop)
+  attention_dropout_rate: float = 0.0  # dropout on attention weights
+
+  # Architecture switches.
+  positional: str = 'sinusoidal'     # one of POSITIONALS
+  max_len: int = 512                 # longest sequence (learned PE, decode cache)
+  norm: str = 'layernorm'            # one of NORMS
+  norm_position: str = 'post'        # 'post' (paper) or 'pre'
+  norm_epsilon: float = 1e-6
+  activation: str = 'relu'           # one of ACTIVATIONS
+  use_bias: bool = True              # biases in Dense layers
+  attention_impl: str = 'einsum'     # one of ATTENTION_IMPLS
+  remat: bool = False                # rematerialize each layer in the backward pass
+
+  # Vision Transformer (ignored by the sequence models).
+  image_size: int = 224
+  patch_size: int = 16
+  num_channels: int = 3
+  num_classes: int = 1000
+  pool: str = 'cls'                  # 'cls' token or global average pooling 'gap'
+  representation_size: int | None = None  # pre-logits layer (ViT paper); None: none
+
+  # dtype policy: parameters in param_dtype, computation in dtype.
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  # Mode.
+  deterministic: bool = False        # True disables dropout (eval, decode)
+  decode: bool = False               # single-step autoregressive decoding on a cache
+
+  def replace(self, **changes) -> 'TransformerConfig':
+    return dataclasses.replace(self, **changes)
+
+  @property
+  def qkv_dim(self) -> int:
+    return self.head_dim if self.head_dim is not None else self.d_model // self.num_heads
+
+  @property
+  def output_vocab_size(self) -> int:
+    return self.target_vocab_size if self.target_vocab_size is not None else self.vocab_size
+
+  def __post_init__(self):
+    problems = validate(self)
+    if problems:
+      raise ValueError('Invalid TransformerConfig: ' + '; '.join(problems))
+
+
+def validate(cfg: TransformerConfig) -> list[str]:
+  """Returns a list of human-readable problems (empty when the config is valid)."""
+  p = []
+
+  def one_of(name, allowed):
+    if getattr(cfg, name) not in allowed:
+      p.append(f'{name}={getattr(cfg, name)!r} is not one of {allowed}')
+
+  for name in ('vocab_size', 'd_model', 'num_heads', 'd_ff', 'max_len'):
+    if getattr(cfg, name) <= 0:
+      p.append(f'{name}={getattr(cfg, name)} must be positive')
+  for name in ('num_encoder_layers', 'num_decoder_layers'):
+    if getattr(cfg, name) < 0:
+      p.append(f'{name}={getattr(cfg, name)} must be >= 0')
+  if cfg.head_dim is None and cfg.num_heads > 0 and cfg.d_model % cfg.num_heads:
+    p.append(f'num_heads={cfg.num_heads} must divide d_model={cfg.d_model} '
+             '(or set head_dim explicitly)')
+  for name in ('dropout_rate', 'attention_dropout_rate'):
+    if not 0.0 <= getattr(cfg, name) < 1.0:
+      p.append(f'{name}={getattr(cfg, name)} must be in [0, 1)')
+  one_of('norm', NORMS)
+  one_of('norm_position', NORM_POSITIONS)
+  one_of('activation', ACTIVATIONS)
+  one_of('positional', POSITIONALS)
+  one_of('attention_impl', ATTENTION_IMPLS)
+  one_of('pool', POOLS)
+  if cfg.image_size % cfg.patch_size:
+    p.append(f'patch_size={cfg.patch_size} must divide image_size={cfg.image_size}')
+  return p
+
+
+def from_dict(d: Mapping[str, Any] | None = None, **overrides) -> TransformerConfig:
+  """Builds a config from a mapping (e.g. `config.model` of an experiment).
+
+  dtype fields may be given by name ('bfloat16'); unknown keys are an error that
+  lists the known ones.
+  """
+  values = dict(d or {})
+  values.update(overrides)
+  known = {f.name for f in dataclasses.fields(TransformerConfig)}
+  unknown = sorted(set(values) - known)
+  if unknown:
+    raise ValueError(f'Unknown model config field(s) {unknown}; known fields: {sorted(known)}')
+  for name in ('dtype', 'param_dtype'):
+    if isinstance(values.get(name), str):
+      if values[name] not in DTYPES:
+        raise ValueError(f'model.{name}={values[name]!r} is not one of {sorted(DTYPES)}')
+      values[name] = DTYPES[values[name]]
+  return TransformerConfig(**values)
+
+
+# ---------------------------------------------------------------------------
+# Named presets. Each is a dict of overrides so that experiment configs can
+# start from one and change a field or two.
+# ---------------------------------------------------------------------------
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # "Attention Is All You Need", Table 3.
+    'base': dict(d_model=512, num_heads=8, d_ff=2048, num_encoder_layers=6,
+                 num_decoder_layers=6, dropout_rate=0.1),
+    'big': dict(d_model=1024, num_heads=16, d_ff=4096, num_encoder_layers=6,
+                num_decoder_layers=6, dropout_rate=0.3),
+    # ViT (Dosovitskiy et al. 2021; Ti from Touvron et al. 2021). Pre-LN, GELU,
+    # learned position embeddings; encoder only.
+    'vit_ti': dict(d_model=192, num_heads=3, d_ff=768, num_encoder_layers=12),
+    'vit_s': dict(d_model=384, num_heads=6, d_ff=1536, num_encoder_layers=12),
+    'vit_b': dict(d_model=768, num_heads=12, d_ff=3072, num_encoder_layers=12),
+    'vit_l': dict(d_model=1024, num_heads=16, d_ff=4096, num_encoder_layers=24),
+}
+
+_VIT_COMMON = dict(norm_position='pre', activation='gelu', positional='learned',
+                   dropout_rate=0.0, num_decoder_layers=0, scale_embeddings=False)
+
+
+def preset(name: str, **overrides) -> TransformerConfig:
+  """`preset('base')`, `preset('big')`, `preset('vit_b', patch_size=16)`, ..."""
+  if name not in PRESETS:
+    raise ValueError(f'Unknown model preset {name!r}; known presets: {sorted(PRESETS)}')
+  values = dict(_VIT_COMMON) if name.startswith('vit') else {}
+  values.update(PRESETS[name])
+  values.update(overrides)
+  return from_dict(values)

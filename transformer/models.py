@@ -1,0 +1,245 @@
+"""Encoder and decoder layers and stacks, and the three models.
+
+- `EncoderDecoder`: the paper's translation model.
+- `DecoderLM`: a decoder-only (GPT-style) language model.
+- `ViT`: a Vision Transformer classifier (patch embedding + encoder stack).
+
+Residual blocks are post-LN as in the paper, `x = LN(x + Dropout(F(x)))`, or
+pre-LN with `cfg.norm_position='pre'`, `x = x + Dropout(F(LN(x)))` with a final
+norm after the stack.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from transformer.attention import (MultiHeadAttention, causal_mask, cross_attention_mask,
+                                   padding_mask)
+from transformer.config import TransformerConfig
+from transformer.layers import (Dense, Embed, FeedForward, PositionalEncoding, make_norm,
+                                sincos_2d)
+
+Array = jax.Array
+
+
+class Residual(nn.Module):
+  """Wraps a sub-layer with dropout, the residual connection and the norm."""
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x: Array, sublayer) -> Array:
+    cfg = self.cfg
+    drop = nn.Dropout(cfg.dropout_rate, deterministic=cfg.deterministic)
+    norm = make_norm(cfg, name='norm')
+    if cfg.norm_position == 'pre':
+      return x + drop(sublayer(norm(x)))
+    return norm(x + drop(sublayer(x)))
+
+
+class EncoderLayer(nn.Module):
+  """Self-attention, then the position-wise feed-forward network."""
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array | None) -> Array:
+    cfg = self.cfg
+    attention = MultiHeadAttention(cfg, name='self_attention')
+    x = Residual(cfg, name='self_attention_residual')(x, lambda h: attention(h, mask=mask))
+    x = Residual(cfg, name='mlp_residual')(x, FeedForward(cfg, name='mlp'))
+    return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+
+
+class DecoderLayer(nn.Module):
+  """Masked self-attention, cross-attention over the encoder (if any), feed-forward."""
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, y: Array, encoded: Array | None = None, *,
+               self_mask: Array | None = None, cross_mask: Array | None = None) -> Array:
+    cfg = self.cfg
+    self_attention = MultiHeadAttention(cfg, name='self_attention')
+    y = Residual(cfg, name='self_attention_residual')(
+        y, lambda h: self_attention(h, mask=self_mask, causal=True))
+    if encoded is not None:
+      cross_attention = MultiHeadAttention(cfg, name='cross_attention')
+      y = Residual(cfg, name='cross_attention_residual')(
+          y, lambda h: cross_attention(h, encoded, mask=cross_mask))
+    y = Residual(cfg, name='mlp_residual')(y, FeedForward(cfg, name='mlp'))
+    return nn.with_logical_constraint(y, ('batch', 'length', 'embed'))
+
+
+def _layer(cls, cfg: TransformerConfig):
+  return nn.remat(cls) if cfg.remat else cls
+
+
+class Encoder(nn.Module):
+  """Embedded inputs [batch, len, d] -> encoded [batch, len, d]."""
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array | None) -> Array:
+    cfg = self.cfg
+    layer = _layer(EncoderLayer, cfg)
+    for i in range(cfg.num_encoder_layers):
+      x = layer(cfg, name=f'layer_{i}')(x, mask)
+    if cfg.norm_position == 'pre':
+      x = make_norm(cfg, name='final_norm')(x)
+    return x
+
+
+class Decoder(nn.Module):
+  """Embedded targets [batch, len, d] (+ encoder output) -> [batch, len, d]."""
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, y: Array, encoded: Array | None = None, *,
+               self_mask: Array | None = None, cross_mask: Array | None = None) -> Array:
+    cfg = self.cfg
+    layer = _layer(DecoderLayer, cfg)
+    for i in range(cfg.num_decoder_layers):
+      y = layer(cfg, name=f'layer_{i}')(y, encoded, self_mask=self_mask, cross_mask=cross_mask)
+    if cfg.norm_position == 'pre':
+      y = make_norm(cfg, name='final_norm')(y)
+    return y
+
+
+class TokenInput(nn.Module):
+  """Token embedding (optionally x sqrt(d_model)) + positional encoding + dropout."""
+  cfg: TransformerConfig
+  embed: nn.Module
+  decode: bool = False  # decoder-side input in cached decoding
+
+  @nn.compact
+  def __call__(self, tokens: Array) -> Array:
+    cfg = self.cfg
+    x = self.embed(tokens)
+    if cfg.scale_embeddings:
+      x = x * jnp.sqrt(jnp.float32(cfg.d_model)).astype(x.dtype)
+    x = PositionalEncoding(cfg, decode=self.decode, name='position')(x)
+    x = nn.Dropout(cfg.dropout_rate, deterministic=cfg.deterministic)(x)
+    return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+
+
+def _embed(cfg: TransformerConfig, vocab: int, name: str) -> Embed:
+  return Embed(vocab, cfg.d_model, dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name)
+
+
+def _logits_dense(cfg: TransformerConfig) -> Dense | None:
+  """The untied output projection, or None when logits come from the embedding."""
+  if cfg.logits_via_embedding:
+    return None
+  return Dense(cfg.output_vocab_size, ('embed',), ('vocab',), use_bias=cfg.use_bias,
+               dtype=cfg.dtype, param_dtype=cfg.param_dtype, name='logits')
+
+
+def _output_logits(embed: Embed, dense: Dense | None, y: Array) -> Array:
+  logits = embed.attend(y) if dense is None else dense(y)
+  return nn.with_logical_constraint(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
+
+
+class EncoderDecoder(nn.Module):
+  """The Transformer for sequence-to-sequence tasks (translation).
+
+  `model.apply(params, src, tgt_in)` -> logits [batch, tgt_len, target_vocab].
+  `encode` and `decode` are exposed for decoding with a cache:
+  `model.apply(params, src, method='encode')`, then
+  `model.apply(params, encoded, src, tgt_step, method='decode', mutable=['cache'])`.
+  Token id `cfg.pad_id` is padding in both source and target.
+  """
+  cfg: TransformerConfig
+
+  def setup(self):
+    cfg = self.cfg
+    if cfg.share_embeddings and cfg.target_vocab_size not in (None, cfg.vocab_size):
+      raise ValueError('share_embeddings needs one vocabulary: target_vocab_size must equal '
+                       f'vocab_size ({cfg.target_vocab_size} != {cfg.vocab_size})')
+    self.source_embed = _embed(cfg, cfg.vocab_size, 'source_embed')
+    self.target_embed = (self.source_embed if cfg.share_embeddings
+                         else _embed(cfg, cfg.output_vocab_size, 'target_embed'))
+    self.source_input = TokenInput(cfg, self.source_embed)
+    self.target_input = TokenInput(cfg, self.target_embed, decode=cfg.decode)
+    self.encoder = Encoder(cfg)
+    self.decoder = Decoder(cfg)
+    self.logits_dense = _logits_dense(cfg)
+
+  def encode(self, src: Array) -> Array:
+    return self.encoder(self.source_input(src), padding_mask(src, self.cfg.pad_id))
+
+  def decode(self, encoded: Array, src: Array, tgt_in: Array) -> Array:
+    cfg = self.cfg
+    # Target padding lies after real tokens, so the causal mask alone keeps real
+    # positions from seeing it; padded positions are dropped by the loss.
+    cross_mask = padding_mask(src, cfg.pad_id)
+    y = self.decoder(self.target_input(tgt_in), encoded, cross_mask=cross_mask)
+    return _output_logits(self.target_embed, self.logits_dense, y)
+
+  def __call__(self, src: Array, tgt_in: Array) -> Array:
+    return self.decode(self.encode(src), src, tgt_in)
+
+
+class DecoderLM(nn.Module):
+  """Decoder-only language model: tokens [batch, len] -> next-token logits.
+
+  Attention is causal; padding at the end of a sequence cannot affect earlier
+  positions, so no padding mask is needed (the loss ignores padded targets).
+  """
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, tokens: Array) -> Array:
+    cfg = self.cfg
+    embed = _embed(cfg, cfg.vocab_size, 'embed')
+    x = TokenInput(cfg, embed, decode=cfg.decode, name='input')(tokens)
+    y = Decoder(cfg, name='decoder')(x)
+    return _output_logits(embed, _logits_dense(cfg), y)
+
+
+class ViT(nn.Module):
+  """Vision Transformer: images [batch, H, W, C] -> class logits [batch, classes].
+
+  Patches are cut without overlap and projected linearly (the same as a conv
+  with stride = kernel = patch size). A class token or global average pooling
+  (`cfg.pool`) summarizes the sequence. Position embeddings are learned
+  (`positional='learned'`) or fixed 2-D sin-cos (`positional='sinusoidal'`).
+  """
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, images: Array) -> Array:
+    cfg = self.cfg
+    b, h, w, c = images.shape
+    p = cfg.patch_size
+    if h % p or w % p:
+      raise ValueError(f'Image size {h}x{w} is not divisible by patch_size={p}')
+    gh, gw = h // p, w // p
+    patches = images.reshape(b, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5)
+    patches = patches.reshape(b, gh * gw, p * p * c)
+    x = Dense(cfg.d_model, ('patch',), ('embed',), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+              name='patch_embed')(patches)
+
+    if cfg.positional == 'learned':
+      pos = self.param('pos_embedding',
+                       nn.with_logical_partitioning(nn.initializers.normal(stddev=0.02),
+                                                    (None, 'length', 'embed')),
+                       (1, gh * gw, cfg.d_model), cfg.param_dtype)
+      x = x + pos.astype(x.dtype)
+    elif cfg.positional == 'sinusoidal':
+      x = x + jnp.asarray(sincos_2d(gh, gw, cfg.d_model), x.dtype)[None]
+
+    if cfg.pool == 'cls':
+      cls = self.param('cls_token', nn.with_logical_partitioning(nn.initializers.zeros,
+                                                                 (None, None, 'embed')),
+                       (1, 1, cfg.d_model), cfg.param_dtype)
+      x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (b, 1, cfg.d_model)), x], 1)
+    x = nn.Dropout(cfg.dropout_rate, deterministic=cfg.deterministic)(x)
+    x = Encoder(cfg, name='encoder')(x, None)
+    x = x[:, 0] if cfg.pool == 'cls' else jnp.mean(x, axis=1)
+    if cfg.representation_size:
+      x = jnp.tanh(Dense(cfg.representation_size, ('embed',), ('mlp',), dtype=cfg.dtype,
+                         param_dtype=cfg.param_dtype, name='pre_logits')(x))
+    logits = Dense(cfg.num_classes, ('embed',) if not cfg.representation_size else ('mlp',),
+                   ('classes',), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                   kernel_init=nn.initializers.zeros, name='head')(x)
+    return logits.astype(jnp.float32)
