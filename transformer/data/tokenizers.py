@@ -1,0 +1,131 @@
+"""Tokenizers. Id 0 is padding in every one of them.
+
+- `CharTokenizer`: one id per character (char-level LMs).
+- `WordTokenizer`: one id per whitespace-separated word (word-level PTB).
+- `SentencePieceTokenizer`: a SentencePiece model (BPE or unigram) trained from
+  the data and saved as a file, so a resumed run and eval.py reuse it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from typing import Iterable
+
+import numpy as np
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+class CharTokenizer:
+  """Characters -> ids 1..n (0 is padding), in sorted character order."""
+  pad_id = PAD_ID
+
+  def __init__(self, chars: Iterable[str]):
+    self.chars = sorted(set(chars))
+    self._index = {c: i + 1 for i, c in enumerate(self.chars)}
+    self.vocab_size = len(self.chars) + 1
+
+  @classmethod
+  def from_text(cls, text: str) -> 'CharTokenizer':
+    return cls(set(text))
+
+  def encode(self, text: str) -> list[int]:
+    try:
+      return [self._index[c] for c in text]
+    except KeyError as e:
+      raise ValueError(f'Character {e.args[0]!r} is not in the vocabulary') from None
+
+  def decode(self, ids) -> str:
+    return ''.join(self.chars[i - 1] for i in np.asarray(ids).tolist() if 0 < i <= len(self.chars))
+
+
+class WordTokenizer:
+  """Whitespace words -> ids; id 0 padding, id 1 `<unk>` (unless the text has it)."""
+  pad_id = PAD_ID
+
+  def __init__(self, words: list[str]):
+    self.words = list(words)
+    self._index = {w: i + 1 for i, w in enumerate(self.words)}
+    self.vocab_size = len(self.words) + 1
+    self.unk_id = self._index.get('<unk>')
+
+  @classmethod
+  def from_lines(cls, lines: Iterable[str], eos: str | None = '<eos>') -> 'WordTokenizer':
+    vocab = set()
+    for line in lines:
+      vocab.update(line.split())
+    if eos:
+      vocab.add(eos)
+    vocab.add('<unk>')
+    return cls(sorted(vocab))
+
+  def encode(self, text: str) -> list[int]:
+    ids = [self._index.get(w, self.unk_id) for w in text.split()]
+    if any(i is None for i in ids):
+      raise ValueError(f'Out-of-vocabulary word in {text!r}')
+    return ids
+
+  def decode(self, ids) -> str:
+    return ' '.join(self.words[i - 1] for i in np.asarray(ids).tolist()
+                    if 0 < i <= len(self.words))
+
+
+class SentencePieceTokenizer:
+  """A SentencePiece model with pad=0, unk=1, bos=2, eos=3."""
+  pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
+
+  def __init__(self, model_proto: bytes):
+    import sentencepiece as spm
+    self.model_proto = model_proto
+    self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+    self.vocab_size = self._sp.get_piece_size()
+
+  @classmethod
+  def train(cls, sentences: Iterable[str], vocab_size: int, model_type: str = 'bpe',
+            character_coverage: float = 1.0, max_sentences: int = 1_000_000,
+            seed_sentencepiece_size: int = 1_000_000) -> 'SentencePieceTokenizer':
+    """Trains on (at most `max_sentences` of) `sentences`."""
+    import sentencepiece as spm
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_writer=out, vocab_size=vocab_size,
+        model_type=model_type, character_coverage=character_coverage,
+        input_sentence_size=max_sentences, shuffle_input_sentence=True,
+        seed_sentencepiece_size=seed_sentencepiece_size,
+        pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+        hard_vocab_limit=False, num_threads=os.cpu_count() or 1, minloglevel=2)
+    return cls(out.getvalue())
+
+  @classmethod
+  def load(cls, path: str) -> 'SentencePieceTokenizer':
+    with open(path, 'rb') as f:
+      return cls(f.read())
+
+  def save(self, path: str) -> None:
+    """Writes atomically (a crash never leaves a half-written model)."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'wb') as f:
+      f.write(self.model_proto)
+    os.replace(tmp, path)
+
+  def encode(self, text: str) -> list[int]:
+    return self._sp.encode(text)
+
+  def decode(self, ids) -> str:
+    ids = [i for i in np.asarray(ids).tolist() if i > EOS_ID]
+    return self._sp.decode(ids)
+
+
+def load_or_train_sentencepiece(path: str, sentences_fn, vocab_size: int,
+                                **train_kwargs) -> SentencePieceTokenizer:
+  """Reuses the model at `path` (resume, eval.py), else trains one and saves it there."""
+  if os.path.exists(path):
+    return SentencePieceTokenizer.load(path)
+  tok = SentencePieceTokenizer.train(sentences_fn(), vocab_size, **train_kwargs)
+  tok.save(path)
+  with open(path + '.json', 'w') as f:
+    json.dump({'vocab_size': tok.vocab_size, **{k: str(v) for k, v in train_kwargs.items()}}, f)
+  return tok
