@@ -1,0 +1,69 @@
+"""Defaults shared by every experiment config.
+
+An experiment file does `config = base.get_config()` and overrides what it
+needs. Every field can be overridden on the command line:
+`python train.py --config=configs/NAME.py --config.batch_size=64`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+
+  # What to train.
+  c.task = 'lm'                      # 'lm' | 'translation' | 'classification'
+  c.dataset = 'tiny_shakespeare'
+  c.data_dir = ''                    # '' -> $TRANSFORMER_DATA_DIR -> TFDS by name
+  c.seq_len = 64                     # training sequence length (LM) / max length
+  c.vocab_size = 0                   # subword vocabulary size where one is trained (0: dataset's)
+
+  # Model: a preset name from transformer.config.PRESETS ('' for none) and
+  # overrides of TransformerConfig fields. vocab_size and max_len are filled in
+  # from the data and seq_len.
+  c.model_preset = ''
+  c.model = ml_collections.ConfigDict()
+
+  # Training loop.
+  c.seed = 0
+  c.batch_size = 32                  # global, across all devices and hosts
+  c.num_train_steps = 1000
+  c.log_every_steps = 50
+  c.eval_every_steps = 500
+  c.eval_batch_size = 0              # 0: same as batch_size
+  c.eval_split = 'validation'        # split evaluated during training and by eval.py
+  c.eval_max_batches = -1            # -1: the whole split
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 5             # keep the last N (the paper averaged the last 5)
+  c.grad_accum_steps = 1             # micro-batches per optimizer step
+
+  # Optimizer and schedule (transformer/optim.py).
+  c.optimizer = 'adam'               # 'adam' | 'adamw' | 'sgd'
+  c.learning_rate = 1.0              # peak (or the multiplier of the paper's rsqrt schedule)
+  c.schedule = 'rsqrt'               # 'rsqrt' | 'cosine' | 'linear' | 'constant'
+  c.warmup_steps = 4000
+  c.min_learning_rate = 0.0          # end value of cosine / linear decay
+  c.b1 = 0.9
+  c.b2 = 0.98
+  c.eps = 1e-9
+  c.weight_decay = 0.0               # AdamW only
+  c.weight_decay_mask = 'matrices'   # 'matrices' | 'all' | 'none'
+  c.grad_clip_norm = 0.0             # 0: no clipping
+  c.label_smoothing = 0.0
+
+  # Devices. Mesh axis sizes; -1 takes the remaining devices.
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  # Logical axis -> mesh axis rules (transformer/sharding.py).
+  c.logical_axis_rules = [
+      ('batch', ('data', 'fsdp')),
+      ('vocab', 'tensor'),
+      ('embed', 'fsdp'),
+      ('mlp', 'tensor'),
+      ('heads', 'tensor'),
+  ]
+
+  # Sampling in eval.py (language models).
+  c.sample = ml_collections.ConfigDict(dict(
+      prompt='', num_tokens=200, temperature=0.8, top_k=0, top_p=1.0, num_samples=1))
+
+  return c

@@ -1,0 +1,64 @@
+"""Evaluate a checkpoint: python eval.py --config=configs/NAME.py --workdir=DIR [--config.FIELD=VALUE ...]
+
+Restores the latest checkpoint in DIR (or --step=N, or --checkpoint=avg for the
+averaged one written by `python -m transformer.average`), evaluates it on
+config.eval_split over the whole split, runs the task's extra evaluation
+(language models: samples text from config.sample.prompt), and appends the
+results to DIR/metrics.jsonl.
+"""
+
+import logging
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+flags.DEFINE_string('workdir', None, 'Directory the model was trained in.')
+flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
+flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'avg'],
+                  "'avg': the averaged checkpoint from `python -m transformer.average`.")
+config_flags.DEFINE_config_file('config', 'configs/lm_shakespeare_char.py',
+                                'Experiment config file.', lock_config=True)
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not FLAGS.workdir:
+    raise app.UsageError('--workdir is required: the directory the model was trained in.')
+  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stdout,
+                      force=True)
+  from transformer import checkpoint as ckpt_lib, distributed, train_lib
+  from transformer.metric_writer import MetricWriter
+  distributed.initialize()
+  config = FLAGS.config
+  sub = ckpt_lib.AVERAGED_DIR if FLAGS.checkpoint == 'avg' else ckpt_lib.CHECKPOINT_DIR
+  ckpt_dir = os.path.join(FLAGS.workdir, sub)
+  if not os.path.isdir(ckpt_dir):
+    raise app.UsageError(f'No checkpoints in {ckpt_dir}: train first with train.py '
+                         f'--workdir={FLAGS.workdir}' +
+                         (', then run python -m transformer.average' if sub != 'checkpoints' else ''))
+  exp = train_lib.Experiment(config, FLAGS.workdir)
+  checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=10**6)
+  state = exp.restore_or_init(checkpointer, FLAGS.step)
+  step = int(state.step)
+  writer = MetricWriter(FLAGS.workdir)
+  metrics = exp.evaluate(state.params, config.eval_split, config.eval_max_batches)
+  metrics['checkpoint'] = FLAGS.checkpoint
+  extra = exp.task.evaluate_extra(state.params, writer, step)
+  printable = {k: v for k, v in extra.items() if not isinstance(v, (list, dict))}
+  metrics.update(printable)
+  writer.write(step, config.eval_split, metrics)
+  logging.info('eval %s step %d: %s', config.eval_split, step, metrics)
+  for k, v in extra.items():
+    if isinstance(v, list):
+      for item in v:
+        print(f'--- {k} ---\n{item}')
+  writer.close()
+  checkpointer.close()
+
+
+if __name__ == '__main__':
+  app.run(main)

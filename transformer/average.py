@@ -1,0 +1,35 @@
+"""Average the parameters of the last N checkpoints (the paper averaged the last 5).
+
+python -m transformer.average --config=configs/NAME.py --workdir=DIR --num=5
+
+Writes WORKDIR/checkpoints_avg/<step>; evaluate it with
+`python eval.py --config=... --workdir=DIR --checkpoint=avg`.
+"""
+
+import logging
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+flags.DEFINE_string('workdir', None, 'Directory the model was trained in.')
+flags.DEFINE_integer('num', 5, 'How many of the latest checkpoints to average.')
+config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  if not FLAGS.workdir or FLAGS.config is None:
+    raise app.UsageError('--config and --workdir are required.')
+  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stdout,
+                      force=True)
+  from transformer import checkpoint as ckpt_lib, train_lib
+  exp = train_lib.Experiment(FLAGS.config, FLAGS.workdir)
+  step, steps = ckpt_lib.average_checkpoints(FLAGS.workdir, exp.abstract_state, FLAGS.num)
+  logging.info('Averaged checkpoints %s into %s/%s/%d', steps, FLAGS.workdir,
+               ckpt_lib.AVERAGED_DIR, step)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,62 @@
+"""Metrics to DIR/metrics.jsonl (one JSON object per line) and TensorBoard.
+
+Only process 0 writes. Each record has at least `step` and `split`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+
+def _plain(v):
+  if isinstance(v, (np.generic, np.ndarray)) or hasattr(v, 'dtype'):
+    v = np.asarray(v)
+    return v.item() if v.ndim == 0 else v.tolist()
+  return v
+
+
+class MetricWriter:
+
+  def __init__(self, workdir: str, enabled: bool | None = None):
+    self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self._tb = None
+    if self.enabled:
+      os.makedirs(workdir, exist_ok=True)
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
+    if not self.enabled:
+      return
+    record = {'step': int(step), 'split': split, 'time': time.time()}
+    record.update({k: _plain(v) for k, v in metrics.items()})
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+    for k, v in record.items():
+      if k not in ('step', 'split', 'time') and isinstance(v, (int, float)):
+        self._tb.add_scalar(f'{split}/{k}', v, int(step))
+    self._tb.flush()
+
+  def write_text(self, step: int, tag: str, text: str) -> None:
+    if self.enabled:
+      self._tb.add_text(tag, text, int(step))
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]

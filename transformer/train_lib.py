@@ -1,0 +1,271 @@
+"""The training and evaluation engine shared by every task.
+
+`train_and_evaluate(config, workdir)` validates the config, builds the task,
+mesh, optimizer and state (created directly in its shardings), resumes from
+the latest checkpoint in WORKDIR, and runs the loop: one jitted train step with
+explicit in/out shardings and donated state, periodic evaluation over the whole
+split, checkpoints, progress lines and metrics (metrics.jsonl + TensorBoard).
+SIGTERM saves a checkpoint and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from transformer import checkpoint as ckpt_lib
+from transformer import experiment, optim, sharding, tasks
+from transformer.metric_writer import MetricWriter
+
+log = logging.getLogger('transformer')
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array          # int32 scalar: optimizer steps taken
+  params: Any
+  opt_state: Any
+  rng: jax.Array           # uint32[2]: base key; step s uses fold_in(rng, s)
+
+
+class Experiment:
+  """Everything built from a config: task, mesh, optimizer, shardings, jitted steps."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str | None):
+    experiment.validate(config)
+    self.config = config
+    self.workdir = workdir
+    self.task = tasks.make_task(config, workdir)
+    self.mesh = sharding.make_mesh(config.mesh.to_dict())
+    self.rules = sharding.rules_tuple(config.logical_axis_rules)
+    num_batch_shards = self.mesh.shape['data'] * self.mesh.shape['fsdp']
+    for name in ('batch_size', 'eval_batch_size'):
+      size = config.get(name) or config.batch_size
+      if size % num_batch_shards:
+        raise experiment.ConfigError(
+            f'{name}={size} must be divisible by the {num_batch_shards} data-parallel devices '
+            f'(mesh {dict(self.mesh.shape)}); change {name} or config.mesh.')
+    self.optimizer, self.schedule = optim.make_optimizer(config, self.task.model_cfg.d_model)
+    self._build_state_shardings()
+    self.batch_sharding = sharding.batch_sharding(self.mesh)
+    self.train_step = jax.jit(self._train_step, in_shardings=(self.state_sharding,
+                                                               self.batch_sharding),
+                              out_shardings=(self.state_sharding, None), donate_argnums=0)
+    self.eval_step = jax.jit(self._eval_step,
+                             in_shardings=(self.state_sharding.params, self.batch_sharding))
+
+  # -- state -------------------------------------------------------------------
+
+  def _init_state_boxed(self, rng):
+    model = self.task.model(train=False)
+    params = model.init({'params': rng}, *self.task.init_inputs())['params']
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=self.optimizer.init(params),
+                      rng=jax.random.PRNGKey(self.config.seed))
+
+  def _build_state_shardings(self):
+    with nn.logical_axis_rules(self.rules):
+      abstract = jax.eval_shape(self._init_state_boxed, jax.random.PRNGKey(0))
+      self.state_sharding = sharding.logical_shardings(abstract, self.mesh, self.rules)
+    self.abstract_state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        nn.meta.unbox(abstract), self.state_sharding)
+
+  def init_state(self) -> TrainState:
+    """Creates the state directly in its shardings (never whole on one device)."""
+    init = jax.jit(lambda rng: nn.meta.unbox(self._init_state_boxed(rng)),
+                   out_shardings=self.state_sharding)
+    with self.mesh, nn.logical_axis_rules(self.rules):
+      return init(jax.random.PRNGKey(self.config.seed))
+
+  # -- steps -------------------------------------------------------------------
+
+  def _train_step(self, state: TrainState, batch):
+    cfg = self.config
+    rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_fn(params, micro_batch, micro_rng):
+      sums = self.task.loss_sums(params, micro_batch, micro_rng, train=True)
+      return sums['objective'], sums
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if cfg.grad_accum_steps == 1:
+      (_, sums), grads = grad_fn(state.params, batch, rng)
+    else:
+      k = cfg.grad_accum_steps
+      micro = jax.tree.map(lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
+
+      def body(carry, inputs):
+        i, mb = inputs
+        (_, s), g = grad_fn(state.params, mb, jax.random.fold_in(rng, i))
+        return jax.tree.map(jnp.add, carry, (g, s)), None
+
+      zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(
+          lambda: grad_fn(state.params, jax.tree.map(lambda x: x[0], micro), rng)))
+      (grads, sums), _ = jax.lax.scan(body, (zeros[1], zeros[0][1]), (jnp.arange(k), micro))
+    # Gradients of summed losses / total weight = gradient of the per-token mean.
+    grads = jax.tree.map(lambda g: g / jnp.maximum(sums['weight'], 1.0), grads)
+    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(sums, learning_rate=self.schedule(state.step),
+                   grad_norm=optax.global_norm(grads))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  def _eval_step(self, params, batch):
+    return self.task.loss_sums(params, batch, None, train=False)
+
+  # -- helpers -----------------------------------------------------------------
+
+  def put_batch(self, batch):
+    return sharding.put_batch(batch, self.mesh)
+
+  def evaluate(self, params, split: str, max_batches: int = -1) -> dict[str, float]:
+    """Token/example-weighted metrics over the whole split (or max_batches)."""
+    bs = self.config.eval_batch_size or self.config.batch_size
+    shard = (jax.process_index(), jax.process_count())
+    totals: dict[str, float] = {}
+    with self.mesh, nn.logical_axis_rules(self.rules):
+      for i, batch in enumerate(self.task.data.eval_batches(split, bs, shard)):
+        if 0 <= max_batches <= i:
+          break
+        sums = jax.device_get(self.eval_step(params, self.put_batch(batch)))
+        for k, v in sums.items():
+          totals[k] = totals.get(k, 0.0) + float(v)
+    if not totals:
+      raise ValueError(f'Split {split!r} produced no evaluation batches')
+    return self.task.summarize(totals)
+
+  def restore_or_init(self, checkpointer: ckpt_lib.Checkpointer | None,
+                      step: int | None = None) -> TrainState:
+    if checkpointer is not None and (step is not None or checkpointer.latest_step() is not None):
+      state, meta = checkpointer.restore(self.abstract_state, step)
+      log.info('Restored checkpoint at step %d from %s', int(state.step), checkpointer.directory)
+      return state
+    return self.init_state()
+
+
+# ---------------------------------------------------------------------------
+# The loop.
+# ---------------------------------------------------------------------------
+
+class _Stopper:
+  """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread
+        pass
+
+  def _handle(self, signum, frame):
+    log.warning('Received signal %d: saving a checkpoint and stopping.', signum)
+    self.requested = True
+
+  def restore(self):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _format_eta(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f'{h}:{m:02d}:{s:02d}'
+
+
+def save_config(config, workdir: str) -> None:
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (resuming from WORKDIR if it has checkpoints); returns the last metrics."""
+  os.makedirs(workdir, exist_ok=True)
+  exp = Experiment(config, workdir)
+  save_config(config, workdir)
+  writer = MetricWriter(workdir)
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR),
+                                       keep=config.keep_checkpoints)
+  state = exp.restore_or_init(checkpointer)
+  start = int(state.step)
+  total = config.num_train_steps
+  n_params = sum(x.size for x in jax.tree.leaves(state.params))
+  log.info('Task %s on %s: %s parameters, mesh %s, steps %d -> %d', config.task, config.dataset,
+           f'{n_params:,}', dict(exp.mesh.shape), start, total)
+
+  stopper = _Stopper()
+  shard = (jax.process_index(), jax.process_count())
+  pending: list[dict] = []
+  last_eval: dict[str, float] = {}
+  t_last, step_last = time.perf_counter(), start
+  t_compile = None
+  step = start
+  try:
+    with exp.mesh, nn.logical_axis_rules(exp.rules):
+      while step < total:
+        batch = exp.task.data.train_batch(step, config.batch_size, config.seed, shard)
+        state, metrics = exp.train_step(state, exp.put_batch(batch))
+        step += 1
+        pending.append(metrics)
+        if t_compile is None:
+          jax.block_until_ready(metrics)
+          t_compile = time.perf_counter() - t_last
+          log.info('First step (with compilation) took %.1f s', t_compile)
+          t_last, step_last = time.perf_counter(), step
+
+        if step % config.log_every_steps == 0 or step == total:
+          host = jax.device_get(pending)
+          pending = []
+          sums = {k: float(np.sum([m[k] for m in host])) for k in host[0]
+                  if k not in ('learning_rate', 'grad_norm')}
+          out = exp.task.summarize(sums)
+          out['learning_rate'] = float(host[-1]['learning_rate'])
+          out['grad_norm'] = float(np.mean([m['grad_norm'] for m in host]))
+          now = time.perf_counter()
+          if step > step_last:
+            rate = (step - step_last) / (now - t_last)
+            out['steps_per_sec'] = rate
+            out[f'{exp.task.weight_name}_per_sec'] = sums['weight'] / len(host) * rate
+            eta = _format_eta((total - step) / rate)
+          else:
+            eta = '?'
+          t_last, step_last = now, step
+          writer.write(step, 'train', out)
+          log.info('step %d/%d  loss %.4f  lr %.3g  %.2f steps/s  %.0f %s/s  ETA %s', step, total,
+                   out['loss'], out['learning_rate'], out.get('steps_per_sec', 0.0),
+                   out.get(f'{exp.task.weight_name}_per_sec', 0.0), exp.task.weight_name, eta)
+
+        if step % config.eval_every_steps == 0 or step == total:
+          last_eval = exp.evaluate(state.params, config.eval_split, config.eval_max_batches)
+          writer.write(step, config.eval_split, last_eval)
+          log.info('eval %s step %d: %s', config.eval_split, step,
+                   '  '.join(f'{k} {v:.4f}' for k, v in last_eval.items()))
+          t_last = time.perf_counter()  # do not count eval time in steps/s
+
+        if step % config.checkpoint_every_steps == 0 or step == total or stopper.requested:
+          checkpointer.save(step, state, meta={'config': config.to_json_best_effort()})
+          if stopper.requested:
+            log.warning('Stopped at step %d after a signal; checkpoint saved.', step)
+            break
+  finally:
+    checkpointer.close()
+    writer.close()
+    stopper.restore()
+  return {'step': step, **last_eval}
