@@ -7,9 +7,7 @@ config.eval_split over the whole split, runs the task's extra evaluation
 results to DIR/metrics.jsonl.
 """
 
-import logging
 import os
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -28,10 +26,9 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required: the directory the model was trained in.')
-  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stdout,
-                      force=True)
   from transformer import checkpoint as ckpt_lib, distributed, train_lib
   from transformer.metric_writer import MetricWriter
+  train_lib.setup_logging()
   distributed.initialize()
   config = FLAGS.config
   sub = ckpt_lib.AVERAGED_DIR if FLAGS.checkpoint == 'avg' else ckpt_lib.CHECKPOINT_DIR
@@ -51,7 +48,7 @@ def main(argv):
   printable = {k: v for k, v in extra.items() if not isinstance(v, (list, dict))}
   metrics.update(printable)
   writer.write(step, config.eval_split, metrics)
-  logging.info('eval %s step %d: %s', config.eval_split, step, metrics)
+  train_lib.log.info('eval %s step %d: %s', config.eval_split, step, metrics)
   for k, v in extra.items():
     if isinstance(v, list):
       for item in v:

@@ -4,8 +4,6 @@ Resumes automatically from the latest checkpoint in DIR. Appends metrics to
 DIR/metrics.jsonl and TensorBoard event files under DIR/tensorboard.
 """
 
-import logging
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -21,9 +19,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required: the directory for checkpoints and metrics.')
-  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stdout,
-                      force=True)
   from transformer import distributed, train_lib
+  train_lib.setup_logging()
   distributed.initialize()
   train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

@@ -6,8 +6,6 @@ Writes WORKDIR/checkpoints_avg/<step>; evaluate it with
 `python eval.py --config=... --workdir=DIR --checkpoint=avg`.
 """
 
-import logging
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -22,12 +20,11 @@ def main(argv):
   del argv
   if not FLAGS.workdir or FLAGS.config is None:
     raise app.UsageError('--config and --workdir are required.')
-  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', stream=sys.stdout,
-                      force=True)
   from transformer import checkpoint as ckpt_lib, train_lib
+  train_lib.setup_logging()
   exp = train_lib.Experiment(FLAGS.config, FLAGS.workdir)
   step, steps = ckpt_lib.average_checkpoints(FLAGS.workdir, exp.abstract_state, FLAGS.num)
-  logging.info('Averaged checkpoints %s into %s/%s/%d', steps, FLAGS.workdir,
+  train_lib.log.info('Averaged checkpoints %s into %s/%s/%d', steps, FLAGS.workdir,
                ckpt_lib.AVERAGED_DIR, step)
 
 

@@ -117,12 +117,16 @@ class LMTask(Task):
     from transformer import decoding
     s = self.config.sample
     tok = self.data.tokenizer
-    prompt = tok.encode(s.prompt) if s.prompt else [self.data.default_prompt_id]
+    if not s.prompt:
+      raise ValueError('config.sample.prompt is empty: give a prompt to sample from '
+                       '(e.g. --config.sample.prompt="ROMEO:")')
+    prompt = tok.encode(s.prompt)
     prompts = jnp.asarray([prompt] * s.num_samples, jnp.int32)
-    num_tokens = min(s.num_tokens, self.model_cfg.max_len - len(prompt))
-    out = decoding.generate(self.model_cfg, params, prompts, num_tokens,
-                            rng=jax.random.PRNGKey(self.config.seed),
-                            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
+    num_tokens = min(s.num_tokens, self.model_cfg.max_len - len(prompt) + 1)
+    eos = getattr(tok, 'eos_id', None)
+    out = decoding.generate(params, self.model_cfg, prompts, num_tokens,
+                            rng=jax.random.PRNGKey(self.config.seed), temperature=s.temperature,
+                            top_k=s.top_k, top_p=s.top_p, eos_id=eos)
     texts = [s.prompt + tok.decode(np.asarray(row)) for row in out]
     if self.workdir:
       with open(os.path.join(self.workdir, 'samples.txt'), 'a') as f:

@@ -195,8 +195,13 @@ def save_config(config, workdir: str) -> None:
       f.write(config.to_json_best_effort(indent=2))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (resuming from WORKDIR if it has checkpoints); returns the last metrics."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       stop_at: int | None = None) -> dict[str, Any]:
+  """Trains (resuming from WORKDIR if it has checkpoints); returns the last metrics.
+
+  `stop_at` interrupts the run after that step as a preemption would (a
+  checkpoint is saved); running again resumes it.
+  """
   os.makedirs(workdir, exist_ok=True)
   exp = Experiment(config, workdir)
   save_config(config, workdir)
@@ -259,6 +264,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                    '  '.join(f'{k} {v:.4f}' for k, v in last_eval.items()))
           t_last = time.perf_counter()  # do not count eval time in steps/s
 
+        if stop_at is not None and step >= stop_at:
+          stopper.requested = True
         if step % config.checkpoint_every_steps == 0 or step == total or stopper.requested:
           checkpointer.save(step, state, meta={'config': config.to_json_best_effort()})
           if stopper.requested:
@@ -269,3 +276,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.close()
     stopper.restore()
   return {'step': step, **last_eval}
+
+
+def setup_logging() -> None:
+  """Progress lines from this project on stdout; other libraries' chatter only at WARNING."""
+  import sys
+  from absl import logging as absl_logging
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(message)s', stream=sys.stdout,
+                      force=True)
+  log.setLevel(logging.INFO)

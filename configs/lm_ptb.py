@@ -1,0 +1,41 @@
+"""Word-level Penn Treebank language model (Mikolov's preprocessing, 10k vocabulary).
+
+  python train.py --config=configs/lm_ptb.py --workdir=runs/ptb
+  python eval.py --config=configs/lm_ptb.py --workdir=runs/ptb --config.eval_split=test
+
+A small pre-LN Transformer with heavy dropout (PTB is small and overfits),
+tied input/output embeddings, trained with AdamW and cosine decay, sized to
+train in under an hour on 2 CPU cores. Reference test perplexities: 114
+(Zaremba et al. 2014, small LSTM) and 82 (medium LSTM). Measured: see
+README.md and benchmarks/RESULTS.md.
+"""
+
+from configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.task = 'lm'
+  c.dataset = 'ptb'
+  c.seq_len = 64
+  c.batch_size = 32
+  c.num_train_steps = 6000
+  c.log_every_steps = 100
+  c.eval_every_steps = 1000
+  c.eval_batch_size = 64
+  c.checkpoint_every_steps = 1000
+  c.model.update(dict(
+      d_model=192, num_heads=4, d_ff=768, num_encoder_layers=0, num_decoder_layers=3,
+      dropout_rate=0.3, attention_dropout_rate=0.0, norm_position='pre', activation='gelu',
+      positional='learned', scale_embeddings=False, logits_via_embedding=True))
+  c.optimizer = 'adamw'
+  c.learning_rate = 2e-3
+  c.schedule = 'cosine'
+  c.warmup_steps = 200
+  c.min_learning_rate = 1e-4
+  c.b1, c.b2, c.eps = 0.9, 0.98, 1e-8
+  c.weight_decay = 0.1
+  c.grad_clip_norm = 1.0
+  c.sample.prompt = 'the company said'
+  c.sample.num_tokens = 30
+  return c

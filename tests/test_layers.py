@@ -1,0 +1,369 @@
+"""Tests of transformer.layers: Dense, norms, feed-forward, embeddings, positional encodings.
+
+References are written independently in NumPy float64 from the formulas in the papers
+(Vaswani et al. 2017; Ba et al. 2016; Zhang & Sennrich 2019; Dosovitskiy et al. 2021).
+"""
+
+import math
+import pathlib
+import sys
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+# pytest.ini sets no `pythonpath`, and tests/ is not a package: make the repo importable.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from transformer.config import TransformerConfig
+from transformer.layers import (Dense, Embed, FeedForward, LayerNorm, PositionalEncoding,
+                                RMSNorm, make_norm, resize_posemb, sincos_2d,
+                                sinusoidal_encoding)
+
+
+def tiny_cfg(**kw):
+  base = dict(vocab_size=11, d_model=8, num_heads=2, d_ff=12, num_encoder_layers=1,
+              num_decoder_layers=1, max_len=10, dropout_rate=0.0, deterministic=True)
+  base.update(kw)
+  return TransformerConfig(**base)
+
+
+def init_params(module, *args, seed=0):
+  variables = jax.jit(module.init)(jax.random.PRNGKey(seed), *args)
+  return nn.meta.unbox(variables['params'])
+
+
+def perturb(params, seed, scale=0.3):
+  """Adds noise to every parameter so that zero-initialized biases are exercised too."""
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map(
+      lambda a: jnp.asarray(np.asarray(a) + scale * rng.normal(size=a.shape), jnp.float32),
+      params)
+
+
+def np64(tree):
+  return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
+
+
+# ---------------------------------------------------------------------------
+# Norms.
+# ---------------------------------------------------------------------------
+
+def np_layernorm(x, scale, bias, eps):
+  x = np.asarray(x, np.float64)
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + eps) * scale + bias
+
+
+def np_rmsnorm(x, scale, eps):
+  x = np.asarray(x, np.float64)
+  return x / np.sqrt((x ** 2).mean(-1, keepdims=True) + eps) * scale
+
+
+def norm_inputs(seed=0, shape=(2, 3, 16)):
+  rng = np.random.default_rng(seed)
+  # A non-zero mean and a large spread, so that centring and scaling both matter.
+  x = (3.0 + 2.5 * rng.normal(size=shape)).astype(np.float32)
+  scale = rng.normal(size=shape[-1:]).astype(np.float32)
+  bias = rng.normal(size=shape[-1:]).astype(np.float32)
+  return x, scale, bias
+
+
+@pytest.mark.parametrize('eps', [1e-6, 0.5])
+def test_layernorm_matches_numpy(eps):
+  x, scale, bias = norm_inputs()
+  ln = LayerNorm(epsilon=eps)
+  p = init_params(ln, jnp.asarray(x))
+  chex.assert_trees_all_close(p, {'scale': np.ones(16), 'bias': np.zeros(16)})
+  y = jax.jit(ln.apply)({'params': {'scale': jnp.asarray(scale), 'bias': jnp.asarray(bias)}},
+                        jnp.asarray(x))
+  assert y.dtype == jnp.float32
+  chex.assert_shape(y, x.shape)
+  chex.assert_trees_all_close(y, np_layernorm(x, scale, bias, eps), rtol=1e-5, atol=1e-5)
+
+
+def test_layernorm_without_bias():
+  x, scale, _ = norm_inputs(1)
+  ln = LayerNorm(use_bias=False)
+  p = init_params(ln, jnp.asarray(x))
+  assert set(p) == {'scale'}
+  y = jax.jit(ln.apply)({'params': {'scale': jnp.asarray(scale)}}, jnp.asarray(x))
+  chex.assert_trees_all_close(y, np_layernorm(x, scale, 0.0, 1e-6), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('eps', [1e-6, 0.5])
+def test_rmsnorm_matches_numpy(eps):
+  x, scale, _ = norm_inputs(2)
+  rms = RMSNorm(epsilon=eps)
+  p = init_params(rms, jnp.asarray(x))
+  chex.assert_trees_all_close(p, {'scale': np.ones(16)})
+  y = jax.jit(rms.apply)({'params': {'scale': jnp.asarray(scale)}}, jnp.asarray(x))
+  assert y.dtype == jnp.float32
+  chex.assert_trees_all_close(y, np_rmsnorm(x, scale, eps), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('kind', ['layernorm', 'rmsnorm'])
+def test_norms_in_bfloat16(kind):
+  x, scale, bias = norm_inputs(3)
+  if kind == 'layernorm':
+    mod, params = LayerNorm(dtype=jnp.bfloat16), {'scale': scale, 'bias': bias}
+    ref = np_layernorm(x.astype(jnp.bfloat16).astype(np.float64), scale, bias, 1e-6)
+  else:
+    mod, params = RMSNorm(dtype=jnp.bfloat16), {'scale': scale}
+    ref = np_rmsnorm(x.astype(jnp.bfloat16).astype(np.float64), scale, 1e-6)
+  p = init_params(mod, jnp.asarray(x, jnp.bfloat16))
+  assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(p))  # param_dtype
+  y = jax.jit(mod.apply)({'params': jax.tree_util.tree_map(jnp.asarray, params)},
+                         jnp.asarray(x, jnp.bfloat16))
+  assert y.dtype == jnp.bfloat16
+  # bfloat16 has an 8-bit mantissa: relative error ~ 2^-8 on the output.
+  chex.assert_trees_all_close(np.asarray(y, np.float32), ref, rtol=2e-2, atol=2e-2)
+
+
+def test_make_norm_follows_config():
+  cfg = tiny_cfg(norm_epsilon=0.25)
+  ln = make_norm(cfg)
+  rms = make_norm(cfg.replace(norm='rmsnorm'))
+  assert isinstance(ln, LayerNorm) and ln.epsilon == 0.25
+  assert isinstance(rms, RMSNorm) and rms.epsilon == 0.25
+  bf = make_norm(cfg.replace(dtype=jnp.bfloat16))
+  assert bf.dtype == jnp.bfloat16
+
+
+# ---------------------------------------------------------------------------
+# Dense and feed-forward.
+# ---------------------------------------------------------------------------
+
+def test_dense_matches_numpy():
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(2, 3, 5)).astype(np.float32)
+  dense = Dense(7, ('embed',), ('mlp',))
+  p = perturb(init_params(dense, jnp.asarray(x)), 5)
+  chex.assert_shape(p['kernel'], (5, 7))
+  chex.assert_shape(p['bias'], (7,))
+  y = jax.jit(dense.apply)({'params': p}, jnp.asarray(x))
+  q = np64(p)
+  chex.assert_shape(y, (2, 3, 7))
+  chex.assert_trees_all_close(y, np.asarray(x, np.float64) @ q['kernel'] + q['bias'],
+                              rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('use_bias', [True, False])
+def test_dense_num_contract_2_equals_einsum(use_bias):
+  rng = np.random.default_rng(6)
+  x = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)    # [batch, len, heads, head_dim]
+  dense = Dense(6, ('heads', 'kv'), ('embed',), num_contract=2, use_bias=use_bias)
+  p = perturb(init_params(dense, jnp.asarray(x)), 7)
+  chex.assert_shape(p['kernel'], (4, 5, 6))
+  assert ('bias' in p) == use_bias
+  y = jax.jit(dense.apply)({'params': p}, jnp.asarray(x))
+  q = np64(p)
+  ref = np.einsum('blhd,hde->ble', np.asarray(x, np.float64), q['kernel'])
+  if use_bias:
+    ref = ref + q['bias']
+  chex.assert_shape(y, (2, 3, 6))
+  chex.assert_trees_all_close(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_multi_dim_features():
+  rng = np.random.default_rng(8)
+  x = rng.normal(size=(2, 3, 6)).astype(np.float32)
+  dense = Dense((2, 4), ('embed',), ('heads', 'kv'))
+  p = perturb(init_params(dense, jnp.asarray(x)), 9)
+  chex.assert_shape(p['kernel'], (6, 2, 4))
+  chex.assert_shape(p['bias'], (2, 4))
+  y = jax.jit(dense.apply)({'params': p}, jnp.asarray(x))
+  q = np64(p)
+  ref = np.einsum('ble,ehd->blhd', np.asarray(x, np.float64), q['kernel']) + q['bias']
+  chex.assert_trees_all_close(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_init_uses_2d_fans():
+  """Xavier-uniform on the (fan_in, fan_out) matrix: |w| <= sqrt(6 / (fan_in + fan_out))."""
+  dense = Dense(64, ('heads', 'kv'), ('embed',), num_contract=2)
+  p = init_params(dense, jnp.ones((1, 8, 16)))           # fan_in = 8*16, fan_out = 64
+  limit = math.sqrt(6.0 / (8 * 16 + 64))
+  w = np.asarray(p['kernel'])
+  assert np.abs(w).max() <= limit
+  assert np.abs(w).max() > 0.9 * limit                   # uses the whole range
+  np.testing.assert_allclose(w.std(), limit / math.sqrt(3), rtol=0.1)
+
+
+def np_gelu_tanh(x):
+  # Hendrycks & Gimpel's tanh approximation (flax's and the ViT reference's nn.gelu).
+  return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+@pytest.mark.parametrize('activation', ['relu', 'gelu'])
+def test_feed_forward_matches_numpy(activation):
+  cfg = tiny_cfg(activation=activation)
+  rng = np.random.default_rng(10)
+  x = rng.normal(size=(2, 3, cfg.d_model)).astype(np.float32)
+  ffn = FeedForward(cfg)
+  p = perturb(init_params(ffn, jnp.asarray(x)), 11)
+  chex.assert_shape(p['wi']['kernel'], (cfg.d_model, cfg.d_ff))
+  chex.assert_shape(p['wo']['kernel'], (cfg.d_ff, cfg.d_model))
+  y = jax.jit(ffn.apply)({'params': p}, jnp.asarray(x))
+  q = np64(p)
+  h = np.asarray(x, np.float64) @ q['wi']['kernel'] + q['wi']['bias']
+  h = np.maximum(h, 0.0) if activation == 'relu' else np_gelu_tanh(h)
+  ref = h @ q['wo']['kernel'] + q['wo']['bias']
+  chex.assert_shape(y, x.shape)
+  chex.assert_trees_all_close(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_embed_lookup_and_attend():
+  emb = Embed(11, 6)
+  tokens = jnp.asarray([[1, 0, 10], [3, 3, 2]])
+  p = init_params(emb, tokens)
+  table = np.asarray(p['embedding'], np.float64)
+  chex.assert_shape(table, (11, 6))
+  # Initialized as normal(d^-0.5).
+  np.testing.assert_allclose(table.std(), 6 ** -0.5, rtol=0.35)
+  y = jax.jit(emb.apply)({'params': p}, tokens)
+  chex.assert_trees_all_close(y, table[np.asarray(tokens)], rtol=1e-6)
+  x = np.random.default_rng(12).normal(size=(2, 3, 6)).astype(np.float32)
+  logits = jax.jit(lambda v, a: emb.apply(v, a, method='attend'))({'params': p}, jnp.asarray(x))
+  chex.assert_shape(logits, (2, 3, 11))
+  chex.assert_trees_all_close(logits, np.asarray(x, np.float64) @ table.T, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Positional encodings.
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('d_model', [16, 7])
+def test_sinusoidal_encoding_matches_paper_formula(d_model):
+  length = 50
+  pe = sinusoidal_encoding(length, d_model)
+  assert pe.shape == (length, d_model) and pe.dtype == np.float32
+  ref = np.zeros((length, d_model))
+  for pos in range(length):
+    for i in range((d_model + 1) // 2):
+      ref[pos, 2 * i] = math.sin(pos / 10000 ** (2 * i / d_model))
+      if 2 * i + 1 < d_model:
+        ref[pos, 2 * i + 1] = math.cos(pos / 10000 ** (2 * i / d_model))
+  np.testing.assert_allclose(pe, ref, rtol=1e-5, atol=1e-5)
+  # PE(0) = [0, 1, 0, 1, ...]
+  np.testing.assert_array_equal(pe[0, 0::2], 0.0)
+  np.testing.assert_array_equal(pe[0, 1::2], 1.0)
+
+
+def test_sincos_2d_shape_and_values():
+  h, w, d = 3, 4, 8
+  pe = sincos_2d(h, w, d)
+  assert pe.shape == (h * w, d) and pe.dtype == np.float32
+  quarter = d // 4
+  omega = [1.0 / 10000 ** (k / (quarter - 1)) for k in range(quarter)]
+  ref = np.zeros((h * w, d))
+  for row in range(h):
+    for col in range(w):
+      n = row * w + col                    # patches in raster (row-major) order
+      for k in range(quarter):
+        ref[n, k] = math.sin(col * omega[k])
+        ref[n, quarter + k] = math.cos(col * omega[k])
+        ref[n, 2 * quarter + k] = math.sin(row * omega[k])
+        ref[n, 3 * quarter + k] = math.cos(row * omega[k])
+  np.testing.assert_allclose(pe, ref, rtol=1e-6, atol=1e-6)
+  assert len({tuple(r) for r in pe.round(5)}) == h * w   # every patch is distinct
+  with pytest.raises(ValueError, match='d_model % 4'):
+    sincos_2d(2, 2, 6)
+
+
+def test_positional_encoding_sinusoidal_adds_table():
+  cfg = tiny_cfg(positional='sinusoidal')
+  x = np.random.default_rng(13).normal(size=(2, 6, cfg.d_model)).astype(np.float32)
+  pe_mod = PositionalEncoding(cfg)
+  variables = pe_mod.init(jax.random.PRNGKey(0), jnp.asarray(x))
+  assert not variables.get('params')     # the sinusoidal table is not a parameter
+  y = jax.jit(pe_mod.apply)(variables, jnp.asarray(x))
+  ref = np.zeros((6, cfg.d_model))
+  for pos in range(6):
+    for j in range(cfg.d_model):
+      angle = pos / 10000 ** (2 * (j // 2) / cfg.d_model)
+      ref[pos, j] = math.sin(angle) if j % 2 == 0 else math.cos(angle)
+  chex.assert_trees_all_close(y, x + ref[None], rtol=1e-5, atol=1e-5)
+
+
+def test_positional_encoding_learned_adds_learned_table():
+  cfg = tiny_cfg(positional='learned')
+  x = np.random.default_rng(14).normal(size=(2, 6, cfg.d_model)).astype(np.float32)
+  pe_mod = PositionalEncoding(cfg)
+  p = init_params(pe_mod, jnp.asarray(x))
+  chex.assert_shape(p['pos_embedding'], (cfg.max_len, cfg.d_model))
+  table = np.random.default_rng(15).normal(size=(cfg.max_len, cfg.d_model)).astype(np.float32)
+  y = jax.jit(pe_mod.apply)({'params': {'pos_embedding': jnp.asarray(table)}}, jnp.asarray(x))
+  chex.assert_trees_all_close(y, x + table[None, :6], rtol=1e-6, atol=1e-6)
+
+
+def test_positional_encoding_none_is_identity():
+  cfg = tiny_cfg(positional='none')
+  x = jnp.asarray(np.random.default_rng(16).normal(size=(1, 4, cfg.d_model)), jnp.float32)
+  variables = PositionalEncoding(cfg).init(jax.random.PRNGKey(0), x)
+  assert not variables.get('params')
+  np.testing.assert_array_equal(np.asarray(PositionalEncoding(cfg).apply(variables, x)),
+                                np.asarray(x))
+
+
+def test_positional_encoding_too_long_raises():
+  cfg = tiny_cfg(max_len=4)
+  with pytest.raises(ValueError, match='max_len'):
+    PositionalEncoding(cfg).init(jax.random.PRNGKey(0), jnp.zeros((1, 5, cfg.d_model)))
+
+
+def test_positional_encoding_decode_tracks_position():
+  """In decode mode each one-token call gets the encoding of the next position."""
+  cfg = tiny_cfg(positional='sinusoidal', decode=True)
+  mod = PositionalEncoding(cfg, decode=True)
+  variables = mod.init(jax.random.PRNGKey(0), jnp.zeros((1, cfg.max_len, cfg.d_model)))
+  cache = variables['cache']
+  table = sinusoidal_encoding(cfg.max_len, cfg.d_model)
+  step = jax.jit(lambda c, x: mod.apply({'cache': c}, x, mutable=['cache']))
+  for t in range(3):
+    y, new = step(cache, jnp.zeros((1, 1, cfg.d_model)))
+    cache = new['cache']
+    np.testing.assert_allclose(np.asarray(y)[0, 0], table[t], rtol=1e-6, atol=1e-6)
+    assert int(cache['position']) == t + 1
+
+
+def test_resize_posemb_same_grid_is_identity():
+  rng = np.random.default_rng(17)
+  posemb = jnp.asarray(rng.normal(size=(1, 1 + 16, 8)), jnp.float32)
+  out = resize_posemb(posemb, (4, 4), num_prefix_tokens=1)
+  np.testing.assert_array_equal(np.asarray(out), np.asarray(posemb))
+
+
+def test_resize_posemb_new_grid():
+  rng = np.random.default_rng(18)
+  d = 8
+  cls = rng.normal(size=(1, 1, d))
+  # A grid that is constant along columns and linear along rows: bilinear resizing
+  # must keep it constant along columns and monotone along rows.
+  rows = np.linspace(-1.0, 1.0, 4)
+  grid = np.broadcast_to(rows[:, None, None] * np.ones(d), (4, 4, d)).reshape(1, 16, d)
+  posemb = jnp.asarray(np.concatenate([cls, grid], axis=1), jnp.float32)
+  out = np.asarray(resize_posemb(posemb, (6, 6), num_prefix_tokens=1))
+  assert out.shape == (1, 1 + 36, d)
+  np.testing.assert_allclose(out[:, :1], cls, rtol=1e-6)     # class token kept as is
+  new = out[0, 1:].reshape(6, 6, d)
+  np.testing.assert_allclose(new, new[:, :1, :].repeat(6, axis=1), atol=1e-6)
+  assert np.all(np.diff(new[:, 0, 0]) > 0)
+  assert new[0, 0, 0] >= -1.0 - 1e-6 and new[-1, 0, 0] <= 1.0 + 1e-6
+  # Without a prefix, and to a smaller grid.
+  out2 = resize_posemb(jnp.asarray(grid, jnp.float32), (2, 3))
+  assert out2.shape == (1, 6, d)
+  with pytest.raises(ValueError, match='square'):
+    resize_posemb(jnp.zeros((1, 1 + 15, d)), (4, 4), num_prefix_tokens=1)
+
+
+def test_feed_forward_logical_axis_names():
+  x = jnp.ones((1, 2, 8))
+  variables = FeedForward(tiny_cfg()).init(jax.random.PRNGKey(0), x)
+  names = [n for box in jax.tree_util.tree_leaves(
+      variables['params'], is_leaf=lambda b: isinstance(b, nn.LogicallyPartitioned))
+           for n in box.names]
+  assert set(names) == {'embed', 'mlp'}

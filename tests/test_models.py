@@ -1,0 +1,585 @@
+"""Tests of transformer.models (EncoderDecoder, DecoderLM, ViT) and transformer.config.
+
+Models are tiny so the file runs in seconds on a CPU. Jitted functions are cached per
+(model, config) so each distinct computation is compiled once for the whole file.
+"""
+
+import functools
+import math
+import pathlib
+import sys
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+# pytest.ini sets no `pythonpath`, and tests/ is not a package: make the repo importable.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import transformer
+from transformer.attention import padding_mask
+from transformer.config import TransformerConfig, from_dict, preset
+from transformer.models import DecoderLM, EncoderDecoder, ViT
+
+BATCH, SRC_LEN = 2, 7
+CFG = TransformerConfig(vocab_size=13, d_model=16, num_heads=2, d_ff=24, num_encoder_layers=2,
+                        num_decoder_layers=2, max_len=7, dropout_rate=0.0, deterministic=True)
+TGT_LEN = CFG.max_len
+VIT_CFG = preset('vit_ti', d_model=16, num_heads=2, d_ff=24, num_encoder_layers=1,
+                 image_size=8, patch_size=4, num_classes=5, deterministic=True)
+
+
+# ---------------------------------------------------------------------------
+# Helpers.
+# ---------------------------------------------------------------------------
+import os
+maybe_jit = jax.jit if os.environ.get('TJIT') else (lambda f: f)
+
+@functools.lru_cache(maxsize=None)
+def jit_apply(model_cls, cfg, method=None, mutable=()):
+  model = model_cls(cfg)
+  return maybe_jit(functools.partial(model.apply, method=method, mutable=list(mutable) or False))
+
+
+@functools.lru_cache(maxsize=None)
+def jit_init(model_cls, cfg):
+  return maybe_jit(model_cls(cfg).init)
+
+
+def init_params(model_cls, cfg, *args, seed=0):
+  variables = jit_init(model_cls, cfg)(jax.random.PRNGKey(seed), *args)
+  return nn.meta.unbox(variables['params'])
+
+
+def src_tokens(seed=0):
+  """[BATCH, SRC_LEN] source tokens; row 0 ends with 2 pads, row 1 has none."""
+  rng = np.random.default_rng(seed)
+  src = rng.integers(1, CFG.vocab_size, size=(BATCH, SRC_LEN))
+  src[0, -2:] = 0
+  return jnp.asarray(src, jnp.int32)
+
+
+def tgt_tokens(seed=1, length=TGT_LEN):
+  rng = np.random.default_rng(seed)
+  return jnp.asarray(rng.integers(1, CFG.vocab_size, size=(BATCH, length)), jnp.int32)
+
+
+def images(cfg, seed=2):
+  rng = np.random.default_rng(seed)
+  return jnp.asarray(rng.normal(size=(BATCH, cfg.image_size, cfg.image_size,
+                                      cfg.num_channels)), jnp.float32)
+
+
+def perturb(params, seed, scale=0.1):
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map(
+      lambda a: jnp.asarray(np.asarray(a) + scale * rng.normal(size=a.shape), a.dtype), params)
+
+
+def num_params(tree):
+  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree))
+
+
+def abstract_variables(model_cls, cfg, *shapes_dtypes):
+  args = [jax.ShapeDtypeStruct(s, d) for s, d in shapes_dtypes]
+  return jax.eval_shape(model_cls(cfg).init, jax.random.PRNGKey(0), *args)
+
+
+def ed_shapes(cfg):
+  return ((BATCH, SRC_LEN), jnp.int32), ((BATCH, TGT_LEN), jnp.int32)
+
+
+# Independent analytic parameter counts (Vaswani et al. 2017, Dosovitskiy et al. 2021).
+
+def n_attention(d):
+  return 4 * d * d + 4 * d                  # W_Q, W_K, W_V, W_O and their biases
+
+
+def n_ffn(d, dff):
+  return 2 * d * dff + dff + d
+
+
+def n_norm(cfg):
+  return cfg.d_model if cfg.norm == 'rmsnorm' else 2 * cfg.d_model
+
+
+def n_encoder_decoder(cfg):
+  d, v, vt = cfg.d_model, cfg.vocab_size, cfg.output_vocab_size
+  emb = v * d if cfg.share_embeddings else v * d + vt * d
+  logits = 0 if cfg.logits_via_embedding else d * vt + vt
+  pos = 2 * cfg.max_len * d if cfg.positional == 'learned' else 0   # source and target tables
+  enc = n_attention(d) + n_ffn(d, cfg.d_ff) + 2 * n_norm(cfg)
+  dec = 2 * n_attention(d) + n_ffn(d, cfg.d_ff) + 3 * n_norm(cfg)
+  final = 2 * n_norm(cfg) if cfg.norm_position == 'pre' else 0
+  return (emb + logits + pos + cfg.num_encoder_layers * enc + cfg.num_decoder_layers * dec
+          + final)
+
+
+def n_decoder_lm(cfg):
+  d = cfg.d_model
+  logits = 0 if cfg.logits_via_embedding else d * cfg.vocab_size + cfg.vocab_size
+  pos = cfg.max_len * d if cfg.positional == 'learned' else 0
+  dec = n_attention(d) + n_ffn(d, cfg.d_ff) + 2 * n_norm(cfg)   # no cross-attention
+  final = n_norm(cfg) if cfg.norm_position == 'pre' else 0
+  return cfg.vocab_size * d + logits + pos + cfg.num_decoder_layers * dec + final
+
+
+def n_vit(cfg, pos_tokens=None):
+  """ViT parameters; `pos_tokens` = how many positions have a learned embedding."""
+  d, p = cfg.d_model, cfg.patch_size
+  patches = (cfg.image_size // p) ** 2
+  if pos_tokens is None:
+    pos_tokens = patches
+  total = p * p * cfg.num_channels * d + d                       # patch embedding
+  total += d if cfg.pool == 'cls' else 0                         # class token
+  total += pos_tokens * d if cfg.positional == 'learned' else 0
+  total += cfg.num_encoder_layers * (n_attention(d) + n_ffn(d, cfg.d_ff) + 2 * n_norm(cfg))
+  total += n_norm(cfg)                                           # final (pre-LN) norm
+  head_in = d
+  if cfg.representation_size:
+    total += d * cfg.representation_size + cfg.representation_size
+    head_in = cfg.representation_size
+  return total + head_in * cfg.num_classes + cfg.num_classes
+
+
+# ---------------------------------------------------------------------------
+# Parameter counts and output shapes.
+# ---------------------------------------------------------------------------
+
+def test_base_preset_parameter_count():
+  cfg = transformer.preset('base', vocab_size=37000)
+  assert cfg.share_embeddings and cfg.logits_via_embedding
+  variables = abstract_variables(EncoderDecoder, cfg, ((2, 5), jnp.int32), ((2, 5), jnp.int32))
+  n = num_params(variables['params'])
+  # Embeddings V*d; 6 encoder layers (attn + ffn + 2 LN); 6 decoder layers (2 attn + ffn + 3 LN).
+  d, dff, v = 512, 2048, 37000
+  expected = (v * d + 6 * (4 * d * d + 4 * d + 2 * d * dff + dff + d + 2 * 2 * d)
+              + 6 * (2 * (4 * d * d + 4 * d) + 2 * d * dff + dff + d + 3 * 2 * d))
+  assert n == expected == n_encoder_decoder(cfg)
+  assert abs(n - 65e6) <= 3e6, n                     # the paper's "65M"
+
+
+def test_big_preset_parameter_count():
+  cfg = transformer.preset('big', vocab_size=37000)
+  assert (cfg.d_model, cfg.num_heads, cfg.d_ff, cfg.dropout_rate) == (1024, 16, 4096, 0.3)
+  variables = abstract_variables(EncoderDecoder, cfg, ((2, 5), jnp.int32), ((2, 5), jnp.int32))
+  n = num_params(variables['params'])
+  assert n == n_encoder_decoder(cfg)
+  assert abs(n - 213e6) <= 5e6, n                    # the paper's "213M"
+
+
+def test_vit_b16_parameter_count():
+  cfg = preset('vit_b', image_size=224, patch_size=16, num_classes=1000)
+  variables = abstract_variables(ViT, cfg, ((1, 224, 224, 3), jnp.float32))
+  n = num_params(variables['params'])
+  # The reference ViT-B/16 (google-research/vision_transformer, timm) has 86,567,656
+  # parameters, with a learned position embedding for all 197 tokens (class token too).
+  assert n_vit(cfg, pos_tokens=197) == 86_567_656
+  # This library (like big_vision) adds position embeddings to the 196 patches only,
+  # before the class token is prepended: one d_model row fewer.
+  assert n == n_vit(cfg) == 86_567_656 - 768
+  assert abs(n - 86.6e6) < 0.1e6
+
+
+@pytest.mark.parametrize('variant', [
+    {},
+    dict(norm='rmsnorm', norm_position='pre', positional='learned'),
+    dict(share_embeddings=False, target_vocab_size=17, logits_via_embedding=False),
+    dict(use_bias=False, positional='none'),
+])
+def test_encoder_decoder_parameter_count_and_output_shape(variant):
+  cfg = CFG.replace(**variant)
+  variables = abstract_variables(EncoderDecoder, cfg, *ed_shapes(cfg))
+  n = num_params(variables['params'])
+  if cfg.use_bias:
+    assert n == n_encoder_decoder(cfg)
+  else:
+    d = cfg.d_model
+    n_biases = (cfg.num_encoder_layers * (4 * d + cfg.d_ff + d)
+                + cfg.num_decoder_layers * (8 * d + cfg.d_ff + d))
+    assert n == n_encoder_decoder(cfg) - n_biases
+  params = variables['params']
+  assert ('target_embed' in params) == (not cfg.share_embeddings)
+  assert ('logits' in params) == (not cfg.logits_via_embedding)
+  out = jax.eval_shape(EncoderDecoder(cfg).apply, variables,
+                       *[jax.ShapeDtypeStruct(s, d) for s, d in ed_shapes(cfg)])
+  assert out.shape == (BATCH, TGT_LEN, cfg.output_vocab_size)
+  assert out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize('variant', [{}, dict(norm='rmsnorm', norm_position='pre',
+                                              positional='learned', logits_via_embedding=False)])
+def test_decoder_lm_parameter_count_and_output_shape(variant):
+  cfg = CFG.replace(**variant)
+  variables = abstract_variables(DecoderLM, cfg, ((BATCH, 5), jnp.int32))
+  assert num_params(variables['params']) == n_decoder_lm(cfg)
+  out = jax.eval_shape(DecoderLM(cfg).apply, variables, jax.ShapeDtypeStruct((BATCH, 5), jnp.int32))
+  assert out.shape == (BATCH, 5, cfg.vocab_size) and out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize('pool', ['cls', 'gap'])
+@pytest.mark.parametrize('positional', ['learned', 'sinusoidal'])
+@pytest.mark.parametrize('representation_size', [None, 6])
+def test_vit_parameter_count_and_output_shape(pool, positional, representation_size):
+  cfg = VIT_CFG.replace(pool=pool, positional=positional, representation_size=representation_size)
+  shape = ((BATCH, 8, 8, 3), jnp.float32)
+  variables = abstract_variables(ViT, cfg, shape)
+  params = variables['params']
+  assert num_params(params) == n_vit(cfg)
+  assert ('cls_token' in params) == (pool == 'cls')
+  assert ('pos_embedding' in params) == (positional == 'learned')
+  out = jax.eval_shape(ViT(cfg).apply, variables, jax.ShapeDtypeStruct(*shape))
+  assert out.shape == (BATCH, cfg.num_classes) and out.dtype == jnp.float32
+
+
+def test_vit_rejects_indivisible_image():
+  with pytest.raises(ValueError, match='patch_size'):
+    abstract_variables(ViT, VIT_CFG, ((1, 10, 8, 3), jnp.float32))
+
+
+def np_layernorm(x, scale, bias, eps):
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + eps) * scale + bias
+
+
+@pytest.mark.parametrize('pool', ['cls', 'gap'])
+def test_vit_without_layers_matches_numpy(pool):
+  """Patchify + linear embedding + positions + class token + final norm + head, in NumPy."""
+  cfg = VIT_CFG.replace(num_encoder_layers=0, pool=pool)
+  x = images(cfg)
+  params = perturb(init_params(ViT, cfg, x), 3)         # the head is zero-initialized
+  logits = jit_apply(ViT, cfg)({'params': params}, x)
+  p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+  img = np.asarray(x, np.float64)
+  ps, g = cfg.patch_size, cfg.image_size // cfg.patch_size
+  tokens = []
+  for i in range(g):                                    # raster order over the patch grid
+    for j in range(g):
+      patch = img[:, i * ps:(i + 1) * ps, j * ps:(j + 1) * ps, :]       # [b, p, p, c]
+      tokens.append(patch.reshape(BATCH, -1) @ p['patch_embed']['kernel']
+                    + p['patch_embed']['bias'])
+  h = np.stack(tokens, axis=1) + p['pos_embedding']
+  if pool == 'cls':
+    h = np.concatenate([np.broadcast_to(p['cls_token'], (BATCH, 1, cfg.d_model)), h], axis=1)
+  h = np_layernorm(h, p['encoder']['final_norm']['scale'], p['encoder']['final_norm']['bias'],
+                   cfg.norm_epsilon)
+  pooled = h[:, 0] if pool == 'cls' else h.mean(axis=1)
+  ref = pooled @ p['head']['kernel'] + p['head']['bias']
+  chex.assert_shape(logits, (BATCH, cfg.num_classes))
+  chex.assert_trees_all_close(logits, ref, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# Causality and padding.
+# ---------------------------------------------------------------------------
+
+def test_decoder_lm_is_causal():
+  cfg = CFG
+  tokens = np.asarray(tgt_tokens(3))
+  params = init_params(DecoderLM, cfg, jnp.asarray(tokens))
+  apply = jit_apply(DecoderLM, cfg)
+  base = np.asarray(apply({'params': params}, jnp.asarray(tokens)))
+  rng = np.random.default_rng(4)
+  for i in range(TGT_LEN - 1):
+    changed_tokens = tokens.copy()
+    # Different tokens at every later position.
+    changed_tokens[:, i + 1:] = (tokens[:, i + 1:] + rng.integers(
+        1, cfg.vocab_size - 1, size=tokens[:, i + 1:].shape) - 1) % (cfg.vocab_size - 1) + 1
+    assert np.all(changed_tokens[:, i + 1:] != tokens[:, i + 1:])
+    changed = np.asarray(apply({'params': params}, jnp.asarray(changed_tokens)))
+    np.testing.assert_allclose(changed[:, :i + 1], base[:, :i + 1], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(changed[:, i + 1:], base[:, i + 1:], atol=1e-3)
+
+
+def attention_weights(intermediates, stack, attention):
+  """The sown attention weights of every layer of `stack` for sub-module `attention`."""
+  out = []
+  for name, layer in sorted(intermediates[stack].items()):
+    (w,) = layer[attention]['attention_weights']
+    out.append(np.asarray(w))
+  return out
+
+
+def test_encoder_decoder_padded_keys_get_zero_weight():
+  cfg = CFG
+  src, tgt = src_tokens(), tgt_tokens()
+  params = init_params(EncoderDecoder, cfg, src, tgt)
+  _, state = jit_apply(EncoderDecoder, cfg, mutable=('intermediates',))(
+      {'params': params}, src, tgt)
+  inter = state['intermediates']
+  enc = attention_weights(inter, 'encoder', 'self_attention')
+  cross = attention_weights(inter, 'decoder', 'cross_attention')
+  dec = attention_weights(inter, 'decoder', 'self_attention')
+  assert len(enc) == cfg.num_encoder_layers and len(cross) == len(dec) == cfg.num_decoder_layers
+  real = np.asarray(src) != 0
+  for w in enc + cross:
+    for b in range(BATCH):
+      np.testing.assert_array_equal(w[b][..., ~real[b]], 0.0)
+      assert np.all(w[b][..., real[b]] > 0)
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+  future = ~np.tril(np.ones((TGT_LEN, TGT_LEN), bool))
+  for w in dec:
+    chex.assert_shape(w, (BATCH, cfg.num_heads, TGT_LEN, TGT_LEN))
+    np.testing.assert_array_equal(w[:, :, future], 0.0)
+    assert np.all(w[:, :, ~future] > 0)
+
+
+def test_encoder_decoder_ignores_padded_source_content():
+  cfg = CFG
+  src, tgt = src_tokens(), tgt_tokens()
+  params = init_params(EncoderDecoder, cfg, src, tgt)
+  variables = {'params': params}
+  pad = ~(np.asarray(src) != 0)
+  rng = np.random.default_rng(5)
+
+  # 1) The encoder: new content at padded positions leaves real positions unchanged.
+  def run_encoder(module, x, s):
+    return module.encoder(x, padding_mask(s, cfg.pad_id))
+
+  encoder = jax.jit(functools.partial(EncoderDecoder(cfg).apply, method=run_encoder))
+  embedded = np.asarray(jax.jit(functools.partial(
+      EncoderDecoder(cfg).apply, method=lambda m, s: m.source_input(s)))(variables, src))
+  noisy = embedded.copy()
+  noisy[pad] = 10.0 * rng.normal(size=noisy[pad].shape)
+  enc_a = np.asarray(encoder(variables, jnp.asarray(embedded), src))
+  enc_b = np.asarray(encoder(variables, jnp.asarray(noisy), src))
+  np.testing.assert_allclose(enc_b[~pad], enc_a[~pad], rtol=1e-5, atol=1e-5)
+  assert not np.allclose(enc_b[pad], enc_a[pad], atol=1e-3)   # the padded content did change
+
+  # 2) The decoder: new encoder output at padded positions leaves every logit unchanged.
+  encoded = np.asarray(jit_apply(EncoderDecoder, cfg, method='encode')(variables, src))
+  chex.assert_trees_all_close(encoded, enc_a, rtol=1e-5, atol=1e-5)
+  noisy_encoded = encoded.copy()
+  noisy_encoded[pad] = 10.0 * rng.normal(size=noisy_encoded[pad].shape)
+  decode = jit_apply(EncoderDecoder, cfg, method='decode')
+  logits_a = decode(variables, jnp.asarray(encoded), src, tgt)
+  logits_b = decode(variables, jnp.asarray(noisy_encoded), src, tgt)
+  chex.assert_trees_all_close(logits_b, logits_a, rtol=1e-5, atol=1e-5)
+  # Control: the same change at a real position does change the logits.
+  noisy_real = encoded.copy()
+  noisy_real[0, 0] += 10.0
+  logits_c = decode(variables, jnp.asarray(noisy_real), src, tgt)
+  assert not np.allclose(logits_c, logits_a, atol=1e-3)
+  # And the full model agrees with encode + decode.
+  chex.assert_trees_all_close(jit_apply(EncoderDecoder, cfg)(variables, src, tgt), logits_a,
+                              rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Cached autoregressive decoding.
+# ---------------------------------------------------------------------------
+
+DECODE_VARIANTS = {
+    'post_ln': {},
+    'pre_rmsnorm_learned': dict(norm_position='pre', norm='rmsnorm', positional='learned'),
+    'xla_attention': dict(attention_impl='xla'),
+}
+
+
+def check_cache(cache, cfg, steps):
+  """The documented cache variables exist and have advanced by `steps`."""
+  flat = {'/'.join(str(getattr(k, 'key', k)) for k in path): v
+          for path, v in jax.tree_util.tree_leaves_with_path(cache)}
+  names = {k.split('/')[-1] for k in flat}
+  assert {'cached_key', 'cached_value', 'cache_index', 'position'} <= names
+  for k, v in flat.items():
+    if k.endswith('cache_index') or k.endswith('position'):
+      assert int(v) == steps, k
+    if k.endswith('cached_key'):
+      assert v.shape == (BATCH, cfg.max_len, cfg.num_heads, cfg.qkv_dim)
+
+
+@pytest.mark.parametrize('variant', list(DECODE_VARIANTS))
+def test_decoder_lm_cached_decoding_matches_full_forward(variant):
+  cfg = CFG.replace(**DECODE_VARIANTS[variant])
+  tokens = tgt_tokens(6)
+  params = perturb(init_params(DecoderLM, cfg, tokens), 7)
+  full = np.asarray(jit_apply(DecoderLM, cfg)({'params': params}, tokens))
+
+  dcfg = cfg.replace(decode=True, deterministic=True)
+  cache = jit_init(DecoderLM, dcfg)(jax.random.PRNGKey(0),
+                                    jnp.zeros((BATCH, dcfg.max_len), jnp.int32))['cache']
+  step = jit_apply(DecoderLM, dcfg, mutable=('cache',))
+  steps = []
+  for t in range(TGT_LEN):
+    logits, state = step({'params': params, 'cache': cache}, tokens[:, t:t + 1])
+    cache = state['cache']
+    chex.assert_shape(logits, (BATCH, 1, cfg.vocab_size))
+    steps.append(np.asarray(logits[:, 0]))
+  check_cache(cache, cfg, TGT_LEN)
+  chex.assert_trees_all_close(np.stack(steps, axis=1), full, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('variant', ['post_ln', 'pre_rmsnorm_learned'])
+def test_encoder_decoder_cached_decoding_matches_full_forward(variant):
+  cfg = CFG.replace(**DECODE_VARIANTS[variant])
+  src, tgt = src_tokens(8), tgt_tokens(9)
+  params = perturb(init_params(EncoderDecoder, cfg, src, tgt), 10)
+  full = np.asarray(jit_apply(EncoderDecoder, cfg)({'params': params}, src, tgt))
+
+  dcfg = cfg.replace(decode=True, deterministic=True)
+  variables = jit_init(EncoderDecoder, dcfg)(jax.random.PRNGKey(0), src,
+                                             jnp.zeros((BATCH, dcfg.max_len), jnp.int32))
+  cache = variables['cache']
+  encoded = jit_apply(EncoderDecoder, dcfg, method='encode')({'params': params}, src)
+  step = jit_apply(EncoderDecoder, dcfg, method='decode', mutable=('cache',))
+  steps = []
+  for t in range(TGT_LEN):
+    logits, state = step({'params': params, 'cache': cache}, encoded, src, tgt[:, t:t + 1])
+    cache = state['cache']
+    steps.append(np.asarray(logits[:, 0]))
+  check_cache(cache, cfg, TGT_LEN)
+  chex.assert_trees_all_close(np.stack(steps, axis=1), full, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# jit, dropout, dtypes.
+# ---------------------------------------------------------------------------
+
+def test_jit_and_eager_agree():
+  cfg = CFG.replace(num_encoder_layers=1, num_decoder_layers=1)
+  src, tgt = src_tokens(11), tgt_tokens(12)
+  params = perturb(init_params(EncoderDecoder, cfg, src, tgt), 13)
+  eager = EncoderDecoder(cfg).apply({'params': params}, src, tgt)
+  jitted = jit_apply(EncoderDecoder, cfg)({'params': params}, src, tgt)
+  chex.assert_trees_all_close(jitted, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_only_when_not_deterministic():
+  base = CFG.replace(num_decoder_layers=1)
+  tokens = tgt_tokens(14)
+  params = init_params(DecoderLM, base, tokens)
+
+  def run(cfg, seed):
+    return np.asarray(jit_apply(DecoderLM, cfg)(
+        {'params': params}, tokens, rngs={'dropout': jax.random.PRNGKey(seed)}))
+
+  no_dropout = run(base.replace(deterministic=False), 0)           # rates are 0
+  residual = base.replace(dropout_rate=0.1, deterministic=False)
+  attn = base.replace(attention_dropout_rate=0.3, deterministic=False)
+  eval_cfg = base.replace(dropout_rate=0.1, attention_dropout_rate=0.3, deterministic=True)
+  for train_cfg in (residual, attn):
+    a, b = run(train_cfg, 1), run(train_cfg, 2)
+    assert not np.allclose(a, b, atol=1e-4)
+    assert not np.allclose(a, no_dropout, atol=1e-4)
+    np.testing.assert_array_equal(run(train_cfg, 1), a)            # same rng, same result
+  # Deterministic: the rng is irrelevant and the output equals the dropout-free model.
+  e1, e2 = run(eval_cfg, 1), run(eval_cfg, 2)
+  np.testing.assert_array_equal(e1, e2)
+  np.testing.assert_allclose(e1, no_dropout, rtol=1e-6, atol=1e-6)
+
+
+def test_dropout_needs_rng_when_training():
+  cfg = CFG.replace(num_decoder_layers=1, dropout_rate=0.1, deterministic=False)
+  tokens = tgt_tokens(15)
+  params = init_params(DecoderLM, cfg.replace(deterministic=True), tokens)
+  with pytest.raises(Exception, match='dropout'):
+    jax.eval_shape(DecoderLM(cfg).apply, {'params': params}, tokens)
+
+
+@pytest.mark.parametrize('model', ['encoder_decoder', 'vit'])
+def test_bfloat16_compute(model):
+  if model == 'vit':
+    cfg32, cls, args = VIT_CFG, ViT, (images(VIT_CFG),)
+  else:
+    cfg32, cls, args = CFG, EncoderDecoder, (src_tokens(16), tgt_tokens(17))
+  cfg16 = cfg32.replace(dtype=jnp.bfloat16)
+  params16 = init_params(cls, cfg16, *args)
+  assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(params16))
+  params = perturb(params16, 18)
+  logits32 = jit_apply(cls, cfg32)({'params': params}, *args)
+  logits16 = jit_apply(cls, cfg16)({'params': params}, *args)
+  assert logits16.dtype == jnp.float32
+  assert not np.array_equal(np.asarray(logits16), np.asarray(logits32))   # really bf16
+  scale = float(np.abs(np.asarray(logits32)).max())
+  assert scale > 0.1
+  chex.assert_trees_all_close(logits16, logits32, rtol=0.05, atol=0.05 * scale)
+
+
+# ---------------------------------------------------------------------------
+# Logical axis names.
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('model', ['encoder_decoder', 'decoder_lm', 'vit'])
+def test_every_parameter_has_logical_axis_names(model):
+  if model == 'encoder_decoder':
+    cfg = CFG.replace(share_embeddings=False, logits_via_embedding=False, positional='learned',
+                      norm_position='pre')
+    variables = abstract_variables(EncoderDecoder, cfg, *ed_shapes(cfg))
+  elif model == 'decoder_lm':
+    cfg = CFG.replace(norm='rmsnorm', positional='learned', logits_via_embedding=False)
+    variables = abstract_variables(DecoderLM, cfg, ((BATCH, 5), jnp.int32))
+  else:
+    cfg = VIT_CFG.replace(representation_size=6)
+    variables = abstract_variables(ViT, cfg, ((BATCH, 8, 8, 3), jnp.float32))
+  is_box = lambda x: isinstance(x, nn.LogicallyPartitioned)
+  boxes = jax.tree_util.tree_leaves(variables['params'], is_leaf=is_box)
+  assert len(boxes) == len(jax.tree_util.tree_leaves(nn.meta.unbox(variables['params'])))
+  for box in boxes:
+    assert is_box(box), box
+    assert len(box.names) == box.value.ndim, (box.names, box.value.shape)
+    assert all(n is None or isinstance(n, str) for n in box.names)
+    assert any(n is not None for n in box.names)
+  specs = nn.get_partition_spec(variables['params'])
+  shapes = nn.meta.unbox(variables['params'])
+  jax.tree_util.tree_map(lambda spec, x: None if len(spec) == x.ndim else pytest.fail(
+      f'{spec} vs {x.shape}'), specs, shapes,
+                         is_leaf=lambda s: isinstance(s, jax.sharding.PartitionSpec))
+
+
+# ---------------------------------------------------------------------------
+# Config.
+# ---------------------------------------------------------------------------
+
+def test_config_rejects_heads_that_do_not_divide_d_model():
+  with pytest.raises(ValueError, match='num_heads'):
+    TransformerConfig(num_heads=7, d_model=512)
+  # An explicit head_dim makes it valid.
+  cfg = TransformerConfig(num_heads=7, d_model=512, head_dim=64)
+  assert cfg.qkv_dim == 64
+  assert TransformerConfig(num_heads=8, d_model=512).qkv_dim == 64
+
+
+@pytest.mark.parametrize('bad', [dict(norm='batchnorm'), dict(dropout_rate=1.0),
+                                 dict(d_model=0), dict(attention_impl='flash'),
+                                 dict(image_size=30, patch_size=16)])
+def test_config_rejects_invalid_values(bad):
+  with pytest.raises(ValueError, match=next(iter(bad))):
+    TransformerConfig(**bad)
+
+
+def test_unknown_preset_raises():
+  with pytest.raises(ValueError, match='huge'):
+    preset('huge')
+
+
+def test_from_dict():
+  with pytest.raises(ValueError, match='d_modle'):
+    from_dict({'d_modle': 256})
+  cfg = from_dict({'d_model': 256, 'num_heads': 4, 'dtype': 'bfloat16'}, d_ff=1024)
+  assert cfg.dtype == jnp.bfloat16 and cfg.param_dtype == jnp.float32
+  assert (cfg.d_model, cfg.num_heads, cfg.d_ff) == (256, 4, 1024)
+  with pytest.raises(ValueError, match='float64'):
+    from_dict({'dtype': 'float64'})
+
+
+def test_presets():
+  base = preset('base')
+  assert (base.d_model, base.num_heads, base.d_ff, base.num_encoder_layers,
+          base.num_decoder_layers, base.dropout_rate) == (512, 8, 2048, 6, 6, 0.1)
+  assert base.norm_position == 'post' and base.positional == 'sinusoidal'
+  vit = preset('vit_b', patch_size=32)
+  assert (vit.d_model, vit.num_heads, vit.d_ff, vit.num_encoder_layers) == (768, 12, 3072, 12)
+  assert (vit.norm_position, vit.activation, vit.positional, vit.patch_size) == (
+      'pre', 'gelu', 'learned', 32)
+  assert vit.num_decoder_layers == 0 and not vit.scale_embeddings
+
+
+def test_share_embeddings_needs_one_vocabulary():
+  cfg = CFG.replace(target_vocab_size=17)       # share_embeddings=True by default
+  with pytest.raises(ValueError, match='share_embeddings'):
+    abstract_variables(EncoderDecoder, cfg, *ed_shapes(cfg))

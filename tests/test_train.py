@@ -1,0 +1,255 @@
+"""The training engine end to end on tiny models and real data."""
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import lm1b, lm_ptb, lm_shakespeare_char
+from transformer import checkpoint as ckpt_lib
+from transformer import experiment, train_lib
+from transformer.data import DataError
+from transformer.metric_writer import read_metrics
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_MODEL = dict(d_model=32, num_heads=2, d_ff=64, num_decoder_layers=1)
+TINY_FLAGS = ['--config.model.d_model=32', '--config.model.num_heads=2', '--config.model.d_ff=64',
+              '--config.model.num_decoder_layers=1', '--config.seq_len=16', '--config.batch_size=4',
+              '--config.eval_batch_size=8', '--config.eval_max_batches=2',
+              '--config.log_every_steps=1']
+
+
+def tiny(module=lm_shakespeare_char, **overrides):
+  c = module.get_config()
+  c.model.update(TINY_MODEL)
+  c.update(dict(seq_len=16, batch_size=4, eval_batch_size=8, eval_max_batches=2,
+                log_every_steps=1, eval_every_steps=1000, checkpoint_every_steps=1000,
+                warmup_steps=2))
+  c.update(overrides)
+  return c
+
+
+def train_records(workdir, split='train'):
+  return [r for r in read_metrics(workdir) if r['split'] == split]
+
+
+@pytest.fixture
+def lm1b_standin(tmp_path):
+  """A tiny local stand-in for lm1b: real English sentences from Multi30k, one per line."""
+  shared = os.environ['TRANSFORMER_DATA_DIR']
+  with gzip.open(os.path.join(shared, 'multi30k', 'train.en.gz'), 'rt', encoding='utf-8') as f:
+    lines = [next(f).strip() for _ in range(600)]
+  d = tmp_path / 'data' / 'lm1b'
+  d.mkdir(parents=True)
+  (d / 'train.txt').write_text('\n'.join(lines[:500]) + '\n')
+  (d / 'test.txt').write_text('\n'.join(lines[500:]) + '\n')
+  return str(tmp_path / 'data')
+
+
+@pytest.mark.parametrize('module', [lm_shakespeare_char, lm_ptb])
+def test_one_step_and_eval_write_metrics(module, tmp_path, data_dir):
+  out = train_lib.train_and_evaluate(tiny(module, num_train_steps=1), str(tmp_path))
+  assert out['step'] == 1 and np.isfinite(out['loss'])
+  recs = read_metrics(str(tmp_path))
+  assert {r['split'] for r in recs} == {'train', 'validation'}
+  assert all(r['step'] == 1 for r in recs)
+  assert os.listdir(tmp_path / 'tensorboard')
+  assert ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints')).steps == [1]
+
+
+def test_lm1b_standin_trains_and_keeps_its_vocabulary(tmp_path, lm1b_standin):
+  c = tiny(lm1b, num_train_steps=2, vocab_size=300, data_dir=lm1b_standin, dtype=None)
+  c.model.dtype = 'float32'
+  c.model.attention_impl = 'einsum'
+  out = train_lib.train_and_evaluate(c, str(tmp_path))
+  assert np.isfinite(out['loss'])
+  spm = tmp_path / 'spm_lm1b.model'
+  mtime = spm.stat().st_mtime_ns
+  c.num_train_steps = 3
+  train_lib.train_and_evaluate(c, str(tmp_path))   # resumes, reuses the vocabulary
+  assert spm.stat().st_mtime_ns == mtime
+  assert [r['step'] for r in train_records(str(tmp_path))] == [1, 2, 3]
+
+
+def test_few_steps_reduce_the_loss(tmp_path, data_dir):
+  c = tiny(num_train_steps=30, learning_rate=3e-3, warmup_steps=5, schedule='constant')
+  train_lib.train_and_evaluate(c, str(tmp_path))
+  losses = [r['loss'] for r in train_records(str(tmp_path))]
+  assert np.mean(losses[-5:]) < losses[0] - 0.5, losses
+
+
+def test_resume_gives_identical_metrics(tmp_path, data_dir):
+  c = tiny(num_train_steps=8, checkpoint_every_steps=100, eval_every_steps=4)
+  c.model.dropout_rate = 0.1   # exercise the dropout RNG across the resume
+  full, split = str(tmp_path / 'full'), str(tmp_path / 'split')
+  train_lib.train_and_evaluate(c, full)
+  train_lib.train_and_evaluate(c, split, stop_at=3)   # interrupted after step 3
+  assert ckpt_lib.Checkpointer(os.path.join(split, 'checkpoints')).steps == [3]
+  train_lib.train_and_evaluate(c, split)
+  strip = lambda recs: [{k: v for k, v in r.items() if k not in ('time', 'steps_per_sec')
+                         and not k.endswith('_per_sec')} for r in recs]
+  assert strip(read_metrics(full)) == strip(read_metrics(split))
+
+
+def test_grad_accumulation_matches_one_big_batch(data_dir):
+  c1 = tiny(num_train_steps=1)
+  c2 = tiny(num_train_steps=1, grad_accum_steps=2)
+  e1, e2 = train_lib.Experiment(c1, None), train_lib.Experiment(c2, None)
+  batch = e1.task.data.train_batch(0, c1.batch_size, c1.seed)
+  s1, m1 = e1.train_step(e1.init_state(), e1.put_batch(batch))
+  s2, m2 = e2.train_step(e2.init_state(), e2.put_batch(batch))
+  np.testing.assert_allclose(m1['objective'], m2['objective'], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_checkpoint_averaging_is_the_mean_of_params(tmp_path, data_dir):
+  c = tiny(num_train_steps=3, checkpoint_every_steps=1, keep_checkpoints=5)
+  train_lib.train_and_evaluate(c, str(tmp_path))
+  exp = train_lib.Experiment(c, str(tmp_path))
+  ckpt = ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints'))
+  states = [ckpt.restore(exp.abstract_state, s)[0] for s in (2, 3)]
+  step, steps = ckpt_lib.average_checkpoints(str(tmp_path), exp.abstract_state, num=2)
+  assert (step, steps) == (3, [2, 3])
+  avg, meta = ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints_avg')).restore(exp.abstract_state)
+  assert meta['averaged_steps'] == [2, 3]
+  for a, p, q in zip(jax.tree.leaves(avg.params), jax.tree.leaves(states[0].params),
+                     jax.tree.leaves(states[1].params)):
+    np.testing.assert_allclose(a, (np.asarray(p, np.float64) + q) / 2, rtol=1e-6, atol=1e-7)
+  assert any(not np.allclose(p, q) for p, q in zip(jax.tree.leaves(states[0].params),
+                                                   jax.tree.leaves(states[1].params)))
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('model.num_heads', 3, 'num_heads=3 must divide d_model=32'),
+    ('learning_rate', -1.0, 'learning_rate=-1.0 must be > 0'),
+    ('dataset', 'wikitext', "dataset='wikitext' is not a 'lm' dataset"),
+    ('optimizer', 'adagrad', "optimizer='adagrad' is not one of"),
+    ('schedule', 'step', "schedule='step' is not one of"),
+    ('grad_accum_steps', 3, 'grad_accum_steps=3 must divide batch_size=4'),
+])
+def test_invalid_config_names_the_field(field, value, message):
+  c = tiny()
+  if field.startswith('model.'):
+    c.model[field.split('.')[1]] = value
+  else:
+    c[field] = value
+  with pytest.raises(experiment.ConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
+    experiment.validate(c)
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path):
+  c = tiny(data_dir=str(tmp_path / 'nowhere'))
+  with pytest.raises(DataError, match='nowhere'):
+    train_lib.Experiment(c, None)
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  with pytest.raises(DataError, match='tiny_shakespeare'):
+    train_lib.Experiment(tiny(data_dir=str(empty)), None)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, data_dir):
+  c = tiny(num_train_steps=1)
+  train_lib.train_and_evaluate(c, str(tmp_path))
+  state_dir = tmp_path / 'checkpoints' / '1' / 'state'
+  for root, _, files in os.walk(state_dir):
+    for f in files:
+      if 'manifest' in f or f.endswith('.zarray') or 'ocdbt' in root or f.startswith('d'):
+        with open(os.path.join(root, f), 'wb') as fh:
+          fh.write(b'garbage')
+  with pytest.raises(ckpt_lib.CheckpointError, match='cannot be restored'):
+    train_lib.train_and_evaluate(tiny(num_train_steps=2), str(tmp_path))
+
+
+# -- subprocess tests: the real commands, signals, several devices ---------------------------
+
+def _run(args, env_extra=None, **kw):
+  env = dict(os.environ, **(env_extra or {}))
+  return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=300, **kw)
+
+
+def _popen(args, env_extra=None):
+  env = dict(os.environ, **(env_extra or {}))
+  return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_checkpoint(workdir, proc, timeout=180):
+  ckdir = os.path.join(workdir, 'checkpoints')
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if os.path.isdir(ckdir) and any(n.isdigit() for n in os.listdir(ckdir)):
+      return
+    if proc.poll() is not None:
+      raise AssertionError(f'training exited early:\n{proc.stdout.read()}')
+    time.sleep(0.2)
+  raise AssertionError('no checkpoint appeared')
+
+
+def test_kill_9_then_resume_completes(tmp_path, data_dir):
+  workdir = str(tmp_path)
+  args = ['train.py', '--config=configs/lm_shakespeare_char.py', f'--workdir={workdir}',
+          *TINY_FLAGS, '--config.num_train_steps=100000', '--config.checkpoint_every_steps=3',
+          '--config.eval_every_steps=100000']
+  proc = _popen(args)
+  _wait_for_checkpoint(workdir, proc)
+  time.sleep(1.0)  # land the kill at an arbitrary point, possibly mid-save
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  steps = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).steps
+  assert steps, 'every complete checkpoint must survive a kill'
+  final = steps[-1] + 4
+  done = _run([a if 'num_train_steps' not in a else f'--config.num_train_steps={final}'
+               for a in args])
+  assert done.returncode == 0, done.stdout + done.stderr
+  assert f'Restored checkpoint at step {steps[-1]}' in done.stdout
+  assert ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).latest_step() == final
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data_dir):
+  workdir = str(tmp_path)
+  proc = _popen(['train.py', '--config=configs/lm_shakespeare_char.py', f'--workdir={workdir}',
+                 *TINY_FLAGS, '--config.num_train_steps=100000',
+                 '--config.checkpoint_every_steps=5', '--config.eval_every_steps=100000'])
+  _wait_for_checkpoint(workdir, proc)
+  time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, out
+  last_logged = max(r['step'] for r in train_records(workdir))
+  steps = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).steps
+  assert steps[-1] == last_logged and steps[-1] % 5 != 0 or steps[-1] == last_logged, out
+  assert 'checkpoint saved' in out
+
+
+def test_eval_py_restores_evaluates_and_samples(tmp_path, data_dir):
+  workdir = str(tmp_path)
+  flags = ['--config=configs/lm_shakespeare_char.py', f'--workdir={workdir}', *TINY_FLAGS,
+           '--config.num_train_steps=2']
+  assert _run(['train.py', *flags]).returncode == 0
+  res = _run(['eval.py', *flags, '--config.sample.num_tokens=10', '--config.sample.top_k=5'])
+  assert res.returncode == 0, res.stdout + res.stderr
+  evals = [r for r in read_metrics(workdir) if r.get('checkpoint') == 'latest']
+  assert len(evals) == 1 and evals[0]['step'] == 2 and np.isfinite(evals[0]['loss'])
+  samples = open(os.path.join(workdir, 'samples.txt')).read()
+  assert 'step 2' in samples
+
+
+def test_train_step_on_two_devices_matches_one(tmp_path, data_dir):
+  flags = ['--config=configs/lm_shakespeare_char.py', *TINY_FLAGS, '--config.num_train_steps=3']
+  one = _run(['train.py', *flags, f'--workdir={tmp_path / "one"}'])
+  two = _run(['train.py', *flags, f'--workdir={tmp_path / "two"}'],
+             env_extra={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+  assert one.returncode == 0 and two.returncode == 0, two.stdout + two.stderr
+  assert "'data': 2" in two.stdout
+  l1 = [r['loss'] for r in train_records(str(tmp_path / 'one'))]
+  l2 = [r['loss'] for r in train_records(str(tmp_path / 'two'))]
+  np.testing.assert_allclose(l1, l2, rtol=1e-5)
