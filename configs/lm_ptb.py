@@ -19,9 +19,9 @@ def get_config():
   c.dataset = 'ptb'
   c.seq_len = 64
   c.batch_size = 32
-  c.num_train_steps = 6000
+  c.num_train_steps = 4500
   c.log_every_steps = 100
-  c.eval_every_steps = 1000
+  c.eval_every_steps = 500
   c.eval_batch_size = 64
   c.checkpoint_every_steps = 1000
   c.model.update(dict(

@@ -5,8 +5,7 @@ written from the formulas of Vaswani et al. (2017), never against stored outputs
 """
 
 import functools
-import pathlib
-import sys
+import math
 
 import chex
 import flax.linen as nn
@@ -15,20 +14,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-# pytest.ini sets no `pythonpath`, and tests/ is not a package: make the repo importable.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
 from transformer.attention import (MultiHeadAttention, causal_mask, combine_masks,
                                    cross_attention_mask, dot_product_attention,
                                    fused_attention, padding_mask)
 from transformer.config import TransformerConfig
 
-B, Q, K, H, D = 2, 5, 6, 3, 4   # batch, query len, key len, heads, head dim
+# The shapes of the models' tests (batch 2, length 7, 2 heads of 8): op-by-op dispatch then
+# reuses compiled primitives across test files. Keys are one shorter than queries, so that
+# a transposed attention matrix cannot go unnoticed.
+B, Q, K, H, D = 2, 7, 6, 2, 8   # batch, query len, key len, heads, head dim
+D_MODEL = H * D
 
+
+
+def key(seed):
+  """A PRNG key of the 'rbg' implementation: on CPU, XLA compiles its random bits in a
+  fraction of the time threefry's take (each new shape of random numbers is a compile)."""
+  return jax.random.key(seed, impl='rbg')
 
 def tiny_cfg(**kw):
-  base = dict(vocab_size=11, d_model=12, num_heads=3, d_ff=16, num_encoder_layers=1,
-              num_decoder_layers=1, max_len=8, dropout_rate=0.0, deterministic=True)
+  base = dict(vocab_size=13, d_model=D_MODEL, num_heads=H, d_ff=24, num_encoder_layers=1,
+              num_decoder_layers=1, max_len=Q, dropout_rate=0.0, deterministic=True)
   base.update(kw)
   return TransformerConfig(**base)
 
@@ -97,13 +103,23 @@ def mask_case(name, lq, lk):
   }[name]
 
 
-def perturb(params, seed, scale=0.2):
-  """Adds noise to every parameter (biases start at zero, which would hide bias bugs)."""
-  leaves, treedef = jax.tree_util.tree_flatten(params)
+def random_params(module, *args, seed=0, **kwargs):
+  """Random parameters of the module's shapes (jax.eval_shape: nothing is compiled).
+
+  Kernels ~ N(0, 1/fan_in); biases are random too, since zero biases would hide bias bugs.
+  """
+  shapes = nn.meta.unbox(jax.eval_shape(module.init, jax.random.PRNGKey(0), *args,
+                                        **kwargs)['params'])
   rng = np.random.default_rng(seed)
-  leaves = [np.asarray(x) + scale * rng.normal(size=x.shape).astype(np.float32)
-            for x in leaves]
-  return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x, jnp.float32) for x in leaves])
+
+  def make(path, s):
+    name = path[-1].key
+    if name == 'kernel':
+      fan_in = math.prod(s.shape[:-2]) if path[-2].key == 'out' else s.shape[0]
+      return jnp.asarray(rng.normal(size=s.shape) / math.sqrt(fan_in), jnp.float32)
+    return jnp.asarray(0.5 * rng.normal(size=s.shape), jnp.float32)
+
+  return jax.tree_util.tree_map_with_path(make, shapes)
 
 
 # ---------------------------------------------------------------------------
@@ -207,13 +223,14 @@ def test_attention_dropout_formula():
   and deterministic=True must ignore dropout entirely.
   """
   rate = 0.5
-  lk = D  # value[b, k, h] = e_k, so out[b, q, h, k] = probs[b, h, q, k]
+  lk = Q
   q, k, _ = random_qkv(3, lk=lk)
+  # value[b, k, h] = e_k (value head dim = kv_len), so out[b, q, h, k] = probs[b, h, q, k].
   v = np.broadcast_to(np.eye(lk, dtype=np.float32)[None, :, None, :], (B, lk, H, lk)).copy()
   _, ref_w = np_attention(q, k, v)
   args = (jnp.asarray(q), jnp.asarray(k), jnp.asarray(v))
   out = np.asarray(dot_product_attention(*args, dropout_rate=rate,
-                                         dropout_rng=jax.random.PRNGKey(0),
+                                         dropout_rng=key(0),
                                          deterministic=False), np.float64)
   probs = out.transpose(0, 2, 1, 3)            # [b, h, q, k]
   kept = np.isclose(probs, ref_w / (1 - rate), rtol=1e-5, atol=1e-6)
@@ -221,7 +238,7 @@ def test_attention_dropout_formula():
   assert np.all(kept | dropped)
   assert 0.2 < dropped.mean() < 0.8
   # Deterministic: no dropout at all, even with a rate and an rng.
-  det = dot_product_attention(*args, dropout_rate=rate, dropout_rng=jax.random.PRNGKey(0),
+  det = dot_product_attention(*args, dropout_rate=rate, dropout_rng=key(0),
                               deterministic=True)
   np.testing.assert_allclose(np.asarray(det).transpose(0, 2, 1, 3), ref_w, rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match='dropout_rng'):
@@ -285,9 +302,7 @@ def np_mha(p, x, kv=None, mask=None):
 
 
 def init_mha(cfg, x, kv=None, seed=0):
-  mha = MultiHeadAttention(cfg)
-  variables = mha.init(jax.random.PRNGKey(seed), x, kv)
-  return mha, perturb(nn.meta.unbox(variables['params']), seed + 100)
+  return random_params(MultiHeadAttention(cfg), x, kv, seed=seed)
 
 
 def mha_apply(cfg, causal=False, **kw):
@@ -296,8 +311,9 @@ def mha_apply(cfg, causal=False, **kw):
 
 def test_mha_parameter_shapes():
   cfg = tiny_cfg(d_model=12, num_heads=3, head_dim=5)
-  x = jnp.ones((1, 4, 12))
-  _, p = init_mha(cfg, x)
+  variables = jax.eval_shape(MultiHeadAttention(cfg).init, jax.random.PRNGKey(0),
+                             jnp.ones((1, 4, 12)))
+  p = nn.meta.unbox(variables['params'])
   for name in ('query', 'key', 'value'):
     chex.assert_shape(p[name]['kernel'], (12, 3, 5))
     chex.assert_shape(p[name]['bias'], (3, 5))
@@ -305,23 +321,25 @@ def test_mha_parameter_shapes():
   chex.assert_shape(p['out']['bias'], (12,))
 
 
-@pytest.mark.parametrize('kind', ['self', 'self_padding', 'self_causal', 'cross', 'cross_padding'])
+@pytest.mark.parametrize('kind', ['self', 'self_padding', 'self_causal', 'cross', 'cross_padding',
+                                  'self_head_dim_5', 'cross_head_dim_5'])
 def test_mha_matches_per_head_numpy(kind):
-  # head_dim * heads != d_model, to catch any mix-up of the two.
-  cfg = tiny_cfg(d_model=12, num_heads=3, head_dim=5)
+  cfg = tiny_cfg()
+  if kind.endswith('head_dim_5'):
+    cfg = cfg.replace(head_dim=5)   # heads * head_dim != d_model: catches any mix-up of the two
   rng = np.random.default_rng(11)
-  x = rng.normal(size=(2, 4, 12)).astype(np.float32)
-  kv = rng.normal(size=(2, 6, 12)).astype(np.float32) if kind.startswith('cross') else None
-  lk = 4 if kv is None else 6
+  x = rng.normal(size=(B, Q, D_MODEL)).astype(np.float32)
+  kv = rng.normal(size=(B, K, D_MODEL)).astype(np.float32) if kind.startswith('cross') else None
+  lk = Q if kv is None else K
   mask = np_key_padding([lk - 2, lk], lk) if kind.endswith('padding') else None
   causal = kind == 'self_causal'
-  mha, p = init_mha(cfg, jnp.asarray(x), None if kv is None else jnp.asarray(kv))
+  p = init_mha(cfg, jnp.asarray(x), None if kv is None else jnp.asarray(kv))
   out = mha_apply(cfg, causal)({'params': p}, jnp.asarray(x),
                               None if kv is None else jnp.asarray(kv),
                               mask=None if mask is None else jnp.asarray(mask))
-  ref_mask = np_causal(4) if causal else mask
+  ref_mask = np_causal(Q) if causal else mask
   ref = np_mha(p, x, kv, mask=ref_mask)
-  chex.assert_shape(out, (2, 4, 12))
+  chex.assert_shape(out, (B, Q, D_MODEL))
   chex.assert_trees_all_close(out, ref, rtol=1e-4, atol=1e-4)
 
 
@@ -329,56 +347,57 @@ def test_mha_matches_per_head_numpy(kind):
 def test_mha_einsum_and_xla_agree(kind):
   cfg = tiny_cfg()
   rng = np.random.default_rng(12)
-  x = jnp.asarray(rng.normal(size=(2, 5, 12)).astype(np.float32))
-  kv = jnp.asarray(rng.normal(size=(2, 7, 12)).astype(np.float32)) if kind == 'cross' else None
-  lk = 5 if kv is None else 7
+  x = jnp.asarray(rng.normal(size=(B, Q, D_MODEL)).astype(np.float32))
+  kv = (jnp.asarray(rng.normal(size=(B, K, D_MODEL)).astype(np.float32)) if kind == 'cross'
+        else None)
+  lk = Q if kv is None else K
   mask = None if kind == 'causal' else jnp.asarray(np_key_padding([lk - 3, lk], lk))
   causal = kind.startswith('causal')
-  _, p = init_mha(cfg, x, kv)
+  p = init_mha(cfg, x, kv)
   out_e = mha_apply(cfg, causal)({'params': p}, x, kv, mask=mask)
   out_x = mha_apply(cfg.replace(attention_impl='xla'), causal)({'params': p}, x, kv, mask=mask)
   chex.assert_trees_all_close(out_e, out_x, rtol=1e-5, atol=1e-5)
 
 
-def test_mha_causal_future_tokens_do_not_leak():
-  cfg = tiny_cfg()
+@pytest.mark.parametrize('impl', ['einsum', 'xla'])
+def test_mha_causal_future_tokens_do_not_leak(impl):
+  cfg = tiny_cfg(attention_impl=impl)
   rng = np.random.default_rng(13)
-  x = rng.normal(size=(2, 6, 12)).astype(np.float32)
-  mha, p = init_mha(cfg, jnp.asarray(x))
-  for impl in ('einsum', 'xla'):
-    apply = mha_apply(cfg.replace(attention_impl=impl), causal=True)
-    base = np.asarray(apply({'params': p}, jnp.asarray(x)))
-    for i in range(5):
-      x2 = x.copy()
-      x2[:, i + 1:] = rng.normal(size=x2[:, i + 1:].shape)
-      changed = np.asarray(apply({'params': p}, jnp.asarray(x2)))
-      np.testing.assert_allclose(changed[:, :i + 1], base[:, :i + 1], rtol=1e-6, atol=1e-6)
-      assert not np.allclose(changed[:, i + 1:], base[:, i + 1:], atol=1e-3)
+  x = rng.normal(size=(B, Q, D_MODEL)).astype(np.float32)
+  p = init_mha(cfg, jnp.asarray(x))
+  apply = mha_apply(cfg, causal=True)
+  base = np.asarray(apply({'params': p}, jnp.asarray(x)))
+  for i in (0, 3, Q - 2):
+    x2 = x.copy()
+    x2[:, i + 1:] = rng.normal(size=x2[:, i + 1:].shape)
+    changed = np.asarray(apply({'params': p}, jnp.asarray(x2)))
+    np.testing.assert_allclose(changed[:, :i + 1], base[:, :i + 1], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(changed[:, i + 1:], base[:, i + 1:], atol=1e-3)
 
 
 def test_mha_sows_weights_with_zeros_at_padded_keys():
   cfg = tiny_cfg()
   rng = np.random.default_rng(14)
-  x = jnp.asarray(rng.normal(size=(2, 5, 12)).astype(np.float32))
-  mask = np_key_padding([3, 5], 5)
-  mha, p = init_mha(cfg, x)
+  x = jnp.asarray(rng.normal(size=(B, Q, D_MODEL)).astype(np.float32))
+  mask = np_key_padding([4, Q], Q)
+  p = init_mha(cfg, x)
   _, state = mha_apply(cfg, mutable=['intermediates'])({'params': p}, x, mask=jnp.asarray(mask))
   (w,) = state['intermediates']['attention_weights']
   w = np.asarray(w)
-  chex.assert_shape(w, (2, 3, 5, 5))
-  np.testing.assert_array_equal(w[0, :, :, 3:], 0.0)
-  assert np.all(w[0, :, :, :3] > 0) and np.all(w[1] > 0)
+  chex.assert_shape(w, (B, H, Q, Q))
+  np.testing.assert_array_equal(w[0, :, :, 4:], 0.0)
+  assert np.all(w[0, :, :, :4] > 0) and np.all(w[1] > 0)
   np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
 
 
 def test_mha_attention_dropout_only_when_not_deterministic():
   cfg = tiny_cfg(attention_dropout_rate=0.5)
   rng = np.random.default_rng(15)
-  x = jnp.asarray(rng.normal(size=(2, 5, 12)).astype(np.float32))
-  _, p = init_mha(cfg, x)
+  x = jnp.asarray(rng.normal(size=(B, Q, D_MODEL)).astype(np.float32))
+  p = init_mha(cfg, x)
 
   def run(c, seed):
-    return np.asarray(mha_apply(c)({'params': p}, x, rngs={'dropout': jax.random.PRNGKey(seed)}))
+    return np.asarray(mha_apply(c)({'params': p}, x, rngs={'dropout': key(seed)}))
 
   no_dropout = run(cfg.replace(attention_dropout_rate=0.0), 0)
   train = cfg.replace(deterministic=False)
@@ -386,8 +405,9 @@ def test_mha_attention_dropout_only_when_not_deterministic():
   assert not np.allclose(a, b, atol=1e-4)
   assert not np.allclose(a, no_dropout, atol=1e-4)
   # Deterministic: the rng does not matter and the result equals rate 0.
-  np.testing.assert_allclose(run(cfg, 1), run(cfg, 2), rtol=0, atol=0)
-  np.testing.assert_allclose(run(cfg, 1), no_dropout, rtol=1e-6, atol=1e-6)
+  e1, e2 = run(cfg, 1), run(cfg, 2)
+  np.testing.assert_array_equal(e1, e2)
+  np.testing.assert_allclose(e1, no_dropout, rtol=1e-6, atol=1e-6)
   # The xla implementation has no attention dropout: with dropout active it must fall
   # back to the einsum path, so rngs still matter.
   xla_train = train.replace(attention_impl='xla')
@@ -396,9 +416,8 @@ def test_mha_attention_dropout_only_when_not_deterministic():
 
 def test_mha_causal_needs_equal_lengths():
   cfg = tiny_cfg()
-  x = jnp.ones((1, 3, 12))
-  kv = jnp.ones((1, 4, 12))
-  mha = MultiHeadAttention(cfg)
+  x = jnp.ones((1, 3, D_MODEL))
+  kv = jnp.ones((1, 4, D_MODEL))
   with pytest.raises(ValueError, match='causal'):
-    mha.init(jax.random.PRNGKey(0), x, kv, causal=True)
-
+    jax.eval_shape(functools.partial(MultiHeadAttention(cfg).init, causal=True),
+                   jax.random.PRNGKey(0), x, kv)

@@ -11,16 +11,14 @@ import ml_collections
 from transformer import config as model_config_lib
 from transformer import optim
 
-TASKS = ('lm', 'translation', 'classification')
-
 
 class ConfigError(ValueError):
   """An invalid experiment config; the message names each field and what is allowed."""
 
 
-def _known_datasets():
-  from transformer import tasks
-  return tasks.DATASETS
+def _registry():
+  from transformer import tasks  # imported here: task modules import this one
+  return tuple(tasks.TASKS), tasks.DATASETS
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -30,8 +28,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not cond:
       problems.append(msg)
 
-  check(config.task in TASKS, f'task={config.task!r} is not one of {TASKS}')
-  datasets = _known_datasets().get(config.task, ())
+  task_names, all_datasets = _registry()
+  check(config.task in task_names, f'task={config.task!r} is not one of {task_names}')
+  datasets = all_datasets.get(config.task, ())
   check(config.dataset in datasets,
         f'dataset={config.dataset!r} is not a {config.task!r} dataset; allowed: {datasets}')
   for name in ('batch_size', 'num_train_steps', 'log_every_steps', 'eval_every_steps',

@@ -15,8 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from transformer.attention import (MultiHeadAttention, causal_mask, cross_attention_mask,
-                                   padding_mask)
+from transformer.attention import (MultiHeadAttention, padding_mask)
 from transformer.config import TransformerConfig
 from transformer.layers import (Dense, Embed, FeedForward, PositionalEncoding, make_norm,
                                 sincos_2d)

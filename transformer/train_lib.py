@@ -10,8 +10,6 @@ SIGTERM saves a checkpoint and exits cleanly.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
 import signal

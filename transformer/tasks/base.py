@@ -1,4 +1,6 @@
-"""Tasks: what differs between experiment families.
+"""The task interface and the token-level loss shared by sequence tasks.
+
+Tasks: what differs between experiment families.
 
 A task owns its data source and model, turns a batch into a loss, reports
 metrics as *sums* (so that evaluation over a whole split is token- or
@@ -9,7 +11,6 @@ confusion matrix). The training loop in train_lib.py knows nothing else.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import flax.linen as nn
@@ -17,14 +18,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
-
-from transformer import experiment, models
-
-# Datasets each task accepts (experiment.validate checks against this).
-DATASETS: dict[str, tuple[str, ...]] = {
-    'lm': ('tiny_shakespeare', 'ptb', 'lm1b'),
-}
 
 
 def token_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array,
@@ -82,64 +75,3 @@ class Task:
   def evaluate_extra(self, params, writer, step: int) -> dict[str, Any]:
     """Family-specific evaluation run by eval.py (sampling, decoding, ...)."""
     return {}
-
-
-class LMTask(Task):
-  """Next-token prediction with a decoder-only Transformer."""
-  name = 'lm'
-
-  def __init__(self, config, workdir):
-    super().__init__(config, workdir)
-    from transformer.data import lm as lm_data, resolve_data_dir
-    self.data = lm_data.make_lm_data(config.dataset, resolve_data_dir(config.data_dir),
-                                     seq_len=config.seq_len, workdir=workdir,
-                                     vocab_size=config.vocab_size or None)
-    self.model_cfg = experiment.model_config(config, vocab_size=self.data.vocab_size)
-
-  def model(self, train: bool) -> nn.Module:
-    return models.DecoderLM(self.model_cfg.replace(deterministic=not train))
-
-  def init_inputs(self) -> tuple:
-    return (jnp.ones((1, self.config.seq_len), jnp.int32),)
-
-  def loss_sums(self, params, batch, rng, train):
-    logits = self.model(train).apply({'params': params}, batch['inputs'],
-                                     rngs={'dropout': rng} if train else None)
-    return token_cross_entropy(logits, batch['targets'], batch['weights'],
-                               self.config.label_smoothing if train else 0.0)
-
-  def summarize(self, sums):
-    out = super().summarize(sums)
-    out['perplexity'] = float(np.exp(min(out['nll'], 50.0)))
-    return out
-
-  def evaluate_extra(self, params, writer, step):
-    from transformer import decoding
-    s = self.config.sample
-    tok = self.data.tokenizer
-    if not s.prompt:
-      raise ValueError('config.sample.prompt is empty: give a prompt to sample from '
-                       '(e.g. --config.sample.prompt="ROMEO:")')
-    prompt = tok.encode(s.prompt)
-    prompts = jnp.asarray([prompt] * s.num_samples, jnp.int32)
-    num_tokens = min(s.num_tokens, self.model_cfg.max_len - len(prompt) + 1)
-    eos = getattr(tok, 'eos_id', None)
-    out = decoding.generate(params, self.model_cfg, prompts, num_tokens,
-                            rng=jax.random.PRNGKey(self.config.seed), temperature=s.temperature,
-                            top_k=s.top_k, top_p=s.top_p, eos_id=eos)
-    texts = [s.prompt + tok.decode(np.asarray(row)) for row in out]
-    if self.workdir:
-      with open(os.path.join(self.workdir, 'samples.txt'), 'a') as f:
-        for t in texts:
-          f.write(f'=== step {step} (temperature {s.temperature}, top_k {s.top_k}, '
-                  f'top_p {s.top_p}) ===\n{t}\n')
-    for t in texts:
-      writer.write_text(step, 'samples', t)
-    return {'samples': texts}
-
-
-TASKS = {'lm': LMTask}
-
-
-def make_task(config, workdir: str | None) -> Task:
-  return TASKS[config.task](config, workdir)
