@@ -26,11 +26,11 @@ B, Q, K, H, D = 2, 7, 6, 2, 8   # batch, query len, key len, heads, head dim
 D_MODEL = H * D
 
 
-
 def key(seed):
   """A PRNG key of the 'rbg' implementation: on CPU, XLA compiles its random bits in a
   fraction of the time threefry's take (each new shape of random numbers is a compile)."""
   return jax.random.key(seed, impl='rbg')
+
 
 def tiny_cfg(**kw):
   base = dict(vocab_size=13, d_model=D_MODEL, num_heads=H, d_ff=24, num_encoder_layers=1,

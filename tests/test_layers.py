@@ -19,11 +19,11 @@ from transformer.layers import (Dense, Embed, FeedForward, LayerNorm, Positional
                                 sinusoidal_encoding)
 
 
-
 def key(seed):
   """A PRNG key of the 'rbg' implementation: on CPU, XLA compiles its random bits in a
   fraction of the time threefry's take (each new shape of random numbers is a compile)."""
   return jax.random.key(seed, impl='rbg')
+
 
 def tiny_cfg(**kw):
   # The shapes of the models' tests (d_model 16, d_ff 24, length 7): op-by-op dispatch then

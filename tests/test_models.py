@@ -27,15 +27,15 @@ VIT_CFG = preset('vit_ti', d_model=16, num_heads=2, d_ff=24, num_encoder_layers=
                  image_size=8, patch_size=4, num_classes=5, deterministic=True)
 
 
+# ---------------------------------------------------------------------------
+# Helpers.
+# ---------------------------------------------------------------------------
 
 def key(seed):
   """A PRNG key of the 'rbg' implementation: on CPU, XLA compiles its random bits in a
   fraction of the time threefry's take (each new shape of random numbers is a compile)."""
   return jax.random.key(seed, impl='rbg')
 
-# ---------------------------------------------------------------------------
-# Helpers.
-# ---------------------------------------------------------------------------
 
 def apply_fn(model_cls, cfg, method=None, mutable=()):
   """`model_cls(cfg).apply`, op by op.

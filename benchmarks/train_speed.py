@@ -1,0 +1,88 @@
+"""Train-step speed and memory of an experiment config.
+
+  python benchmarks/train_speed.py --config=configs/lm_shakespeare_char.py [--steps=200] \
+      [--config.FIELD=VALUE ...]
+
+Builds the experiment exactly as train.py does (same task, data, jitted step,
+shardings), runs `--warmup` steps, then times `--steps` steps one by one with
+the device synchronized after each, and prints: compile time (first step),
+median / p10 / p90 step time, steps/s, tokens (or examples) per second,
+parameter count, and peak memory (host RSS on CPU; the allocator's peak on
+GPU/TPU). No checkpoints or metrics are written.
+"""
+
+import json
+import resource
+import statistics
+import time
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+flags.DEFINE_integer('steps', 200, 'Timed steps.')
+flags.DEFINE_integer('warmup', 10, 'Untimed steps after the first (compiling) one.')
+flags.DEFINE_string('json_out', '', 'Optional path to write the results as JSON.')
+config_flags.DEFINE_config_file('config', 'configs/lm_shakespeare_char.py', 'Experiment config.',
+                                lock_config=False)
+FLAGS = flags.FLAGS
+
+
+def peak_memory_bytes() -> tuple[str, int]:
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    return 'device_peak_bytes', int(stats['peak_bytes_in_use'])
+  return 'host_peak_rss_bytes', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure(config, steps: int, warmup: int) -> dict:
+  import flax.linen as nn
+  from transformer import train_lib
+  exp = train_lib.Experiment(config, None)
+  state = exp.init_state()
+  batches = [exp.task.data.train_batch(i, config.batch_size, config.seed)
+             for i in range(steps + warmup + 1)]
+  weights = [float(b.get('weights', b.get('labels')).sum()) if 'weights' in b else
+             len(next(iter(b.values()))) for b in batches]
+  times = []
+  with exp.mesh, nn.logical_axis_rules(exp.rules):
+    t0 = time.perf_counter()
+    state, m = exp.train_step(state, exp.put_batch(batches[0]))
+    jax.block_until_ready(m)
+    compile_s = time.perf_counter() - t0
+    for i in range(1, warmup + 1):
+      state, m = exp.train_step(state, exp.put_batch(batches[i]))
+    jax.block_until_ready(m)
+    for i in range(warmup + 1, warmup + 1 + steps):
+      t0 = time.perf_counter()
+      state, m = exp.train_step(state, exp.put_batch(batches[i]))
+      jax.block_until_ready(m)
+      times.append(time.perf_counter() - t0)
+  med = statistics.median(times)
+  q = statistics.quantiles(times, n=10)
+  per_step = statistics.mean(weights[warmup + 1:])
+  mem_kind, mem = peak_memory_bytes()
+  return {
+      'config': config.dataset, 'device': jax.devices()[0].device_kind,
+      'num_devices': jax.device_count(),
+      'params': int(sum(x.size for x in jax.tree.leaves(state.params))),
+      'batch_size': config.batch_size, 'compile_s': compile_s,
+      'step_ms_median': med * 1e3, 'step_ms_p10': q[0] * 1e3, 'step_ms_p90': q[-1] * 1e3,
+      'steps_per_s': 1.0 / med, f'{exp.task.weight_name}_per_s': per_step / med,
+      mem_kind: mem,
+  }
+
+
+def main(argv):
+  del argv
+  res = measure(FLAGS.config, FLAGS.steps, FLAGS.warmup)
+  width = max(len(k) for k in res)
+  for k, v in res.items():
+    print(f'{k:<{width}}  {v:,.3f}' if isinstance(v, float) else f'{k:<{width}}  {v}')
+  if FLAGS.json_out:
+    with open(FLAGS.json_out, 'w') as f:
+      json.dump(res, f, indent=2)
+
+
+if __name__ == '__main__':
+  app.run(main)
