@@ -103,19 +103,19 @@ def mask_case(name, lq, lk):
   }[name]
 
 
-def random_params(module, *args, seed=0, **kwargs):
+def random_params(module, *args, seed=0):
   """Random parameters of the module's shapes (jax.eval_shape: nothing is compiled).
 
   Kernels ~ N(0, 1/fan_in); biases are random too, since zero biases would hide bias bugs.
   """
-  shapes = nn.meta.unbox(jax.eval_shape(module.init, jax.random.PRNGKey(0), *args,
-                                        **kwargs)['params'])
+  shapes = nn.meta.unbox(jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)['params'])
   rng = np.random.default_rng(seed)
 
   def make(path, s):
     name = path[-1].key
     if name == 'kernel':
-      fan_in = math.prod(s.shape[:-2]) if path[-2].key == 'out' else s.shape[0]
+      # query/key/value kernels are [d_model, heads, head_dim]; out is [heads, head_dim, d_model].
+      fan_in = math.prod(s.shape[:-1]) if path[-2].key == 'out' else s.shape[0]
       return jnp.asarray(rng.normal(size=s.shape) / math.sqrt(fan_in), jnp.float32)
     return jnp.asarray(0.5 * rng.normal(size=s.shape), jnp.float32)
 

@@ -39,12 +39,15 @@ def init_params(module, *args, seed=0):
   return nn.meta.unbox(variables['params'])
 
 
-def perturb(params, seed, scale=0.3):
-  """Adds noise to every parameter so that zero-initialized biases are exercised too."""
+def random_params(module, *args, seed=0):
+  """Random parameters of the module's shapes (jax.eval_shape: nothing is compiled).
+
+  Biases are random too: the initializer's zeros would hide a missing bias.
+  """
+  shapes = nn.meta.unbox(jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)['params'])
   rng = np.random.default_rng(seed)
   return jax.tree_util.tree_map(
-      lambda a: jnp.asarray(np.asarray(a) + scale * rng.normal(size=a.shape), jnp.float32),
-      params)
+      lambda s: jnp.asarray(0.5 * rng.normal(size=s.shape), jnp.float32), shapes)
 
 
 def np64(tree):
@@ -83,7 +86,7 @@ def test_layernorm_matches_numpy(eps):
   p = init_params(ln, jnp.asarray(x))
   chex.assert_trees_all_close(p, {'scale': np.ones(16), 'bias': np.zeros(16)})
   y = ln.apply({'params': {'scale': jnp.asarray(scale), 'bias': jnp.asarray(bias)}},
-                        jnp.asarray(x))
+               jnp.asarray(x))
   assert y.dtype == jnp.float32
   chex.assert_shape(y, x.shape)
   chex.assert_trees_all_close(y, np_layernorm(x, scale, bias, eps), rtol=1e-5, atol=1e-5)
@@ -121,7 +124,7 @@ def test_norms_in_bfloat16(kind):
   p = init_params(mod, jnp.asarray(x, jnp.bfloat16))
   assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(p))  # param_dtype
   y = mod.apply({'params': jax.tree_util.tree_map(jnp.asarray, params)},
-                         jnp.asarray(x, jnp.bfloat16))
+                jnp.asarray(x, jnp.bfloat16))
   assert y.dtype == jnp.bfloat16
   # bfloat16 has an 8-bit mantissa: relative error ~ 2^-8 on the output.
   chex.assert_trees_all_close(np.asarray(y, np.float32), ref, rtol=2e-2, atol=2e-2)
@@ -145,7 +148,7 @@ def test_dense_matches_numpy():
   rng = np.random.default_rng(4)
   x = rng.normal(size=(2, 3, 5)).astype(np.float32)
   dense = Dense(7, ('embed',), ('mlp',))
-  p = perturb(init_params(dense, jnp.asarray(x)), 5)
+  p = random_params(dense, jnp.asarray(x), seed=5)
   chex.assert_shape(p['kernel'], (5, 7))
   chex.assert_shape(p['bias'], (7,))
   y = dense.apply({'params': p}, jnp.asarray(x))
@@ -160,7 +163,7 @@ def test_dense_num_contract_2_equals_einsum(use_bias):
   rng = np.random.default_rng(6)
   x = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)    # [batch, len, heads, head_dim]
   dense = Dense(6, ('heads', 'kv'), ('embed',), num_contract=2, use_bias=use_bias)
-  p = perturb(init_params(dense, jnp.asarray(x)), 7)
+  p = random_params(dense, jnp.asarray(x), seed=7)
   chex.assert_shape(p['kernel'], (4, 5, 6))
   assert ('bias' in p) == use_bias
   y = dense.apply({'params': p}, jnp.asarray(x))
@@ -176,7 +179,7 @@ def test_dense_multi_dim_features():
   rng = np.random.default_rng(8)
   x = rng.normal(size=(2, 3, 6)).astype(np.float32)
   dense = Dense((2, 4), ('embed',), ('heads', 'kv'))
-  p = perturb(init_params(dense, jnp.asarray(x)), 9)
+  p = random_params(dense, jnp.asarray(x), seed=9)
   chex.assert_shape(p['kernel'], (6, 2, 4))
   chex.assert_shape(p['bias'], (2, 4))
   y = dense.apply({'params': p}, jnp.asarray(x))
@@ -187,10 +190,13 @@ def test_dense_multi_dim_features():
 
 def test_dense_init_uses_2d_fans():
   """Xavier-uniform on the (fan_in, fan_out) matrix: |w| <= sqrt(6 / (fan_in + fan_out))."""
-  dense = Dense(64, ('heads', 'kv'), ('embed',), num_contract=2)
-  p = init_params(dense, jnp.ones((1, 8, 16)))           # fan_in = 8*16, fan_out = 64
-  limit = math.sqrt(6.0 / (8 * 16 + 64))
+  # The attention output projection: kernel (heads=2, head_dim=8, d_model=16), so
+  # fan_in = 2*8 = 16 and fan_out = 16. (Flax's fans of the 3-D shape would be 16 and 32.)
+  dense = Dense(16, ('heads', 'kv'), ('embed',), num_contract=2)
+  p = init_params(dense, jnp.ones((1, 2, 8)))
+  limit = math.sqrt(6.0 / (16 + 16))
   w = np.asarray(p['kernel'])
+  assert w.shape == (2, 8, 16)
   assert np.abs(w).max() <= limit
   assert np.abs(w).max() > 0.9 * limit                   # uses the whole range
   np.testing.assert_allclose(w.std(), limit / math.sqrt(3), rtol=0.1)
@@ -207,7 +213,7 @@ def test_feed_forward_matches_numpy(activation):
   rng = np.random.default_rng(10)
   x = rng.normal(size=(2, 7, cfg.d_model)).astype(np.float32)
   ffn = FeedForward(cfg)
-  p = perturb(init_params(ffn, jnp.asarray(x)), 11)
+  p = random_params(ffn, jnp.asarray(x), seed=11)
   chex.assert_shape(p['wi']['kernel'], (cfg.d_model, cfg.d_ff))
   chex.assert_shape(p['wo']['kernel'], (cfg.d_ff, cfg.d_model))
   y = ffn.apply({'params': p}, jnp.asarray(x))

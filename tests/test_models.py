@@ -8,6 +8,7 @@ import functools
 import math
 
 import chex
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -56,7 +57,11 @@ def init_params(model_cls, cfg, *args, seed=0):
 
 
 def src_tokens(seed=0):
-  """[BATCH, SRC_LEN] source tokens; row 0 ends with 2 pads, row 1 has none."""
+  """[BATCH, SRC_LEN] source tokens; row 0 ends with 2 pads, row 1 has none.
+
+  SRC_LEN == TGT_LEN keeps the number of compiled shapes down; the shape tests (which
+  compile nothing) use different lengths.
+  """
   rng = np.random.default_rng(seed)
   src = rng.integers(1, CFG.vocab_size, size=(BATCH, SRC_LEN))
   src[0, -2:] = 0
@@ -66,12 +71,6 @@ def src_tokens(seed=0):
 def tgt_tokens(seed=1, length=TGT_LEN):
   rng = np.random.default_rng(seed)
   return jnp.asarray(rng.integers(1, CFG.vocab_size, size=(BATCH, length)), jnp.int32)
-
-
-def images(cfg, seed=2):
-  rng = np.random.default_rng(seed)
-  return jnp.asarray(rng.normal(size=(BATCH, cfg.image_size, cfg.image_size,
-                                      cfg.num_channels)), jnp.float32)
 
 
 def perturb(params, seed, scale=0.1):
@@ -89,8 +88,9 @@ def abstract_variables(model_cls, cfg, *shapes_dtypes):
   return jax.eval_shape(model_cls(cfg).init, jax.random.PRNGKey(0), *args)
 
 
-def ed_shapes(cfg):
-  return ((BATCH, SRC_LEN), jnp.int32), ((BATCH, TGT_LEN), jnp.int32)
+def ed_shapes(cfg, src_len=5):
+  """Abstract (source, target) inputs; the lengths differ, to catch any mix-up."""
+  return ((BATCH, src_len), jnp.int32), ((BATCH, TGT_LEN), jnp.int32)
 
 
 # Independent analytic parameter counts (Vaswani et al. 2017, Dosovitskiy et al. 2021).
@@ -221,9 +221,9 @@ def test_decoder_lm_parameter_count_and_output_shape(variant):
   assert out.shape == (BATCH, 5, cfg.vocab_size) and out.dtype == jnp.float32
 
 
-@pytest.mark.parametrize('pool', ['cls', 'gap'])
-@pytest.mark.parametrize('positional', ['learned', 'sinusoidal'])
-@pytest.mark.parametrize('representation_size', [None, 6])
+@pytest.mark.parametrize('pool,positional,representation_size', [
+    ('cls', 'learned', None), ('gap', 'sinusoidal', None), ('cls', 'sinusoidal', 6),
+    ('gap', 'learned', 6)])
 def test_vit_parameter_count_and_output_shape(pool, positional, representation_size):
   cfg = VIT_CFG.replace(pool=pool, positional=positional, representation_size=representation_size)
   shape = ((BATCH, 8, 8, 3), jnp.float32)
@@ -241,37 +241,190 @@ def test_vit_rejects_indivisible_image():
     abstract_variables(ViT, VIT_CFG, ((1, 10, 8, 3), jnp.float32))
 
 
-def np_layernorm(x, scale, bias, eps):
+# ---------------------------------------------------------------------------
+# Full forward passes against NumPy float64 references written from the papers.
+# ---------------------------------------------------------------------------
+
+def np_norm(p, x, cfg):
+  if cfg.norm == 'rmsnorm':
+    return x / np.sqrt((x ** 2).mean(-1, keepdims=True) + cfg.norm_epsilon) * p['scale']
   mean = x.mean(-1, keepdims=True)
   var = ((x - mean) ** 2).mean(-1, keepdims=True)
-  return (x - mean) / np.sqrt(var + eps) * scale + bias
+  return (x - mean) / np.sqrt(var + cfg.norm_epsilon) * p['scale'] + p['bias']
 
 
-@pytest.mark.parametrize('pool', ['cls', 'gap'])
-def test_vit_without_layers_matches_numpy(pool):
-  """Patchify + linear embedding + positions + class token + final norm + head, in NumPy."""
-  cfg = VIT_CFG.replace(num_encoder_layers=0, pool=pool)
-  x = images(cfg)
-  params = perturb(init_params(ViT, cfg, x), 3)         # the head is zero-initialized
+def np_ffn(p, x, cfg):
+  h = x @ p['wi']['kernel'] + p['wi']['bias']
+  if cfg.activation == 'relu':
+    h = np.maximum(h, 0.0)
+  else:  # the tanh approximation of GELU (flax's nn.gelu default, as in the ViT reference)
+    h = 0.5 * h * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h ** 3)))
+  return h @ p['wo']['kernel'] + p['wo']['bias']
+
+
+def np_softmax(x):
+  e = np.exp(x - x.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def np_mha(p, x, kv, mask=None):
+  """MultiHead(Q, K, V) = Concat(head_1..head_h) W_O, head_i = Attention(Q W_Q^i, ...).
+
+  mask: boolean, broadcastable to [batch, q_len, kv_len], True where attention is allowed.
+  """
+  heads, d_k = p['query']['kernel'].shape[1:]
+  out = []
+  for b in range(x.shape[0]):
+    per_head = []
+    for h in range(heads):
+      q = x[b] @ p['query']['kernel'][:, h] + p['query']['bias'][h]
+      k = kv[b] @ p['key']['kernel'][:, h] + p['key']['bias'][h]
+      v = kv[b] @ p['value']['kernel'][:, h] + p['value']['bias'][h]
+      logits = q @ k.T / math.sqrt(d_k)
+      if mask is not None:
+        logits = np.where(np.broadcast_to(mask, (x.shape[0],) + logits.shape)[b], logits,
+                          -np.inf)
+      per_head.append(np_softmax(logits) @ v)
+    out.append(np.concatenate(per_head, -1) @ p['out']['kernel'].reshape(heads * d_k, -1)
+               + p['out']['bias'])
+  return np.stack(out)
+
+
+def np_sublayer(p, x, f, cfg):
+  """Post-LN LayerNorm(x + Sublayer(x)) (paper) or pre-LN x + Sublayer(LayerNorm(x))."""
+  if cfg.norm_position == 'pre':
+    return x + f(np_norm(p['norm'], x, cfg))
+  return np_norm(p['norm'], x + f(x), cfg)
+
+
+def np_encoder(p, x, mask, cfg):
+  for i in range(cfg.num_encoder_layers):
+    lp = p[f'layer_{i}']
+    attn, mlp = lp['self_attention'], lp['mlp']
+    x = np_sublayer(lp['self_attention_residual'], x,
+                    lambda h, attn=attn: np_mha(attn, h, h, mask), cfg)
+    x = np_sublayer(lp['mlp_residual'], x, lambda h, mlp=mlp: np_ffn(mlp, h, cfg), cfg)
+  return np_norm(p['final_norm'], x, cfg) if cfg.norm_position == 'pre' else x
+
+
+def np_decoder(p, y, encoded, cross_mask, cfg):
+  causal = np.tril(np.ones((y.shape[1], y.shape[1]), bool))[None]
+  for i in range(cfg.num_decoder_layers):
+    lp = p[f'layer_{i}']
+    attn, mlp = lp['self_attention'], lp['mlp']
+    y = np_sublayer(lp['self_attention_residual'], y,
+                    lambda h, attn=attn: np_mha(attn, h, h, causal), cfg)
+    if encoded is not None:
+      cross = lp['cross_attention']
+      y = np_sublayer(lp['cross_attention_residual'], y,
+                      lambda h, cross=cross: np_mha(cross, h, encoded, cross_mask), cfg)
+    y = np_sublayer(lp['mlp_residual'], y, lambda h, mlp=mlp: np_ffn(mlp, h, cfg), cfg)
+  return np_norm(p['final_norm'], y, cfg) if cfg.norm_position == 'pre' else y
+
+
+def np_sinusoid(length, d):
+  pos = np.arange(length)[:, None]
+  j = np.arange(d)[None, :]
+  angle = pos / 10000.0 ** (2 * (j // 2) / d)     # PE(pos, 2i) = sin, PE(pos, 2i+1) = cos
+  return np.where(j % 2 == 0, np.sin(angle), np.cos(angle))
+
+
+def np_token_input(table, pos_params, tokens, cfg):
+  """Embedding * sqrt(d_model) + positional encoding (paper, sections 3.4 and 3.5)."""
+  x = table[np.asarray(tokens)] * math.sqrt(cfg.d_model)
+  length = x.shape[1]
+  if cfg.positional == 'learned':
+    return x + pos_params['position']['pos_embedding'][:length]
+  return x + np_sinusoid(length, cfg.d_model)
+
+
+def np_logits(p, y, embedding, cfg):
+  if cfg.logits_via_embedding:
+    return y @ embedding.T
+  return y @ p['logits']['kernel'] + p['logits']['bias']
+
+
+def np64(tree):
+  return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
+
+
+MODEL_VARIANTS = {
+    'paper': {},   # post-LN, LayerNorm, ReLU, sinusoidal, shared and tied embeddings
+    'pre_rmsnorm_gelu_learned_untied': dict(
+        norm_position='pre', norm='rmsnorm', activation='gelu', positional='learned',
+        share_embeddings=False, logits_via_embedding=False),
+}
+
+
+@pytest.mark.parametrize('variant', list(MODEL_VARIANTS))
+def test_decoder_lm_matches_numpy(variant):
+  cfg = CFG.replace(**MODEL_VARIANTS[variant])          # (DecoderLM has one embedding)
+  tokens = tgt_tokens(20)
+  params = perturb(init_params(DecoderLM, cfg, tokens), 21)
+  logits = apply_fn(DecoderLM, cfg)({'params': params}, tokens)
+  p = np64(params)
+  x = np_token_input(p['embed']['embedding'], p.get('input'), tokens, cfg)
+  ref = np_logits(p, np_decoder(p['decoder'], x, None, None, cfg), p['embed']['embedding'], cfg)
+  chex.assert_shape(logits, (BATCH, TGT_LEN, cfg.vocab_size))
+  chex.assert_trees_all_close(logits, ref, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize('variant', list(MODEL_VARIANTS))
+def test_encoder_decoder_matches_numpy(variant):
+  cfg = CFG.replace(**MODEL_VARIANTS[variant])
+  src, tgt = src_tokens(22), tgt_tokens(23)
+  params = perturb(init_params(EncoderDecoder, cfg, src, tgt), 24)
+  logits = apply_fn(EncoderDecoder, cfg)({'params': params}, src, tgt)
+  p = np64(params)
+  key_mask = (np.asarray(src) != cfg.pad_id)[:, None, :]           # [batch, 1, src_len]
+  target_table = p['source_embed' if cfg.share_embeddings else 'target_embed']['embedding']
+  x = np_token_input(p['source_embed']['embedding'], p.get('source_input'), src, cfg)
+  encoded = np_encoder(p['encoder'], x, key_mask, cfg)
+  y = np_token_input(target_table, p.get('target_input'), tgt, cfg)
+  ref = np_logits(p, np_decoder(p['decoder'], y, encoded, key_mask, cfg), target_table, cfg)
+  chex.assert_shape(logits, (BATCH, TGT_LEN, cfg.output_vocab_size))
+  chex.assert_trees_all_close(logits, ref, rtol=2e-4, atol=2e-4)
+
+
+def np_sincos_2d(h, w, d):
+  quarter = d // 4
+  omega = 1.0 / 10000.0 ** (np.arange(quarter) / (quarter - 1))
+  rows, cols = np.divmod(np.arange(h * w), w)                     # raster order
+  ang_x, ang_y = cols[:, None] * omega, rows[:, None] * omega
+  return np.concatenate([np.sin(ang_x), np.cos(ang_x), np.sin(ang_y), np.cos(ang_y)], 1)
+
+
+@pytest.mark.parametrize('pool,positional,layers', [('cls', 'learned', 1),
+                                                    ('gap', 'sinusoidal', 0)])
+def test_vit_matches_numpy(pool, positional, layers):
+  """Patchify, linear embedding, positions, class token, pre-LN encoder, pooling, head.
+
+  Images are 8x12 (a 2x3 grid of 4x4 patches): a non-square grid catches rows and columns
+  swapped, and 6 patches + the class token make the 7 tokens of the other tests' shapes.
+  """
+  cfg = VIT_CFG.replace(pool=pool, positional=positional, num_encoder_layers=layers)
+  ps, gh, gw = cfg.patch_size, 2, 3
+  x = jnp.asarray(np.random.default_rng(25).normal(size=(BATCH, gh * ps, gw * ps, 3)),
+                  jnp.float32)
+  params = perturb(init_params(ViT, cfg, x), 3)          # (the head is zero-initialized)
   logits = apply_fn(ViT, cfg)({'params': params}, x)
-  p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+  p = np64(params)
   img = np.asarray(x, np.float64)
-  ps, g = cfg.patch_size, cfg.image_size // cfg.patch_size
   tokens = []
-  for i in range(g):                                    # raster order over the patch grid
-    for j in range(g):
+  for i in range(gh):                                    # raster order over the patch grid
+    for j in range(gw):
       patch = img[:, i * ps:(i + 1) * ps, j * ps:(j + 1) * ps, :]       # [b, p, p, c]
       tokens.append(patch.reshape(BATCH, -1) @ p['patch_embed']['kernel']
                     + p['patch_embed']['bias'])
-  h = np.stack(tokens, axis=1) + p['pos_embedding']
+  h = np.stack(tokens, axis=1)
+  h = h + (p['pos_embedding'] if positional == 'learned' else np_sincos_2d(gh, gw, cfg.d_model))
   if pool == 'cls':
     h = np.concatenate([np.broadcast_to(p['cls_token'], (BATCH, 1, cfg.d_model)), h], axis=1)
-  h = np_layernorm(h, p['encoder']['final_norm']['scale'], p['encoder']['final_norm']['bias'],
-                   cfg.norm_epsilon)
+  h = np_encoder(p['encoder'], h, None, cfg)
   pooled = h[:, 0] if pool == 'cls' else h.mean(axis=1)
   ref = pooled @ p['head']['kernel'] + p['head']['bias']
   chex.assert_shape(logits, (BATCH, cfg.num_classes))
-  chex.assert_trees_all_close(logits, ref, rtol=1e-4, atol=1e-4)
+  chex.assert_trees_all_close(logits, ref, rtol=2e-4, atol=2e-4)
 
 
 # ---------------------------------------------------------------------------
@@ -392,7 +545,7 @@ def check_cache(cache, cfg, steps):
   names = {k.split('/')[-1] for k in flat}
   assert {'cached_key', 'cached_value', 'cache_index', 'position'} <= names
   for k, v in flat.items():
-    if k.endswith('cache_index') or k.endswith('position'):
+    if k.endswith(('cache_index', 'position')):
       assert int(v) == steps, k
     if k.endswith('cached_key'):
       assert v.shape == (BATCH, cfg.max_len, cfg.num_heads, cfg.qkv_dim)
@@ -445,12 +598,13 @@ def test_encoder_decoder_cached_decoding_matches_full_forward(variant):
 # ---------------------------------------------------------------------------
 
 def test_jit_and_eager_agree():
-  cfg = CFG.replace(num_encoder_layers=1, num_decoder_layers=1)
-  src, tgt = src_tokens(11), tgt_tokens(12)
-  params = perturb(init_params(EncoderDecoder, cfg, src, tgt), 13)
-  eager = EncoderDecoder(cfg).apply({'params': params}, src, tgt)
-  jitted = jax.jit(EncoderDecoder(cfg).apply)({'params': params}, src, tgt)
+  cfg = CFG
+  tokens = tgt_tokens(12)
+  params = perturb(init_params(DecoderLM, cfg, tokens), 13)
+  eager = DecoderLM(cfg).apply({'params': params}, tokens)
+  jitted = jax.jit(DecoderLM(cfg).apply)({'params': params}, tokens)
   chex.assert_trees_all_close(jitted, eager, rtol=1e-5, atol=1e-5)
+  assert float(np.abs(np.asarray(eager)).max()) > 0.1                  # not trivially zero
 
 
 def test_dropout_only_when_not_deterministic():
@@ -479,10 +633,14 @@ def test_dropout_only_when_not_deterministic():
 
 def test_dropout_needs_rng_when_training():
   cfg = CFG.replace(num_decoder_layers=1, dropout_rate=0.1, deterministic=False)
-  tokens = tgt_tokens(15)
-  params = init_params(DecoderLM, cfg.replace(deterministic=True), tokens)
-  with pytest.raises(Exception, match='dropout'):
-    jax.eval_shape(DecoderLM(cfg).apply, {'params': params}, tokens)
+  variables = abstract_variables(DecoderLM, cfg.replace(deterministic=True),
+                                 ((BATCH, TGT_LEN), jnp.int32))
+  with pytest.raises(flax.errors.InvalidRngError, match='dropout'):
+    jax.eval_shape(DecoderLM(cfg).apply, variables, tgt_tokens(15))
+  # With the rng it runs.
+  out = jax.eval_shape(functools.partial(DecoderLM(cfg).apply, rngs={'dropout': key(0)}),
+                       variables, tgt_tokens(15))
+  assert out.shape == (BATCH, TGT_LEN, cfg.vocab_size)
 
 
 def test_bfloat16_compute():
