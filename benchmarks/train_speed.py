@@ -12,9 +12,13 @@ GPU/TPU). No checkpoints or metrics are written.
 """
 
 import json
+import os
 import resource
 import statistics
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 from absl import app, flags

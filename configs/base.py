@@ -5,7 +5,36 @@ needs. Every field can be overridden on the command line:
 `python train.py --config=configs/NAME.py --config.batch_size=64`.
 """
 
+import dataclasses
+
 import ml_collections
+from ml_collections import config_dict
+
+from transformer.config import TransformerConfig
+
+# Filled in by the engine, not by configs.
+_ENGINE_FIELDS = ('vocab_size', 'deterministic', 'decode')
+
+
+def model_fields() -> ml_collections.ConfigDict:
+  """Every TransformerConfig field as an unset placeholder of its type.
+
+  A field left None takes the preset's (or the dataclass's) value; any field can
+  be set in a config file or on the command line (--config.model.num_heads=16).
+  """
+  fields = {}
+  for f in dataclasses.fields(TransformerConfig):
+    if f.name in _ENGINE_FIELDS:
+      continue
+    default = f.default
+    if f.name in ('dtype', 'param_dtype'):
+      kind = str
+    elif default is None:
+      kind = int
+    else:
+      kind = type(default)
+    fields[f.name] = config_dict.placeholder(kind)
+  return ml_collections.ConfigDict(fields)
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -22,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
   # overrides of TransformerConfig fields. vocab_size and max_len are filled in
   # from the data and seq_len.
   c.model_preset = ''
-  c.model = ml_collections.ConfigDict()
+  c.model = model_fields()
 
   # Training loop.
   c.seed = 0

@@ -75,7 +75,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def model_config(config: ml_collections.ConfigDict, vocab_size: int,
                  **overrides) -> model_config_lib.TransformerConfig:
   """The TransformerConfig of an experiment: preset, then config.model, then overrides."""
-  values = config.model.to_dict() if config.model else {}
+  values = {k: v for k, v in config.model.to_dict().items() if v is not None}
   values.setdefault('max_len', config.seq_len)
   values['vocab_size'] = vocab_size
   values.update(overrides)
