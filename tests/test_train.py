@@ -1,7 +1,6 @@
 """The training engine end to end on tiny models and real data."""
 
 import gzip
-import json
 import os
 import signal
 import subprocess

@@ -152,7 +152,14 @@ class Experiment:
       state, meta = checkpointer.restore(self.abstract_state, step)
       log.info('Restored checkpoint at step %d from %s', int(state.step), checkpointer.directory)
       return state
-    return self.init_state()
+    state = self.init_state()
+    # A task may start a fresh run from other weights (classification: config.init_from).
+    initial_params = getattr(self.task, 'initial_params', None)
+    if initial_params is not None:
+      params = initial_params(state.params)
+      if params is not state.params:
+        state = state.replace(params=jax.device_put(params, self.state_sharding.params))
+    return state
 
 
 # ---------------------------------------------------------------------------

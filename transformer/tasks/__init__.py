@@ -6,16 +6,22 @@ and the dataset names it accepts in DATASETS.
 
 from __future__ import annotations
 
+from transformer.tasks import classification
 from transformer.tasks import lm
+from transformer.tasks import translation
 from transformer.tasks.base import Task, token_cross_entropy
 
 TASKS: dict[str, type[Task]] = {
     'lm': lm.LMTask,
+    'classification': classification.ClassificationTask,
+    'translation': translation.TranslationTask,
 }
 
 # Datasets each task accepts (experiment.validate checks against this).
 DATASETS: dict[str, tuple[str, ...]] = {
     'lm': lm.DATASETS,
+    'classification': classification.DATASETS,
+    'translation': translation.DATASETS,
 }
 
 

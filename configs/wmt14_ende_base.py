@@ -1,0 +1,76 @@
+"""WMT14 English -> German, the paper's Transformer (base), for accelerators.
+
+  python train.py --config=configs/wmt14_ende_base.py --workdir=runs/wmt14_base
+  python -m transformer.average --config=configs/wmt14_ende_base.py --workdir=runs/wmt14_base --num=5
+  python eval.py --config=configs/wmt14_ende_base.py --workdir=runs/wmt14_base --checkpoint=avg
+
+"Attention Is All You Need" (Vaswani et al. 2017), section 5 and Table 2/3:
+the base model (6+6 layers, d_model 512, 8 heads, d_ff 2048, P_drop 0.1,
+label smoothing 0.1), a shared source-target BPE vocabulary of about 37,000
+tokens, batches of about 25,000 source + 25,000 target tokens, Adam (0.9,
+0.98, 1e-9) with lr = d_model^-0.5 * min(step^-0.5, step * 4000^-1.5)
+(schedule 'rsqrt', learning_rate 1.0), 100,000 steps (12 hours on 8 P100s),
+the average of the last 5 checkpoints (written every 10 minutes; here every
+1,000 steps, the last 5 kept), beam search with beam 4 and length penalty
+alpha 0.6, output length at most input length + 50. The paper reports 27.3
+BLEU on newstest2014 (tokenized BLEU; tensor2tensor's get_ende_bleu.sh:
+Moses tokenization and compound splitting). Result of this config: not yet
+measured.
+
+Here: the vocabulary is a SentencePiece BPE model of 37,000 pieces trained on
+1M sentences sampled from both sides of the training pairs
+(WORKDIR/spm_wmt14_translate_de_en.model). tokens_per_batch=25,000 counts
+padding (per side); the logged real_token_fraction gives the real share.
+batch_size is the row granularity (every batch has a multiple of 8 rows, which
+the data-parallel devices must divide). Training pairs longer than 256
+pieces + EOS on either side are skipped. Computation in bfloat16.
+
+Data: TFDS 'wmt14_translate/de-en' (train 4.5M pairs; newstest2014 is its
+test split), which must be prepared as array_record where tensorflow is
+installed; or, with data_dir set, DATA_DIR/wmt14/train.{en,de} and
+newstest2014.{en,de} as plain text (shared/data has newstest2014 only).
+
+eval.py reports bleu (sacreBLEU on detokenized output, with its signature),
+tokenized_bleu ('intl' tokens, mixed case; close to the paper's tokenized BLEU)
+and writes WORKDIR/translations_newstest2014_step<N>.txt. For the official
+sacreBLEU score: sacrebleu DATA_DIR/wmt14/newstest2014.de -i that file.
+"""
+
+import ml_collections
+
+from configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.task = 'translation'
+  c.dataset = 'wmt14_translate/de-en'
+  c.source_lang = 'en'
+  c.target_lang = 'de'
+  c.vocab_size = 37000
+  c.spm_model_type = 'bpe'
+  c.spm_max_sentences = 1_000_000
+  c.seq_len = 256                      # longest training pair (pieces + EOS per side)
+  c.bucket_boundaries = ()             # default: 8, 12, ..., 28, then 4 per doubling up to 256
+  c.tokens_per_batch = 25000           # per side, padding included
+  c.batch_size = 8                     # row granularity
+  c.eval_batch_size = 64
+  c.eval_split = 'newstest2014'
+  c.num_train_steps = 100_000
+  c.log_every_steps = 100
+  c.eval_every_steps = 5000
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 5               # the paper averaged the last 5 checkpoints
+  c.model_preset = 'base'              # 6+6 layers, 512, 8 heads, 2048, dropout 0.1
+  c.model.update({'share_embeddings': True, 'logits_via_embedding': True,
+                  'dtype': 'bfloat16', 'attention_impl': 'auto'})
+  c.optimizer = 'adam'
+  c.b1, c.b2, c.eps = 0.9, 0.98, 1e-9
+  c.learning_rate = 1.0                # the paper's formula (transformer/optim.py 'rsqrt')
+  c.schedule = 'rsqrt'
+  c.warmup_steps = 4000
+  c.label_smoothing = 0.1
+  c.decode = ml_collections.ConfigDict({
+      'method': 'beam', 'beam_size': 4, 'alpha': 0.6, 'extra_len': 50,
+      'max_eval_sentences': -1, 'batch_size': 64})
+  return c

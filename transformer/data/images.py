@@ -1,0 +1,885 @@
+"""Image-classification data: MNIST, Fashion-MNIST, CIFAR-10 and ImageNet (ILSVRC-2012).
+
+    data = make_image_data('mnist', data_dir, augment=Augment(crop='random', crop_padding=2))
+    batch = data.train_batch(step, batch_size=128, seed=0, shard=(host, num_hosts))
+    for batch in data.eval_batches('test', batch_size=1000): ...
+
+Every batch is a dict of NumPy arrays:
+  'images'  float32 [B, S, S, C]: pixels / 255, minus the dataset mean, over its std
+  'labels'  int32 [B]
+  'weights' float32 [B]: 1 for a real example, 0 for the padding of the last eval batch
+and, in training batches when mixup is on (`Augment.mixup > 0`):
+  'mix_labels' int32 [B]: the label of the example each image was mixed with
+  'mix_ratio'  float32 [B]: the weight lam of the image's own label (lam >= 0.5); the
+      target distribution is lam * onehot(labels) + (1 - lam) * onehot(mix_labels).
+S is the model resolution (`image_size`, default: the dataset's own size, 224 for
+ImageNet) and C the number of channels (1 for the MNISTs, 3 otherwise).
+
+Where the data comes from (`make_image_data`):
+* `data_dir` set (or $TRANSFORMER_DATA_DIR): raw files laid out as shared/data,
+  i.e. mnist/ and fashion_mnist/ with the original IDX .gz files
+  (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz,
+  t10k-labels-idx1-ubyte.gz), parsed here with NumPy (`read_idx`, magic numbers
+  checked). CIFAR-10 and ImageNet have no raw-file reader: use TFDS.
+* otherwise TFDS by name through `tfds.data_source` (array_record; no TensorFlow
+  needed to read, but decoding images needs pillow or opencv-python). The small
+  datasets are decoded into memory once; ImageNet is read lazily, example by
+  example, with `num_workers` threads and the next training batch prefetched in
+  the background.
+Splits: 'train' and 'test' (imagenet2012: 'train' and 'validation').
+
+Training batches are a pure function of (seed, step): step s takes global
+examples s*B .. s*B+B-1 of the concatenated epochs, epoch e visiting the train
+split in the order `np.random.default_rng((seed, e)).permutation(N)` (a batch may
+straddle two epochs), and global row r of step s is augmented with its own
+generator `np.random.default_rng((seed, s, r, 1))`; the mixup ratio of step s
+comes from `default_rng((seed, s, 2))`. So resuming at step s, or splitting the
+batch among hosts (`shard`), gives exactly the pixels of an uninterrupted
+single-host run. Evaluation batches cover a split in order, every example once;
+the last batch is padded with weight-0 rows.
+
+Augmentation (`Augment`, from the experiment's `config.augment`), applied to
+uint8 images in this order:
+1. crop: 'none'; 'random' (zero-pad by `crop_padding` pixels on each side, then a
+   random S x S crop: the CIFAR recipe); or 'inception' (a random box of
+   `inception_min_area`..`inception_max_area` of the image area and aspect ratio
+   in [3/4, 4/3], up to 10 tries, else the whole image; resized to S x S
+   bilinearly: big_vision's `inception_crop`). Images not cropped to S are resized
+   to S (fixed-size datasets) or, for variable-size ones (ImageNet), resized so
+   the shorter side is S / `eval_crop_fraction` and center-cropped to S, which is
+   also the evaluation preprocessing (big_vision's resize_small(256)|central_crop(224)).
+2. flip: a horizontal flip with probability 1/2 (not for digits).
+3. RandAugment(`randaugment_layers`, `randaugment_magnitude`), in NumPy, following
+   the TPU EfficientNet/big_vision `distort_image_with_randaugment`: each of N
+   layers picks one op uniformly and applies it with a probability drawn from
+   U(0.2, 0.8). All 16 ops of that list are implemented: AutoContrast, Equalize,
+   Invert, Rotate, Posterize, Solarize, SolarizeAdd, Color, Contrast, Brightness,
+   Sharpness, ShearX, ShearY, TranslateX, TranslateY, Cutout, with the same
+   magnitude-to-argument rules (rotation up to 30 degrees, shear up to 0.3,
+   translation up to 100/224 and cutout half-size up to 40/224 of the image
+   size, i.e. big_vision's pixels at 224, enhancement factors 0.1..1.9; fill value
+   128). Geometric ops use nearest-neighbour sampling.
+4. normalization to float32, then mixup over the batch (big_vision's: one
+   lam ~ Beta(a, a) per batch, lam = max(lam, 1 - lam), global row r mixed with
+   global row r - 1, wrapping around).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import gzip
+import math
+import os
+import struct
+import threading
+import zlib
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from transformer.data import Batch, DataError, host_slice, resolve_data_dir
+
+DATASETS = ('mnist', 'fashion_mnist', 'cifar10', 'imagenet2012')
+CROPS = ('none', 'random', 'inception')
+
+_AUG_STREAM, _MIX_STREAM = 1, 2   # last element of the per-row / per-batch seeds
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  name: str
+  num_classes: int
+  num_channels: int
+  image_size: int | None          # None: images vary in size (ImageNet)
+  splits: tuple[str, ...]
+  mean: tuple[float, ...]         # of pixels / 255, per channel
+  std: tuple[float, ...]
+  raw_dir: str | None             # folder under data_dir with IDX files (None: TFDS only)
+  class_names: tuple[str, ...] | None = None
+
+
+INFO: dict[str, DatasetInfo] = {
+    'mnist': DatasetInfo('mnist', 10, 1, 28, ('train', 'test'), (0.1307,), (0.3081,), 'mnist',
+                         tuple(str(i) for i in range(10))),
+    'fashion_mnist': DatasetInfo(
+        'fashion_mnist', 10, 1, 28, ('train', 'test'), (0.2860,), (0.3530,), 'fashion_mnist',
+        ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
+         'Bag', 'Ankle boot')),
+    'cifar10': DatasetInfo(
+        'cifar10', 10, 3, 32, ('train', 'test'), (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616), None,
+        ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
+         'truck')),
+    # big_vision's value_range(-1, 1).
+    'imagenet2012': DatasetInfo('imagenet2012', 1000, 3, None, ('train', 'validation'),
+                                (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), None),
+}
+IMAGENET_DEFAULT_SIZE = 224
+IDX_FILES = {'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+             'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')}
+
+
+# ----------------------------------------------------------------------------- config
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+  """Training-time augmentation; see the module docstring for what each field does."""
+  crop: str = 'none'                  # 'none' | 'random' | 'inception'
+  crop_padding: int = 4               # 'random': zero padding on each side, in pixels
+  inception_min_area: float = 0.05    # 'inception': fraction of the image area
+  inception_max_area: float = 1.0
+  flip: bool = False                  # random horizontal flip
+  randaugment_layers: int = 0         # RandAugment N (0: off)
+  randaugment_magnitude: float = 10.0  # RandAugment M, 0..30 (big_vision uses 10-20)
+  mixup: float = 0.0                  # Beta(a, a) parameter a (0: off)
+  eval_crop_fraction: float = 0.875   # variable-size images: central crop of S / this
+
+  def __post_init__(self):
+    problems = []
+    if self.crop not in CROPS:
+      problems.append(f'crop={self.crop!r} is not one of {CROPS}')
+    if self.crop_padding < 0:
+      problems.append(f'crop_padding={self.crop_padding} must be >= 0')
+    if not 0 < self.inception_min_area <= self.inception_max_area <= 1:
+      problems.append(f'need 0 < inception_min_area ({self.inception_min_area}) <= '
+                      f'inception_max_area ({self.inception_max_area}) <= 1')
+    if self.randaugment_layers < 0 or not 0 <= self.randaugment_magnitude <= 30:
+      problems.append(f'randaugment_layers={self.randaugment_layers} must be >= 0 and '
+                      f'randaugment_magnitude={self.randaugment_magnitude} in [0, 30]')
+    if self.mixup < 0:
+      problems.append(f'mixup={self.mixup} must be >= 0')
+    if not 0 < self.eval_crop_fraction <= 1:
+      problems.append(f'eval_crop_fraction={self.eval_crop_fraction} must be in (0, 1]')
+    if problems:
+      raise ValueError('Invalid augment config: ' + '; '.join(problems))
+
+  @classmethod
+  def from_config(cls, d: Mapping[str, Any] | None) -> Augment:
+    """From `config.augment` (a ConfigDict or dict; missing fields keep their defaults)."""
+    values = dict(d.to_dict() if hasattr(d, 'to_dict') else (d or {}))
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(f'Unknown augment field(s) {unknown}; known: {sorted(known)}')
+    return cls(**values)
+
+  @property
+  def per_example(self) -> bool:
+    """Whether any per-example random op is on (else batches are plain slices)."""
+    return self.crop != 'none' or self.flip or self.randaugment_layers > 0
+
+
+def augment_config(**overrides):
+  """`config.augment` for an experiment config: every `Augment` field, defaults overridden."""
+  import ml_collections
+  return ml_collections.ConfigDict(dataclasses.asdict(Augment(**overrides)))
+
+
+# ----------------------------------------------------------------------------- IDX files
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'),
+               0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
+
+
+def read_idx(path: str, ndim: int | None = None) -> np.ndarray:
+  """The array in an IDX file (optionally gzipped), checking its magic number and size.
+
+  IDX (LeCun's MNIST format): two zero bytes, a dtype code (0x08 = uint8), the
+  number of dimensions, then each dimension as a big-endian uint32, then the data.
+  `ndim` (3 for images, 1 for labels) is checked when given. Any problem is a
+  DataError naming the file.
+  """
+  if not os.path.exists(path):
+    raise DataError(f'IDX file {path} does not exist')
+  try:
+    opener = gzip.open if path.endswith('.gz') else open
+    with opener(path, 'rb') as f:
+      data = f.read()
+  except (OSError, EOFError, zlib.error) as e:
+    raise DataError(f'{path} cannot be read as {"gzip" if path.endswith(".gz") else "IDX"}: '
+                    f'{type(e).__name__}: {e}. The file is corrupt or truncated; '
+                    'download it again.') from e
+  if len(data) < 4:
+    raise DataError(f'{path} is too short to be an IDX file ({len(data)} bytes)')
+  magic = struct.unpack('>I', data[:4])[0]
+  code, dims = data[2], data[3]
+  if data[:2] != b'\0\0' or code not in _IDX_DTYPES or dims == 0:
+    raise DataError(f'{path} has IDX magic number 0x{magic:08x}, which is not valid '
+                    '(expected 0x00000801 for labels or 0x00000803 for images)')
+  if ndim is not None and dims != ndim:
+    raise DataError(f'{path} has IDX magic number 0x{magic:08x} ({dims} dimensions); '
+                    f'expected 0x{0x800 + ndim:08x} ({ndim} dimensions)')
+  header = 4 + 4 * dims
+  if len(data) < header:
+    raise DataError(f'{path} is truncated inside its IDX header')
+  shape = struct.unpack(f'>{dims}I', data[4:header])
+  dtype = np.dtype(_IDX_DTYPES[code])
+  expected = math.prod(shape) * dtype.itemsize
+  if len(data) - header != expected:
+    raise DataError(f'{path}: the IDX header says shape {shape} ({expected} bytes of data) '
+                    f'but the file holds {len(data) - header} bytes; it is corrupt or truncated')
+  return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder('='))
+
+
+def load_idx_split(data_dir: str, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """(images uint8 [N, 28, 28, 1], labels int32 [N]) of an MNIST-style dataset's split."""
+  folder = os.path.join(data_dir, INFO[dataset].raw_dir)
+  image_file, label_file = IDX_FILES[split]
+  paths = [os.path.join(folder, image_file), os.path.join(folder, label_file)]
+  missing = [p for p in paths if not os.path.exists(p)]
+  if missing:
+    raise DataError(f'Dataset {dataset!r} not found: missing {missing}. Put the original IDX '
+                    f'.gz files under {folder}/ (layout of shared/data/README.md), or unset '
+                    'data_dir and $TRANSFORMER_DATA_DIR to read it from TFDS by name.')
+  images, labels = read_idx(paths[0], ndim=3), read_idx(paths[1], ndim=1)
+  if len(images) != len(labels):
+    raise DataError(f'{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels')
+  if labels.size and labels.max() >= INFO[dataset].num_classes:
+    raise DataError(f'{paths[1]} has label {labels.max()}; {dataset} has '
+                    f'{INFO[dataset].num_classes} classes')
+  return images.astype(np.uint8)[..., None], labels.astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- image ops
+
+def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Bilinear resize of an HWC image with half-pixel centers (tf.image.resize, no antialiasing).
+
+  Returns uint8 for uint8 input (rounded), float32 otherwise.
+  """
+  h, w = image.shape[:2]
+  if (h, w) == (height, width):
+    return image
+
+  def axis(n_in, n_out):
+    pos = (np.arange(n_out, dtype=np.float32) + 0.5) * (n_in / n_out) - 0.5
+    pos = np.clip(pos, 0, n_in - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    return lo, hi, (pos - lo).astype(np.float32)
+
+  y0, y1, wy = axis(h, height)
+  x0, x1, wx = axis(w, width)
+  img = image.astype(np.float32)
+  rows = img[y0] * (1 - wy)[:, None, None] + img[y1] * wy[:, None, None]
+  out = rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
+  if image.dtype == np.uint8:
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+  return out
+
+
+def resize_small(image: np.ndarray, size: int) -> np.ndarray:
+  """Resizes so that the shorter side is `size`, keeping the aspect ratio."""
+  h, w = image.shape[:2]
+  ratio = size / min(h, w)
+  return resize_bilinear(image, max(1, round(h * ratio)), max(1, round(w * ratio)))
+
+
+def central_crop(image: np.ndarray, size: int) -> np.ndarray:
+  h, w = image.shape[:2]
+  top, left = (h - size) // 2, (w - size) // 2
+  return image[top:top + size, left:left + size]
+
+
+def pad_random_crop(image: np.ndarray, padding: int, rng: np.random.Generator) -> np.ndarray:
+  """Zero-pads each side by `padding` pixels and crops back to the original size at random."""
+  h, w = image.shape[:2]
+  if padding == 0:
+    return image
+  padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)))
+  top, left = rng.integers(0, 2 * padding + 1, size=2)
+  return padded[top:top + h, left:left + w]
+
+
+def inception_crop_box(height: int, width: int, rng: np.random.Generator,
+                       min_area: float = 0.05, max_area: float = 1.0,
+                       ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                       attempts: int = 10) -> tuple[int, int, int, int]:
+  """(top, left, h, w) of a random box covering min_area..max_area of the image.
+
+  Aspect ratio log-uniform in `ratio`; up to `attempts` tries, else the whole image.
+  """
+  area = height * width
+  log_ratio = np.log(ratio)
+  for _ in range(attempts):
+    target = area * rng.uniform(min_area, max_area)
+    aspect = math.exp(rng.uniform(*log_ratio))
+    w = round(math.sqrt(target * aspect))
+    h = round(math.sqrt(target / aspect))
+    if 0 < w <= width and 0 < h <= height:
+      top = int(rng.integers(0, height - h + 1))
+      left = int(rng.integers(0, width - w + 1))
+      return top, left, h, w
+  return 0, 0, height, width
+
+
+# -- RandAugment (NumPy port of the TPU EfficientNet / big_vision autoaugment ops) ---------
+
+_FILL = 128
+_MAX_LEVEL = 10.0
+_TRANSLATE_FRACTION = 100 / 224   # big_vision translate_const=100 pixels at 224
+_CUTOUT_FRACTION = 40 / 224       # big_vision cutout_const=40 pixels at 224
+
+
+def _blend(degenerate: np.ndarray, image: np.ndarray, factor: float) -> np.ndarray:
+  """degenerate + factor * (image - degenerate), rounded and clipped to uint8."""
+  if factor == 1.0:
+    return image
+  degenerate = degenerate.astype(np.float32)
+  out = degenerate + np.float32(factor) * (image.astype(np.float32) - degenerate)
+  return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _grayscale(image: np.ndarray) -> np.ndarray:
+  """[H, W, 1] float32 luminance (tf.image.rgb_to_grayscale weights); C=1 images as they are."""
+  if image.shape[-1] == 1:
+    return image.astype(np.float32)
+  weights = np.array([0.2989, 0.587, 0.114], np.float32)
+  return (image[..., :3].astype(np.float32) @ weights)[..., None]
+
+
+def _affine(image: np.ndarray, matrix: Sequence[float]) -> np.ndarray:
+  """Output pixel (x, y) takes input pixel (a0 x + a1 y + a2, b0 x + b1 y + b2); else fill."""
+  a0, a1, a2, b0, b1, b2 = matrix
+  h, w = image.shape[:2]
+  y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+  src_x = np.rint(a0 * x + a1 * y + a2).astype(np.int64)
+  src_y = np.rint(b0 * x + b1 * y + b2).astype(np.int64)
+  valid = (src_x >= 0) & (src_x < w) & (src_y >= 0) & (src_y < h)
+  out = np.full_like(image, _FILL)
+  out[valid] = image[src_y[valid], src_x[valid]]
+  return out
+
+
+def autocontrast(image, _=None):
+  out = np.empty_like(image)
+  for c in range(image.shape[-1]):
+    ch = image[..., c]
+    lo, hi = int(ch.min()), int(ch.max())
+    if hi > lo:
+      out[..., c] = np.clip((ch.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255)
+    else:
+      out[..., c] = ch
+  return out
+
+
+def equalize(image, _=None):
+  """Per-channel histogram equalization as PIL.ImageOps.equalize."""
+  out = np.empty_like(image)
+  for c in range(image.shape[-1]):
+    ch = image[..., c]
+    hist = np.bincount(ch.ravel(), minlength=256)
+    nonzero = hist[hist > 0]
+    step = (nonzero.sum() - nonzero[-1]) // 255
+    if step == 0:
+      out[..., c] = ch
+      continue
+    lut = (np.cumsum(hist) + step // 2) // step
+    lut = np.clip(np.concatenate([[0], lut[:-1]]), 0, 255).astype(np.uint8)
+    out[..., c] = lut[ch]
+  return out
+
+
+def invert(image, _=None):
+  return 255 - image
+
+
+def rotate(image, degrees):
+  h, w = image.shape[:2]
+  cy, cx = (h - 1) / 2, (w - 1) / 2
+  t = math.radians(degrees)
+  cos, sin = math.cos(t), math.sin(t)
+  # Inverse map: rotate the output coordinates by -degrees about the center.
+  return _affine(image, (cos, sin, cx - cos * cx - sin * cy, -sin, cos, cy + sin * cx - cos * cy))
+
+
+def posterize(image, bits):
+  shift = 8 - int(bits)
+  return ((image >> shift) << shift).astype(np.uint8)
+
+
+def solarize(image, threshold):
+  return np.where(image < threshold, image, 255 - image).astype(np.uint8)
+
+
+def solarize_add(image, addition, threshold=128):
+  added = np.clip(image.astype(np.int32) + int(addition), 0, 255).astype(np.uint8)
+  return np.where(image < threshold, added, image)
+
+
+def color(image, factor):
+  return _blend(np.broadcast_to(_grayscale(image), image.shape), image, factor)
+
+
+def contrast(image, factor):
+  mean = float(np.mean(_grayscale(image)))
+  return _blend(np.full(image.shape, mean, np.float32), image, factor)
+
+
+def brightness(image, factor):
+  return _blend(np.zeros_like(image), image, factor)
+
+
+def sharpness(image, factor):
+  """Blend with a 3x3 smoothed image (kernel [[1,1,1],[1,5,1],[1,1,1]]/13); border kept."""
+  h, w = image.shape[:2]
+  if h < 3 or w < 3:
+    return image
+  img = image.astype(np.float32)
+  smooth = img.copy()
+  acc = 4 * img[1:-1, 1:-1]   # center weight 5 = 1 (in the 3x3 sum) + 4
+  for dy in (-1, 0, 1):
+    for dx in (-1, 0, 1):
+      acc = acc + img[1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx]
+  smooth[1:-1, 1:-1] = np.rint(acc / 13)
+  return _blend(smooth, image, factor)
+
+
+def shear_x(image, level):
+  return _affine(image, (1, level, 0, 0, 1, 0))
+
+
+def shear_y(image, level):
+  return _affine(image, (1, 0, 0, level, 1, 0))
+
+
+def translate_x(image, pixels):
+  return _affine(image, (1, 0, -pixels, 0, 1, 0))
+
+
+def translate_y(image, pixels):
+  return _affine(image, (1, 0, 0, 0, 1, -pixels))
+
+
+def cutout(image, half_size, rng):
+  h, w = image.shape[:2]
+  cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
+  out = image.copy()
+  out[max(0, cy - half_size):min(h, cy + half_size),
+      max(0, cx - half_size):min(w, cx + half_size)] = _FILL
+  return out
+
+
+def _signed(value, rng):
+  return -value if rng.random() < 0.5 else value
+
+
+def _enhance_factor(level):
+  return level / _MAX_LEVEL * 1.8 + 0.1
+
+
+# name -> (op, argument from (level, image size, rng))
+RANDAUGMENT_OPS: dict[str, tuple[Callable, Callable]] = {
+    'AutoContrast': (autocontrast, lambda lv, s, r: None),
+    'Equalize': (equalize, lambda lv, s, r: None),
+    'Invert': (invert, lambda lv, s, r: None),
+    'Rotate': (rotate, lambda lv, s, r: _signed(lv / _MAX_LEVEL * 30.0, r)),
+    'Posterize': (posterize, lambda lv, s, r: int(lv / _MAX_LEVEL * 4)),
+    'Solarize': (solarize, lambda lv, s, r: int(lv / _MAX_LEVEL * 256)),
+    'SolarizeAdd': (solarize_add, lambda lv, s, r: int(lv / _MAX_LEVEL * 110)),
+    'Color': (color, lambda lv, s, r: _enhance_factor(lv)),
+    'Contrast': (contrast, lambda lv, s, r: _enhance_factor(lv)),
+    'Brightness': (brightness, lambda lv, s, r: _enhance_factor(lv)),
+    'Sharpness': (sharpness, lambda lv, s, r: _enhance_factor(lv)),
+    'ShearX': (shear_x, lambda lv, s, r: _signed(lv / _MAX_LEVEL * 0.3, r)),
+    'ShearY': (shear_y, lambda lv, s, r: _signed(lv / _MAX_LEVEL * 0.3, r)),
+    'TranslateX': (translate_x,
+                   lambda lv, s, r: _signed(lv / _MAX_LEVEL * _TRANSLATE_FRACTION * s, r)),
+    'TranslateY': (translate_y,
+                   lambda lv, s, r: _signed(lv / _MAX_LEVEL * _TRANSLATE_FRACTION * s, r)),
+    'Cutout': (None, lambda lv, s, r: int(lv / _MAX_LEVEL * _CUTOUT_FRACTION * s)),
+}
+_RANDAUGMENT_NAMES = tuple(RANDAUGMENT_OPS)
+
+
+def apply_randaugment_op(image: np.ndarray, name: str, magnitude: float,
+                         rng: np.random.Generator) -> np.ndarray:
+  op, arg = RANDAUGMENT_OPS[name]
+  value = arg(magnitude, min(image.shape[:2]), rng)
+  if name == 'Cutout':
+    return cutout(image, value, rng)
+  return op(image, value)
+
+
+def randaugment(image: np.ndarray, num_layers: int, magnitude: float,
+                rng: np.random.Generator) -> np.ndarray:
+  """RandAugment (uint8 HWC): each layer applies a random op with probability U(0.2, 0.8)."""
+  for _ in range(num_layers):
+    name = _RANDAUGMENT_NAMES[int(rng.integers(len(_RANDAUGMENT_NAMES)))]
+    prob = rng.uniform(0.2, 0.8)
+    if rng.random() < prob:
+      image = apply_randaugment_op(image, name, magnitude, rng)
+  return image
+
+
+# ----------------------------------------------------------------------------- splits
+
+class ArraySplit:
+  """A split held in memory: images uint8 [N, H, W, C], labels int32 [N]."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray):
+    if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(labels):
+      raise ValueError(f'need uint8 images [N, H, W, C] and N labels; got {images.shape} '
+                       f'{images.dtype} and {np.shape(labels)}')
+    self.images, self.labels = images, np.asarray(labels, np.int32)
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def example(self, i: int) -> tuple[np.ndarray, int]:
+    return self.images[i], int(self.labels[i])
+
+
+class RecordSplit:
+  """A split read lazily from a random-access source of {'image': HWC uint8, 'label': int}."""
+
+  def __init__(self, source, image_key: str = 'image', label_key: str = 'label'):
+    self.source, self.image_key, self.label_key = source, image_key, label_key
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def example(self, i: int) -> tuple[np.ndarray, int]:
+    record = _decode_record(self.source, int(i))
+    image = np.asarray(record[self.image_key])
+    if image.ndim == 2:
+      image = image[..., None]
+    return image.astype(np.uint8, copy=False), int(record[self.label_key])
+
+  @property
+  def labels(self) -> np.ndarray:
+    return np.array([self.example(i)[1] for i in range(len(self))], np.int32)
+
+
+def _decode_record(source, i: int):
+  try:
+    return source[i]
+  except ImportError as e:   # tfds decodes images with opencv or pillow
+    raise DataError(f'Decoding TFDS images needs pillow or opencv-python ({e}). '
+                    'Install one: pip install pillow') from e
+
+
+# ----------------------------------------------------------------------------- the source
+
+class ImageData:
+  """An image-classification data source (the DataSource protocol); see the module doc.
+
+  Attributes: `name`, `num_classes`, `num_channels`, `image_size` (S), `splits`,
+  `augment`, `class_names`, `epoch_size` (train examples), `tokenizer` (None).
+  """
+  tokenizer = None
+
+  def __init__(self, name: str, splits: Mapping[str, ArraySplit | RecordSplit], *,
+               num_classes: int, image_size: int, num_channels: int,
+               mean: Sequence[float], std: Sequence[float], augment: Augment = Augment(),
+               native_size: int | None = None, class_names: Sequence[str] | None = None,
+               num_workers: int = 0, prefetch: bool | None = None):
+    if 'train' not in splits:
+      raise ValueError(f'{name}: an image source needs a train split, got {list(splits)}')
+    if image_size <= 0:
+      raise ValueError(f'image_size must be > 0, got {image_size}')
+    self.name, self.num_classes, self.image_size = name, num_classes, image_size
+    self.num_channels, self.augment, self.native_size = num_channels, augment, native_size
+    self.splits = tuple(splits)
+    self._splits = dict(splits)
+    self.class_names = tuple(class_names or (str(i) for i in range(num_classes)))
+    self._mean = np.asarray(mean, np.float32).reshape(1, 1, 1, -1)
+    self._std = np.asarray(std, np.float32).reshape(1, 1, 1, -1)
+    self.epoch_size = len(self._splits['train'])
+    if self.epoch_size == 0:
+      raise DataError(f'{name}: the train split is empty')
+    self._perms: dict[tuple[int, int], np.ndarray] = {}
+    self._perms_lock = threading.Lock()   # the prefetch thread shares the cache
+    self._pool = (concurrent.futures.ThreadPoolExecutor(num_workers, 'images')
+                  if num_workers > 0 else None)
+    prefetch = num_workers > 0 if prefetch is None else prefetch
+    self._prefetcher = (concurrent.futures.ThreadPoolExecutor(1, 'images-prefetch')
+                        if prefetch else None)
+    self._prefetched: dict[tuple, concurrent.futures.Future] = {}
+
+  # -- helpers -----------------------------------------------------------------
+
+  def _split(self, split: str):
+    if split not in self._splits:
+      raise ValueError(f'{self.name} has no split {split!r}; its splits are {list(self.splits)}')
+    return self._splits[split]
+
+  def num_examples(self, split: str) -> int:
+    return len(self._split(split))
+
+  def labels(self, split: str) -> np.ndarray:
+    """All labels of a split, in order (reads every record of a lazy split)."""
+    return np.asarray(self._split(split).labels, np.int32)
+
+  def _map(self, fn, items):
+    if self._pool is None:
+      return [fn(x) for x in items]
+    return list(self._pool.map(fn, items))
+
+  def _permutation(self, seed: int, epoch: int) -> np.ndarray:
+    key = (seed, epoch)
+    with self._perms_lock:
+      if key not in self._perms:
+        if len(self._perms) >= 2:   # a batch (smaller than an epoch) straddles at most two
+          self._perms.pop(next(iter(self._perms)))
+        self._perms[key] = np.random.default_rng(key).permutation(self.epoch_size)
+      return self._perms[key]
+
+  def train_indices(self, step: int, batch_size: int, seed: int,
+                    rows: np.ndarray) -> np.ndarray:
+    """Train-split indices of global rows `rows` of step `step` (epoch-shuffled order)."""
+    k = step * batch_size + np.asarray(rows, np.int64)
+    epochs, pos = np.divmod(k, self.epoch_size)
+    out = np.empty(len(k), np.int64)
+    for e in np.unique(epochs):
+      sel = epochs == e
+      out[sel] = self._permutation(seed, int(e))[pos[sel]]
+    return out
+
+  def _fit(self, image: np.ndarray) -> np.ndarray:
+    """Resizes to S x S: directly for fixed-size datasets, else resize_small + central crop."""
+    s = self.image_size
+    if image.shape[:2] == (s, s):
+      return image
+    if self.native_size is not None:
+      return resize_bilinear(image, s, s)
+    return central_crop(resize_small(image, max(s, round(s / self.augment.eval_crop_fraction))), s)
+
+  def augment_image(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The training augmentation of one uint8 HWC image (returns uint8 [S, S, C])."""
+    a, s = self.augment, self.image_size
+    if a.crop == 'inception':
+      top, left, h, w = inception_crop_box(image.shape[0], image.shape[1], rng,
+                                           a.inception_min_area, a.inception_max_area)
+      image = resize_bilinear(image[top:top + h, left:left + w], s, s)
+    else:
+      image = self._fit(image)
+      if a.crop == 'random':
+        image = pad_random_crop(image, a.crop_padding, rng)
+    if a.flip and rng.random() < 0.5:
+      image = image[:, ::-1]
+    if a.randaugment_layers:
+      image = randaugment(image, a.randaugment_layers, a.randaugment_magnitude, rng)
+    return np.ascontiguousarray(image)
+
+  def _crop_flip_batch(self, images: np.ndarray, rngs: list) -> np.ndarray:
+    """`augment_image` for crop 'none'/'random' and flip on a batch of S x S images, vectorized."""
+    a = self.augment
+    n, h, w = images.shape[:3]
+    p = a.crop_padding if a.crop == 'random' else 0
+    offsets = np.array([r.integers(0, 2 * p + 1, size=2) for r in rngs]) if p else None
+    flips = np.array([r.random() < 0.5 for r in rngs]) if a.flip else None
+    if p:
+      padded = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
+      ii = offsets[:, :1] + np.arange(h)
+      jj = offsets[:, 1:] + np.arange(w)
+      images = padded[np.arange(n)[:, None, None], ii[:, :, None], jj[:, None, :]]
+    if flips is not None and flips.any():
+      images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
+    return images
+
+  def _normalize(self, images: np.ndarray) -> np.ndarray:
+    return ((images.astype(np.float32) * np.float32(1 / 255)) - self._mean) / self._std
+
+  def _train_images(self, step: int, seed: int, indices: np.ndarray,
+                    rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    split = self._split('train')
+    a = self.augment
+    if isinstance(split, ArraySplit) and a.crop != 'inception' and not a.randaugment_layers \
+        and split.images.shape[1:3] == (self.image_size, self.image_size):
+      images = split.images[indices]
+      if a.per_example:   # crop and flip, vectorized (same draws as augment_image)
+        rngs = [np.random.default_rng((seed, step, int(r), _AUG_STREAM)) for r in rows]
+        images = self._crop_flip_batch(images, rngs)
+      return images, split.labels[indices]
+
+    def one(args):
+      index, row = args
+      image, label = split.example(int(index))
+      rng = np.random.default_rng((seed, step, int(row), _AUG_STREAM))
+      return self.augment_image(image, rng), label
+
+    out = self._map(one, list(zip(indices, rows)))
+    return np.stack([x[0] for x in out]), np.array([x[1] for x in out], np.int32)
+
+  # -- the DataSource interface -------------------------------------------------
+
+  def train_batch(self, step: int, batch_size: int, seed: int,
+                  shard: tuple[int, int] = (0, 1)) -> Batch:
+    if step < 0 or batch_size <= 0 or seed < 0:
+      raise ValueError(f'need step >= 0, batch_size > 0, seed >= 0; got step={step}, '
+                       f'batch_size={batch_size}, seed={seed}')
+    key = (step, batch_size, seed, tuple(shard))
+    future = self._prefetched.pop(key, None)
+    self._prefetched.clear()
+    batch = future.result() if future is not None else self._make_train_batch(*key)
+    if self._prefetcher is not None:
+      nxt = (step + 1, batch_size, seed, tuple(shard))
+      self._prefetched[nxt] = self._prefetcher.submit(self._make_train_batch, *nxt)
+    return batch
+
+  def _make_train_batch(self, step: int, batch_size: int, seed: int,
+                        shard: tuple[int, int]) -> Batch:
+    sl = host_slice(batch_size, shard)
+    rows = np.arange(sl.start, sl.stop)
+    mix = self.augment.mixup > 0
+    if mix:   # the partner of global row r is row r - 1 (wrapping): one extra row
+      rows = np.concatenate([[(sl.start - 1) % batch_size], rows])
+    indices = self.train_indices(step, batch_size, seed, rows)
+    images, labels = self._train_images(step, seed, indices, rows)
+    images = self._normalize(images)
+    if not mix:
+      return {'images': images, 'labels': labels, 'weights': np.ones(len(labels), np.float32)}
+    lam = np.random.default_rng((seed, step, _MIX_STREAM)).beta(self.augment.mixup,
+                                                                 self.augment.mixup)
+    lam = np.float32(max(lam, 1 - lam))
+    mixed = lam * images[1:] + (1 - lam) * images[:-1]
+    n = len(labels) - 1
+    return {'images': mixed.astype(np.float32), 'labels': labels[1:],
+            'weights': np.ones(n, np.float32), 'mix_labels': labels[:-1],
+            'mix_ratio': np.full(n, lam, np.float32)}
+
+  def eval_batches(self, split: str, batch_size: int,
+                   shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+    """Every example of `split` once, in order; the last batch padded with weight-0 rows."""
+    data = self._split(split)
+    sl = host_slice(batch_size, shard)
+    n = len(data)
+    s, c = self.image_size, self.num_channels
+    for start in range(0, n, batch_size):
+      idx = np.arange(start + sl.start, start + sl.stop)
+      real = idx[idx < n]
+      if isinstance(data, ArraySplit) and data.images.shape[1:3] == (s, s):
+        images, labels = data.images[real], data.labels[real]
+      else:
+        def fitted(i, data=data):
+          image, label = data.example(int(i))
+          return self._fit(image), label
+        out = self._map(fitted, real)
+        images = (np.stack([x[0] for x in out]) if out else np.zeros((0, s, s, c), np.uint8))
+        labels = np.array([x[1] for x in out], np.int32)
+      pad = len(idx) - len(real)
+      images = self._normalize(images)
+      if pad:
+        images = np.concatenate([images, np.zeros((pad, s, s, c), np.float32)])
+        labels = np.concatenate([labels, np.zeros(pad, np.int32)])
+      weights = np.concatenate([np.ones(len(real), np.float32), np.zeros(pad, np.float32)])
+      yield {'images': images, 'labels': labels.astype(np.int32), 'weights': weights}
+
+  def close(self) -> None:
+    for ex in (self._prefetcher, self._pool):
+      if ex is not None:
+        ex.shutdown(wait=False, cancel_futures=True)
+
+
+# ----------------------------------------------------------------------------- readers
+
+_TFDS_HELP = (
+    'tfds.data_source reads datasets prepared in the array_record format (preparing needs '
+    "tensorflow): tfds.builder({name!r}, data_dir=D, file_format='array_record')"
+    '.download_and_prepare(){manual} where tensorflow is available, then pass '
+    '--config.tfds_data_dir=D (or set $TFDS_DATA_DIR).{raw}')
+
+
+def _tfds_help(name: str) -> str:
+  manual = (' (ImageNet is a manual download: put ILSVRC2012_img_train.tar and '
+            'ILSVRC2012_img_val.tar in D/downloads/manual/)' if name == 'imagenet2012' else '')
+  raw = (f' Or set data_dir (or $TRANSFORMER_DATA_DIR) to a folder with {name}/ holding the '
+         'original IDX .gz files (layout of shared/data/README.md).'
+         if INFO[name].raw_dir else '')
+  return _TFDS_HELP.format(name=name, manual=manual, raw=raw)
+
+
+def tfds_sources(name: str, splits: Sequence[str], tfds_data_dir: str | None) -> dict:
+  """{split: tfds.data_source} for an array_record-prepared TFDS dataset, else a DataError."""
+  where = tfds_data_dir or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets'
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as e:
+    raise DataError(f'{name}: no data_dir given and tensorflow_datasets is not installed. '
+                    + _tfds_help(name)) from e
+  try:
+    return {s: tfds.data_source(name, split=s, data_dir=tfds_data_dir or None, download=False)
+            for s in splits}
+  except Exception as e:   # not prepared, prepared as tfrecord, unknown version, ...
+    first = str(e).splitlines()[0] if str(e) else ''
+    raise DataError(f'TFDS dataset {name!r} is not available as array_record under {where} '
+                    f'({type(e).__name__}: {first}). ' + _tfds_help(name)) from e
+
+
+def _load_into_memory(source, name: str, split: str) -> ArraySplit:
+  """Decodes a whole (small) TFDS split into uint8 arrays."""
+  n = len(source)
+  if n == 0:
+    raise DataError(f'TFDS {name} split {split!r} is empty')
+  images = np.empty((n, *RecordSplit(source).example(0)[0].shape), np.uint8)
+  labels = np.empty(n, np.int32)
+  getitems = getattr(source, '__getitems__', None)
+  for start in range(0, n, 1024):
+    idx = list(range(start, min(n, start + 1024)))
+    try:
+      chunk = getitems(idx) if getitems else [source[i] for i in idx]
+    except ImportError as e:
+      raise DataError(f'Decoding TFDS images needs pillow or opencv-python ({e}). '
+                      'Install one: pip install pillow') from e
+    for i, rec in zip(idx, chunk):
+      img = np.asarray(rec['image'])
+      images[i] = img[..., None] if img.ndim == 2 else img
+      labels[i] = int(rec['label'])
+  return ArraySplit(images, labels)
+
+
+def _class_names_from_tfds(source, info: DatasetInfo):
+  try:
+    names = source.dataset_info.features['label'].names
+    return tuple(names) if len(names) == info.num_classes else info.class_names
+  except Exception:  # noqa: BLE001  (older tfds, or sources without dataset_info)
+    return info.class_names
+
+
+def make_image_data(dataset: str, data_dir: str | None = None, *, image_size: int | None = None,
+                    augment: Augment | Mapping[str, Any] | None = None,
+                    tfds_data_dir: str | None = None, num_workers: int | None = None,
+                    prefetch: bool | None = None) -> ImageData:
+  """The image data source for `dataset` ('mnist', 'fashion_mnist', 'cifar10', 'imagenet2012').
+
+  Args:
+    dataset: the dataset name.
+    data_dir: a folder laid out like shared/data (`resolve_data_dir`: else
+      $TRANSFORMER_DATA_DIR); None reads TFDS by name. Only the MNISTs have raw files.
+    image_size: S, the model resolution (default: the dataset's, 224 for ImageNet).
+    augment: training augmentation (an `Augment` or a dict of its fields).
+    tfds_data_dir: the TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).
+    num_workers: threads reading and augmenting examples (default: 0 for datasets
+      held in memory, min(32, CPUs) for ImageNet); > 0 also prefetches the next
+      training batch in the background (unless prefetch=False).
+  """
+  if dataset not in DATASETS:
+    raise ValueError(f'Unknown image dataset {dataset!r}; known: {list(DATASETS)}')
+  info = INFO[dataset]
+  if not isinstance(augment, Augment):
+    augment = Augment.from_config(augment)
+  data_dir = resolve_data_dir(data_dir)
+  class_names = info.class_names
+  if data_dir and info.raw_dir:
+    splits = {s: ArraySplit(*load_idx_split(data_dir, dataset, s)) for s in info.splits}
+  elif data_dir:
+    raise DataError(f'{dataset} has no raw-file reader: unset data_dir and '
+                    f'$TRANSFORMER_DATA_DIR to read it from TFDS by name '
+                    f'(data_dir is {data_dir!r}). ' + _tfds_help(dataset))
+  else:
+    sources = tfds_sources(dataset, info.splits, tfds_data_dir)
+    class_names = _class_names_from_tfds(sources['train'], info)
+    if info.image_size is not None:   # small: decode once into memory
+      splits = {s: _load_into_memory(src, dataset, s) for s, src in sources.items()}
+    else:
+      splits = {s: RecordSplit(src) for s, src in sources.items()}
+  lazy = any(isinstance(s, RecordSplit) for s in splits.values())
+  if num_workers is None or num_workers < 0:
+    num_workers = min(32, os.cpu_count() or 1) if lazy else 0
+  return ImageData(dataset, splits, num_classes=info.num_classes,
+                   image_size=image_size or info.image_size or IMAGENET_DEFAULT_SIZE,
+                   num_channels=info.num_channels, mean=info.mean, std=info.std,
+                   augment=augment, native_size=info.image_size, class_names=class_names,
+                   num_workers=num_workers, prefetch=prefetch)

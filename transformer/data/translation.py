@@ -1,0 +1,528 @@
+"""Translation data: sentence pairs, a shared SentencePiece vocabulary, token-budget batches.
+
+    data = make_translation_data('multi30k', data_dir, workdir=W, source_lang='de',
+                                 target_lang='en', vocab_size=8000, max_len=64,
+                                 tokens_per_batch=4096)
+    batch = data.train_batch(step, batch_size=8, seed=0, shard=(host, num_hosts))
+    for batch in data.eval_batches('test_2016_flickr', batch_size=64): ...
+
+Datasets (`DATASETS`) and where they are read from:
+
+* 'multi30k' (Multi30k task 1, En-De, raw text): data_dir/multi30k/
+  {train,val,test_2016_flickr}.{en,de}.gz, read as UTF-8 and stripped.
+  Split aliases: 'validation' -> 'val', 'test' -> 'test_2016_flickr'.
+* 'wmt14_translate/de-en', 'wmt17_translate/de-en': from TFDS by name when no
+  data_dir is set (tfds.data_source; the dataset must be prepared as
+  array_record, features 'de' and 'en'; splits train, validation, test, also
+  named newstest2013/newstest2014 for WMT14 and newstest2016/newstest2017 for
+  WMT17). With a data_dir, the plain-text (or .gz) files
+  data_dir/wmt14/<split>.{en,de} (wmt17/ for WMT17), one sentence per line:
+  shared/data has only wmt14/newstest2014.{en,de} (no training data), so train
+  there needs wmt14/train.{en,de} (the tests build a tiny stand-in).
+
+Direction: `source_lang` -> `target_lang` (the paper: 'en' -> 'de').
+
+Vocabulary: one SentencePiece model (BPE by default) shared by source and
+target, trained on a sample of both sides of the training pairs and saved as
+WORKDIR/spm_<dataset>.model ('/' in the name becomes '_'); a resumed run and
+eval.py reuse it.
+
+Batches are dicts of NumPy arrays:
+  'inputs'     int32 [B, L]: source pieces + EOS, then padding (0)
+  'targets_in' int32 [B, L]: BOS + target pieces, then padding (decoder input)
+  'targets'    int32 [B, L]: target pieces + EOS, then padding
+  'weights'  float32 [B, L]: 1 on the real target tokens (pieces + EOS), else 0
+Source and target of a batch are padded to the same length L, one of a few
+bucket lengths (`default_boundaries`: 8, 12, ..., 28, then 4 per doubling:
+32, 40, 48, 56, 64, 80, ...; the last is max_len), so the jitted train step
+compiles once per bucket. A pair's length is max(source, target) pieces + 1.
+
+Training batches (token budget, bucketing): pairs longer than max_len (on
+either side, counting EOS) or with an empty side are skipped (`num_skipped`,
+logged). Each remaining pair goes to the smallest bucket that holds it.
+Bucket length L gets R_L = floor(tokens_per_batch / L / batch_size) *
+batch_size rows, so a batch never holds more than `tokens_per_batch` tokens
+per side, padding included, and its row count is a multiple of `batch_size`
+(here the row granularity, so data-parallel devices, hosts and
+grad_accum_steps divide every batch; see configs/translate_multi30k.py). Epoch
+e: with rng = default_rng((seed, e)), each bucket's pairs are permuted and cut
+into batches of R_L rows (the last one of a bucket filled with empty rows of
+weight 0), then the epoch's batches are permuted. The number of batches per
+epoch is fixed, so step s is batch s % N of epoch s // N: a pure function of
+(seed, step), and every training pair is seen exactly once per epoch.
+
+Evaluation batches: the pairs in their original order (so translation files
+line up with the references), `batch_size` rows each, padded to the bucket of
+their longest pair; the last batch is filled with empty rows of weight 0. A
+pair longer than max_len is truncated (each side to max_len - 1 pieces + EOS)
+and counted in `num_truncated[split]`. Empty rows hold a lone EOS / BOS so no
+attention row is fully masked.
+
+`shard=(i, n)` returns host i's rows of the global batch (`host_slice`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from transformer.data import Batch, DataError, host_slice, resolve_data_dir
+from transformer.data.tokenizers import BOS_ID, EOS_ID, load_or_train_sentencepiece
+
+log = logging.getLogger('transformer')
+
+DATASETS = ('multi30k', 'wmt14_translate/de-en', 'wmt17_translate/de-en')
+LANGUAGES = ('de', 'en')
+SPM_MAX_SENTENCES = 1_000_000      # sentences (both sides together) sampled to train the vocabulary
+
+_LOCAL_DIR = {'multi30k': 'multi30k', 'wmt14_translate/de-en': 'wmt14',
+              'wmt17_translate/de-en': 'wmt17'}
+# Local split aliases (requested name -> file name) and TFDS ones (requested -> TFDS split).
+_LOCAL_ALIASES = {
+    'multi30k': {'validation': 'val', 'test': 'test_2016_flickr'},
+    'wmt14_translate/de-en': {'validation': 'newstest2013', 'test': 'newstest2014'},
+    'wmt17_translate/de-en': {'validation': 'newstest2016', 'test': 'newstest2017'},
+}
+_TFDS_ALIASES = {
+    'wmt14_translate/de-en': {'newstest2013': 'validation', 'newstest2014': 'test'},
+    'wmt17_translate/de-en': {'newstest2016': 'validation', 'newstest2017': 'test'},
+}
+_TFDS_HELP = (
+    "TFDS is read here with tfds.data_source, which needs {name!r} prepared in the array_record "
+    "format; preparing it needs tensorflow, which is not installed here. Either prepare it where "
+    "tensorflow is available (tfds.builder({name!r}, data_dir=D, file_format='array_record')"
+    ".download_and_prepare()) and pass tfds_data_dir=D (or set $TFDS_DATA_DIR), or set data_dir "
+    "(or $TRANSFORMER_DATA_DIR) to a folder with {local}/<split>.{{de,en}} plain-text files, one "
+    "sentence per line (train.de/train.en for training; newstest2014.* ships in shared/data).")
+
+
+# ----------------------------------------------------------------------------- buckets
+
+def default_boundaries(max_len: int, min_len: int = 8) -> list[int]:
+  """Bucket lengths 8, 12, ..., 28, then 4 per doubling (32, 40, ..., 64, 80, ...), then max_len."""
+  if max_len <= 0:
+    raise ValueError(f'max_len must be > 0, got {max_len}')
+  out, length = [], min_len
+  while length < max_len:
+    out.append(length)
+    length += max(4, 2 ** (int(math.log2(length)) - 2))
+  return out + [max_len]
+
+
+def _check_boundaries(boundaries: Sequence[int], max_len: int) -> list[int]:
+  b = [int(x) for x in boundaries]
+  if not b or any(x <= 0 for x in b) or any(x >= y for x, y in itertools.pairwise(b)):
+    raise ValueError(f'bucket_boundaries must be increasing positive lengths, got {list(b)}')
+  if b[-1] != max_len:
+    raise ValueError(f'the last bucket boundary must be max_len={max_len}, got {b[-1]}')
+  return b
+
+
+# ----------------------------------------------------------------------------- raw pairs
+
+class _RawSplit:
+  """A split's sentence pairs: `len()`, `take(indices)` -> (sources, targets) lists of str."""
+
+  def __init__(self, sources: Sequence, targets: Sequence | None, where: str, take=None):
+    if take is None and len(sources) != len(targets):
+      raise DataError(f'{where}: {len(sources)} source lines but {len(targets)} target lines')
+    self.sources, self.targets, self.where = sources, targets, where
+    self._take = take   # TFDS: one record source; take(indices) -> (sources, targets)
+
+  def __len__(self) -> int:
+    return len(self.sources)
+
+  def take(self, indices) -> tuple[list[str], list[str]]:
+    indices = [int(i) for i in indices]
+    if self._take is not None:
+      return self._take(indices)
+    return [self.sources[i] for i in indices], [self.targets[i] for i in indices]
+
+  def get(self, start: int, stop: int) -> tuple[list[str], list[str]]:
+    return self.take(range(start, stop))
+
+  def texts(self) -> tuple[list[str], list[str]]:
+    return self.get(0, len(self))
+
+
+def _read_lines(path: str) -> list[str]:
+  opener = gzip.open if path.endswith('.gz') else open
+  with opener(path, 'rt', encoding='utf-8') as f:
+    return [line.strip() for line in f]
+
+
+def _local_file(data_dir: str, dataset: str, split: str, lang: str) -> str | None:
+  base = os.path.join(data_dir, _LOCAL_DIR[dataset], f'{split}.{lang}')
+  for p in (base, base + '.gz'):
+    if os.path.exists(p):
+      return p
+  return None
+
+
+def _local_split(data_dir, dataset, split, src, tgt) -> _RawSplit:
+  name = split
+  if _local_file(data_dir, dataset, name, src) is None:
+    name = _LOCAL_ALIASES[dataset].get(split, split)
+  paths = [_local_file(data_dir, dataset, name, lang) for lang in (src, tgt)]
+  folder = os.path.join(data_dir, _LOCAL_DIR[dataset])
+  if None in paths:
+    have = sorted(f for f in os.listdir(folder)) if os.path.isdir(folder) else []
+    extra = ''
+    if split == 'train' and dataset != 'multi30k':
+      extra = (' There is no local WMT training data in shared/data: put the training pairs in '
+               f'{folder}/train.{src} and train.{tgt} (one sentence per line), or unset data_dir '
+               'and $TRANSFORMER_DATA_DIR to read the prepared TFDS dataset. ')
+    raise DataError(f'{dataset}: split {split!r} ({src}-{tgt}) not found: need {folder}/'
+                    f'{name}.{src} and {name}.{tgt} (or .gz); the folder has {have}.{extra} '
+                    f'Layout: shared/data/README.md.')
+  return _RawSplit(_read_lines(paths[0]), _read_lines(paths[1]), f'{folder}/{name}.{{{src},{tgt}}}')
+
+
+def _text(value) -> str:
+  return (value.decode('utf-8') if isinstance(value, (bytes, np.bytes_)) else str(value)).strip()
+
+
+def _tfds_split(dataset, split, src, tgt, tfds_data_dir) -> _RawSplit:
+  where = tfds_data_dir or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets'
+  help_text = _TFDS_HELP.format(name=dataset, local=_LOCAL_DIR[dataset])
+  tfds_split = _TFDS_ALIASES[dataset].get(split, split)
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as e:
+    raise DataError(f'{dataset}: no data_dir given and tensorflow_datasets is not installed. '
+                    + help_text) from e
+  try:
+    source = tfds.data_source(dataset, split=tfds_split, data_dir=tfds_data_dir, download=False)
+  except Exception as e:   # not prepared, prepared as tfrecord, unknown split, ...
+    first = str(e).splitlines()[0] if str(e) else ''
+    raise DataError(f'TFDS dataset {dataset!r} split {tfds_split!r} is not available as '
+                    f'array_record under {where} ({type(e).__name__}: {first}). '
+                    + help_text) from e
+
+  def take(keys):
+    elements = (source.__getitems__(keys) if hasattr(source, '__getitems__')
+                else [source[i] for i in keys])
+    return [_text(x[src]) for x in elements], [_text(x[tgt]) for x in elements]
+
+  return _RawSplit(source, None, f'TFDS {dataset}:{tfds_split}', take=take)
+
+
+# ----------------------------------------------------------------------------- tokenized pairs
+
+def _encode_many(tokenizer, texts: list[str]) -> list[list[int]]:
+  """Batch encoding (SentencePiece's multi-threaded list encode when available)."""
+  sp = getattr(tokenizer, '_sp', None)
+  if sp is not None:
+    return sp.encode(texts)
+  return [tokenizer.encode(t) for t in texts]
+
+
+class TokenizedPairs:
+  """A split's pairs as flat token arrays: `source(i)`, `target(i)` (without EOS/BOS)."""
+
+  CHUNK = 20_000
+
+  def __init__(self, raw: _RawSplit, tokenizer):
+    dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32
+    src_parts, tgt_parts, src_lens, tgt_lens = [], [], [], []
+    for start in range(0, len(raw), self.CHUNK):
+      s, t = raw.get(start, min(start + self.CHUNK, len(raw)))
+      for ids, parts, lens in ((_encode_many(tokenizer, s), src_parts, src_lens),
+                               (_encode_many(tokenizer, t), tgt_parts, tgt_lens)):
+        lens.append(np.fromiter((len(x) for x in ids), np.int64, len(ids)))
+        parts.append(np.fromiter(itertools.chain.from_iterable(ids), dtype))
+    self.num = len(raw)
+    cat = lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt)
+    self.source_lengths = cat(src_lens, np.int64)
+    self.target_lengths = cat(tgt_lens, np.int64)
+    self._src, self._tgt = cat(src_parts, dtype), cat(tgt_parts, dtype)
+    self._src_off = np.concatenate([[0], np.cumsum(self.source_lengths)])
+    self._tgt_off = np.concatenate([[0], np.cumsum(self.target_lengths)])
+
+  def __len__(self) -> int:
+    return self.num
+
+  def source(self, i: int) -> np.ndarray:
+    return self._src[self._src_off[i]:self._src_off[i + 1]].astype(np.int32)
+
+  def target(self, i: int) -> np.ndarray:
+    return self._tgt[self._tgt_off[i]:self._tgt_off[i + 1]].astype(np.int32)
+
+  def pair_lengths(self) -> np.ndarray:
+    """max(source, target) pieces + 1 (the EOS / BOS): the padded length a pair needs."""
+    return np.maximum(self.source_lengths, self.target_lengths) + 1
+
+
+def make_batch(pairs: TokenizedPairs, indices: Sequence[int], length: int) -> Batch:
+  """Rows for `indices` (-1: an empty row of weight 0), padded to `length`; long pairs truncated."""
+  n = len(indices)
+  inputs = np.zeros((n, length), np.int32)
+  targets_in = np.zeros((n, length), np.int32)
+  targets = np.zeros((n, length), np.int32)
+  weights = np.zeros((n, length), np.float32)
+  for r, i in enumerate(indices):
+    if i < 0:
+      inputs[r, 0], targets_in[r, 0] = EOS_ID, BOS_ID
+      continue
+    src, tgt = pairs.source(int(i))[:length - 1], pairs.target(int(i))[:length - 1]
+    inputs[r, :len(src)] = src
+    inputs[r, len(src)] = EOS_ID
+    targets_in[r, 0] = BOS_ID
+    targets_in[r, 1:len(tgt) + 1] = tgt
+    targets[r, :len(tgt)] = tgt
+    targets[r, len(tgt)] = EOS_ID
+    weights[r, :len(tgt) + 1] = 1.0
+  return {'inputs': inputs, 'targets_in': targets_in, 'targets': targets, 'weights': weights}
+
+
+class _Plan:
+  """The bucketed training batches for one row granularity (see the module doc)."""
+
+  def __init__(self, lengths: np.ndarray, eligible: np.ndarray, boundaries: list[int],
+               tokens_per_batch: int, row_multiple: int):
+    self.boundaries = boundaries
+    self.rows = []
+    for length in boundaries:
+      rows = tokens_per_batch // length // row_multiple * row_multiple
+      if rows < row_multiple:
+        raise DataError(
+            f'tokens_per_batch={tokens_per_batch} is too small for bucket length {length} with '
+            f'batches of a multiple of batch_size={row_multiple} rows (needs at least '
+            f'{row_multiple * length}); raise tokens_per_batch or lower max_len / batch_size.')
+      self.rows.append(rows)
+    idx = np.flatnonzero(eligible)
+    bucket_of = np.searchsorted(np.asarray(boundaries), lengths[idx], side='left')
+    self.members = [idx[bucket_of == b] for b in range(len(boundaries))]
+    self.batches_per_bucket = [math.ceil(len(m) / r) for m, r in zip(self.members, self.rows)]
+    self.num_batches = sum(self.batches_per_bucket)
+    if self.num_batches == 0:
+      raise DataError('no training pairs left after skipping the overlong ones')
+    self._cache: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+
+  def epoch(self, seed: int, epoch: int) -> list[tuple[int, np.ndarray]]:
+    """[(bucket, row indices padded with -1)] of this epoch, in training order."""
+    key = (seed, epoch)
+    if key not in self._cache:
+      if len(self._cache) >= 2:
+        self._cache.pop(next(iter(self._cache)))
+      rng = np.random.default_rng(key)
+      batches = []
+      for b, (members, rows) in enumerate(zip(self.members, self.rows)):
+        perm = rng.permutation(members)
+        for start in range(0, len(perm), rows):
+          chunk = perm[start:start + rows]
+          batches.append((b, np.concatenate([chunk, -np.ones(rows - len(chunk), np.int64)])))
+      order = rng.permutation(len(batches))
+      self._cache[key] = [batches[i] for i in order]
+    return self._cache[key]
+
+
+# ----------------------------------------------------------------------------- the source
+
+class TranslationData:
+  """Sentence pairs -> batches (see the module doc).
+
+  Attributes: `name`, `tokenizer`, `vocab_size`, `source_lang`, `target_lang`,
+  `max_len`, `tokens_per_batch`, `boundaries`, `num_skipped` (training pairs
+  left out; computed with the training plan), `num_truncated` ({split: eval
+  pairs truncated}).
+  """
+
+  def __init__(self, name: str, raw_splits: dict, tokenizer, *, max_len: int,
+               tokens_per_batch: int, source_lang: str, target_lang: str,
+               boundaries: Sequence[int] | None = None):
+    if max_len < 2:
+      raise ValueError(f'max_len must be >= 2 (a piece and EOS), got {max_len}')
+    if tokens_per_batch <= 0:
+      raise ValueError(f'tokens_per_batch must be > 0, got {tokens_per_batch}')
+    self.name, self.tokenizer = name, tokenizer
+    self.vocab_size = tokenizer.vocab_size
+    self.source_lang, self.target_lang = source_lang, target_lang
+    self.max_len, self.tokens_per_batch = max_len, tokens_per_batch
+    self.boundaries = _check_boundaries(boundaries or default_boundaries(max_len), max_len)
+    self._raw_fns = dict(raw_splits)   # split -> _RawSplit or a function returning one
+    self._raw: dict[str, _RawSplit] = {}
+    self._tok: dict[str, TokenizedPairs] = {}
+    self._plans: dict[int, _Plan] = {}
+    self.num_skipped: int | None = None
+    self.num_truncated: dict[str, int] = {}
+
+  # -- access -------------------------------------------------------------------
+
+  def raw(self, split: str) -> _RawSplit:
+    if split not in self._raw:
+      fn = self._raw_fns.get(split, self._raw_fns.get('*'))
+      if fn is None:
+        raise ValueError(f'{self.name} has no split {split!r}; its splits are '
+                         f'{[s for s in self._raw_fns if s != "*"]}')
+      self._raw[split] = fn(split) if callable(fn) else fn
+    return self._raw[split]
+
+  def texts(self, split: str) -> tuple[list[str], list[str]]:
+    """The raw (source, target) sentences of `split`, in order (targets are the references)."""
+    return self.raw(split).texts()
+
+  def tokenized(self, split: str) -> TokenizedPairs:
+    if split not in self._tok:
+      self._tok[split] = TokenizedPairs(self.raw(split), self.tokenizer)
+    return self._tok[split]
+
+  def num_pairs(self, split: str) -> int:
+    return len(self.raw(split))
+
+  def bucket_length(self, length: int) -> int:
+    """The smallest bucket length >= length (max_len for anything longer)."""
+    i = int(np.searchsorted(np.asarray(self.boundaries), min(length, self.max_len), 'left'))
+    return self.boundaries[i]
+
+  # -- training -----------------------------------------------------------------
+
+  def plan(self, batch_size: int) -> _Plan:
+    if batch_size not in self._plans:
+      pairs = self.tokenized('train')
+      lengths = pairs.pair_lengths()
+      eligible = ((lengths <= self.max_len) & (pairs.source_lengths > 0)
+                  & (pairs.target_lengths > 0))
+      self.num_skipped = int(len(pairs) - eligible.sum())
+      plan = _Plan(lengths, eligible, self.boundaries, self.tokens_per_batch, batch_size)
+      self._plans[batch_size] = plan
+      log.info('%s train: %d pairs, %d skipped (longer than max_len=%d or empty), %d batches '
+               'of <= %d tokens per epoch, bucket lengths %s', self.name, len(pairs),
+               self.num_skipped, self.max_len, plan.num_batches, self.tokens_per_batch,
+               self.boundaries)
+    return self._plans[batch_size]
+
+  def num_train_batches(self, batch_size: int) -> int:
+    """Training batches per epoch (for row granularity `batch_size`)."""
+    return self.plan(batch_size).num_batches
+
+  def epoch_batches(self, seed: int, epoch: int, batch_size: int) -> list[tuple[int, np.ndarray]]:
+    """Epoch `epoch`'s batches as (bucket length, training pair indices; -1 = empty row)."""
+    plan = self.plan(batch_size)
+    return [(plan.boundaries[b], idx) for b, idx in plan.epoch(seed, epoch)]
+
+  def train_batch(self, step: int, batch_size: int, seed: int,
+                  shard: tuple[int, int] = (0, 1)) -> Batch:
+    """This host's rows of global batch `step`. `batch_size`: the row granularity (see above)."""
+    if step < 0 or batch_size <= 0 or seed < 0:
+      raise ValueError(f'need step >= 0, batch_size > 0, seed >= 0; got step={step}, '
+                       f'batch_size={batch_size}, seed={seed}')
+    plan = self.plan(batch_size)
+    epoch, k = divmod(step, plan.num_batches)
+    bucket, indices = plan.epoch(seed, epoch)[k]
+    rows = host_slice(len(indices), shard)
+    return make_batch(self.tokenized('train'), indices[rows], plan.boundaries[bucket])
+
+  # -- evaluation ---------------------------------------------------------------
+
+  def eval_batches(self, split: str, batch_size: int,
+                   shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+    """Every pair of `split` once, in order, `batch_size` rows a batch (see the module doc)."""
+    pairs = self.tokenized(split)
+    rows = host_slice(batch_size, shard)
+    lengths = pairs.pair_lengths()
+    self.num_truncated[split] = int((lengths > self.max_len).sum())
+    if self.num_truncated[split]:
+      log.info('%s %s: %d pairs longer than max_len=%d are truncated for evaluation', self.name,
+               split, self.num_truncated[split], self.max_len)
+    for start in range(0, len(pairs), batch_size):
+      idx = np.arange(start, min(start + batch_size, len(pairs)))
+      length = self.bucket_length(int(lengths[idx].max()))
+      idx = np.concatenate([idx, -np.ones(batch_size - len(idx), np.int64)])
+      yield make_batch(pairs, idx[rows], length)
+
+
+# ----------------------------------------------------------------------------- construction
+
+def _spm_sentences(raw: _RawSplit, max_sentences: int) -> Iterator[str]:
+  """Both sides of a fixed random sample (seed 0) of max_sentences // 2 pairs, in corpus order."""
+  n = len(raw)
+  k = min(n, max(max_sentences // 2, 1))
+  idx = (np.arange(n) if k == n else
+         np.sort(np.random.default_rng(0).choice(n, size=k, replace=False)))
+  for start in range(0, k, TokenizedPairs.CHUNK):
+    s, t = raw.take(idx[start:start + TokenizedPairs.CHUNK])
+    for a, b in zip(s, t):
+      if a:
+        yield a
+      if b:
+        yield b
+
+
+def spm_path(workdir: str, dataset: str) -> str:
+  return os.path.join(workdir, f'spm_{dataset.replace("/", "_").replace("-", "_")}.model')
+
+
+def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir: str | None,
+                          source_lang: str, target_lang: str, vocab_size: int = 8000,
+                          max_len: int = 256, tokens_per_batch: int = 4096,
+                          boundaries: Sequence[int] | None = None,
+                          tfds_data_dir: str | None = None,
+                          spm_max_sentences: int = SPM_MAX_SENTENCES,
+                          spm_model_type: str = 'bpe') -> TranslationData:
+  """The translation data source for `dataset` (see the module doc).
+
+  Args:
+    dataset: one of DATASETS.
+    data_dir: a folder laid out like shared/data (`resolve_data_dir`: else
+      $TRANSFORMER_DATA_DIR); None reads the WMT datasets from TFDS by name.
+    workdir: where the shared SentencePiece model lives (spm_path; trained on
+      first use from the training pairs, reused afterwards).
+    source_lang, target_lang: 'de' / 'en' in either direction.
+    vocab_size: SentencePiece pieces (an upper bound: small corpora may give fewer).
+    max_len: the longest pair (pieces + EOS on each side) used in training;
+      also the last bucket length.
+    tokens_per_batch: per side, padding included, of a global training batch.
+    boundaries: bucket lengths (default `default_boundaries(max_len)`).
+    tfds_data_dir: the TFDS data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets).
+    spm_max_sentences, spm_model_type: how the vocabulary is trained.
+  """
+  if dataset not in DATASETS:
+    raise ValueError(f'Unknown translation dataset {dataset!r}; known: {list(DATASETS)}')
+  if {source_lang, target_lang} != set(LANGUAGES):
+    raise ValueError(f'{dataset} translates between {LANGUAGES}; got source_lang={source_lang!r}, '
+                     f'target_lang={target_lang!r}')
+  if workdir is None:
+    raise ValueError(f'{dataset} needs a workdir: its SentencePiece model is saved at '
+                     f'{spm_path("WORKDIR", dataset)}')
+  if vocab_size <= 0:
+    raise ValueError(f'vocab_size must be > 0, got {vocab_size}')
+  data_dir = resolve_data_dir(data_dir)
+  if data_dir:
+    folder = os.path.join(data_dir, _LOCAL_DIR[dataset])
+    if not os.path.isdir(folder):
+      raise DataError(f'Dataset {dataset!r} not found: no folder {folder}. '
+                      'Put the raw files there (layout of shared/data/README.md), or unset '
+                      'data_dir and $TRANSFORMER_DATA_DIR to read it from TFDS by name.')
+    split_fn = lambda s: _local_split(data_dir, dataset, s, source_lang, target_lang)
+  elif dataset == 'multi30k':
+    raise DataError('multi30k has no TFDS version: set data_dir (or $TRANSFORMER_DATA_DIR) to a '
+                    'folder with multi30k/{train,val,test_2016_flickr}.{en,de}.gz (the raw files '
+                    'of github.com/multi30k/dataset data/task1/raw, as in shared/data).')
+  else:
+    split_fn = lambda s: _tfds_split(dataset, s, source_lang, target_lang, tfds_data_dir)
+
+  path = spm_path(workdir, dataset)
+  holder: dict[str, _RawSplit] = {}
+
+  def sentences():
+    holder['train'] = split_fn('train')
+    return _spm_sentences(holder['train'], spm_max_sentences)
+
+  tokenizer = load_or_train_sentencepiece(path, sentences, vocab_size, model_type=spm_model_type,
+                                          max_sentences=spm_max_sentences)
+  if tokenizer.vocab_size > vocab_size:
+    raise DataError(f'{path} has {tokenizer.vocab_size} pieces but vocab_size={vocab_size}: it was '
+                    'trained for another config. Delete it (or use another workdir) to retrain.')
+  splits = {'*': split_fn}
+  if 'train' in holder:
+    splits['train'] = holder['train']
+  return TranslationData(dataset, splits, tokenizer, max_len=max_len,
+                         tokens_per_batch=tokens_per_batch, source_lang=source_lang,
+                         target_lang=target_lang, boundaries=boundaries)

@@ -1,0 +1,252 @@
+"""Image classification with a Vision Transformer.
+
+The task reads images from `transformer.data.images` and trains `models.ViT`
+on them with the shared engine. Config fields it reads besides the common ones:
+
+  config.dataset        'mnist' | 'fashion_mnist' | 'cifar10' | 'imagenet2012'
+  config.model          ViT fields (patch_size, pool, positional, ...); image_size
+                        is the model resolution (default: the dataset's own, 224 for
+                        ImageNet); num_channels and num_classes come from the data.
+  config.augment        training augmentation: the fields of `images.Augment`.
+  config.label_smoothing  (1 - e) * target + e / num_classes, training only.
+  config.tfds_data_dir  optional TFDS data dir (else $TFDS_DATA_DIR).
+  config.data_workers   optional threads reading/augmenting images (-1: automatic).
+  config.init_from      optional: a workdir (or its checkpoints/ folder) of a
+                        pretrained ViT to start from, e.g. to fine-tune at another
+                        resolution or on another dataset (see `adapt_params`).
+
+Metrics are example-weighted sums: `loss` (cross-entropy against the training
+target: label-smoothed and mixed up when those are on; the plain cross-entropy
+in evaluation), `accuracy` (top-1 against `labels`, the dominant label of a
+mixed image), `top5_accuracy` for datasets with >= 100 classes, and `examples`.
+`evaluate_extra` (eval.py) writes WORKDIR/confusion_matrix.csv.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from transformer import experiment, layers, models
+from transformer.data import images as image_data
+from transformer.tasks.base import Task
+
+DATASETS = image_data.DATASETS
+TOP5_MIN_CLASSES = 100   # report top-5 accuracy for datasets with at least this many classes
+
+
+def classification_sums(logits: jax.Array, labels: jax.Array, weights: jax.Array, *,
+                        label_smoothing: float = 0.0, mix_labels: jax.Array | None = None,
+                        mix_ratio: jax.Array | None = None,
+                        top5: bool = False) -> dict[str, jax.Array]:
+  """Example-weighted sums: objective (cross-entropy to the target), correct, weight, correct_top5.
+
+  The target is onehot(labels), or lam * onehot(labels) + (1 - lam) *
+  onehot(mix_labels) with lam = mix_ratio (mixup), then smoothed as
+  (1 - e) * target + e / num_classes.
+  """
+  num_classes = logits.shape[-1]
+  logits = logits.astype(jnp.float32)
+  log_probs = jax.nn.log_softmax(logits)
+  target = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  if mix_labels is not None:
+    lam = mix_ratio.astype(jnp.float32)[:, None]
+    target = lam * target + (1 - lam) * jax.nn.one_hot(mix_labels, num_classes, dtype=jnp.float32)
+  if label_smoothing > 0:
+    target = (1 - label_smoothing) * target + label_smoothing / num_classes
+  objective = -jnp.sum(target * log_probs, axis=-1)
+  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  out = {'objective': jnp.sum(objective * weights), 'correct': jnp.sum(correct * weights),
+         'weight': jnp.sum(weights)}
+  if top5:
+    _, top = jax.lax.top_k(logits, min(5, num_classes))
+    in_top5 = jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
+    out['correct_top5'] = jnp.sum(in_top5 * weights)
+  return out
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+def restore_params(path: str) -> dict:
+  """The params (NumPy) of the latest checkpoint of a workdir or its checkpoints/ folder."""
+  import orbax.checkpoint as ocp
+
+  from transformer import checkpoint as ckpt_lib
+  directory = path
+  if os.path.isdir(os.path.join(path, ckpt_lib.CHECKPOINT_DIR)):
+    directory = os.path.join(path, ckpt_lib.CHECKPOINT_DIR)
+  if not os.path.isdir(directory):
+    raise ckpt_lib.CheckpointError(f'init_from={path!r}: no such directory')
+  steps = sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+  if not steps:
+    raise ckpt_lib.CheckpointError(f'init_from={path!r}: no checkpoint in {directory}')
+  state_dir = os.path.join(directory, str(steps[-1]), 'state')
+  with ocp.StandardCheckpointer() as checkpointer:
+    meta = checkpointer.metadata(state_dir)
+    tree = getattr(meta, 'item_metadata', meta)
+    target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), dict(tree))
+    state = checkpointer.restore(state_dir, target)
+  return state['params']
+
+
+def adapt_params(pretrained: dict, params: dict) -> tuple[dict, list[str]]:
+  """`params` with every leaf taken from `pretrained`, adapted where shapes differ.
+
+  - `pos_embedding` of another grid (a checkpoint at another resolution or
+    patch count): resized bilinearly with `layers.resize_posemb`;
+  - the classifier `head` of another class count: kept as initialized (zeros);
+  - a leaf missing from `pretrained` (e.g. a new pre-logits layer): kept as initialized.
+  Any other shape mismatch is an error. Returns (params, notes on what was adapted).
+  """
+  old = flax.traverse_util.flatten_dict(flax.core.unfreeze(pretrained))
+  new = flax.traverse_util.flatten_dict(flax.core.unfreeze(params))
+  out, notes = {}, []
+  for key, init in new.items():
+    name = '/'.join(key)
+    if key not in old:
+      out[key] = init
+      notes.append(f'{name}: not in the checkpoint, kept as initialized')
+      continue
+    value = np.asarray(old[key])
+    if value.shape == init.shape:
+      out[key] = jnp.asarray(value, init.dtype)
+    elif key[-1] == 'pos_embedding':
+      n = init.shape[1]
+      side = round(n ** 0.5)
+      if side * side != n:
+        raise ValueError(f'{name}: the new grid of {n} patches is not square')
+      out[key] = jnp.asarray(layers.resize_posemb(jnp.asarray(value), (side, side)), init.dtype)
+      notes.append(f'{name}: resized {value.shape} -> {init.shape}')
+    elif key[0] == 'head':
+      out[key] = init
+      notes.append(f'{name}: {value.shape} in the checkpoint, {init.shape} here; '
+                   're-initialized (new classes)')
+    else:
+      raise ValueError(f'{name}: shape {value.shape} in the checkpoint but {init.shape} in this '
+                       'model; only pos_embedding and head may differ')
+  return flax.traverse_util.unflatten_dict(out), notes
+
+
+# ----------------------------------------------------------------------------- the task
+
+class ClassificationTask(Task):
+  """Image classification with a ViT; example-weighted metrics."""
+  name = 'classification'
+  weight_name = 'examples'
+
+  def __init__(self, config, workdir):
+    super().__init__(config, workdir)
+    image_size = (config.model.get('image_size') if config.model else None) or None
+    workers = config.get('data_workers', -1)
+    self.data = image_data.make_image_data(
+        config.dataset, config.data_dir or None, image_size=image_size,
+        augment=config.get('augment'), tfds_data_dir=config.get('tfds_data_dir') or None,
+        num_workers=None if workers is None or workers < 0 else workers)
+    self.num_classes = self.data.num_classes
+    self.top5 = self.num_classes >= TOP5_MIN_CLASSES
+    self.model_cfg = experiment.model_config(
+        config, vocab_size=1, image_size=self.data.image_size,
+        num_channels=self.data.num_channels, num_classes=self.num_classes)
+    self._confusion_step = None
+
+  def model(self, train: bool) -> nn.Module:
+    return models.ViT(self.model_cfg.replace(deterministic=not train))
+
+  def init_inputs(self) -> tuple:
+    s = self.data.image_size
+    return (jnp.zeros((1, s, s, self.data.num_channels), jnp.float32),)
+
+  def loss_sums(self, params, batch, rng, train):
+    logits = self.model(train).apply({'params': params}, batch['images'],
+                                     rngs={'dropout': rng} if train else None)
+    return classification_sums(
+        logits, batch['labels'], batch['weights'],
+        label_smoothing=self.config.label_smoothing if train else 0.0,
+        mix_labels=batch.get('mix_labels'), mix_ratio=batch.get('mix_ratio'), top5=self.top5)
+
+  def summarize(self, sums):
+    w = max(float(sums['weight']), 1e-9)
+    out = {'loss': float(sums['objective']) / w, 'accuracy': float(sums['correct']) / w}
+    if 'correct_top5' in sums:
+      out['top5_accuracy'] = float(sums['correct_top5']) / w
+    out[self.weight_name] = float(sums['weight'])
+    return out
+
+  def initial_params(self, params):
+    """Fresh params, or those of config.init_from adapted to this model (`adapt_params`)."""
+    source = self.config.get('init_from')
+    if not source:
+      return params
+    from transformer.train_lib import log
+    adapted, notes = adapt_params(restore_params(source), jax.device_get(params))
+    log.info('Initialized from %s%s', source, ''.join(f'\n  {n}' for n in notes))
+    return adapted
+
+  # -- eval.py -----------------------------------------------------------------
+
+  def confusion_matrix(self, params, split: str, batch_size: int,
+                       max_batches: int = -1) -> np.ndarray:
+    """int64 [classes, classes]: rows the true class, columns the predicted one."""
+    from transformer import sharding
+    if self._confusion_step is None:
+      c = self.num_classes
+
+      def step(params, batch):
+        logits = self.model(False).apply({'params': params}, batch['images'])
+        truth = jax.nn.one_hot(batch['labels'], c, dtype=jnp.float32) * batch['weights'][:, None]
+        pred = jax.nn.one_hot(jnp.argmax(logits, -1), c, dtype=jnp.float32)
+        return jnp.einsum('bi,bj->ij', truth, pred)
+      self._confusion_step = jax.jit(step)
+    leaf = jax.tree.leaves(params)[0]
+    mesh = getattr(getattr(leaf, 'sharding', None), 'mesh', None)
+    rules = sharding.rules_tuple(self.config.logical_axis_rules)
+    shard = (jax.process_index(), jax.process_count())
+    total = np.zeros((self.num_classes, self.num_classes), np.float64)
+    with (mesh if isinstance(mesh, jax.sharding.Mesh) else contextlib.nullcontext()), \
+        nn.logical_axis_rules(rules):
+      for i, batch in enumerate(self.data.eval_batches(split, batch_size, shard)):
+        if 0 <= max_batches <= i:
+          break
+        if isinstance(mesh, jax.sharding.Mesh):
+          batch = sharding.put_batch(batch, mesh)
+        total += np.asarray(jax.device_get(self._confusion_step(params, batch)), np.float64)
+    return np.rint(total).astype(np.int64)
+
+  def evaluate_extra(self, params, writer, step: int) -> dict[str, Any]:
+    """Confusion matrix of the eval split -> WORKDIR/confusion_matrix.csv; per-class accuracy."""
+    cfg = self.config
+    matrix = self.confusion_matrix(params, cfg.eval_split, cfg.eval_batch_size or cfg.batch_size,
+                                   cfg.eval_max_batches)
+    names = self.data.class_names
+    counts = matrix.sum(1)
+    per_class = np.where(counts > 0, np.diag(matrix) / np.maximum(counts, 1), np.nan)
+    out: dict[str, Any] = {}
+    if self.workdir and jax.process_index() == 0:
+      path = os.path.join(self.workdir, 'confusion_matrix.csv')
+      with open(path, 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['true \\ predicted', *names])
+        for name, row in zip(names, matrix):
+          w.writerow([name, *row.tolist()])
+      out['confusion_matrix_csv'] = path
+    seen = ~np.isnan(per_class)
+    if seen.any():
+      worst = int(np.nanargmin(per_class))
+      out.update(mean_class_accuracy=float(np.nanmean(per_class)),
+                 min_class_accuracy=float(per_class[worst]), min_class=names[worst])
+    order = np.argsort(np.where(seen, per_class, np.inf))
+    shown = order if self.num_classes <= 100 else order[:20]
+    lines = [f'{names[i]}: {per_class[i]:.4f} ({int(counts[i])} examples)'
+             for i in shown if seen[i]]
+    out['per_class_accuracy'] = ['\n'.join(lines)]
+    writer.write_text(step, 'per_class_accuracy', '\n'.join(lines))
+    return out
+
