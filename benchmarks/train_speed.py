@@ -40,8 +40,7 @@ def peak_memory_bytes() -> tuple[str, int]:
 
 
 def measure(config, steps: int, warmup: int) -> dict:
-  import flax.linen as nn
-  from transformer import train_lib
+  from transformer import sharding, train_lib
   exp = train_lib.Experiment(config, None)
   state = exp.init_state()
   batches = [exp.task.data.train_batch(i, config.batch_size, config.seed)
@@ -49,7 +48,7 @@ def measure(config, steps: int, warmup: int) -> dict:
   weights = [float(b.get('weights', b.get('labels')).sum()) if 'weights' in b else
              len(next(iter(b.values()))) for b in batches]
   times = []
-  with exp.mesh, nn.logical_axis_rules(exp.rules):
+  with sharding.mesh_context(exp.mesh, exp.rules):
     t0 = time.perf_counter()
     state, m = exp.train_step(state, exp.put_batch(batches[0]))
     jax.block_until_ready(m)

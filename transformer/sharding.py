@@ -8,6 +8,7 @@ replicated. See docs/ARCHITECTURE.md.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Sequence
 
@@ -76,3 +77,13 @@ def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in batch.items()}
+
+
+@contextlib.contextmanager
+def mesh_context(mesh: Mesh | None, rules):
+  """The mesh (if any) and the logical axis rules, for jitting and running steps."""
+  with contextlib.ExitStack() as stack:
+    if mesh is not None:
+      stack.enter_context(jax.set_mesh(mesh))
+    stack.enter_context(nn.logical_axis_rules(rules_tuple(rules)))
+    yield

@@ -86,7 +86,7 @@ class Experiment:
     """Creates the state directly in its shardings (never whole on one device)."""
     init = jax.jit(lambda rng: nn.meta.unbox(self._init_state_boxed(rng)),
                    out_shardings=self.state_sharding)
-    with self.mesh, nn.logical_axis_rules(self.rules):
+    with sharding.mesh_context(self.mesh, self.rules):
       return init(jax.random.PRNGKey(self.config.seed))
 
   # -- steps -------------------------------------------------------------------
@@ -119,7 +119,7 @@ class Experiment:
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(sums, learning_rate=self.schedule(state.step),
-                   grad_norm=optax.global_norm(grads))
+                   grad_norm=optax.tree.norm(grads))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   def _eval_step(self, params, batch):
@@ -135,7 +135,7 @@ class Experiment:
     bs = self.config.eval_batch_size or self.config.batch_size
     shard = (jax.process_index(), jax.process_count())
     totals: dict[str, float] = {}
-    with self.mesh, nn.logical_axis_rules(self.rules):
+    with sharding.mesh_context(self.mesh, self.rules):
       for i, batch in enumerate(self.task.data.eval_batches(split, bs, shard)):
         if 0 <= max_batches <= i:
           break
@@ -154,11 +154,9 @@ class Experiment:
       return state
     state = self.init_state()
     # A task may start a fresh run from other weights (classification: config.init_from).
-    initial_params = getattr(self.task, 'initial_params', None)
-    if initial_params is not None:
-      params = initial_params(state.params)
-      if params is not state.params:
-        state = state.replace(params=jax.device_put(params, self.state_sharding.params))
+    params = self.task.initial_params(state.params)
+    if params is not state.params:
+      state = state.replace(params=jax.device_put(params, self.state_sharding.params))
     return state
 
 
@@ -228,7 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   t_compile = None
   step = start
   try:
-    with exp.mesh, nn.logical_axis_rules(exp.rules):
+    with sharding.mesh_context(exp.mesh, exp.rules):
       while step < total:
         batch = exp.task.data.train_batch(step, config.batch_size, config.seed, shard)
         state, metrics = exp.train_step(state, exp.put_batch(batch))

@@ -72,6 +72,14 @@ class Task:
            'accuracy': float(sums['correct']) / w, self.weight_name: float(sums['weight'])}
     return out
 
+  def initial_params(self, params):
+    """Parameters a fresh run starts from (default: the random init, unchanged).
+
+    Tasks override this to start from other weights (classification's
+    `config.init_from` fine-tuning at another resolution).
+    """
+    return params
+
   def evaluate_extra(self, params, writer, step: int) -> dict[str, Any]:
     """Family-specific evaluation run by eval.py (sampling, decoding, ...)."""
     return {}

@@ -24,7 +24,6 @@ mixed image), `top5_accuracy` for datasets with >= 100 classes, and `examples`.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
 from typing import Any
@@ -207,15 +206,15 @@ class ClassificationTask(Task):
       self._confusion_step = jax.jit(step)
     leaf = jax.tree.leaves(params)[0]
     mesh = getattr(getattr(leaf, 'sharding', None), 'mesh', None)
-    rules = sharding.rules_tuple(self.config.logical_axis_rules)
+    if not isinstance(mesh, jax.sharding.Mesh):
+      mesh = None
     shard = (jax.process_index(), jax.process_count())
     total = np.zeros((self.num_classes, self.num_classes), np.float64)
-    with (mesh if isinstance(mesh, jax.sharding.Mesh) else contextlib.nullcontext()), \
-        nn.logical_axis_rules(rules):
+    with sharding.mesh_context(mesh, self.config.logical_axis_rules):
       for i, batch in enumerate(self.data.eval_batches(split, batch_size, shard)):
         if 0 <= max_batches <= i:
           break
-        if isinstance(mesh, jax.sharding.Mesh):
+        if mesh is not None:
           batch = sharding.put_batch(batch, mesh)
         total += np.asarray(jax.device_get(self._confusion_step(params, batch)), np.float64)
     return np.rint(total).astype(np.int64)
