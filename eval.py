@@ -3,8 +3,10 @@
 Restores the latest checkpoint in DIR (or --step=N, or --checkpoint=avg for the
 averaged one written by `python -m transformer.average`), evaluates it on
 config.eval_split over the whole split, runs the task's extra evaluation
-(language models: samples text from config.sample.prompt), and appends the
-results to DIR/metrics.jsonl.
+(language models: samples text from config.sample.prompt; translation:
+decodes the split with beam search, writes the translations and BLEU;
+classification: writes the confusion matrix), and appends the results to
+DIR/metrics.jsonl.
 """
 
 import os
