@@ -58,7 +58,8 @@ class LMTask(Task):
     out = decoding.generate(params, self.model_cfg, prompts, num_tokens,
                             rng=jax.random.PRNGKey(self.config.seed), temperature=s.temperature,
                             top_k=s.top_k, top_p=s.top_p, eos_id=eos)
-    texts = [s.prompt + tok.decode(np.asarray(row)) for row in out]
+    # Decode prompt and continuation together so the tokenizer joins them (spaces for words).
+    texts = [tok.decode(prompt + np.asarray(row).tolist()) for row in out]
     if self.workdir:
       with open(os.path.join(self.workdir, 'samples.txt'), 'a') as f:
         for t in texts:
