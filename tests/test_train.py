@@ -64,7 +64,7 @@ def test_one_step_and_eval_write_metrics(module, tmp_path, data_dir):
 
 
 def test_lm1b_standin_trains_and_keeps_its_vocabulary(tmp_path, lm1b_standin):
-  c = tiny(lm1b, num_train_steps=2, vocab_size=300, data_dir=lm1b_standin, dtype=None)
+  c = tiny(lm1b, num_train_steps=2, vocab_size=300, data_dir=lm1b_standin)
   c.model.dtype = 'float32'
   c.model.attention_impl = 'einsum'
   out = train_lib.train_and_evaluate(c, str(tmp_path))
@@ -225,7 +225,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data_dir):
   assert proc.returncode == 0, out
   last_logged = max(r['step'] for r in train_records(workdir))
   steps = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).steps
-  assert steps[-1] == last_logged and steps[-1] % 5 != 0 or steps[-1] == last_logged, out
+  assert steps[-1] == last_logged, out   # the checkpoint holds the last step trained
   assert 'checkpoint saved' in out
 
 
