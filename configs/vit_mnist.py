@@ -7,25 +7,27 @@
 
 Data: the original IDX files in shared/data/mnist (60,000 train / 10,000 test
 28x28 digits; TFDS 'mnist' when data_dir and $TRANSFORMER_DATA_DIR are unset),
-standardized with the MNIST pixel mean/std (0.1307, 0.3081). No augmentation:
-in short probes, random 2-pixel shifts slowed early learning more than they
-helped (--config.augment.crop=random --config.augment.crop_padding=2 turns
-them on); no flips (digits are not mirror-symmetric).
+standardized with the MNIST pixel mean/std (0.1307, 0.3081). Augmentation:
+random shifts of up to 2 pixels (pad 2, random 28x28 crop); no flips (digits
+are not mirror-symmetric). Without the shifts the same model overfits (train
+loss 0.005) and stopped at 98.46% after 4,000 steps.
 
 Model: pre-LN ViT, patch 7 (a 4x4 grid of 16 patches), width 64, 4 layers,
 4 heads, MLP 128, learned position embeddings, global average pooling, no
 dropout (139k parameters). Patch 4 (49 patches) cost 4-5x more per step on this
 CPU, too much for the budget. AdamW (b2 0.999, weight decay 0.05 on matrices),
 peak learning rate 3e-3 after 200 warmup steps, cosine decay to 1e-5, gradient
-clipping at 1.0, batch 128, 4,000 steps (8.5 epochs).
+clipping at 1.0, batch 128, 5,000 steps (10.7 epochs).
 
 Target: >= 98.5% test accuracy within 10 minutes on 2 CPU cores.
-Measured: not yet measured (full run). What was measured, on the shared 2-core
-machine while another training job was running (load 2-4): 76-145 ms per step
-in 25-step timing runs and a 600-step probe (91 ms in a run of this exact
-config at load ~2), 3.5 s per evaluation of the 10,000 test images and 7 s for
-compilation, so 4,000 steps should take 6-10 minutes in all; a 600-step probe
-of this recipe (schedule compressed to 600 steps) reached 95.1% test accuracy.
+Measured (2026-11-22, this 2-core CPU, nothing else running):
+  python train.py --config=configs/vit_mnist.py --workdir=/tmp/runs/mnist2 \\
+      --config.num_train_steps=5000 --config.augment.crop=random \\
+      --config.augment.crop_padding=2      # = today's defaults
+test accuracy 95.95% at step 1000, 97.64% at 2000, 98.30% at 3000, 98.85% at
+4000 and 99.05% at 5000 (the whole 10,000-image test set), 5 min 50 s wall for
+the whole command (compilation, five evaluations, checkpoints included);
+training ran at 14.8-15.9 steps/s (1,900-2,030 images/s), host peak RSS 735 MB.
 """
 
 
@@ -40,7 +42,7 @@ def get_config():
   c.eval_split = 'test'
   c.batch_size = 128
   c.eval_batch_size = 1000
-  c.num_train_steps = 4000
+  c.num_train_steps = 5000
   c.log_every_steps = 100
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000
@@ -48,7 +50,7 @@ def get_config():
       image_size=28, patch_size=7, d_model=64, num_heads=4, d_ff=128, num_encoder_layers=4,
       num_decoder_layers=0, dropout_rate=0.0, norm_position='pre', activation='gelu',
       positional='learned', pool='gap', scale_embeddings=False))
-  c.augment = augment_config()
+  c.augment = augment_config(crop='random', crop_padding=2)
   c.optimizer = 'adamw'
   c.learning_rate = 3e-3
   c.schedule = 'cosine'
