@@ -41,12 +41,13 @@ def main(argv):
                          (', then run python -m transformer.average' if sub != 'checkpoints' else ''))
   exp = train_lib.Experiment(config, FLAGS.workdir)
   checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=10**6)
-  state = exp.restore_or_init(checkpointer, FLAGS.step)
-  step = int(state.step)
+  state = exp.restore_or_init(checkpointer, FLAGS.step)   # onto this run's mesh
+  plain = exp.unreplicate(state)                            # pmap: without the device axis
+  step = int(plain.step)
   writer = MetricWriter(FLAGS.workdir)
   metrics = exp.evaluate(state.params, config.eval_split, config.eval_max_batches)
   metrics['checkpoint'] = FLAGS.checkpoint
-  extra = exp.task.evaluate_extra(state.params, writer, step)
+  extra = exp.task.evaluate_extra(plain.params, writer, step)
   printable = {k: v for k, v in extra.items() if not isinstance(v, (list, dict))}
   metrics.update(printable)
   writer.write(step, config.eval_split, metrics)

@@ -8,7 +8,10 @@ shardings), runs `--warmup` steps, then times `--steps` steps one by one with
 the device synchronized after each, and prints: compile time (first step),
 median / p10 / p90 step time, steps/s, tokens (or examples) per second,
 parameter count, and peak memory (host RSS on CPU; the allocator's peak on
-GPU/TPU). No checkpoints or metrics are written.
+GPU/TPU). With --eval (the default) it then evaluates config.eval_split whole,
+twice, as train.py's periodic evaluation does, and reports the second pass
+(compiled) as eval seconds and eval examples (or tokens) per second.
+No checkpoints or metrics are written.
 """
 
 import json
@@ -26,6 +29,7 @@ from ml_collections import config_flags
 
 flags.DEFINE_integer('steps', 200, 'Timed steps.')
 flags.DEFINE_integer('warmup', 10, 'Untimed steps after the first (compiling) one.')
+flags.DEFINE_bool('eval', True, 'Also time a whole-split evaluation of config.eval_split.')
 flags.DEFINE_string('json_out', '', 'Optional path to write the results as JSON.')
 config_flags.DEFINE_config_file('config', 'configs/lm_shakespeare_char.py', 'Experiment config.',
                                 lock_config=False)
@@ -39,8 +43,8 @@ def peak_memory_bytes() -> tuple[str, int]:
   return 'host_peak_rss_bytes', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure(config, steps: int, warmup: int) -> dict:
-  from transformer import sharding, train_lib
+def measure(config, steps: int, warmup: int, evaluate: bool = True) -> dict:
+  from transformer import train_lib
   exp = train_lib.Experiment(config, None)
   state = exp.init_state()
   batches = [exp.task.data.train_batch(i, config.batch_size, config.seed)
@@ -48,7 +52,7 @@ def measure(config, steps: int, warmup: int) -> dict:
   weights = [float(b.get('weights', b.get('labels')).sum()) if 'weights' in b else
              len(next(iter(b.values()))) for b in batches]
   times = []
-  with sharding.mesh_context(exp.mesh, exp.rules):
+  with exp.context():
     t0 = time.perf_counter()
     state, m = exp.train_step(state, exp.put_batch(batches[0]))
     jax.block_until_ready(m)
@@ -64,6 +68,14 @@ def measure(config, steps: int, warmup: int) -> dict:
   med = statistics.median(times)
   q = statistics.quantiles(times, n=10)
   per_step = statistics.mean(weights[warmup + 1:])
+  extra = {}
+  if evaluate:
+    exp.evaluate(state.params, config.eval_split)     # compiles every eval batch shape
+    t0 = time.perf_counter()
+    ev = exp.evaluate(state.params, config.eval_split)
+    eval_s = time.perf_counter() - t0
+    extra = {'eval_split': config.eval_split, 'eval_s': eval_s,
+             f'eval_{exp.task.weight_name}_per_s': ev[exp.task.weight_name] / eval_s}
   mem_kind, mem = peak_memory_bytes()
   return {
       'config': config.dataset, 'device': jax.devices()[0].device_kind,
@@ -72,13 +84,13 @@ def measure(config, steps: int, warmup: int) -> dict:
       'batch_size': config.batch_size, 'compile_s': compile_s,
       'step_ms_median': med * 1e3, 'step_ms_p10': q[0] * 1e3, 'step_ms_p90': q[-1] * 1e3,
       'steps_per_s': 1.0 / med, f'{exp.task.weight_name}_per_s': per_step / med,
-      mem_kind: mem,
+      **extra, mem_kind: mem,
   }
 
 
 def main(argv):
   del argv
-  res = measure(FLAGS.config, FLAGS.steps, FLAGS.warmup)
+  res = measure(FLAGS.config, FLAGS.steps, FLAGS.warmup, FLAGS.eval)
   width = max(len(k) for k in res)
   for k, v in res.items():
     print(f'{k:<{width}}  {v:,.3f}' if isinstance(v, float) else f'{k:<{width}}  {v}')

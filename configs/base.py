@@ -80,16 +80,19 @@ def get_config() -> ml_collections.ConfigDict:
   c.grad_clip_norm = 0.0             # 0: no clipping
   c.label_smoothing = 0.0
 
-  # Devices. Mesh axis sizes; -1 takes the remaining devices.
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
-  # Logical axis -> mesh axis rules (transformer/sharding.py).
-  c.logical_axis_rules = [
-      ('batch', ('data', 'fsdp')),
-      ('vocab', 'tensor'),
-      ('embed', 'fsdp'),
-      ('mlp', 'tensor'),
-      ('heads', 'tensor'),
-  ]
+  # Devices (docs/SHARDING.md). A parallelism preset sets the mesh sizes and the
+  # logical axis rules: 'data' (replicated parameters), 'fsdp' (parameters and
+  # optimizer state split over all devices), 'tensor' (heads, feed-forward
+  # hidden axis, vocabulary split), 'data_fsdp', 'data_tensor', 'fsdp_tensor'
+  # (combinations), 'pmap' (jax.pmap data parallel).
+  c.parallelism = 'data'
+  # Mesh axis sizes; unset: the preset's, -1: the remaining devices.
+  c.mesh = ml_collections.ConfigDict(dict(data=config_dict.placeholder(int),
+                                          fsdp=config_dict.placeholder(int),
+                                          tensor=config_dict.placeholder(int)))
+  # Logical axis -> mesh axes rules, e.g. (('batch', ('data', 'fsdp')), ('embed', 'fsdp'));
+  # unset: the preset's (transformer/sharding.py PRESETS).
+  c.logical_axis_rules = config_dict.placeholder(tuple)
 
   # Sampling in eval.py (language models).
   c.sample = ml_collections.ConfigDict(dict(

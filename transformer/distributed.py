@@ -3,7 +3,9 @@
 `initialize()` joins the processes of a multi-host job when the environment
 says there is one (JAX_COORDINATOR_ADDRESS with JAX_NUM_PROCESSES and
 JAX_PROCESS_ID, or a cluster JAX detects itself: SLURM, TPU pods, ...), and
-does nothing for a single process.
+does nothing for a single process. It must run before anything else touches
+JAX's devices. Afterwards only process 0 logs progress (INFO); the others log
+warnings and errors. Launch recipes: docs/SHARDING.md.
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ log = logging.getLogger('transformer')
 def initialize() -> None:
   addr = os.environ.get('JAX_COORDINATOR_ADDRESS')
   if addr:
+    missing = [k for k in ('JAX_NUM_PROCESSES', 'JAX_PROCESS_ID') if k not in os.environ]
+    if missing:
+      raise RuntimeError(f'JAX_COORDINATOR_ADDRESS={addr} is set but {missing} are not: set '
+                         'all three on every process (docs/SHARDING.md), or unset it.')
     jax.distributed.initialize(coordinator_address=addr,
                                num_processes=int(os.environ['JAX_NUM_PROCESSES']),
                                process_id=int(os.environ['JAX_PROCESS_ID']))
   elif any(k in os.environ for k in ('SLURM_JOB_ID', 'TPU_WORKER_HOSTNAMES',
-                                     'MEGASCALE_COORDINATOR_ADDRESS')):
+                                     'MEGASCALE_COORDINATOR_ADDRESS', 'OMPI_COMM_WORLD_SIZE')):
     jax.distributed.initialize()
   else:
     return
   log.info('Process %d of %d, %d local / %d global devices', jax.process_index(),
            jax.process_count(), jax.local_device_count(), jax.device_count())
+  if jax.process_index() != 0:
+    log.setLevel(logging.WARNING)

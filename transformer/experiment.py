@@ -9,7 +9,7 @@ from __future__ import annotations
 import ml_collections
 
 from transformer import config as model_config_lib
-from transformer import optim
+from transformer import optim, sharding
 
 
 class ConfigError(ValueError):
@@ -57,10 +57,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if isinstance(config.batch_size, int) and isinstance(config.grad_accum_steps, int):
     check(config.grad_accum_steps > 0 and config.batch_size % config.grad_accum_steps == 0,
           f'grad_accum_steps={config.grad_accum_steps} must divide batch_size={config.batch_size}')
-  for axis in ('data', 'fsdp', 'tensor'):
-    size = config.mesh.get(axis)
-    check(isinstance(size, int) and (size == -1 or size > 0),
-          f'mesh.{axis}={size!r} must be a positive integer or -1')
+  _check_parallelism(config, check)
   if config.model_preset:
     check(config.model_preset in model_config_lib.PRESETS,
           f'model_preset={config.model_preset!r} is not one of {sorted(model_config_lib.PRESETS)}')
@@ -70,6 +67,74 @@ def validate(config: ml_collections.ConfigDict) -> None:
     problems.append(f'model: {e}')
   if problems:
     raise ConfigError('Invalid config:\n  - ' + '\n  - '.join(problems))
+
+
+def _check_parallelism(config, check) -> None:
+  parallelism = config.get('parallelism', 'data')
+  check(parallelism in sharding.PARALLELISM,
+        f'parallelism={parallelism!r} is not one of {sharding.PARALLELISM} (docs/SHARDING.md)')
+  for axis in sharding.MESH_AXES:
+    size = config.mesh.get(axis)
+    check(size is None or (isinstance(size, int) and (size == -1 or size > 0)),
+          f'mesh.{axis}={size!r} must be a positive integer, -1 (the remaining devices) '
+          "or unset (the parallelism preset's)")
+  if parallelism == 'pmap':
+    for axis in ('fsdp', 'tensor'):
+      check(config.mesh.get(axis) in (None, 1),
+            f'mesh.{axis}={config.mesh.get(axis)} does not apply to parallelism=\'pmap\' '
+            '(replicated parameters); use parallelism=\'fsdp\', \'tensor\' or a combination')
+  rules = config.get('logical_axis_rules')
+  if rules is None:
+    return
+  for rule in rules:
+    ok = isinstance(rule, (list, tuple)) and len(rule) == 2 and isinstance(rule[0], str)
+    if ok:
+      axes = rule[1] if isinstance(rule[1], (list, tuple)) else (rule[1],)
+      ok = all(a is None or a in sharding.MESH_AXES for a in axes)
+    check(ok, f'logical_axis_rules entry {rule!r} must be (logical axis, mesh axis or tuple of '
+              f'mesh axes) with mesh axes from {sharding.MESH_AXES}')
+
+
+# The config field that sets the size of each logical parameter axis.
+_AXIS_FIELDS = {'heads': 'model.num_heads', 'mlp': 'model.d_ff', 'embed': 'model.d_model',
+                'kv': 'model.head_dim', 'vocab': 'vocab_size (or model.target_vocab_size)',
+                'classes': 'model.num_classes', 'length': 'seq_len / model.max_len'}
+
+
+def validate_sharding(config: ml_collections.ConfigDict, mesh_sizes: dict[str, int],
+                      abstract_params, rules) -> None:
+  """Checks, before compilation, that the mesh divides every dimension it splits.
+
+  `abstract_params` is the boxed (nn.LogicallyPartitioned) tree from
+  jax.eval_shape of the initialization; `rules` the logical axis rules in use.
+  Raises one ConfigError naming each logical axis that does not divide, the
+  parameter, and the config field to change.
+  """
+  problems: list[str] = []
+  batch_ways = mesh_sizes['data'] * mesh_sizes['fsdp']
+  for name in ('batch_size', 'eval_batch_size'):
+    size = config.get(name) or config.batch_size
+    if size % batch_ways:
+      problems.append(f'{name}={size} must be divisible by the {batch_ways} data-parallel '
+                      f'devices (mesh {mesh_sizes}); change {name} or config.mesh.')
+  if config.get('parallelism') == 'pmap':
+    per_device = config.batch_size // batch_ways
+    if per_device % config.grad_accum_steps:
+      problems.append(f'grad_accum_steps={config.grad_accum_steps} must divide the per-device '
+                      f'batch {per_device} (batch_size={config.batch_size} over {batch_ways} '
+                      'devices) with parallelism=\'pmap\'')
+  seen = set()
+  for path, dim, name, size, axes, ways in sharding.sharded_dims(abstract_params, mesh_sizes,
+                                                                  rules):
+    if size % ways and name not in seen:
+      seen.add(name)
+      field = _AXIS_FIELDS.get(name, f'the size of logical axis {name!r}')
+      problems.append(
+          f'logical axis {name!r} is split over mesh {"x".join(axes)}={ways}, but {path} has '
+          f'size {size} in dimension {dim}; set {field} to a multiple of {ways}, change '
+          'config.mesh, or map it to no mesh axis in config.logical_axis_rules')
+  if problems:
+    raise ConfigError('Invalid sharding:\n  - ' + '\n  - '.join(problems))
 
 
 def model_config(config: ml_collections.ConfigDict, vocab_size: int,

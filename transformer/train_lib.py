@@ -40,30 +40,71 @@ class TrainState:
 
 
 class Experiment:
-  """Everything built from a config: task, mesh, optimizer, shardings, jitted steps."""
+  """Everything built from a config: task, mesh, optimizer, shardings, jitted steps.
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str | None):
+  With `config.parallelism='pmap'` the steps are `jax.pmap`ped over this
+  process's devices and the state they take has a leading device axis;
+  `unreplicate` gives the plain state (what checkpoints hold). Otherwise one
+  jitted step runs over the mesh and `unreplicate` is the identity.
+  `devices` restricts the mesh to some devices (default: all); `task` is an
+  already built task (default: `tasks.make_task(config, workdir)`).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str | None,
+               devices: list[jax.Device] | None = None, task: tasks.Task | None = None):
     experiment.validate(config)
     self.config = config
     self.workdir = workdir
-    self.task = tasks.make_task(config, workdir)
-    self.mesh = sharding.make_mesh(config.mesh.to_dict())
-    self.rules = sharding.rules_tuple(config.logical_axis_rules)
-    num_batch_shards = self.mesh.shape['data'] * self.mesh.shape['fsdp']
-    for name in ('batch_size', 'eval_batch_size'):
-      size = config.get(name) or config.batch_size
-      if size % num_batch_shards:
-        raise experiment.ConfigError(
-            f'{name}={size} must be divisible by the {num_batch_shards} data-parallel devices '
-            f'(mesh {dict(self.mesh.shape)}); change {name} or config.mesh.')
+    self.pmap = config.parallelism == 'pmap'
+    self.task = task if task is not None else tasks.make_task(config, workdir)
+    sizes, rules, from_preset = sharding.resolve(config)
+    try:
+      self.mesh = sharding.make_mesh(sizes, devices)
+    except ValueError as e:
+      raise experiment.ConfigError(f'Invalid sharding:\n  - {e}') from e
     self.optimizer, self.schedule = optim.make_optimizer(config, self.task.model_cfg.d_model)
-    self._build_state_shardings()
+    abstract = jax.eval_shape(self._init_state_boxed, jax.random.PRNGKey(0))
+    if from_preset:
+      rules, notes = sharding.drop_indivisible(abstract.params, dict(self.mesh.shape), rules)
+      for note in notes:
+        log.info('Sharding: %s', note)
+    experiment.validate_sharding(config, dict(self.mesh.shape), abstract.params, rules)
+    self.rules = () if self.pmap else rules   # pmap: no activation constraints
+    if self.pmap:
+      self._build_pmap(abstract)
+    else:
+      self._build_jit(abstract)
+    self.abstract_state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        nn.meta.unbox(abstract), self.state_sharding)
+
+  def _build_jit(self, abstract):
+    self.state_sharding = sharding.logical_shardings(abstract, self.mesh, self.rules)
     self.batch_sharding = sharding.batch_sharding(self.mesh)
+    self.data_shard = sharding.host_batch_shard(self.mesh)
     self.train_step = jax.jit(self._train_step, in_shardings=(self.state_sharding,
                                                                self.batch_sharding),
                               out_shardings=(self.state_sharding, None), donate_argnums=0)
     self.eval_step = jax.jit(self._eval_step,
                              in_shardings=(self.state_sharding.params, self.batch_sharding))
+
+  def _build_pmap(self, abstract):
+    self._local_mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ('batch',))
+    replicated = jax.sharding.NamedSharding(self._local_mesh, jax.sharding.PartitionSpec())
+    self.state_sharding = jax.tree.map(lambda _: replicated, nn.meta.unbox(abstract))
+    self.data_shard = (jax.process_index(), jax.process_count())
+    p_train = jax.pmap(self._pmap_train_step, axis_name='batch', donate_argnums=0)
+    p_eval = jax.pmap(lambda p, b: jax.lax.psum(self._eval_step(p, b), 'batch'),
+                      axis_name='batch')
+
+    def train_step(state, batch):   # metrics are psummed: every device holds the same
+      state, metrics = p_train(state, batch)
+      return state, self.unreplicate(metrics)
+
+    def eval_step(params, batch):
+      return self.unreplicate(p_eval(params, batch))
+
+    self.train_step, self.eval_step = train_step, eval_step
 
   # -- state -------------------------------------------------------------------
 
@@ -74,53 +115,89 @@ class Experiment:
                       opt_state=self.optimizer.init(params),
                       rng=jax.random.PRNGKey(self.config.seed))
 
-  def _build_state_shardings(self):
-    with nn.logical_axis_rules(self.rules):
-      abstract = jax.eval_shape(self._init_state_boxed, jax.random.PRNGKey(0))
-      self.state_sharding = sharding.logical_shardings(abstract, self.mesh, self.rules)
-    self.abstract_state = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-        nn.meta.unbox(abstract), self.state_sharding)
-
-  def init_state(self) -> TrainState:
-    """Creates the state directly in its shardings (never whole on one device)."""
+  def _init_plain(self) -> TrainState:
+    # The out_shardings place the state; activation constraints do not matter here.
     init = jax.jit(lambda rng: nn.meta.unbox(self._init_state_boxed(rng)),
                    out_shardings=self.state_sharding)
-    with sharding.mesh_context(self.mesh, self.rules):
-      return init(jax.random.PRNGKey(self.config.seed))
+    return init(jax.random.PRNGKey(self.config.seed))
+
+  def init_state(self) -> TrainState:
+    """Creates the state directly in its shardings (never whole on one device).
+
+    pmap: replicated on this process's devices, then given the leading device axis.
+    """
+    return self.replicate(self._init_plain())
+
+  def replicate(self, tree):
+    """The plain state (as checkpoints hold it) in the layout the steps take."""
+    if not self.pmap:
+      return tree
+    n = len(self._local_mesh.devices)
+    stacked = jax.sharding.NamedSharding(self._local_mesh, jax.sharding.PartitionSpec('batch'))
+    shardings = jax.tree.map(lambda _: stacked, tree)
+    return jax.jit(lambda t: jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + x.shape), t),
+                   out_shardings=shardings)(tree)
+
+  def unreplicate(self, tree, to_host: bool = False):
+    """The plain state (or params) from the steps' layout; `to_host`: as NumPy arrays (pmap)."""
+    if not self.pmap:
+      return tree
+    tree = jax.tree.map(lambda x: x[0], tree)
+    return jax.device_get(tree) if to_host else tree
+
+  def context(self):
+    """The mesh and logical axis rules the steps run under (no mesh for pmap)."""
+    return sharding.mesh_context(None if self.pmap else self.mesh, self.rules)
 
   # -- steps -------------------------------------------------------------------
 
-  def _train_step(self, state: TrainState, batch):
-    cfg = self.config
-    rng = jax.random.fold_in(state.rng, state.step)
+  def _grads(self, params, batch, rng):
+    """Gradients of the summed objective and the loss sums (over grad_accum_steps)."""
+    k = self.config.grad_accum_steps
 
     def loss_fn(params, micro_batch, micro_rng):
       sums = self.task.loss_sums(params, micro_batch, micro_rng, train=True)
       return sums['objective'], sums
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    if cfg.grad_accum_steps == 1:
-      (_, sums), grads = grad_fn(state.params, batch, rng)
-    else:
-      k = cfg.grad_accum_steps
-      micro = jax.tree.map(lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
+    if k == 1:
+      (_, sums), grads = grad_fn(params, batch, rng)
+      return grads, sums
+    micro = jax.tree.map(lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
 
-      def body(carry, inputs):
-        i, mb = inputs
-        (_, s), g = grad_fn(state.params, mb, jax.random.fold_in(rng, i))
-        return jax.tree.map(jnp.add, carry, (g, s)), None
+    def body(carry, inputs):
+      i, mb = inputs
+      (_, s), g = grad_fn(params, mb, jax.random.fold_in(rng, i))
+      return jax.tree.map(jnp.add, carry, (g, s)), None
 
-      zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(
-          lambda: grad_fn(state.params, jax.tree.map(lambda x: x[0], micro), rng)))
-      (grads, sums), _ = jax.lax.scan(body, (zeros[1], zeros[0][1]), (jnp.arange(k), micro))
+    zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(
+        lambda: grad_fn(params, jax.tree.map(lambda x: x[0], micro), rng)))
+    (grads, sums), _ = jax.lax.scan(body, (zeros[1], zeros[0][1]), (jnp.arange(k), micro))
+    return grads, sums
+
+  def _apply(self, state: TrainState, grads, sums, weight):
     # Gradients of summed losses / total weight = gradient of the per-token mean.
-    grads = jax.tree.map(lambda g: g / jnp.maximum(sums['weight'], 1.0), grads)
+    grads = jax.tree.map(lambda g: g / jnp.maximum(weight, 1.0), grads)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(sums, learning_rate=self.schedule(state.step),
                    grad_norm=optax.tree.norm(grads))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  def _train_step(self, state: TrainState, batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+    grads, sums = self._grads(state.params, batch, rng)
+    return self._apply(state, grads, sums, sums['weight'])
+
+  def _pmap_train_step(self, state: TrainState, batch):
+    """One device's part of the pmap step; dropout differs per device (axis_index)."""
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
+                             jax.lax.axis_index('batch'))
+    grads, sums = self._grads(state.params, batch, rng)
+    # pmean(gradient sums) / pmean(weights): the token-weighted mean over all devices.
+    grads = jax.lax.pmean(grads, 'batch')
+    weight = jax.lax.pmean(sums['weight'], 'batch')
+    return self._apply(state, grads, jax.lax.psum(sums, 'batch'), weight)
 
   def _eval_step(self, params, batch):
     return self.task.loss_sums(params, batch, None, train=False)
@@ -128,15 +205,21 @@ class Experiment:
   # -- helpers -----------------------------------------------------------------
 
   def put_batch(self, batch):
-    return sharding.put_batch(batch, self.mesh)
+    """This process's rows -> the steps' input: global arrays, or [devices, rows/device] (pmap)."""
+    if self.pmap:
+      n = jax.local_device_count()
+      return {k: np.asarray(v).reshape((n, -1) + np.shape(v)[1:]) for k, v in batch.items()}
+    return sharding.put_batch(batch, self.mesh, self.data_shard)
 
   def evaluate(self, params, split: str, max_batches: int = -1) -> dict[str, float]:
-    """Token/example-weighted metrics over the whole split (or max_batches)."""
+    """Token/example-weighted metrics over the whole split (or max_batches).
+
+    `params` in the steps' layout (as in the state train_step takes).
+    """
     bs = self.config.eval_batch_size or self.config.batch_size
-    shard = (jax.process_index(), jax.process_count())
     totals: dict[str, float] = {}
-    with sharding.mesh_context(self.mesh, self.rules):
-      for i, batch in enumerate(self.task.data.eval_batches(split, bs, shard)):
+    with self.context():
+      for i, batch in enumerate(self.task.data.eval_batches(split, bs, self.data_shard)):
         if 0 <= max_batches <= i:
           break
         sums = jax.device_get(self.eval_step(params, self.put_batch(batch)))
@@ -148,16 +231,21 @@ class Experiment:
 
   def restore_or_init(self, checkpointer: ckpt_lib.Checkpointer | None,
                       step: int | None = None) -> TrainState:
+    """The latest (or `step`) checkpoint restored onto this mesh, or a fresh state.
+
+    The restore target's shardings come from this experiment's mesh, whatever
+    mesh (or pmap) wrote the checkpoint.
+    """
     if checkpointer is not None and (step is not None or checkpointer.latest_step() is not None):
       state, meta = checkpointer.restore(self.abstract_state, step)
       log.info('Restored checkpoint at step %d from %s', int(state.step), checkpointer.directory)
-      return state
-    state = self.init_state()
+      return self.replicate(state)
+    state = self._init_plain()
     # A task may start a fresh run from other weights (classification: config.init_from).
     params = self.task.initial_params(state.params)
     if params is not state.params:
       state = state.replace(params=jax.device_put(params, self.state_sharding.params))
-    return state
+    return self.replicate(state)
 
 
 # ---------------------------------------------------------------------------
@@ -212,21 +300,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR),
                                        keep=config.keep_checkpoints)
   state = exp.restore_or_init(checkpointer)
-  start = int(state.step)
+  start = int(exp.unreplicate(state.step))
   total = config.num_train_steps
-  n_params = sum(x.size for x in jax.tree.leaves(state.params))
-  log.info('Task %s on %s: %s parameters, mesh %s, steps %d -> %d', config.task, config.dataset,
-           f'{n_params:,}', dict(exp.mesh.shape), start, total)
+  n_params = sum(x.size for x in jax.tree.leaves(exp.unreplicate(state.params)))
+  log.info('Task %s on %s: %s parameters, %s parallelism, mesh %s, steps %d -> %d', config.task,
+           config.dataset, f'{n_params:,}', config.parallelism, dict(exp.mesh.shape), start, total)
 
   stopper = _Stopper()
-  shard = (jax.process_index(), jax.process_count())
+  shard = exp.data_shard   # this process's block of each global batch
   pending: list[dict] = []
   last_eval: dict[str, float] = {}
   t_last, step_last = time.perf_counter(), start
   t_compile = None
   step = start
   try:
-    with sharding.mesh_context(exp.mesh, exp.rules):
+    with exp.context():
       while step < total:
         batch = exp.task.data.train_batch(step, config.batch_size, config.seed, shard)
         state, metrics = exp.train_step(state, exp.put_batch(batch))
@@ -270,7 +358,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if stop_at is not None and step >= stop_at:
           stopper.requested = True
         if step % config.checkpoint_every_steps == 0 or step == total or stopper.requested:
-          checkpointer.save(step, state, meta={'config': config.to_json_best_effort()})
+          checkpointer.save(step, exp.unreplicate(state, to_host=True),
+                            meta={'config': config.to_json_best_effort()})
           if stopper.requested:
             log.warning('Stopped at step %d after a signal; checkpoint saved.', step)
             break

@@ -206,16 +206,16 @@ class ClassificationTask(Task):
       self._confusion_step = jax.jit(step)
     leaf = jax.tree.leaves(params)[0]
     mesh = getattr(getattr(leaf, 'sharding', None), 'mesh', None)
-    if not isinstance(mesh, jax.sharding.Mesh):
-      mesh = None
-    shard = (jax.process_index(), jax.process_count())
+    if not isinstance(mesh, jax.sharding.Mesh) or mesh.axis_names != sharding.MESH_AXES:
+      mesh = None   # e.g. unreplicated pmap parameters: run on their devices as they are
+    shard = sharding.host_batch_shard(mesh) if mesh is not None else (0, 1)
     total = np.zeros((self.num_classes, self.num_classes), np.float64)
-    with sharding.mesh_context(mesh, self.config.logical_axis_rules):
+    with sharding.mesh_context(mesh, sharding.resolve(self.config)[1]):
       for i, batch in enumerate(self.data.eval_batches(split, batch_size, shard)):
         if 0 <= max_batches <= i:
           break
         if mesh is not None:
-          batch = sharding.put_batch(batch, mesh)
+          batch = sharding.put_batch(batch, mesh, shard)
         total += np.asarray(jax.device_get(self._confusion_step(params, batch)), np.float64)
     return np.rint(total).astype(np.int64)
 

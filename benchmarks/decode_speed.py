@@ -1,0 +1,138 @@
+"""Decoding speed: translation sentences/s, and cached against recomputed LM decoding.
+
+Translation (an EncoderDecoder config), from a trained workdir:
+
+  python benchmarks/decode_speed.py --config=configs/translate_multi30k.py \
+      --workdir=runs/multi30k [--methods=greedy,beam] [--repeats=2]
+
+restores the latest checkpoint (random parameters without --workdir: the
+speed is then not representative, as an untrained model rarely stops early),
+translates config.eval_split whole with each method exactly as eval.py does
+(batches of decode.batch_size sources sorted by length), once untimed to
+compile every batch shape, then `--repeats` more times timed; prints the
+median seconds, sentences/s, output pieces/s, and BLEU of each method.
+
+Language model (a DecoderLM config):
+
+  python benchmarks/decode_speed.py --config=configs/lm_shakespeare_char.py \
+      --config.model.max_len=320 --new_tokens=256
+
+times greedy generation of --new_tokens tokens from `--lm_batch` one-token
+prompts (random parameters unless --workdir is given; the model needs more
+than --new_tokens positions), with the key/value cache against
+recomputing the whole prefix at every step (a jitted full forward pass over a
+fixed max-length buffer, the usual cache-less implementation), checks that
+both give the same tokens, and prints tokens/s and the speed-up.
+"""
+
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+flags.DEFINE_string('workdir', '', 'Trained workdir (latest checkpoint); empty: random init.')
+flags.DEFINE_list('methods', ['greedy', 'beam'], 'Translation: decoding methods to time.')
+flags.DEFINE_integer('repeats', 2, 'Timed passes (after one untimed compiling pass).')
+flags.DEFINE_integer('new_tokens', 256, 'LM: tokens generated per prompt.')
+flags.DEFINE_integer('lm_batch', 1, 'LM: prompts decoded together.')
+config_flags.DEFINE_config_file('config', 'configs/translate_multi30k.py', 'Experiment config.',
+                                lock_config=False)
+FLAGS = flags.FLAGS
+
+
+def _experiment(config):
+  from transformer import checkpoint as ckpt_lib, train_lib
+  exp = train_lib.Experiment(config, FLAGS.workdir or None)
+  if FLAGS.workdir:
+    ckpt = ckpt_lib.Checkpointer(os.path.join(FLAGS.workdir, ckpt_lib.CHECKPOINT_DIR))
+    state = exp.restore_or_init(ckpt)
+    ckpt.close()
+  else:
+    state = exp.init_state()
+  return exp, state
+
+
+def translation(config) -> list[dict]:
+  from transformer import metrics
+  exp, state = _experiment(config)
+  task, split = exp.task, config.eval_split
+  sources, refs = task.data.texts(split)
+  rows = []
+  for method in FLAGS.methods:
+    task.decode_settings['method'] = method
+    hyps = task.translate_split(state.params, split)            # compiles every shape
+    times = []
+    for _ in range(FLAGS.repeats):
+      t0 = time.perf_counter()
+      hyps = task.translate_split(state.params, split)
+      times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+    pieces = sum(len(task.data.tokenizer.encode(h)) + 1 for h in hyps)
+    rows.append({'method': method if method == 'greedy' else
+                 f"beam {task.decode_settings['beam_size']}",
+                 'sentences': len(sources), 'seconds': sec, 'sentences_per_s': len(sources) / sec,
+                 'pieces_per_s': pieces / sec, 'bleu': metrics.bleu(hyps, refs).score,
+                 'tokenized_bleu_lc': metrics.tokenized_bleu(hyps, refs, lowercase=True).score})
+  return rows
+
+
+def language_model(config) -> list[dict]:
+  from transformer import decoding, models
+  exp, state = _experiment(config)
+  cfg = exp.task.model_cfg.replace(deterministic=True)
+  params, n = state.params, FLAGS.new_tokens
+  if n + 1 > cfg.max_len:
+    raise app.UsageError(f'--new_tokens={n} needs max_len > {n}; the model has {cfg.max_len} '
+                         'positions (set --config.seq_len or --config.model.max_len)')
+  prompt = jnp.ones((FLAGS.lm_batch, 1), jnp.int32)
+  model = models.DecoderLM(cfg)
+
+  @jax.jit
+  def recompute(params, prompt):
+    """Greedy decoding without a cache: a full forward pass over the buffer per token."""
+    buf = jnp.zeros((prompt.shape[0], n + 1), jnp.int32).at[:, :1].set(prompt)
+
+    def body(t, buf):
+      logits = model.apply({'params': params}, buf)
+      token = jnp.argmax(logits[:, t], axis=-1).astype(jnp.int32)
+      return buf.at[:, t + 1].set(token)
+    return jax.lax.fori_loop(0, n, body, buf)[:, 1:]
+
+  cached = lambda params, prompt: decoding.generate(params, cfg, prompt, n, temperature=0.0)
+  rows, outs = [], {}
+  for name, fn in (('cached', cached), ('recompute', recompute)):
+    outs[name] = np.asarray(fn(params, prompt))                  # compile
+    times = []
+    for _ in range(max(FLAGS.repeats, 3)):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(params, prompt))
+      times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+    rows.append({'method': f'greedy, {name}', 'new_tokens': n, 'batch': FLAGS.lm_batch,
+                 'seconds': sec, 'tokens_per_s': n * FLAGS.lm_batch / sec})
+  rows[0]['speedup_vs_recompute'] = rows[1]['seconds'] / rows[0]['seconds']
+  rows[0]['same_tokens'] = bool(np.array_equal(outs['cached'], outs['recompute']))
+  return rows
+
+
+def main(argv):
+  del argv
+  from transformer import train_lib
+  train_lib.setup_logging()
+  config = FLAGS.config
+  rows = translation(config) if config.task == 'translation' else language_model(config)
+  print(f'device: {jax.devices()[0].device_kind} x {jax.device_count()}')
+  for r in rows:
+    print('  '.join(f'{k}={v:,.2f}' if isinstance(v, float) else f'{k}={v}' for k, v in r.items()))
+
+
+if __name__ == '__main__':
+  app.run(main)
