@@ -43,3 +43,16 @@ def get_config():
   c.sample.prompt = 'the company said'
   c.sample.num_tokens = 30
   return c
+
+
+# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+REFERENCE = dict(
+    metric='test/perplexity',          # eval.py --config.eval_split=test
+    higher_is_better=False,
+    reference=114.0,
+    source='Zaremba et al. 2014, small LSTM; their medium LSTM: 82',
+    target=None,                       # the config states no target
+    time_budget_min=None,
+    runnable_here=True,
+    why=None,
+)

@@ -68,3 +68,18 @@ def get_config():
   c.label_smoothing = 0.0
   c.init_from = ''
   return c
+
+
+# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+REFERENCE = dict(
+    metric='validation/accuracy',      # a fraction
+    higher_is_better=True,
+    reference=0.79,
+    source=('Steiner et al. 2021, Fig. 4: roughly 79% for B/16 on ImageNet-1k, 300 epochs; '
+            'read off a figure, approximate'),
+    target=None,
+    time_budget_min=None,
+    runnable_here=False,
+    why=('needs ImageNet-1k (a manual download, not available here) and 8+ accelerators with '
+         '>= 80 GB: 93,836 steps of batch 4096'),
+)

@@ -75,3 +75,17 @@ def get_config():
   c.label_smoothing = 0.0
   c.init_from = ''
   return c
+
+
+# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+REFERENCE = dict(
+    metric='validation/accuracy',      # a fraction: 0.765 is 76.5%
+    higher_is_better=True,
+    reference=0.765,
+    source='Beyer, Zhai & Kolesnikov 2022, big_vision vit_s16_i1k: 90 epochs on a TPU v3-8',
+    target=None,
+    time_budget_min=None,
+    runnable_here=False,
+    why=('needs ImageNet-1k (a manual download, not available here) and about 8 accelerators: '
+         '112,603 steps of batch 1024 (6-7 h on a TPU v3-8 in big_vision)'),
+)

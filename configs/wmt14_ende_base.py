@@ -74,3 +74,18 @@ def get_config():
       'method': 'beam', 'beam_size': 4, 'alpha': 0.6, 'extra_len': 50,
       'max_eval_sentences': -1, 'batch_size': 64})
   return c
+
+
+# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+REFERENCE = dict(
+    metric='newstest2014/tokenized_bleu',   # eval.py --checkpoint=avg; closest to the paper's
+    higher_is_better=True,
+    reference=27.3,
+    source='Vaswani et al. 2017, Table 2: base model, newstest2014 EN-DE, tokenized BLEU',
+    target=None,
+    time_budget_min=None,
+    runnable_here=False,
+    why=('needs the WMT14 training data (4.5M pairs, a TFDS download; no internet here, '
+         'shared/data has newstest2014 only) and accelerators: 100,000 steps of ~25,000-token '
+         'batches (12 hours on 8 P100s in the paper)'),
+)

@@ -24,3 +24,18 @@ def get_config():
   c.num_train_steps = 300_000
   c.keep_checkpoints = 20              # the paper averaged the last 20 checkpoints
   return c
+
+
+# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+REFERENCE = dict(
+    metric='newstest2014/tokenized_bleu',   # eval.py --checkpoint=avg; closest to the paper's
+    higher_is_better=True,
+    reference=28.4,
+    source='Vaswani et al. 2017, Table 2: big model, newstest2014 EN-DE, tokenized BLEU',
+    target=None,
+    time_budget_min=None,
+    runnable_here=False,
+    why=('needs the WMT14 training data (4.5M pairs, a TFDS download; no internet here, '
+         'shared/data has newstest2014 only) and accelerators: 300,000 steps of ~25,000-token '
+         'batches (3.5 days on 8 P100s in the paper)'),
+)

@@ -1,0 +1,268 @@
+"""Results bookkeeping (transformer/report.py) and the Table 3 sweep file.
+
+The metrics here are synthetic: they test the bookkeeping, they are not results.
+"""
+
+import json
+import os
+import textwrap
+
+import pytest
+
+from transformer import report, sweep
+
+REPO = report.REPO
+
+
+def _config(configs_dir, name, **ref):
+  """A minimal experiment config file with a REFERENCE dict."""
+  full = dict(metric='test/accuracy', higher_is_better=True, reference=0.8, source='a paper',
+              target=None, time_budget_min=None, runnable_here=True, why=None)
+  full.update(ref)
+  path = configs_dir / f'{name}.py'
+  path.write_text(textwrap.dedent(f'''
+      """Synthetic config {name}."""
+      def get_config():
+        return {{}}
+      REFERENCE = {full!r}
+      '''))
+  return str(path)
+
+
+def _metrics(workdir, records):
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
+    for r in records:
+      f.write(json.dumps(r) + '\n')
+  return str(workdir)
+
+
+T0 = 1_795_320_000.0     # 2026-11-22 UTC
+
+
+@pytest.fixture
+def tree(tmp_path):
+  """A configs dir with four configs (and a base.py and sweeps/ that are not configs)."""
+  configs = tmp_path / 'configs'
+  (configs / 'sweeps').mkdir(parents=True)
+  (configs / 'base.py').write_text('def get_config():\n  return {}\n')
+  (configs / 'sweeps' / 'some_sweep.py').write_text('def get_sweep():\n  return [{}]\n')
+  paths = {
+      'vit_hi': _config(configs, 'vit_hi', target=0.9, time_budget_min=10),
+      'lm_lo': _config(configs, 'lm_lo', metric='validation/loss', higher_is_better=False,
+                       reference=1.886, source='nanoGPT', target=1.89),
+      'cloud': _config(configs, 'cloud', runnable_here=False,
+                       why='needs a TFDS download and 8 TPUs'),
+      'fresh': _config(configs, 'fresh', metric='test/perplexity', higher_is_better=False,
+                       reference=114.0),
+  }
+  return tmp_path, configs, paths
+
+
+def test_record_takes_the_last_step_and_estimates_wall_time(tree):
+  tmp, _, paths = tree
+  workdir = _metrics(tmp / 'run_hi', [
+      {'step': 100, 'split': 'train', 'time': T0 + 10, 'loss': 2.0, 'accuracy': 0.4},
+      {'step': 100, 'split': 'test', 'time': T0 + 12, 'loss': 1.0, 'accuracy': 0.5},
+      {'step': 200, 'split': 'train', 'time': T0 + 300, 'loss': 0.5, 'accuracy': 0.97},
+      {'step': 200, 'split': 'test', 'time': T0 + 302, 'loss': 0.3, 'accuracy': 0.94},
+      # eval.py on the same checkpoint, later: the last record at the last step wins
+      {'step': 200, 'split': 'test', 'time': T0 + 400, 'loss': 0.3, 'accuracy': 0.95,
+       'checkpoint': 'latest'},
+  ])
+  results = tmp / 'results'
+  rec = report.record(paths['vit_hi'], workdir, results_dir=str(results), hardware='2 cores')
+  assert rec['metric'] == 'test/accuracy' and rec['value'] == 0.95 and rec['step'] == 200
+  assert rec['wall_time_s'] == 390.0 and 'not included' in rec['wall_time_source']
+  assert rec['date'] == '2026-11-22' and rec['hardware'] == '2 cores'
+  assert rec['metrics_at_step']['checkpoint'] == 'latest' and not rec['command_given']
+  assert json.loads((results / 'vit_hi.json').read_text()) == rec
+
+  given = report.record(paths['vit_hi'], workdir, metric='test/loss', wall_time=123.0,
+                        command='python train.py --x', date='2026-01-02',
+                        results_dir=str(results))
+  assert given['value'] == 0.3 and given['wall_time_s'] == 123.0
+  assert given['wall_time_source'] == 'given' and given['command_given']
+  assert given['date'] == '2026-01-02' and given['hardware']   # default: this machine
+  with pytest.raises(report.ReportError, match='YYYY-MM-DD'):
+    report.record(paths['vit_hi'], workdir, date='22/11/2026', results_dir=str(results))
+
+
+def test_missing_metric_lists_the_available_ones(tree, capsys):
+  tmp, _, paths = tree
+  workdir = _metrics(tmp / 'run', [
+      {'step': 5, 'split': 'train', 'time': T0, 'loss': 2.0},
+      {'step': 5, 'split': 'validation', 'time': T0, 'loss': 1.5, 'perplexity': 4.5}])
+  with pytest.raises(report.ReportError) as e:
+    report.record(paths['vit_hi'], workdir, results_dir=str(tmp / 'results'))
+  msg = str(e.value)
+  assert "'test/accuracy' is not in metrics.jsonl" in msg
+  assert 'train/loss, validation/loss, validation/perplexity' in msg
+  assert not (tmp / 'results' / 'vit_hi.json').exists()
+  rc = report.main(['record', f'--config={paths["vit_hi"]}', f'--workdir={workdir}',
+                    '--metric=validation/bleu', f'--results_dir={tmp / "results"}'])
+  assert rc == 1 and 'validation/perplexity' in capsys.readouterr().err
+  with pytest.raises(report.ReportError, match='missing or empty'):
+    report.record(paths['vit_hi'], str(tmp / 'nothing'), results_dir=str(tmp / 'results'))
+
+
+def test_target_met_both_directions_and_time_budget():
+  hi = dict(metric='test/accuracy', higher_is_better=True, target=0.9, time_budget_min=10)
+  lo = dict(metric='validation/loss', higher_is_better=False, target=1.89, time_budget_min=None)
+  run = lambda v, wall=60.0, m=None: {'metric': m or 'test/accuracy', 'value': v,  # noqa: E731
+                                      'wall_time_s': wall}
+  assert report.target_met(hi, run(0.95)) == 'yes'
+  assert report.target_met(hi, run(0.9)) == 'yes'
+  assert report.target_met(hi, run(0.85)) == 'no: 85.00% < 90.00%'
+  assert report.target_met(hi, run(0.95, wall=11 * 60)).startswith('value yes; time no')
+  assert report.target_met(lo, run(1.8585, m='validation/loss')) == 'yes'
+  assert report.target_met(lo, run(1.95, m='validation/loss')) == 'no: 1.95 > 1.89'
+  assert report.target_met(dict(lo, target=None), run(1.95, m='validation/loss')) == \
+      'no target stated'
+
+
+def _row(md, name):
+  rows = [line for line in md.splitlines() if line.startswith(f'| `{name}` |')]
+  assert len(rows) == 1, (name, md)
+  return [c.strip() for c in rows[0].strip('|').split(' | ')]
+
+
+def test_build_rows(tree):
+  tmp, configs, paths = tree
+  results = tmp / 'results'
+  hi = _metrics(tmp / 'hi', [{'step': 50, 'split': 'test', 'time': T0, 'accuracy': 0.2},
+                             {'step': 500, 'split': 'test', 'time': T0 + 100, 'accuracy': 0.95}])
+  lo = _metrics(tmp / 'lo', [{'step': 2000, 'split': 'validation', 'time': T0, 'loss': 1.95}])
+  report.record(paths['vit_hi'], hi, wall_time=350, hardware='2-core CPU',
+                command='python train.py --config=configs/vit_hi.py', results_dir=str(results))
+  report.record(paths['lm_lo'], lo, wall_time=334, hardware='2-core CPU',
+                notes='other jobs shared the cores', results_dir=str(results))
+  (results / 'sweep_tiny.md').write_text('### Sweep `tiny`\n\n| trial | x |\n|---|---|\n')
+  out = tmp / 'docs' / 'RESULTS.md'
+  md = report.build(str(configs), str(results), str(out))
+
+  assert md.splitlines()[0].startswith('<!-- Generated by `python -m transformer.report build`')
+  assert out.read_text() == md
+  assert md == report.build(str(configs), str(results))            # deterministic
+  names = [line.split(' | ')[0][2:] for line in md.splitlines() if line.startswith('| `')]
+  assert names == ['`cloud`', '`fresh`', '`lm_lo`', '`vit_hi`']  # sorted; no base, no sweeps
+  header_line = next(line for line in md.splitlines() if line.startswith('| config |'))
+  header = [c.strip() for c in header_line.strip('|').split(' | ')]
+  assert header == report.HEADER
+  col = {h: i for i, h in enumerate(header)}
+
+  row = _row(md, 'vit_hi')
+  assert row[col['ours']] == '95.00% at step 500'
+  assert row[col['reference (source)']] == '80.00% (a paper)'
+  assert row[col['target']] == '>= 90.00% within 10 min'
+  assert row[col['target met']] == 'yes'
+  assert row[col['hardware']] == '2-core CPU' and row[col['wall time']] == '5 min 50 s'
+  assert row[col['date']] == '2026-11-22'
+  assert row[col['command']] == '`python train.py --config=configs/vit_hi.py`'
+
+  row = _row(md, 'lm_lo')
+  assert row[col['ours']] == '1.95 at step 2000; other jobs shared the cores'
+  assert row[col['target met']] == 'no: 1.95 > 1.89'
+  assert row[col['command']].endswith('(assumed)')
+
+  row = _row(md, 'cloud')
+  assert row[col['ours']] == 'not run here: needs a TFDS download and 8 TPUs'
+  assert row[col['hardware']] == '—'
+  row = _row(md, 'fresh')
+  assert row[col['ours']] == 'not run yet' and row[col['target']] == 'none stated'
+  assert row[col['metric']] == '`test/perplexity` ↓'
+  assert '## Sweeps' in md and '### Sweep `tiny`' in md
+
+
+def test_sweep_summary_goes_to_results(tmp_path):
+  parent = tmp_path / 'sweep'
+  trials = []
+  for i, (heads, ppl) in enumerate([(1, 9.0), (4, 7.0)]):
+    workdir = parent / f'00{i}_model.num_heads={heads}'
+    _metrics(workdir, [{'step': 10, 'split': 'val', 'time': T0, 'perplexity': ppl,
+                        'tokenized_bleu': 30.0 + heads}])
+    (workdir / 'trial.json').write_text(json.dumps(
+        {'status': 'done', 'started': T0, 'finished': T0 + 60}))
+    trials.append({'name': workdir.name, 'workdir': str(workdir),
+                   'overrides': {'model.num_heads': heads}})
+  (parent / 'sweep.json').write_text(json.dumps(
+      {'sweep': 'configs/sweeps/x.py', 'base': os.path.join(REPO, 'configs/x.py'),
+       'extra': ['--config.num_train_steps=10'], 'trials': trials}))
+  results = tmp_path / 'results'
+  assert report.main(['sweep', f'--parent={parent}', '--name=t3', '--metric=val/perplexity',
+                      '--columns=val/tokenized_bleu', f'--results_dir={results}']) == 0
+  md = (results / 'sweep_t3.md').read_text()
+  assert md.startswith('### Sweep `t3`')
+  assert '--config.num_train_steps=10' in md and '2 of 2 done' in md
+  assert '2 min 00 s' in md
+  lines = [line for line in md.splitlines() if line.startswith('| 00')]
+  assert lines[0].startswith('| 001_model.num_heads=4') and lines[0].endswith('| 7 | 34 |')
+  with pytest.raises(ValueError, match='No trial has metric'):
+    report.sweep_summary(str(parent), 't3', 'val/bleu', results_dir=str(results))
+
+
+def test_every_config_has_a_reference():
+  paths = report.config_files()
+  names = {report.config_name(p) for p in paths}
+  assert {'lm_shakespeare_char', 'translate_multi30k', 'wmt14_ende_base', 'vit_mnist'} <= names
+  assert 'base' not in names
+  known = {'loss', 'perplexity', 'accuracy', 'bleu', 'tokenized_bleu', 'tokenized_bleu_lc'}
+  not_here = set()
+  for path in paths:
+    module = report.load_config_module(path)
+    ref = report.reference_of(module, path)
+    split, name = ref['metric'].split('/')
+    assert name in known, path
+    assert split in (module.get_config().eval_split, 'test'), path
+    if not ref['runnable_here']:
+      not_here.add(report.config_name(path))
+      assert len(ref['why']) > 20
+  assert not_here == {'lm1b', 'wmt14_ende_base', 'wmt14_ende_big', 'vit_s16_imagenet',
+                      'vit_b16_imagenet', 'vit_cifar10'}
+
+
+def _apply(base_path, overrides):
+  config = report.load_config_module(base_path).get_config()
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def _from_flags(base_path, overrides):
+  """The config train.py builds from the trial's command line (transformer.sweep)."""
+  from absl import flags
+  from ml_collections import config_flags
+  argv = ['train.py'] + [a for a in sweep.trial_command(base_path, 'unused', overrides)[2:]
+                         if not a.startswith('--workdir=')]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, '', flag_values=values, sys_argv=argv)
+  values(argv)
+  return values.config
+
+
+def test_table3_sweep_trials_are_valid_configs():
+  from transformer import experiment
+  base_path, trials = sweep.load_sweep(os.path.join(REPO, 'configs/sweeps/table3_multi30k.py'))
+  assert base_path == os.path.join(REPO, 'configs/translate_multi30k.py')
+  assert trials[0] == {} and len(trials) == len({json.dumps(t, sort_keys=True) for t in trials})
+  qkv = {}
+  for t in trials:
+    config = _apply(base_path, t)
+    experiment.validate(config)                          # raises ConfigError if invalid
+    assert _from_flags(base_path, t).to_dict() == config.to_dict()   # as train.py parses it
+    for field, value in t.items():                       # each override landed on a real field
+      node = config
+      for part in field.split('.'):
+        node = node[part]
+      assert node == value, (t, field)
+    cfg = experiment.model_config(config, vocab_size=8000)
+    qkv[json.dumps(t, sort_keys=True)] = (cfg.num_heads, cfg.qkv_dim, cfg.d_model)
+  assert qkv['{}'] == (4, 64, 256)
+  assert qkv['{"model.num_heads": 1}'] == (1, 256, 256)     # (A): d_k = d_model / heads
+  assert qkv['{"model.num_heads": 8}'] == (8, 32, 256)
+  assert qkv['{"model.head_dim": 16}'] == (4, 16, 256)      # (B)
+  assert qkv['{"model.d_ff": 1024, "model.d_model": 512}'] == (4, 128, 512)   # (C)
+  fields = {f for t in trials for f in t}
+  assert {'model.dropout_rate', 'label_smoothing', 'model.positional',
+          'model.num_encoder_layers', 'model.num_decoder_layers'} <= fields
+  with pytest.raises(experiment.ConfigError, match='num_heads'):   # the check can fail
+    experiment.validate(_apply(base_path, {'model.num_heads': 3}))
