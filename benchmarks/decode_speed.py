@@ -43,6 +43,7 @@ flags.DEFINE_list('methods', ['greedy', 'beam'], 'Translation: decoding methods 
 flags.DEFINE_integer('repeats', 2, 'Timed passes (after one untimed compiling pass).')
 flags.DEFINE_integer('new_tokens', 256, 'LM: tokens generated per prompt.')
 flags.DEFINE_integer('lm_batch', 1, 'LM: prompts decoded together.')
+flags.DEFINE_string('json_out', '', 'Optional path to write the rows as JSON.')
 config_flags.DEFINE_config_file('config', 'configs/translate_multi30k.py', 'Experiment config.',
                                 lock_config=False)
 FLAGS = flags.FLAGS
@@ -132,6 +133,10 @@ def main(argv):
   print(f'device: {jax.devices()[0].device_kind} x {jax.device_count()}')
   for r in rows:
     print('  '.join(f'{k}={v:,.2f}' if isinstance(v, float) else f'{k}={v}' for k, v in r.items()))
+  if FLAGS.json_out:
+    import json
+    with open(FLAGS.json_out, 'w') as f:
+      json.dump({'device': jax.devices()[0].device_kind, 'rows': rows}, f, indent=2)
 
 
 if __name__ == '__main__':

@@ -8,7 +8,10 @@ shardings), runs `--warmup` steps, then times `--steps` steps one by one with
 the device synchronized after each, and prints: compile time (first step),
 median / p10 / p90 step time, steps/s, tokens (or examples) per second,
 parameter count, and peak memory (host RSS on CPU; the allocator's peak on
-GPU/TPU). With --eval (the default) it then evaluates config.eval_split whole,
+GPU/TPU), and the model FLOPs per step counted analytically
+(transformer/flops.py: matmuls only, causal attention counted as half,
+training = 3 x forward), the achieved model TFLOP/s and, on devices in
+flops.PEAK_FLOPS, the model FLOPs utilization (MFU). With --eval (the default) it then evaluates config.eval_split whole,
 twice, as train.py's periodic evaluation does, and reports the second pass
 (compiled) as eval seconds and eval examples (or tokens) per second.
 No checkpoints or metrics are written.
@@ -24,6 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
+import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -66,6 +70,12 @@ def measure(config, steps: int, warmup: int, evaluate: bool = True) -> dict:
       jax.block_until_ready(m)
       times.append(time.perf_counter() - t0)
   med = statistics.median(times)
+  from transformer import flops
+  step_flops = statistics.mean(
+      flops.train_flops(flops.batch_forward_flops(config.task, exp.task.model_cfg, b))
+      for b in batches[warmup + 1:])
+  peak = flops.peak_flops(jax.devices()[0].device_kind,
+                          np.dtype(exp.task.model_cfg.dtype).name)
   q = statistics.quantiles(times, n=10)
   per_step = statistics.mean(weights[warmup + 1:])
   extra = {}
@@ -84,6 +94,9 @@ def measure(config, steps: int, warmup: int, evaluate: bool = True) -> dict:
       'batch_size': config.batch_size, 'compile_s': compile_s,
       'step_ms_median': med * 1e3, 'step_ms_p10': q[0] * 1e3, 'step_ms_p90': q[-1] * 1e3,
       'steps_per_s': 1.0 / med, f'{exp.task.weight_name}_per_s': per_step / med,
+      'model_tflop_per_step': step_flops / 1e12,
+      'model_tflops_per_s': step_flops / med / 1e12,
+      'mfu': step_flops / med / peak if peak else 'n/a (no peak for this device)',
       **extra, mem_kind: mem,
   }
 
