@@ -39,12 +39,12 @@ def get_config():
   c.eval_split = 'test'
   c.batch_size = 128
   c.eval_batch_size = 1000
-  c.num_train_steps = 4500
+  c.num_train_steps = 5000
   c.log_every_steps = 100
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000
   c.model.update(dict(
-      image_size=28, patch_size=7, d_model=96, num_heads=4, d_ff=192, num_encoder_layers=6,
+      image_size=28, patch_size=4, d_model=64, num_heads=4, d_ff=128, num_encoder_layers=4,
       num_decoder_layers=0, dropout_rate=0.0, norm_position='pre', activation='gelu',
       positional='learned', pool='gap', scale_embeddings=False))
   c.augment = augment_config(flip=True)

@@ -88,6 +88,21 @@ def test_record_takes_the_last_step_and_estimates_wall_time(tree):
     report.record(paths['vit_hi'], workdir, date='22/11/2026', results_dir=str(results))
 
 
+def test_transcribed_record_needs_its_provenance(tree):
+  tmp, _, paths = tree
+  results = str(tmp / 'results')
+  with pytest.raises(report.ReportError, match=r"missing: \['wall_time', 'command', 'notes'\]"):
+    report.record(paths['lm_lo'], '', value=1.85, step=2000, date='2026-11-22',
+                  results_dir=results)
+  rec = report.record(paths['lm_lo'], '', value=1.85, step=2000, wall_time=334.0,
+                      date='2026-11-22', command='python train.py', notes='benchmarks/RESULTS.md',
+                      results_dir=results)
+  assert rec['value'] == 1.85 and rec['step'] == 2000 and rec['wall_time_source'] == 'given'
+  assert rec['notes'] == 'transcribed: benchmarks/RESULTS.md'
+  assert report.target_met(report.reference_of(report.load_config_module(paths['lm_lo'])),
+                           rec) == 'yes'
+
+
 def test_missing_metric_lists_the_available_ones(tree, capsys):
   tmp, _, paths = tree
   workdir = _metrics(tmp / 'run', [

@@ -171,16 +171,32 @@ def default_hardware() -> str:
 def record(config_path: str, workdir: str, metric: str | None = None,
            wall_time: float | None = None, command: str | None = None,
            hardware: str | None = None, date: str | None = None, notes: str | None = None,
-           results_dir: str = RESULTS_DIR) -> dict:
-  """Writes results/NAME.json for the run in `workdir`; returns the record."""
+           results_dir: str = RESULTS_DIR, value: float | None = None,
+           step: int | None = None) -> dict:
+  """Writes results/NAME.json for the run in `workdir`; returns the record.
+
+  For a run whose workdir was not kept, `value` and `step` may be given
+  instead of a workdir, with wall_time, date, command and notes (saying where
+  the numbers were logged): the record is then marked as transcribed.
+  """
   module = load_config_module(config_path)
   ref = reference_of(module, config_path)
   metric = metric or ref['metric']
-  records = read_metrics(workdir)
-  if not records:
-    raise ReportError(f'{os.path.join(workdir, "metrics.jsonl")} is missing or empty: '
-                      'is --workdir the directory train.py wrote?')
-  value, step, rec = last_value(records, metric)
+  transcribed = value is not None
+  if transcribed:
+    missing = [n for n, v in (('step', step), ('wall_time', wall_time), ('date', date),
+                              ('command', command), ('notes', notes)) if v is None]
+    if workdir or missing:
+      raise ReportError('a transcribed record (--value) takes no --workdir and needs '
+                        '--step, --wall_time, --date, --command and --notes (where the '
+                        f'numbers were logged); missing: {missing or "none"}')
+    value, step, rec = float(value), int(step), {}
+  else:
+    records = read_metrics(workdir)
+    if not records:
+      raise ReportError(f'{os.path.join(workdir, "metrics.jsonl")} is missing or empty: '
+                        'is --workdir the directory train.py wrote?')
+    value, step, rec = last_value(records, metric)
   if wall_time is None:
     wall, wall_source = estimate_wall_time(records, rec), ESTIMATED_NOTE
   else:
@@ -217,7 +233,7 @@ def record(config_path: str, workdir: str, metric: str | None = None,
       'command_given': command_given,
       'date': date,
       'workdir': workdir,
-      'notes': notes or '',
+      'notes': (f'transcribed: {notes}' if transcribed else notes) or '',
   }
   os.makedirs(results_dir, exist_ok=True)
   path = os.path.join(results_dir, f'{name}.json')
@@ -408,7 +424,9 @@ def _parser() -> argparse.ArgumentParser:
   sub = p.add_subparsers(dest='cmd', required=True)
   r = sub.add_parser('record', help='write results/NAME.json from a run\'s metrics.jsonl')
   r.add_argument('--config', required=True, help='configs/NAME.py')
-  r.add_argument('--workdir', required=True, help='the run\'s directory (has metrics.jsonl)')
+  r.add_argument('--workdir', default='', help='the run\'s directory (has metrics.jsonl)')
+  r.add_argument('--value', type=float, help='the metric, for a run whose workdir was not kept')
+  r.add_argument('--step', type=int, help='with --value: the step it was measured at')
   r.add_argument('--metric', help='SPLIT/NAME (default: the config\'s REFERENCE metric)')
   r.add_argument('--wall_time', type=float, help='seconds (default: estimated)')
   r.add_argument('--command', help='the command that produced the run')
@@ -436,7 +454,8 @@ def main(argv: Sequence[str]) -> int:
   try:
     if args.cmd == 'record':
       out = record(args.config, args.workdir, args.metric, args.wall_time, args.command,
-                   args.hardware, args.date, args.notes, args.results_dir)
+                   args.hardware, args.date, args.notes, args.results_dir, args.value,
+                   args.step)
       print(json.dumps(out, indent=2, sort_keys=True))
       print(f'wrote {os.path.join(args.results_dir, out["config"] + ".json")}')
     elif args.cmd == 'build':
