@@ -59,7 +59,7 @@ def main(argv):
   del argv
   from transformer import train_lib
   config = FLAGS.config
-  exp = train_lib.Experiment(config, None)
+  exp = train_lib.Experiment(config, tempfile.mkdtemp(prefix='profile_step_'))  # for a vocabulary
   state = exp.init_state()
   n = FLAGS.warmup + FLAGS.steps
   batches = [exp.task.data.train_batch(i, config.batch_size, config.seed) for i in range(n)]

@@ -4,17 +4,20 @@
       [--config.FIELD=VALUE ...]
 
 Builds the experiment exactly as train.py does (same task, data, jitted step,
-shardings), runs `--warmup` steps, then times `--steps` steps one by one with
-the device synchronized after each, and prints: compile time (first step),
-median / p10 / p90 step time, steps/s, tokens (or examples) per second,
-parameter count, and peak memory (host RSS on CPU; the allocator's peak on
-GPU/TPU), and the model FLOPs per step counted analytically
-(transformer/flops.py: matmuls only, causal attention counted as half,
-training = 3 x forward), the achieved model TFLOP/s and, on devices in
-flops.PEAK_FLOPS, the model FLOPs utilization (MFU). With --eval (the default) it then evaluates config.eval_split whole,
-twice, as train.py's periodic evaluation does, and reports the second pass
-(compiled) as eval seconds and eval examples (or tokens) per second.
-No checkpoints or metrics are written.
+shardings), runs `--warmup` steps and one step of every other batch shape
+among the timed batches (length buckets compile once each), then times
+`--steps` steps one by one with the device synchronized after each, and
+prints: compile time (first step), median / p10 / p90 step time, steps/s,
+tokens (or examples) per second, parameter count, peak memory (host RSS on
+CPU; the allocator's peak on GPU/TPU), the model FLOPs per step counted
+analytically (transformer/flops.py: matmuls only, causal attention counted as
+half, training = 3 x forward), the achieved model TFLOP/s and, on devices in
+flops.PEAK_FLOPS, the model FLOPs utilization (MFU). With --eval (the
+default) it then evaluates config.eval_split whole, twice, as train.py's
+periodic evaluation does, and reports the second pass (compiled) as eval
+seconds and eval examples (or tokens) per second. No checkpoints or metrics
+are written (a SentencePiece vocabulary, where the task trains one, goes to
+--workdir).
 """
 
 import json
@@ -35,6 +38,8 @@ flags.DEFINE_integer('steps', 200, 'Timed steps.')
 flags.DEFINE_integer('warmup', 10, 'Untimed steps after the first (compiling) one.')
 flags.DEFINE_bool('eval', True, 'Also time a whole-split evaluation of config.eval_split.')
 flags.DEFINE_string('json_out', '', 'Optional path to write the results as JSON.')
+flags.DEFINE_string('workdir', '', 'Where tasks keep what they build (a SentencePiece '
+                    'vocabulary); default: a temporary directory. Nothing else is written.')
 config_flags.DEFINE_config_file('config', 'configs/lm_shakespeare_char.py', 'Experiment config.',
                                 lock_config=False)
 FLAGS = flags.FLAGS
@@ -47,9 +52,16 @@ def peak_memory_bytes() -> tuple[str, int]:
   return 'host_peak_rss_bytes', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure(config, steps: int, warmup: int, evaluate: bool = True) -> dict:
+def _shapes(batch) -> tuple:
+  return tuple(sorted((k, np.shape(v)) for k, v in batch.items()))
+
+
+def measure(config, steps: int, warmup: int, evaluate: bool = True, workdir: str = '') -> dict:
   from transformer import train_lib
-  exp = train_lib.Experiment(config, None)
+  if not workdir:
+    import tempfile
+    workdir = tempfile.mkdtemp(prefix='train_speed_')
+  exp = train_lib.Experiment(config, workdir)
   state = exp.init_state()
   batches = [exp.task.data.train_batch(i, config.batch_size, config.seed)
              for i in range(steps + warmup + 1)]
@@ -63,6 +75,13 @@ def measure(config, steps: int, warmup: int, evaluate: bool = True) -> dict:
     compile_s = time.perf_counter() - t0
     for i in range(1, warmup + 1):
       state, m = exp.train_step(state, exp.put_batch(batches[i]))
+    # Length-bucketed batches come in several shapes, each compiled once: compile them all
+    # before timing, so that the timed steps measure steps, not compilations.
+    seen = {_shapes(batches[i]) for i in range(warmup + 1)}
+    for b in batches[warmup + 1:]:
+      if _shapes(b) not in seen:
+        seen.add(_shapes(b))
+        state, m = exp.train_step(state, exp.put_batch(b))
     jax.block_until_ready(m)
     for i in range(warmup + 1, warmup + 1 + steps):
       t0 = time.perf_counter()
@@ -103,7 +122,7 @@ def measure(config, steps: int, warmup: int, evaluate: bool = True) -> dict:
 
 def main(argv):
   del argv
-  res = measure(FLAGS.config, FLAGS.steps, FLAGS.warmup, FLAGS.eval)
+  res = measure(FLAGS.config, FLAGS.steps, FLAGS.warmup, FLAGS.eval, FLAGS.workdir)
   width = max(len(k) for k in res)
   for k, v in res.items():
     print(f'{k:<{width}}  {v:,.3f}' if isinstance(v, float) else f'{k:<{width}}  {v}')

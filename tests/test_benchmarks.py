@@ -1,0 +1,49 @@
+"""The benchmark suite's table (benchmarks/suite.py), from fixed results: no timing here."""
+
+import importlib.util
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _suite():
+  spec = importlib.util.spec_from_file_location('suite', os.path.join(REPO, 'benchmarks',
+                                                                      'suite.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_table_rows_and_ratio():
+  suite = _suite()
+  results = {
+      'train': [
+          {'label': 'LM', 'params': 805376, 'compile_s': 6.1, 'step_ms_median': 100.0,
+           'tokens_per_s': 7680.0, 'model_tflops_per_s': 0.037, 'mfu': 'n/a (no peak)',
+           'host_peak_rss_bytes': 512 * 2**20},
+          {'label': 'ViT', 'params': 1000, 'compile_s': 2.0, 'step_ms_median': 10.0,
+           'examples_per_s': 12800.0, 'model_tflops_per_s': 400.0, 'mfu': 0.404,
+           'device_peak_bytes': 2**30},
+          {'label': 'broken', 'error': 'exit 1: boom'},
+      ],
+      'torch': {'torch_version': '2.13.0', 'ours_median_ms': 50.0, 'ours_p10_ms': 45.0,
+                'ours_p90_ms': 55.0, 'torch_median_ms': 60.0, 'torch_p10_ms': 58.0,
+                'torch_p90_ms': 70.0, 'ours_last_round_loss': 2.5,
+                'torch_last_round_loss': 2.6, 'ratio_torch_over_ours': 1.2, 'steps_each': 200},
+      'decode': [{'method': 'greedy, cached', 'new_tokens': 256, 'batch': 1, 'seconds': 0.5,
+                  'tokens_per_s': 512.0, 'speedup_vs_recompute': 8.0, 'same_tokens': True},
+                 {'method': 'beam 4', 'sentences': 1000, 'seconds': 40.0,
+                  'sentences_per_s': 25.0, 'bleu': 36.1}],
+  }
+  md = suite.markdown(results)
+  assert '| LM | 805,376 | 6.1 | 100.0 | 7,680 tokens/s | 0.037 | n/a (no peak) | 512 |' in md
+  assert '| ViT | 1,000 | 2.0 | 10.0 | 12,800 examples/s | 400.000 | 40.4% | 1,024 |' in md
+  assert '| broken | failed: exit 1: boom |' in md
+  assert 'Ratio PyTorch / ours: **1.20**' in md and '200 steps each' in md
+  assert '8.0x faster than recompute, same tokens: True' in md
+  assert '| Multi30k beam 4 | 1000 sentences | 40.0 | 25.0 sentences/s | BLEU 36.10 |' in md
+
+
+def test_torch_skipped_note():
+  md = _suite().markdown({'torch': {'error': 'PyTorch not installed'}})
+  assert md.startswith('PyTorch side by side: skipped (PyTorch not installed)')
