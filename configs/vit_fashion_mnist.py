@@ -11,20 +11,21 @@ $TRANSFORMER_DATA_DIR are unset), standardized with the Fashion-MNIST pixel
 mean/std (0.2860, 0.3530). Augmentation: random horizontal flips (clothes are
 mirror-symmetric; the usual Fashion-MNIST augmentation).
 
-Model: pre-LN ViT, patch 7 (16 patches), width 96, 6 layers, 4 heads, MLP 192,
-learned position embeddings, global average pooling, no dropout (456k
-parameters): wider and deeper than the MNIST model, as Fashion-MNIST is
-harder. AdamW (b2 0.999, weight decay 0.05 on matrices), peak learning
+Model: pre-LN ViT, patch 4 (49 patches), width 64, 4 layers, 4 heads, MLP 128,
+learned position embeddings, global average pooling, no dropout (138,890
+parameters). AdamW (b2 0.999, weight decay 0.05 on matrices), peak learning
 rate 2e-3 after 300 warmup steps, cosine decay to 1e-5, gradient clipping at
-1.0, label smoothing 0.1, batch 128, 4,500 steps (9.6 epochs).
+1.0, label smoothing 0.1, batch 128, 6,000 steps (12.8 epochs).
 
-Target: >= 91% test accuracy within 20 minutes on 2 CPU cores.
-Measured: not yet measured (full run). What was measured, on the shared 2-core
-machine while another training job was running (load 2-4): 175-227 ms per step
-in 25-step timing runs of this model, 5.5 s per evaluation of the 10,000 test
-images and 10 s for compilation, so 4,500 steps should take 13-18 minutes in
-all; a 600-step probe of the smaller MNIST model on this data (flips, schedule
-compressed to 600 steps) reached 83.3%.
+Target: >= 91% test accuracy within 20 minutes on 2 CPU cores: NOT MET.
+Measured 2026-12-01 on the quiet 2-core CPU with the command above: 89.25%
+test accuracy (all 10,000 images) at step 6,000, 19 min 02 s from launch to
+the last evaluation (6.3 steps/s, 806 training images/s); 82.67%, 84.06%,
+86.96%, 88.16%, 88.86% at steps 1,000-5,000; training accuracy 91.7% at
+step 5,100 (still rising: the model underfits in this budget). The earlier
+patch-7 model (width 96, 6 layers, 456k parameters) reached 89.13% in 6,500
+steps / 16.5 minutes (benchmarks/RESULTS.md). What is left to try: a
+convolutional stem (hybrid ViT) or more epochs on a faster machine.
 """
 
 
@@ -39,7 +40,7 @@ def get_config():
   c.eval_split = 'test'
   c.batch_size = 128
   c.eval_batch_size = 1000
-  c.num_train_steps = 5000
+  c.num_train_steps = 6000
   c.log_every_steps = 100
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000
