@@ -77,9 +77,9 @@ def _accelerator() -> bool:
   return jax.default_backend() != 'cpu'
 
 
-def run_train(tmp: str, quick: bool, log) -> list[dict]:
+def run_train(tmp: str, quick: bool, log, num_steps: int = 100) -> list[dict]:
   accel = _accelerator()
-  steps = ['--steps=10', '--warmup=2'] if quick else ['--steps=100', '--warmup=10']
+  steps = ['--steps=10', '--warmup=2'] if quick else [f'--steps={num_steps}', '--warmup=5']
   rows = []
   for i, (label, config, extra) in enumerate(TRAIN):
     out = os.path.join(tmp, f'train{i}.json')
@@ -177,6 +177,7 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--only', default='train,torch,decode')
   p.add_argument('--quick', action='store_true')
+  p.add_argument('--steps', type=int, default=100, help='timed train steps per config')
   p.add_argument('--multi30k_workdir', default='')
   p.add_argument('--out', default='')
   a = p.parse_args(argv)
@@ -188,7 +189,7 @@ def main(argv=None) -> int:
   results = {}
   with tempfile.TemporaryDirectory() as tmp:
     if 'train' in parts:
-      results['train'] = run_train(tmp, a.quick, log)
+      results['train'] = run_train(tmp, a.quick, log, a.steps)
     if 'torch' in parts:
       results['torch'] = run_torch(tmp, a.quick, log)
     if 'decode' in parts:
