@@ -20,6 +20,12 @@ def jaxpr_dot_flops(fn, *args) -> float:
         lhs, rhs = (v.aval.shape for v in eqn.invars)
         out = eqn.outvars[0].aval.shape
         total += 2.0 * math.prod(out) * math.prod(lhs[i] for i in lc)
+      elif eqn.primitive.name == 'conv_general_dilated':
+        rhs = eqn.invars[1].aval.shape         # kernel; out has one value per out feature
+        spec = eqn.params['dimension_numbers'].rhs_spec   # (out, in, spatial...)
+        out = eqn.outvars[0].aval.shape
+        per_output = math.prod(rhs[i] for i in spec[1:])  # in-features x window
+        total += 2.0 * math.prod(out) * per_output
       for sub in jax.core.jaxprs_in_params(eqn.params):
         total += walk(sub)
     return total
@@ -55,10 +61,10 @@ def test_encoder_decoder_count_is_the_jaxpr():
       measured - 0.5 * attention_full(cfg, 2, 7, 7, 3), rel=1e-12)
 
 
-@pytest.mark.parametrize('pool', ['cls', 'gap'])
-def test_vit_count_is_the_jaxpr(pool):
+@pytest.mark.parametrize('pool,stem', [('cls', 'patch'), ('gap', 'patch'), ('gap', 'conv')])
+def test_vit_count_is_the_jaxpr(pool, stem):
   cfg = TransformerConfig(**BASE, num_encoder_layers=2, num_decoder_layers=0, image_size=12,
-                          patch_size=4, num_channels=3, num_classes=7, pool=pool)
+                          patch_size=4, num_channels=3, num_classes=7, pool=pool, stem=stem)
   model = models.ViT(cfg)
   images = jnp.ones((2, 12, 12, 3))
   params = jax.eval_shape(model.init, jax.random.key(0), images)

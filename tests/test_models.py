@@ -18,7 +18,7 @@ import pytest
 import transformer
 from transformer.attention import padding_mask
 from transformer.config import TransformerConfig, from_dict, preset
-from transformer.models import DecoderLM, EncoderDecoder, ViT
+from transformer.models import ConvStem, DecoderLM, EncoderDecoder, ViT
 
 BATCH, SRC_LEN = 2, 7
 CFG = TransformerConfig(vocab_size=13, d_model=16, num_heads=2, d_ff=24, num_encoder_layers=2,
@@ -742,3 +742,21 @@ def test_share_embeddings_needs_one_vocabulary():
   cfg = CFG.replace(target_vocab_size=17)       # share_embeddings=True by default
   with pytest.raises(ValueError, match='share_embeddings'):
     abstract_variables(EncoderDecoder, cfg, *ed_shapes(cfg))
+
+
+def test_vit_conv_stem_makes_the_patch_grid_and_rejects_odd_patches():
+  cfg = TransformerConfig(d_model=32, num_heads=4, d_ff=64, num_encoder_layers=1,
+                          num_decoder_layers=0, image_size=28, patch_size=4, num_channels=1,
+                          num_classes=5, pool='gap', stem='conv', deterministic=True)
+  model = ViT(cfg)
+  images = jax.random.normal(jax.random.key(0), (3, 28, 28, 1))
+  variables = nn.meta.unbox(model.init(jax.random.key(1), images))
+  stem = variables['params']['conv_stem']
+  assert 'patch_embed' not in variables['params']
+  # log2(4) = 2 stride-2 convs, widths doubling up to d_model, then the 1x1 projection.
+  assert [stem[f'conv_{i}']['kernel'].shape for i in range(2)] == [(3, 3, 1, 16), (3, 3, 16, 32)]
+  grid = ConvStem(cfg).apply({'params': stem}, images)
+  assert grid.shape == (3, 7, 7, 32)                  # the same 7x7 grid as 4x4 patches
+  assert model.apply(variables, images).shape == (3, 5)
+  with pytest.raises(ValueError, match='power-of-two patch_size'):
+    cfg.replace(patch_size=7)

@@ -19,6 +19,7 @@ ACTIVATIONS = ('relu', 'gelu')
 POSITIONALS = ('sinusoidal', 'learned', 'none')
 ATTENTION_IMPLS = ('einsum', 'xla', 'cudnn', 'auto')
 POOLS = ('cls', 'gap')
+STEMS = ('patch', 'conv')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 
 
@@ -65,6 +66,7 @@ class TransformerConfig:
   num_channels: int = 3
   num_classes: int = 1000
   pool: str = 'cls'                  # 'cls' token or global average pooling 'gap'
+  stem: str = 'patch'                # 'patch': linear patch embedding; 'conv': 3x3 stride-2 convs
   representation_size: int | None = None  # pre-logits layer (ViT paper); None: none
 
   # dtype policy: parameters in param_dtype, computation in dtype.
@@ -118,8 +120,12 @@ def validate(cfg: TransformerConfig) -> list[str]:
   one_of('positional', POSITIONALS)
   one_of('attention_impl', ATTENTION_IMPLS)
   one_of('pool', POOLS)
+  one_of('stem', STEMS)
   if cfg.image_size % cfg.patch_size:
     p.append(f'patch_size={cfg.patch_size} must divide image_size={cfg.image_size}')
+  if cfg.stem == 'conv' and (cfg.patch_size < 2 or cfg.patch_size & (cfg.patch_size - 1)):
+    p.append(f"stem='conv' needs a power-of-two patch_size >= 2 (one stride-2 conv per "
+             f'halving), got {cfg.patch_size}')
   return p
 
 

@@ -15,7 +15,9 @@ h = heads, k = head_dim (TransformerConfig.qkv_dim), d = d_model, f = d_ff:
   projections on target tokens, key and value projections on source tokens,
   scores over Lq = target, Lk = source (not causal)
   output logits:  2 * d * V per predicted token; ViT: patch embedding
-  2 * (p*p*c) * d per patch and the head 2 * d * classes per image
+  2 * (p*p*c) * d per patch (a conv stem: 2 * 9 * c_in * c_out per output
+  pixel of each 3x3 conv, and its 1x1 projection) and the head 2 * d * classes
+  per image
 
 Embedding lookups count nothing. Training = 3 x forward (the backward pass
 does two matmuls per forward matmul: gradients of activations and weights).
@@ -95,7 +97,17 @@ def vit_forward_flops(cfg: TransformerConfig, batch: int) -> float:
   p = cfg.patch_size
   patches = (cfg.image_size // p) ** 2
   tokens = patches + (1 if cfg.pool == 'cls' else 0)
-  embed = 2.0 * p * p * cfg.num_channels * cfg.d_model * patches
+  if cfg.stem == 'conv':   # models.ConvStem: 3x3 stride-2 convs, then a 1x1 projection
+    n = p.bit_length() - 1
+    embed, size, c_in = 0.0, cfg.image_size, cfg.num_channels
+    for i in range(n):
+      width = max(8, cfg.d_model >> (n - 1 - i))
+      size = -(-size // 2)
+      embed += 2.0 * size * size * width * 9 * c_in
+      c_in = width
+    embed += 2.0 * c_in * cfg.d_model * patches
+  else:
+    embed = 2.0 * p * p * cfg.num_channels * cfg.d_model * patches
   head_in = cfg.representation_size or cfg.d_model
   head = 2.0 * head_in * cfg.num_classes
   if cfg.representation_size:

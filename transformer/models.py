@@ -195,6 +195,34 @@ class DecoderLM(nn.Module):
     return _output_logits(embed, _logits_dense(cfg), y)
 
 
+class ConvStem(nn.Module):
+  """A convolutional stem in place of the patch embedding (Xiao et al. 2021, "Early
+  convolutions help transformers see better"; the ViT paper's hybrid idea, without a ResNet).
+
+  log2(patch_size) 3x3 convolutions with stride 2, each followed by LayerNorm and
+  GELU, take [batch, H, W, C] to the same [batch, H/p, W/p] grid the patch
+  embedding makes; their widths double up to d_model, and a 1x1 projection (a
+  Dense) mixes the last one's d_model features per grid cell.
+  """
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, images: Array) -> Array:
+    cfg = self.cfg
+    n = cfg.patch_size.bit_length() - 1
+    x = images.astype(cfg.dtype)
+    for i in range(n):
+      width = max(8, cfg.d_model >> (n - 1 - i))
+      x = nn.Conv(width, (3, 3), strides=(2, 2), padding='SAME', use_bias=False,
+                  dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                  kernel_init=nn.with_logical_partitioning(
+                      nn.initializers.lecun_normal(), (None, None, None, None)),
+                  name=f'conv_{i}')(x)
+      x = nn.gelu(make_norm(cfg, name=f'norm_{i}')(x))
+    return Dense(cfg.d_model, ('patch',), ('embed',), dtype=cfg.dtype,
+                 param_dtype=cfg.param_dtype, name='proj')(x)
+
+
 class ViT(nn.Module):
   """Vision Transformer: images [batch, H, W, C] -> class logits [batch, classes].
 
@@ -213,10 +241,13 @@ class ViT(nn.Module):
     if h % p or w % p:
       raise ValueError(f'Image size {h}x{w} is not divisible by patch_size={p}')
     gh, gw = h // p, w // p
-    patches = images.reshape(b, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5)
-    patches = patches.reshape(b, gh * gw, p * p * c)
-    x = Dense(cfg.d_model, ('patch',), ('embed',), dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-              name='patch_embed')(patches)
+    if cfg.stem == 'conv':
+      x = ConvStem(cfg, name='conv_stem')(images).reshape(b, gh * gw, cfg.d_model)
+    else:
+      patches = images.reshape(b, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5)
+      patches = patches.reshape(b, gh * gw, p * p * c)
+      x = Dense(cfg.d_model, ('patch',), ('embed',), dtype=cfg.dtype,
+                param_dtype=cfg.param_dtype, name='patch_embed')(patches)
 
     if cfg.positional == 'learned':
       pos = self.param('pos_embedding',
