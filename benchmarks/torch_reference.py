@@ -35,6 +35,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from common import print_results
+
 flags.DEFINE_integer('rounds', 8, 'Interleaved rounds (ours, then PyTorch).')
 flags.DEFINE_integer('steps_per_round', 25, 'Steps of each framework per round.')
 flags.DEFINE_integer('warmup', 10, 'Untimed steps of each framework before the rounds.')
@@ -197,13 +199,7 @@ def main(argv):
   except ImportError:
     sys.exit('PyTorch is not installed: pip install torch==2.13.0 (only for this benchmark)')
   res = measure(FLAGS.config, FLAGS.rounds, FLAGS.steps_per_round, FLAGS.warmup, FLAGS.threads)
-  width = max(len(k) for k in res)
-  for k, v in res.items():
-    print(f'{k:<{width}}  {v:,.3f}' if isinstance(v, float) else f'{k:<{width}}  {v}')
-  if FLAGS.json_out:
-    import json
-    with open(FLAGS.json_out, 'w') as f:
-      json.dump(res, f, indent=2)
+  print_results(res, FLAGS.json_out)
 
 
 if __name__ == '__main__':

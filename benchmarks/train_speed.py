@@ -20,7 +20,6 @@ are written (a SentencePiece vocabulary, where the task trains one, goes to
 --workdir).
 """
 
-import json
 import os
 import resource
 import statistics
@@ -33,6 +32,8 @@ import jax
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
+
+from common import print_results
 
 flags.DEFINE_integer('steps', 200, 'Timed steps.')
 flags.DEFINE_integer('warmup', 10, 'Untimed steps after the first (compiling) one.')
@@ -123,12 +124,7 @@ def measure(config, steps: int, warmup: int, evaluate: bool = True, workdir: str
 def main(argv):
   del argv
   res = measure(FLAGS.config, FLAGS.steps, FLAGS.warmup, FLAGS.eval, FLAGS.workdir)
-  width = max(len(k) for k in res)
-  for k, v in res.items():
-    print(f'{k:<{width}}  {v:,.3f}' if isinstance(v, float) else f'{k:<{width}}  {v}')
-  if FLAGS.json_out:
-    with open(FLAGS.json_out, 'w') as f:
-      json.dump(res, f, indent=2)
+  print_results(res, FLAGS.json_out)
 
 
 if __name__ == '__main__':
