@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from transformer import checkpoint as ckpt_lib
-from transformer import experiment, optim, sharding, tasks
+from transformer import experiment, host, optim, sharding, tasks
 from transformer.metric_writer import MetricWriter
 
 log = logging.getLogger('transformer')
@@ -53,6 +53,7 @@ class Experiment:
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | None,
                devices: list[jax.Device] | None = None, task: tasks.Task | None = None):
     experiment.validate(config)
+    host.tune_allocator()   # reuse the step's temporaries across steps (transformer/host.py)
     self.config = config
     self.workdir = workdir
     self.pmap = config.parallelism == 'pmap'

@@ -1,0 +1,54 @@
+"""Host-process settings that change step time, applied when an Experiment is built.
+
+`tune_allocator()`: every execution of a compiled XLA CPU program allocates
+its temporaries as one block (48 MB for the Shakespeare recipe's train step)
+and frees it at the end. glibc's malloc serves blocks above its mmap
+threshold (dynamic, at most 32 MB) with a fresh mmap, and gives them back
+with munmap, so every step page-faults its whole working set in again: about
+5-9x slower elementwise ops in the forward pass, and a cliff in step time
+between batch 6 and batch 12 of that recipe (benchmarks/RESULTS.md,
+2026-12-02). Raising the mmap and trim thresholds keeps freed blocks in the
+heap for the next step. The cost is that the process keeps its peak heap
+instead of returning it to the OS, which a training process does anyway.
+
+Linux with glibc only (elsewhere it does nothing); set
+TRANSFORMER_TUNE_MALLOC=0 to leave malloc alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import sys
+
+log = logging.getLogger('transformer')
+
+M_TRIM_THRESHOLD = -1      # glibc malloc.h
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1 << 30   # blocks up to 1 GiB come from the heap, and are reused
+TRIM_THRESHOLD = (1 << 31) - 1
+
+_done: bool | None = None
+
+
+def tune_allocator() -> bool:
+  """Raises glibc's mmap/trim thresholds once per process; True if they are set."""
+  global _done
+  if _done is not None:
+    return _done
+  _done = False
+  if os.environ.get('TRANSFORMER_TUNE_MALLOC', '1') == '0' or not sys.platform.startswith('linux'):
+    return _done
+  try:
+    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+    mallopt = libc.mallopt
+  except (OSError, AttributeError):   # not glibc (musl has no mallopt)
+    return _done
+  mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+  _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+      mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+  if _done:
+    log.debug('malloc: mmap threshold %d, trim threshold %d', MMAP_THRESHOLD, TRIM_THRESHOLD)
+  return _done
