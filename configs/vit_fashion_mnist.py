@@ -24,9 +24,9 @@ Target: >= 91% test accuracy within 20 minutes on 2 CPU cores: NOT MET.
 Measured 2026-12-02 on the quiet 2-core CPU (the command above): 90.45% test
 accuracy (all 10,000 images) at step 10,000, 16 min 27 s from launch to exit
 (8.8-12.6 steps/s over 100-step windows, mean 10.7; 563-805 training
-images/s); 84.42%, 86.56%, 88.95%, 90.25% at steps 2,000-8,000. The same model at batch 128 for
-5,000 steps (the same images, half the updates; lr 2e-3, 300 warmup steps):
-89.85% in 18 min 57 s. Without the stem (linear 4x4 patches, batch 128,
+images/s); 84.42%, 86.56%, 88.95%, 90.25% at steps 2,000-8,000. The same
+model at batch 128 for 5,000 steps (the same images, half the updates; lr
+2e-3, 300 warmup steps): 89.85% in 18 min 57 s. Without the stem (linear 4x4 patches, batch 128,
 6,000 steps): 89.25%; the older patch-7 model (width 96, 6 layers): 89.13%
 (benchmarks/RESULTS.md). Left to try: batch 32 with more steps (halving the
 batch gained 0.6 points at the same number of images), a wider stem or model

@@ -27,6 +27,7 @@ Counts use the padded batch shapes the step really computes.
 from __future__ import annotations
 
 from transformer.config import TransformerConfig
+from transformer.models import conv_stem_widths
 
 # Dense peak FLOP/s by (device_kind substring, dtype), from the vendors' data
 # sheets (no sparsity). Matched case-insensitively, longest substring first.
@@ -98,10 +99,8 @@ def vit_forward_flops(cfg: TransformerConfig, batch: int) -> float:
   patches = (cfg.image_size // p) ** 2
   tokens = patches + (1 if cfg.pool == 'cls' else 0)
   if cfg.stem == 'conv':   # models.ConvStem: 3x3 stride-2 convs, then a 1x1 projection
-    n = p.bit_length() - 1
     embed, size, c_in = 0.0, cfg.image_size, cfg.num_channels
-    for i in range(n):
-      width = max(8, cfg.d_model >> (n - 1 - i))
+    for width in conv_stem_widths(cfg):
       size = -(-size // 2)
       embed += 2.0 * size * size * width * 9 * c_in
       c_in = width

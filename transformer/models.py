@@ -195,6 +195,12 @@ class DecoderLM(nn.Module):
     return _output_logits(embed, _logits_dense(cfg), y)
 
 
+def conv_stem_widths(cfg: TransformerConfig) -> list[int]:
+  """Output widths of ConvStem's log2(patch_size) convolutions: doubling up to d_model."""
+  n = cfg.patch_size.bit_length() - 1
+  return [max(8, cfg.d_model >> (n - 1 - i)) for i in range(n)]
+
+
 class ConvStem(nn.Module):
   """A convolutional stem in place of the patch embedding (Xiao et al. 2021, "Early
   convolutions help transformers see better"; the ViT paper's hybrid idea, without a ResNet).
@@ -209,10 +215,8 @@ class ConvStem(nn.Module):
   @nn.compact
   def __call__(self, images: Array) -> Array:
     cfg = self.cfg
-    n = cfg.patch_size.bit_length() - 1
     x = images.astype(cfg.dtype)
-    for i in range(n):
-      width = max(8, cfg.d_model >> (n - 1 - i))
+    for i, width in enumerate(conv_stem_widths(cfg)):
       x = nn.Conv(width, (3, 3), strides=(2, 2), padding='SAME', use_bias=False,
                   dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                   kernel_init=nn.with_logical_partitioning(

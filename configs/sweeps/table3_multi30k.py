@@ -67,8 +67,8 @@ CPU, results/sweep_table3_multi30k_short.md, included in docs/RESULTS.md):
   python -m transformer.report sweep --parent=runs/table3_short --name=table3_multi30k_short \\
       --metric=val/perplexity --columns=val/perplexity,val/accuracy
 
-300 steps of 1,024 tokens (padding included) is under one epoch, and one seed per row: the base
-trial (val perplexity 80.9) sits mid-table, and both of its d_ff neighbours
+300 steps of 1,024 tokens (padding included) is under one epoch, and one
+seed per row: the base trial (val perplexity 80.9) sits mid-table, and both of its d_ff neighbours
 (256: 74.3, 1024: 69.9) beat it, so differences under ~15 perplexity are
 within run-to-run noise at this budget. What stands out: 1 head (111.1) is
 clearly worst among the head counts, as in the paper; 4+4 layers (145.8) and
