@@ -43,21 +43,22 @@ def get_config():
   c.task = 'classification'
   c.dataset = 'fashion_mnist'
   c.eval_split = 'test'
-  c.batch_size = 64
+  c.batch_size = 32
   c.eval_batch_size = 1000
-  c.num_train_steps = 10000
-  c.log_every_steps = 100
-  c.eval_every_steps = 2000
-  c.checkpoint_every_steps = 2000
+  c.num_train_steps = 24000
+  c.log_every_steps = 400
+  c.eval_every_steps = 8000
+  c.checkpoint_every_steps = 8000
   c.model.update(dict(
       image_size=28, patch_size=4, d_model=64, num_heads=4, d_ff=128, num_encoder_layers=4,
       num_decoder_layers=0, dropout_rate=0.0, norm_position='pre', activation='gelu',
-      positional='learned', pool='gap', stem='conv', scale_embeddings=False))
+      positional='learned', pool='gap', stem='conv', stem_extra_convs=1,
+      scale_embeddings=False))
   c.augment = augment_config(flip=True)
   c.optimizer = 'adamw'
-  c.learning_rate = 1.5e-3
+  c.learning_rate = 1e-3
   c.schedule = 'cosine'
-  c.warmup_steps = 600
+  c.warmup_steps = 1500
   c.min_learning_rate = 1e-5
   c.b1, c.b2, c.eps = 0.9, 0.999, 1e-8
   c.weight_decay = 0.05

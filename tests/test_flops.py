@@ -61,10 +61,12 @@ def test_encoder_decoder_count_is_the_jaxpr():
       measured - 0.5 * attention_full(cfg, 2, 7, 7, 3), rel=1e-12)
 
 
-@pytest.mark.parametrize('pool,stem', [('cls', 'patch'), ('gap', 'patch'), ('gap', 'conv')])
-def test_vit_count_is_the_jaxpr(pool, stem):
+@pytest.mark.parametrize('pool,stem,extra', [('cls', 'patch', 0), ('gap', 'patch', 0),
+                                             ('gap', 'conv', 0), ('cls', 'conv', 2)])
+def test_vit_count_is_the_jaxpr(pool, stem, extra):
   cfg = TransformerConfig(**BASE, num_encoder_layers=2, num_decoder_layers=0, image_size=12,
-                          patch_size=4, num_channels=3, num_classes=7, pool=pool, stem=stem)
+                          patch_size=4, num_channels=3, num_classes=7, pool=pool, stem=stem,
+                          stem_extra_convs=extra)
   model = models.ViT(cfg)
   images = jnp.ones((2, 12, 12, 3))
   params = jax.eval_shape(model.init, jax.random.key(0), images)

@@ -760,3 +760,12 @@ def test_vit_conv_stem_makes_the_patch_grid_and_rejects_odd_patches():
   assert model.apply(variables, images).shape == (3, 5)
   with pytest.raises(ValueError, match='power-of-two patch_size'):
     cfg.replace(patch_size=7)
+
+  # stem_extra_convs: stride-1 convs at the first conv's width and resolution (14x14).
+  deeper = cfg.replace(stem_extra_convs=2)
+  deep_params = nn.meta.unbox(ConvStem(deeper).init(jax.random.key(2), images))['params']
+  assert [deep_params[f'conv_{i}']['kernel'].shape for i in range(4)] == [
+      (3, 3, 1, 16), (3, 3, 16, 16), (3, 3, 16, 16), (3, 3, 16, 32)]
+  assert ConvStem(deeper).apply({'params': deep_params}, images).shape == (3, 7, 7, 32)
+  with pytest.raises(ValueError, match='stem_extra_convs'):
+    cfg.replace(stem='patch', stem_extra_convs=1)

@@ -67,6 +67,7 @@ class TransformerConfig:
   num_classes: int = 1000
   pool: str = 'cls'                  # 'cls' token or global average pooling 'gap'
   stem: str = 'patch'                # 'patch': linear patch embedding; 'conv': 3x3 stride-2 convs
+  stem_extra_convs: int = 0          # 'conv': stride-1 3x3 convs after the first stride-2 one
   representation_size: int | None = None  # pre-logits layer (ViT paper); None: none
 
   # dtype policy: parameters in param_dtype, computation in dtype.
@@ -126,6 +127,9 @@ def validate(cfg: TransformerConfig) -> list[str]:
   if cfg.stem == 'conv' and (cfg.patch_size < 2 or cfg.patch_size & (cfg.patch_size - 1)):
     p.append(f"stem='conv' needs a power-of-two patch_size >= 2 (one stride-2 conv per "
              f'halving), got {cfg.patch_size}')
+  if cfg.stem_extra_convs < 0 or (cfg.stem_extra_convs and cfg.stem != 'conv'):
+    p.append(f"stem_extra_convs={cfg.stem_extra_convs} must be >= 0, and only with stem='conv' "
+             f'(stem={cfg.stem!r})')
   return p
 
 

@@ -27,7 +27,7 @@ Counts use the padded batch shapes the step really computes.
 from __future__ import annotations
 
 from transformer.config import TransformerConfig
-from transformer.models import conv_stem_widths
+from transformer.models import conv_stem_layers
 
 # Dense peak FLOP/s by (device_kind substring, dtype), from the vendors' data
 # sheets (no sparsity). Matched case-insensitively, longest substring first.
@@ -98,10 +98,10 @@ def vit_forward_flops(cfg: TransformerConfig, batch: int) -> float:
   p = cfg.patch_size
   patches = (cfg.image_size // p) ** 2
   tokens = patches + (1 if cfg.pool == 'cls' else 0)
-  if cfg.stem == 'conv':   # models.ConvStem: 3x3 stride-2 convs, then a 1x1 projection
+  if cfg.stem == 'conv':   # models.ConvStem: 3x3 convs, then a 1x1 projection
     embed, size, c_in = 0.0, cfg.image_size, cfg.num_channels
-    for width in conv_stem_widths(cfg):
-      size = -(-size // 2)
+    for width, stride in conv_stem_layers(cfg):
+      size = -(-size // stride)
       embed += 2.0 * size * size * width * 9 * c_in
       c_in = width
     embed += 2.0 * c_in * cfg.d_model * patches

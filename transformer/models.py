@@ -195,10 +195,17 @@ class DecoderLM(nn.Module):
     return _output_logits(embed, _logits_dense(cfg), y)
 
 
-def conv_stem_widths(cfg: TransformerConfig) -> list[int]:
-  """Output widths of ConvStem's log2(patch_size) convolutions: doubling up to d_model."""
+def conv_stem_layers(cfg: TransformerConfig) -> list[tuple[int, int]]:
+  """(output width, stride) of each of ConvStem's 3x3 convolutions, in order.
+
+  log2(patch_size) stride-2 convolutions whose widths double up to d_model;
+  `cfg.stem_extra_convs` stride-1 convolutions at the first one's width
+  (the highest resolution) follow it.
+  """
   n = cfg.patch_size.bit_length() - 1
-  return [max(8, cfg.d_model >> (n - 1 - i)) for i in range(n)]
+  widths = [max(8, cfg.d_model >> (n - 1 - i)) for i in range(n)]
+  return ([(widths[0], 2)] + [(widths[0], 1)] * cfg.stem_extra_convs
+          + [(w, 2) for w in widths[1:]])
 
 
 class ConvStem(nn.Module):
@@ -208,7 +215,9 @@ class ConvStem(nn.Module):
   log2(patch_size) 3x3 convolutions with stride 2, each followed by LayerNorm and
   GELU, take [batch, H, W, C] to the same [batch, H/p, W/p] grid the patch
   embedding makes; their widths double up to d_model, and a 1x1 projection (a
-  Dense) mixes the last one's d_model features per grid cell.
+  Dense) mixes the last one's d_model features per grid cell. `stem_extra_convs`
+  adds stride-1 3x3 convolutions (also with LayerNorm + GELU) after the first
+  (see conv_stem_layers).
   """
   cfg: TransformerConfig
 
@@ -216,8 +225,8 @@ class ConvStem(nn.Module):
   def __call__(self, images: Array) -> Array:
     cfg = self.cfg
     x = images.astype(cfg.dtype)
-    for i, width in enumerate(conv_stem_widths(cfg)):
-      x = nn.Conv(width, (3, 3), strides=(2, 2), padding='SAME', use_bias=False,
+    for i, (width, stride) in enumerate(conv_stem_layers(cfg)):
+      x = nn.Conv(width, (3, 3), strides=(stride, stride), padding='SAME', use_bias=False,
                   dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                   kernel_init=nn.with_logical_partitioning(
                       nn.initializers.lecun_normal(), (None, None, None, None)),
