@@ -1,7 +1,7 @@
 """Evaluate a checkpoint: python eval.py --config=configs/NAME.py --workdir=DIR [--config.FIELD=VALUE ...]
 
 Restores the latest checkpoint in DIR (or --step=N, or --checkpoint=avg for the
-averaged one written by `python -m transformer.average`), evaluates it on
+averaged one written by `python -m tools.average`), evaluates it on
 config.eval_split over the whole split, runs the task's extra evaluation
 (language models: samples text from config.sample.prompt; translation:
 decodes the split with beam search, writes the translations and BLEU;
@@ -17,7 +17,7 @@ from ml_collections import config_flags
 flags.DEFINE_string('workdir', None, 'Directory the model was trained in.')
 flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
 flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'avg'],
-                  "'avg': the averaged checkpoint from `python -m transformer.average`.")
+                  "'avg': the averaged checkpoint from `python -m tools.average`.")
 config_flags.DEFINE_config_file('config', 'configs/lm_shakespeare_char.py',
                                 'Experiment config file.', lock_config=True)
 FLAGS = flags.FLAGS
@@ -28,8 +28,9 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required: the directory the model was trained in.')
-  from transformer import checkpoint as ckpt_lib, distributed, train_lib
+  from transformer import checkpoint as ckpt_lib, distributed, host, train_lib
   from transformer.metric_writer import MetricWriter
+  host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
   train_lib.setup_logging()
   distributed.initialize()
   config = FLAGS.config
@@ -38,7 +39,7 @@ def main(argv):
   if not os.path.isdir(ckpt_dir):
     raise app.UsageError(f'No checkpoints in {ckpt_dir}: train first with train.py '
                          f'--workdir={FLAGS.workdir}' +
-                         (', then run python -m transformer.average' if sub != 'checkpoints' else ''))
+                         (', then run python -m tools.average' if sub != 'checkpoints' else ''))
   exp = train_lib.Experiment(config, FLAGS.workdir)
   checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=10**6)
   state = exp.restore_or_init(checkpointer, FLAGS.step)   # onto this run's mesh

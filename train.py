@@ -19,7 +19,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required: the directory for checkpoints and metrics.')
-  from transformer import distributed, train_lib
+  from transformer import distributed, host, train_lib
+  host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
   train_lib.setup_logging()
   distributed.initialize()
   train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)

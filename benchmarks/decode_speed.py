@@ -8,7 +8,7 @@ Translation (an EncoderDecoder config), from a trained workdir:
 restores the latest checkpoint (random parameters without --workdir: the
 speed is then not representative, as an untrained model rarely stops early),
 translates config.eval_split whole with each method exactly as eval.py does
-(batches of decode.batch_size sources sorted by length), once untimed to
+(batches of decoding.batch_size sources sorted by length), once untimed to
 compile every batch shape, then `--repeats` more times timed; prints the
 median seconds, sentences/s, output pieces/s, and BLEU of each method.
 
@@ -62,7 +62,7 @@ def _experiment(config):
 
 
 def translation(config) -> list[dict]:
-  from transformer import metrics
+  from transformer import bleu
   exp, state = _experiment(config)
   task, split = exp.task, config.eval_split
   sources, refs = task.data.texts(split)
@@ -80,8 +80,8 @@ def translation(config) -> list[dict]:
     rows.append({'method': method if method == 'greedy' else
                  f"beam {task.decode_settings['beam_size']}",
                  'sentences': len(sources), 'seconds': sec, 'sentences_per_s': len(sources) / sec,
-                 'pieces_per_s': pieces / sec, 'bleu': metrics.bleu(hyps, refs).score,
-                 'tokenized_bleu_lc': metrics.tokenized_bleu(hyps, refs, lowercase=True).score})
+                 'pieces_per_s': pieces / sec, 'bleu': bleu.corpus_bleu(hyps, refs).score,
+                 'tokenized_bleu_lc': bleu.tokenized_bleu(hyps, refs, lowercase=True).score})
   return rows
 
 
@@ -126,7 +126,8 @@ def language_model(config) -> list[dict]:
 
 def main(argv):
   del argv
-  from transformer import train_lib
+  from transformer import host, train_lib
+  host.tune_allocator()
   train_lib.setup_logging()
   config = FLAGS.config
   rows = translation(config) if config.task == 'translation' else language_model(config)

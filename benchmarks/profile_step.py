@@ -57,7 +57,8 @@ def op_totals(trace_dir: str) -> tuple[dict, collections.Counter]:
 
 def main(argv):
   del argv
-  from transformer import train_lib
+  from transformer import host, train_lib
+  host.tune_allocator()
   config = FLAGS.config
   exp = train_lib.Experiment(config, tempfile.mkdtemp(prefix='profile_step_'))  # for a vocabulary
   state = exp.init_state()

@@ -36,12 +36,13 @@ FLAGS = flags.FLAGS
 def model_only_task(config, vocab_size):
   """The config's task without its data: model, model config and init inputs only."""
   import jax.numpy as jnp
-  from transformer import experiment, models, tasks
+  from transformer import models, tasks
+  from transformer.experiment_config import build_model_config
 
   class ModelOnly(tasks.Task):
     def __init__(self):
       super().__init__(config, None)
-      self.model_cfg = experiment.model_config(config, vocab_size=vocab_size)
+      self.model_cfg = build_model_config(config, vocab_size=vocab_size)
 
     def model(self, train):
       cfg = self.model_cfg.replace(deterministic=not train)
@@ -89,7 +90,8 @@ def measure(config, preset: str, vocab_size: int) -> dict:
 def main(argv):
   del argv
   import jax
-  from transformer import train_lib
+  from transformer import host, train_lib
+  host.tune_allocator()
   train_lib.setup_logging()
   config = FLAGS.config
   vocab = FLAGS.vocab_size or config.vocab_size

@@ -198,6 +198,8 @@ def main(argv):
     import torch  # noqa: F401
   except ImportError:
     sys.exit('PyTorch is not installed: pip install torch==2.13.0 (only for this benchmark)')
+  from transformer import host
+  host.tune_allocator()   # as train.py does (transformer/host.py)
   res = measure(FLAGS.config, FLAGS.rounds, FLAGS.steps_per_round, FLAGS.warmup, FLAGS.threads)
   print_results(res, FLAGS.json_out)
 

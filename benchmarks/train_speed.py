@@ -123,6 +123,8 @@ def measure(config, steps: int, warmup: int, evaluate: bool = True, workdir: str
 
 def main(argv):
   del argv
+  from transformer import host
+  host.tune_allocator()   # step temporaries stay in the heap (transformer/host.py)
   res = measure(FLAGS.config, FLAGS.steps, FLAGS.warmup, FLAGS.eval, FLAGS.workdir)
   print_results(res, FLAGS.json_out)
 

@@ -10,10 +10,10 @@ import dataclasses
 import ml_collections
 from ml_collections import config_dict
 
-from transformer.config import TransformerConfig
+from transformer.model_config import TransformerConfig
 
 # Filled in by the engine, not by configs.
-_ENGINE_FIELDS = ('vocab_size', 'deterministic', 'decode')
+_ENGINE_FIELDS = ('vocab_size', 'deterministic', 'use_cache')
 
 
 def model_fields() -> ml_collections.ConfigDict:
@@ -47,7 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.seq_len = 64                     # training sequence length (LM) / max length
   c.vocab_size = 0                   # subword vocabulary size where one is trained (0: dataset's)
 
-  # Model: a preset name from transformer.config.PRESETS ('' for none) and
+  # Model: a preset name from transformer.model_config.PRESETS ('' for none) and
   # overrides of TransformerConfig fields. vocab_size and max_len are filled in
   # from the data and seq_len.
   c.model_preset = ''

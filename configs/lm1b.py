@@ -48,7 +48,7 @@ def get_config():
   return c
 
 
-# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+# Reference and target for docs/RESULTS.md (python -m tools.report build).
 REFERENCE = dict(
     metric='test/perplexity',          # over eval_max_batches=100 batches of the test split
     higher_is_better=False,

@@ -45,7 +45,7 @@ def get_config():
   return c
 
 
-# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+# Reference and target for docs/RESULTS.md (python -m tools.report build).
 REFERENCE = dict(
     metric='test/perplexity',          # eval.py --config.eval_split=test
     higher_is_better=False,

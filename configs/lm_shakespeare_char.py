@@ -46,7 +46,7 @@ def get_config():
   return c
 
 
-# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+# Reference and target for docs/RESULTS.md (python -m tools.report build).
 REFERENCE = dict(
     metric='validation/loss',          # SPLIT/NAME as written in WORKDIR/metrics.jsonl
     higher_is_better=False,

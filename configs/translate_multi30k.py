@@ -29,9 +29,9 @@ eval.py decodes test_2016_flickr with beam search (beam 4, alpha 0.6, at most
 source length + 50 tokens), writes WORKDIR/translations_test_2016_flickr_step<N>.txt
 and appends to metrics.jsonl: bleu (sacreBLEU, with its signature),
 tokenized_bleu (BLEU on 'intl'-tokenized, case-preserved text; see
-transformer/metrics.py) and tokenized_bleu_lc (lowercased). Greedy decoding:
---config.decode.method=greedy. Choosing checkpoints on the validation set:
---config.eval_split=val. Checkpoint averaging: python -m transformer.average
+transformer/bleu.py) and tokenized_bleu_lc (lowercased). Greedy decoding:
+--config.decoding.method=greedy. Choosing checkpoints on the validation set:
+--config.eval_split=val. Checkpoint averaging: python -m tools.average
 --config=configs/translate_multi30k.py --workdir=runs/multi30k --num=5, then
 eval.py with --checkpoint=avg.
 
@@ -80,13 +80,13 @@ def get_config():
   c.warmup_steps = 200
   c.min_learning_rate = 1e-5
   c.label_smoothing = 0.1
-  c.decode = ml_collections.ConfigDict({
+  c.decoding = ml_collections.ConfigDict({
       'method': 'beam', 'beam_size': 4, 'alpha': 0.6, 'extra_len': 50,
       'max_eval_sentences': -1, 'batch_size': 64})
   return c
 
 
-# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+# Reference and target for docs/RESULTS.md (python -m tools.report build).
 REFERENCE = dict(
     metric='test_2016_flickr/tokenized_bleu',   # eval.py (beam 4); mixed case, 'intl' tokens
     higher_is_better=True,

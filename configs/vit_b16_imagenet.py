@@ -70,7 +70,7 @@ def get_config():
   return c
 
 
-# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+# Reference and target for docs/RESULTS.md (python -m tools.report build).
 REFERENCE = dict(
     metric='validation/accuracy',      # a fraction
     higher_is_better=True,

@@ -74,7 +74,7 @@ def get_config():
   return c
 
 
-# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+# Reference and target for docs/RESULTS.md (python -m tools.report build).
 REFERENCE = dict(
     metric='test/accuracy',            # a fraction: 0.91 is 91%
     higher_is_better=True,

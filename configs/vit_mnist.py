@@ -64,7 +64,7 @@ def get_config():
   return c
 
 
-# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+# Reference and target for docs/RESULTS.md (python -m tools.report build).
 REFERENCE = dict(
     metric='test/accuracy',            # a fraction: 0.985 is 98.5%
     higher_is_better=True,

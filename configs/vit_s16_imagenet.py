@@ -77,7 +77,7 @@ def get_config():
   return c
 
 
-# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+# Reference and target for docs/RESULTS.md (python -m tools.report build).
 REFERENCE = dict(
     metric='validation/accuracy',      # a fraction: 0.765 is 76.5%
     higher_is_better=True,

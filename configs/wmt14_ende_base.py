@@ -1,7 +1,7 @@
 """WMT14 English -> German, the paper's Transformer (base), for accelerators.
 
   python train.py --config=configs/wmt14_ende_base.py --workdir=runs/wmt14_base
-  python -m transformer.average --config=configs/wmt14_ende_base.py --workdir=runs/wmt14_base --num=5
+  python -m tools.average --config=configs/wmt14_ende_base.py --workdir=runs/wmt14_base --num=5
   python eval.py --config=configs/wmt14_ende_base.py --workdir=runs/wmt14_base --checkpoint=avg
 
 "Attention Is All You Need" (Vaswani et al. 2017), section 5 and Table 2/3:
@@ -70,13 +70,13 @@ def get_config():
   c.schedule = 'rsqrt'
   c.warmup_steps = 4000
   c.label_smoothing = 0.1
-  c.decode = ml_collections.ConfigDict({
+  c.decoding = ml_collections.ConfigDict({
       'method': 'beam', 'beam_size': 4, 'alpha': 0.6, 'extra_len': 50,
       'max_eval_sentences': -1, 'batch_size': 64})
   return c
 
 
-# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+# Reference and target for docs/RESULTS.md (python -m tools.report build).
 REFERENCE = dict(
     metric='newstest2014/tokenized_bleu',   # eval.py --checkpoint=avg; closest to the paper's
     higher_is_better=True,

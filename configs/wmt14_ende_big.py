@@ -1,7 +1,7 @@
 """WMT14 English -> German, the paper's Transformer (big), for accelerators.
 
   python train.py --config=configs/wmt14_ende_big.py --workdir=runs/wmt14_big
-  python -m transformer.average --config=configs/wmt14_ende_big.py --workdir=runs/wmt14_big --num=20
+  python -m tools.average --config=configs/wmt14_ende_big.py --workdir=runs/wmt14_big --num=20
   python eval.py --config=configs/wmt14_ende_big.py --workdir=runs/wmt14_big --checkpoint=avg
 
 "Attention Is All You Need" (Vaswani et al. 2017): the big model (6+6 layers,
@@ -26,7 +26,7 @@ def get_config():
   return c
 
 
-# Reference and target for docs/RESULTS.md (python -m transformer.report build).
+# Reference and target for docs/RESULTS.md (python -m tools.report build).
 REFERENCE = dict(
     metric='newstest2014/tokenized_bleu',   # eval.py --checkpoint=avg; closest to the paper's
     higher_is_better=True,

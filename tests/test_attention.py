@@ -17,7 +17,7 @@ import pytest
 from transformer.attention import (MultiHeadAttention, causal_mask, combine_masks,
                                    cross_attention_mask, dot_product_attention,
                                    fused_attention, padding_mask)
-from transformer.config import TransformerConfig
+from transformer.model_config import TransformerConfig
 
 # The shapes of the models' tests (batch 2, length 7, 2 heads of 8): op-by-op dispatch then
 # reuses compiled primitives across test files. Keys are one shorter than queries, so that

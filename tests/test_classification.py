@@ -13,7 +13,7 @@ import pytest
 
 from configs import vit_mnist
 from transformer import checkpoint as ckpt_lib
-from transformer import config as config_lib
+from transformer import model_config as model_config_lib
 from transformer import layers, models, train_lib
 from transformer.data import DataError
 from transformer.metric_writer import read_metrics
@@ -41,7 +41,7 @@ def vit_cfg(**kw):
                 dropout_rate=0.0, norm_position='pre', activation='gelu', positional='learned',
                 pool='gap', scale_embeddings=False, vocab_size=1)
   values.update(kw)
-  return config_lib.from_dict(values)
+  return model_config_lib.from_dict(values)
 
 
 def random_params(cfg, seed=0, image_shape=None):

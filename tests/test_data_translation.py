@@ -7,7 +7,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from transformer import metrics
+from transformer import bleu
 from transformer.data import DataError
 from transformer.data import translation as tr
 from transformer.data.tokenizers import BOS_ID, EOS_ID
@@ -184,14 +184,14 @@ def test_default_boundaries():
 
 def test_bleu_of_references_against_themselves_is_100(m30k):
   _, refs = m30k[0].texts('test_2016_flickr')
-  for score in (metrics.bleu(refs, refs), metrics.tokenized_bleu(refs, refs),
-                metrics.tokenized_bleu(refs, refs, lowercase=True)):
+  for score in (bleu.corpus_bleu(refs, refs), bleu.tokenized_bleu(refs, refs),
+                bleu.tokenized_bleu(refs, refs, lowercase=True)):
     assert score.score == pytest.approx(100.0)
-  b = metrics.bleu(refs, refs)
+  b = bleu.corpus_bleu(refs, refs)
   assert 'tok:13a' in b.signature and 'case:mixed' in b.signature
   hyps = [' '.join(r.split()[:-2]) for r in refs]   # drop the last two words
-  assert metrics.bleu(hyps, refs).score < 90
+  assert bleu.corpus_bleu(hyps, refs).score < 90
   lower = [r.lower() for r in refs]
-  assert metrics.tokenized_bleu(lower, refs).score < 100
-  assert metrics.tokenized_bleu(lower, refs, lowercase=True).score == pytest.approx(100.0)
-  assert metrics.tokenize("Don't stop-here.") == "Don ' t stop - here ."
+  assert bleu.tokenized_bleu(lower, refs).score < 100
+  assert bleu.tokenized_bleu(lower, refs, lowercase=True).score == pytest.approx(100.0)
+  assert bleu.tokenize("Don't stop-here.") == "Don ' t stop - here ."

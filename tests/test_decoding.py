@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from transformer import decoding
-from transformer.config import TransformerConfig
+from transformer.model_config import TransformerConfig
 from transformer.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
 from transformer.models import DecoderLM, EncoderDecoder
 

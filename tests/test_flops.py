@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from transformer import flops, models
-from transformer.config import TransformerConfig
+from transformer.model_config import TransformerConfig
 
 
 def jaxpr_dot_flops(fn, *args) -> float:

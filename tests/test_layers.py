@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from transformer.config import TransformerConfig
+from transformer.model_config import TransformerConfig
 from transformer.layers import (Dense, Embed, FeedForward, LayerNorm, PositionalEncoding,
                                 RMSNorm, make_norm, resize_posemb, sincos_2d,
                                 sinusoidal_encoding)
@@ -325,9 +325,9 @@ def test_positional_encoding_too_long_raises():
 
 
 def test_positional_encoding_decode_tracks_position():
-  """In decode mode each one-token call gets the encoding of the next position."""
-  cfg = tiny_cfg(positional='sinusoidal', decode=True)
-  mod = PositionalEncoding(cfg, decode=True)
+  """With use_cache each one-token call gets the encoding of the next position."""
+  cfg = tiny_cfg(positional='sinusoidal', use_cache=True)
+  mod = PositionalEncoding(cfg, use_cache=True)
   variables = mod.init(key(0), jnp.zeros((1, cfg.max_len, cfg.d_model)))
   cache = variables['cache']
   table = sinusoidal_encoding(cfg.max_len, cfg.d_model)

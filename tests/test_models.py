@@ -1,4 +1,4 @@
-"""Tests of transformer.models (EncoderDecoder, DecoderLM, ViT) and transformer.config.
+"""Tests of transformer.models (EncoderDecoder, DecoderLM, ViT) and transformer.model_config.
 
 Models are tiny and share their shapes (batch 2, length 7, d_model 16) so that the
 file runs in seconds on a small CPU.
@@ -17,7 +17,7 @@ import pytest
 
 import transformer
 from transformer.attention import padding_mask
-from transformer.config import TransformerConfig, from_dict, preset
+from transformer.model_config import TransformerConfig, from_dict, preset
 from transformer.models import ConvStem, DecoderLM, EncoderDecoder, ViT
 
 BATCH, SRC_LEN = 2, 7
@@ -558,7 +558,7 @@ def test_decoder_lm_cached_decoding_matches_full_forward(variant):
   params = perturb(init_params(DecoderLM, cfg, tokens), 7)
   full = np.asarray(apply_fn(DecoderLM, cfg)({'params': params}, tokens))
 
-  dcfg = cfg.replace(decode=True, deterministic=True)
+  dcfg = cfg.replace(use_cache=True, deterministic=True)
   cache = init_variables(DecoderLM, dcfg, jnp.zeros((BATCH, dcfg.max_len), jnp.int32))['cache']
   step = apply_fn(DecoderLM, dcfg, mutable=('cache',))
   steps = []
@@ -578,7 +578,7 @@ def test_encoder_decoder_cached_decoding_matches_full_forward(variant):
   params = perturb(init_params(EncoderDecoder, cfg, src, tgt), 10)
   full = np.asarray(apply_fn(EncoderDecoder, cfg)({'params': params}, src, tgt))
 
-  dcfg = cfg.replace(decode=True, deterministic=True)
+  dcfg = cfg.replace(use_cache=True, deterministic=True)
   variables = init_variables(EncoderDecoder, dcfg, src,
                              jnp.zeros((BATCH, dcfg.max_len), jnp.int32))
   cache = variables['cache']

@@ -21,8 +21,9 @@ import pytest
 
 from configs import lm_shakespeare_char
 from transformer import checkpoint as ckpt_lib
-from transformer import config as model_config_lib
-from transformer import experiment, models, sharding, train_lib
+from transformer import model_config as model_config_lib
+from transformer import models, sharding, train_lib, validation
+from transformer.experiment_config import ConfigError
 from transformer.metric_writer import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,8 +127,8 @@ def test_invalid_parallelism_config_names_the_field(field, value, message):
     c.mesh[field.split('.')[1]] = value
   else:
     c[field] = value
-  with pytest.raises(experiment.ConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
-    experiment.validate(c)
+  with pytest.raises(ConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
+    validation.validate(c)
 
 
 def _abstract_params(**model):
@@ -141,17 +142,17 @@ def _abstract_params(**model):
 def test_dimensions_that_do_not_divide_are_a_config_error():
   mesh = {'data': 1, 'fsdp': 1, 'tensor': 8}
   rules = sharding.PRESETS['tensor'][1]
-  with pytest.raises(experiment.ConfigError) as e:
-    experiment.validate_sharding(tiny_config(), mesh, _abstract_params(), rules)
+  with pytest.raises(ConfigError) as e:
+    validation.validate_sharding(tiny_config(), mesh, _abstract_params(), rules)
   msg = str(e.value)
   assert "'heads' is split over mesh tensor=8" in msg and 'set model.num_heads' in msg
   assert "'vocab'" in msg and 'vocab_size' in msg           # 66 % 8 with explicit rules
   assert "'mlp'" not in msg                                 # 64 % 8 == 0
-  experiment.validate_sharding(tiny_config(), mesh, _abstract_params(num_heads=8, d_ff=64),
+  validation.validate_sharding(tiny_config(), mesh, _abstract_params(num_heads=8, d_ff=64),
                                sharding.drop_indivisible(_abstract_params(num_heads=8), mesh,
                                                          rules)[0])
-  with pytest.raises(experiment.ConfigError, match='batch_size=12 must be divisible by the 8'):
-    experiment.validate_sharding(tiny_config(batch_size=12), {'data': 8, 'fsdp': 1, 'tensor': 1},
+  with pytest.raises(ConfigError, match='batch_size=12 must be divisible by the 8'):
+    validation.validate_sharding(tiny_config(batch_size=12), {'data': 8, 'fsdp': 1, 'tensor': 1},
                                  _abstract_params(), sharding.PRESETS['data'][1])
 
 

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from transformer import sweep
+from tools import sweep
 
 TINY = ['--config.model.d_model=16', '--config.model.num_heads=2', '--config.model.d_ff=32',
         '--config.model.num_decoder_layers=1', '--config.seq_len=8', '--config.batch_size=2',
@@ -39,7 +39,7 @@ def test_trial_names_are_unique_and_safe():
 def _write_sweep(tmp_path, values):
   path = tmp_path / 'my_sweep.py'
   path.write_text(textwrap.dedent(f"""
-      from transformer import sweep
+      from tools import sweep
       BASE = 'configs/lm_shakespeare_char.py'
       def get_sweep():
         return sweep.axis('learning_rate', {values!r})

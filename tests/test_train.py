@@ -13,7 +13,8 @@ import pytest
 
 from configs import lm1b, lm_ptb, lm_shakespeare_char
 from transformer import checkpoint as ckpt_lib
-from transformer import experiment, train_lib
+from transformer import train_lib, validation
+from transformer.experiment_config import ConfigError
 from transformer.data import DataError
 from transformer.metric_writer import read_metrics
 
@@ -140,8 +141,8 @@ def test_invalid_config_names_the_field(field, value, message):
     c.model[field.split('.')[1]] = value
   else:
     c[field] = value
-  with pytest.raises(experiment.ConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
-    experiment.validate(c)
+  with pytest.raises(ConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
+    validation.validate(c)
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):

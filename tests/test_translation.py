@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from configs import translate_multi30k, wmt14_ende_base, wmt14_ende_big
-from transformer import experiment, tasks, train_lib
+from transformer import tasks, train_lib
+from transformer.experiment_config import ConfigError
 from transformer.data.tokenizers import EOS_ID
 from transformer.metric_writer import read_metrics
 
@@ -23,8 +24,8 @@ TINY = {
     'bucket_boundaries': (12, 24),   # two shapes: fewer compilations
     'batch_size': 8, 'eval_batch_size': 32, 'eval_max_batches': 2, 'log_every_steps': 1,
     'eval_every_steps': 1000, 'checkpoint_every_steps': 1000, 'warmup_steps': 2,
-    'decode.method': 'greedy', 'decode.max_eval_sentences': 4, 'decode.batch_size': 4,
-    'decode.extra_len': 8,
+    'decoding.method': 'greedy', 'decoding.max_eval_sentences': 4, 'decoding.batch_size': 4,
+    'decoding.extra_len': 8,
 }
 
 
@@ -60,14 +61,14 @@ def test_multi30k_trains_then_eval_py_writes_bleu_and_translations(tmp_path, dat
 
   res = subprocess.run(
       [sys.executable, 'eval.py', '--config=configs/translate_multi30k.py', f'--workdir={workdir}',
-       *flags(**{'decode.method': 'beam', 'decode.beam_size': 2})],
+       *flags(**{'decoding.method': 'beam', 'decoding.beam_size': 2})],
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert res.returncode == 0, res.stdout + res.stderr
   (ev,) = [r for r in records(workdir, 'test_2016_flickr') if r.get('checkpoint') == 'latest']
   assert ev['step'] == 3 and np.isfinite(ev['loss'])
   assert 0.0 <= ev['bleu'] <= 100.0 and 0.0 <= ev['tokenized_bleu'] <= 100.0
   assert 'tok:13a' in ev['bleu_signature'] and 'pretok:intl' in ev['tokenized_bleu_signature']
-  assert ev['bleu_sentences'] == 4 and ev['decode'].startswith('beam search (beam 2')
+  assert ev['bleu_sentences'] == 4 and ev['decoding'].startswith('beam search (beam 2')
   path = tmp_path / 'translations_test_2016_flickr_step3.txt'
   assert ev['translations_file'] == str(path)
   assert len(path.read_text(encoding='utf-8').split('\n')) == 4 + 1   # 4 lines, final newline
@@ -127,8 +128,8 @@ class _Writer:
 
 
 def test_evaluate_extra_writes_translations_in_the_split_order(task, monkeypatch):
-  monkeypatch.setitem(task.decode_settings, 'max_eval_sentences', 10)
-  monkeypatch.setitem(task.decode_settings, 'batch_size', 3)
+  monkeypatch.setitem(task.decoding, 'max_eval_sentences', 10)
+  monkeypatch.setitem(task.decoding, 'batch_size', 3)
 
   def echo(params, src):   # a "model" that copies its source: output = source pieces + EOS
     return np.asarray(src)
@@ -145,12 +146,12 @@ def test_evaluate_extra_writes_translations_in_the_split_order(task, monkeypatch
   assert want[0].split()[:2] == sources[0].split()[:2]
   assert out['bleu_sentences'] == 10 and len(out['examples']) == 3
   assert task.detokenize([5, 6, EOS_ID, 7, 0]) == task.data.tokenizer.decode([5, 6])
-  # The decoder has room for the longest source + decode.extra_len.
-  assert task.model_cfg.max_len == TINY['seq_len'] + TINY['decode.extra_len']
+  # The decoder has room for the longest source + decoding.extra_len.
+  assert task.model_cfg.max_len == TINY['seq_len'] + TINY['decoding.extra_len']
 
 
 def test_invalid_translation_settings_name_the_field(tmp_path):
-  with pytest.raises(experiment.ConfigError, match=r"decode.method='sample' is not one of"):
-    tasks.make_task(tiny(**{'decode.method': 'sample'}), str(tmp_path))
-  with pytest.raises(experiment.ConfigError, match='tokens_per_batch=0 must be a positive'):
+  with pytest.raises(ConfigError, match=r"decoding.method='sample' is not one of"):
+    tasks.make_task(tiny(**{'decoding.method': 'sample'}), str(tmp_path))
+  with pytest.raises(ConfigError, match='tokens_per_batch=0 must be a positive'):
     tasks.make_task(tiny(tokens_per_batch=0), str(tmp_path))

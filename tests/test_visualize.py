@@ -1,4 +1,4 @@
-"""transformer.visualize on tiny random models: the weights drawn are the model's own."""
+"""tools.visualize on tiny random models: the weights drawn are the model's own."""
 
 import os
 import struct
@@ -15,9 +15,10 @@ from absl import app
 
 from configs import lm_shakespeare_char, translate_multi30k, vit_fashion_mnist
 from transformer import checkpoint as ckpt_lib
-from transformer import models, tasks, train_lib, visualize
+from tools import visualize
+from transformer import models, tasks, train_lib
 from transformer.attention import causal_mask, dot_product_attention, padding_mask
-from transformer.config import TransformerConfig
+from transformer.model_config import TransformerConfig
 from transformer.data.tokenizers import BOS_ID, EOS_ID
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -193,7 +194,7 @@ def fresh_checkpoint(config, workdir):
 def test_translation_decodes_then_draws_all_three_kinds(tmp_path, data_dir):
   c = tiny_config(translate_multi30k, vocab_size=300, spm_max_sentences=2000, seq_len=24)
   c.model.update(num_encoder_layers=2, num_decoder_layers=1)
-  c.decode.update(method='greedy', extra_len=6)
+  c.decoding.update(method='greedy', extra_len=6)
   task = tasks.make_task(c, str(tmp_path))
   model = task.model(train=False)
   params = jax.jit(model.init)(jax.random.PRNGKey(0), *task.init_inputs())['params']
@@ -247,7 +248,7 @@ def test_command_line_lm_attention(tmp_path, data_dir):
            '--config.seq_len=16', '--config.model.d_model=16', '--config.model.num_heads=2',
            '--config.model.d_ff=32', '--config.model.num_decoder_layers=2',
            '--config.model.dropout_rate=0.0']
-  p = subprocess.run([sys.executable, '-m', 'transformer.visualize', 'attention', *flags,
+  p = subprocess.run([sys.executable, '-m', 'tools.visualize', 'attention', *flags,
                       '--text=ROMEO: hi', '--layer=0'], cwd=REPO, capture_output=True, text=True,
                      timeout=300)
   assert p.returncode == 0, p.stderr[-2000:]

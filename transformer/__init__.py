@@ -1,6 +1,6 @@
 """A Transformer research library in JAX/Flax (Linen)."""
 
-from transformer.config import PRESETS, TransformerConfig, from_dict, preset
+from transformer.model_config import PRESETS, TransformerConfig, from_dict, preset
 from transformer.models import DecoderLM, EncoderDecoder, ViT
 
 __all__ = ['PRESETS', 'TransformerConfig', 'from_dict', 'preset', 'DecoderLM',

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from transformer.config import TransformerConfig
+from transformer.model_config import TransformerConfig
 from transformer.layers import Dense
 
 Array = jax.Array
@@ -126,7 +126,7 @@ class MultiHeadAttention(nn.Module):
   """Multi-head attention: project to heads, attend, concatenate, project back.
 
   Self-attention: `mha(x)`; cross-attention: `mha(x, kv=encoded)`; causal
-  self-attention: `mha(x, causal=True)`. With `cfg.decode`, causal
+  self-attention: `mha(x, causal=True)`. With `cfg.use_cache`, causal
   self-attention, keys and values are kept in the `cache` collection and each
   call appends its (single) position, so decoding one token at a time
   gives the logits of the full forward pass.
@@ -138,7 +138,7 @@ class MultiHeadAttention(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, kv: Array | None = None, *, mask: Array | None = None,
-               causal: bool = False, bias: Array | None = None) -> Array:
+               causal: bool = False) -> Array:
     cfg = self.cfg
     heads, head_dim = cfg.num_heads, cfg.qkv_dim
     proj = functools.partial(Dense, (heads, head_dim), ('embed',), ('heads', 'kv'),
@@ -149,7 +149,7 @@ class MultiHeadAttention(nn.Module):
     value = proj(name='value')(kv_in)
     query = nn.with_logical_constraint(query, ('batch', 'length', 'heads', 'kv'))
 
-    if cfg.decode and causal and kv is None:
+    if cfg.use_cache and causal and kv is None:
       key, value, cache_mask = self._update_cache(key, value)
       mask = combine_masks(mask, cache_mask)
       causal = False  # the cache mask already hides future positions
@@ -165,12 +165,12 @@ class MultiHeadAttention(nn.Module):
       full_mask = combine_masks(mask, causal_mask(query.shape[1]) if causal else None)
       dropout_rng = self.make_rng('dropout') if dropout_active else None
       out, weights = dot_product_attention(
-          query, key, value, bias=bias, mask=full_mask,
+          query, key, value, mask=full_mask,
           dropout_rate=cfg.attention_dropout_rate, dropout_rng=dropout_rng,
           deterministic=cfg.deterministic, dtype=cfg.dtype, return_weights=True)
       self.sow('intermediates', 'attention_weights', weights)
     else:
-      out = fused_attention(query, key, value, bias=bias, mask=mask, is_causal=causal,
+      out = fused_attention(query, key, value, mask=mask, is_causal=causal,
                             implementation=None if impl == 'auto' else impl, dtype=cfg.dtype)
 
     out = nn.with_logical_constraint(out, ('batch', 'length', 'heads', 'kv'))

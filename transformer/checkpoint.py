@@ -75,11 +75,6 @@ class Checkpointer:
     self._manager.close()
 
 
-def abstract_like(tree: Any) -> Any:
-  """ShapeDtypeStructs (with shardings) of a tree of arrays, for restoring."""
-  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
-
-
 def average_checkpoints(workdir: str, abstract_state: Any, num: int = 5,
                         output_dir: str | None = None) -> tuple[int, list[int]]:
   """Averages the params of the last `num` checkpoints into a new checkpoint.

@@ -32,7 +32,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from transformer.config import TransformerConfig
+from transformer.model_config import TransformerConfig
 from transformer.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
 from transformer.models import DecoderLM, EncoderDecoder
 
@@ -45,19 +45,19 @@ StepFn = Callable[[Array, Cache], tuple[Array, Cache]]
 # Step functions for the models.
 # ---------------------------------------------------------------------------
 
-def decode_config(cfg: TransformerConfig) -> TransformerConfig:
-  """The single-step, dropout-free variant of a model config."""
-  return cfg.replace(decode=True, deterministic=True)
+def cached_config(cfg: TransformerConfig) -> TransformerConfig:
+  """The single-step, dropout-free variant of a model config (on a key/value cache)."""
+  return cfg.replace(use_cache=True, deterministic=True)
 
 
 def init_cache(cfg: TransformerConfig, batch_size: int, src_length: int | None = None) -> Cache:
-  """An empty decode cache for `batch_size` rows.
+  """An empty key/value cache for `batch_size` rows.
 
   For `DecoderLM` when `src_length` is None, else for `EncoderDecoder` with
   sources of that length. Shapes come from `jax.eval_shape` (no parameters are
   initialized); every cache variable of the models starts at zero.
   """
-  cfg = decode_config(cfg)
+  cfg = cached_config(cfg)
   key = jax.random.PRNGKey(0)
   tgt = jax.ShapeDtypeStruct((batch_size, 1), jnp.int32)
   if src_length is None:
@@ -70,7 +70,7 @@ def init_cache(cfg: TransformerConfig, batch_size: int, src_length: int | None =
 
 def lm_step_fn(cfg: TransformerConfig, params) -> StepFn:
   """The step function of a `DecoderLM` with these parameters."""
-  model = DecoderLM(decode_config(cfg))
+  model = DecoderLM(cached_config(cfg))
 
   def step_fn(tokens, cache):
     logits, state = model.apply({'params': params, 'cache': cache}, tokens, mutable=['cache'])
@@ -80,7 +80,7 @@ def lm_step_fn(cfg: TransformerConfig, params) -> StepFn:
 
 def encode(cfg: TransformerConfig, params, src: Array) -> Array:
   """The `EncoderDecoder` encoder output [B, S, d_model] for source tokens [B, S]."""
-  return EncoderDecoder(decode_config(cfg)).apply({'params': params}, src, method='encode')
+  return EncoderDecoder(cached_config(cfg)).apply({'params': params}, src, method='encode')
 
 
 def seq2seq_step_fn(cfg: TransformerConfig, params, encoded: Array, src: Array) -> StepFn:
@@ -88,7 +88,7 @@ def seq2seq_step_fn(cfg: TransformerConfig, params, encoded: Array, src: Array) 
 
   For beam search pass `repeat_beams(encoded, k)` and `repeat_beams(src, k)`.
   """
-  model = EncoderDecoder(decode_config(cfg))
+  model = EncoderDecoder(cached_config(cfg))
 
   def step_fn(tokens, cache):
     logits, state = model.apply({'params': params, 'cache': cache}, encoded, src, tokens,

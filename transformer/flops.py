@@ -26,7 +26,7 @@ Counts use the padded batch shapes the step really computes.
 
 from __future__ import annotations
 
-from transformer.config import TransformerConfig
+from transformer.model_config import TransformerConfig
 from transformer.models import conv_stem_layers
 
 # Dense peak FLOP/s by (device_kind substring, dtype), from the vendors' data

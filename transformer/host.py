@@ -1,4 +1,4 @@
-"""Host-process settings that change step time, applied when an Experiment is built.
+"""Host-process settings that change step time, applied explicitly by the entry points.
 
 `tune_allocator()`: every execution of a compiled XLA CPU program allocates
 its temporaries as one block (48 MB for the Shakespeare recipe's train step)
@@ -11,7 +11,9 @@ between batch 6 and batch 12 of that recipe (benchmarks/RESULTS.md,
 heap for the next step. The cost is that the process keeps its peak heap
 instead of returning it to the OS, which a training process does anyway.
 
-Linux with glibc only (elsewhere it does nothing); set
+It changes the whole process's allocator, so the library never calls it: the
+entry points do (train.py, eval.py, the tools and benchmarks/), before any
+work. Linux with glibc only (elsewhere it does nothing); set
 TRANSFORMER_TUNE_MALLOC=0 to leave malloc alone.
 """
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from transformer.config import TransformerConfig
+from transformer.model_config import TransformerConfig
 
 Array = jax.Array
 
@@ -197,11 +197,11 @@ def sincos_2d(height: int, width: int, d_model: int, temperature: float = 1e4) -
 class PositionalEncoding(nn.Module):
   """Adds sinusoidal or learned position embeddings to [batch, length, d] inputs.
 
-  In decode mode the position is the number of tokens already decoded, kept in
+  With `use_cache` the position is the number of tokens already decoded, kept in
   the `cache` collection, so a single-token step gets the right encoding.
   """
   cfg: TransformerConfig
-  decode: bool = False  # track the position in the cache (decoder side with cfg.decode)
+  use_cache: bool = False  # track the position in the cache (decoder side, cfg.use_cache)
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -219,7 +219,7 @@ class PositionalEncoding(nn.Module):
     if length > cfg.max_len:
       raise ValueError(f'Sequence length {length} exceeds model max_len={cfg.max_len}; '
                        'raise model.max_len in the config.')
-    if self.decode:
+    if self.use_cache:
       is_initialized = self.has_variable('cache', 'position')
       position = self.variable('cache', 'position', lambda: jnp.zeros((), jnp.int32))
       if is_initialized:

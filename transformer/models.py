@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from transformer.attention import (MultiHeadAttention, padding_mask)
-from transformer.config import TransformerConfig
+from transformer.model_config import TransformerConfig
 from transformer.layers import (Dense, Embed, FeedForward, PositionalEncoding, make_norm,
                                 sincos_2d)
 
@@ -108,7 +108,7 @@ class TokenInput(nn.Module):
   """Token embedding (optionally x sqrt(d_model)) + positional encoding + dropout."""
   cfg: TransformerConfig
   embed: nn.Module
-  decode: bool = False  # decoder-side input in cached decoding
+  use_cache: bool = False  # decoder-side input in cached decoding
 
   @nn.compact
   def __call__(self, tokens: Array) -> Array:
@@ -116,7 +116,7 @@ class TokenInput(nn.Module):
     x = self.embed(tokens)
     if cfg.scale_embeddings:
       x = x * jnp.sqrt(jnp.float32(cfg.d_model)).astype(x.dtype)
-    x = PositionalEncoding(cfg, decode=self.decode, name='position')(x)
+    x = PositionalEncoding(cfg, use_cache=self.use_cache, name='position')(x)
     x = nn.Dropout(cfg.dropout_rate, deterministic=cfg.deterministic)(x)
     return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
 
@@ -158,7 +158,7 @@ class EncoderDecoder(nn.Module):
     self.target_embed = (self.source_embed if cfg.share_embeddings
                          else _embed(cfg, cfg.output_vocab_size, 'target_embed'))
     self.source_input = TokenInput(cfg, self.source_embed)
-    self.target_input = TokenInput(cfg, self.target_embed, decode=cfg.decode)
+    self.target_input = TokenInput(cfg, self.target_embed, use_cache=cfg.use_cache)
     self.encoder = Encoder(cfg)
     self.decoder = Decoder(cfg)
     self.logits_dense = _logits_dense(cfg)
@@ -190,7 +190,7 @@ class DecoderLM(nn.Module):
   def __call__(self, tokens: Array) -> Array:
     cfg = self.cfg
     embed = _embed(cfg, cfg.vocab_size, 'embed')
-    x = TokenInput(cfg, embed, decode=cfg.decode, name='input')(tokens)
+    x = TokenInput(cfg, embed, use_cache=cfg.use_cache, name='input')(tokens)
     y = Decoder(cfg, name='decoder')(x)
     return _output_logits(embed, _logits_dense(cfg), y)
 

@@ -172,10 +172,6 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(BATCH_AXES))
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
-
-
 def host_batch_shard(mesh: Mesh) -> tuple[int, int]:
   """(index, count): this process feeds block `index` of `count` equal row blocks.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -23,9 +24,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from absl import logging as absl_logging
 
 from transformer import checkpoint as ckpt_lib
-from transformer import experiment, host, optim, sharding, tasks
+from transformer import optim, sharding, tasks, validation
+from transformer.experiment_config import ConfigError
 from transformer.metric_writer import MetricWriter
 
 log = logging.getLogger('transformer')
@@ -52,8 +55,7 @@ class Experiment:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | None,
                devices: list[jax.Device] | None = None, task: tasks.Task | None = None):
-    experiment.validate(config)
-    host.tune_allocator()   # reuse the step's temporaries across steps (transformer/host.py)
+    validation.validate(config)
     self.config = config
     self.workdir = workdir
     self.pmap = config.parallelism == 'pmap'
@@ -62,14 +64,14 @@ class Experiment:
     try:
       self.mesh = sharding.make_mesh(sizes, devices)
     except ValueError as e:
-      raise experiment.ConfigError(f'Invalid sharding:\n  - {e}') from e
+      raise ConfigError(f'Invalid sharding:\n  - {e}') from e
     self.optimizer, self.schedule = optim.make_optimizer(config, self.task.model_cfg.d_model)
     abstract = jax.eval_shape(self._init_state_boxed, jax.random.PRNGKey(0))
     if from_preset:
       rules, notes = sharding.drop_indivisible(abstract.params, dict(self.mesh.shape), rules)
       for note in notes:
         log.info('Sharding: %s', note)
-    experiment.validate_sharding(config, dict(self.mesh.shape), abstract.params, rules)
+    validation.validate_sharding(config, dict(self.mesh.shape), abstract.params, rules)
     self.rules = () if self.pmap else rules   # pmap: no activation constraints
     if self.pmap:
       self._build_pmap(abstract)
@@ -373,8 +375,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 def setup_logging() -> None:
   """Progress lines from this project on stdout; other libraries' chatter only at WARNING."""
-  import sys
-  from absl import logging as absl_logging
   absl_logging.set_verbosity(absl_logging.WARNING)
   logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(message)s', stream=sys.stdout,
                       force=True)

@@ -1,14 +1,14 @@
 """Three-trial learning-rate sweep of the Shakespeare char recipe (configs/lm_shakespeare_char.py).
 
-  python -m transformer.sweep run --sweep=configs/sweeps/shakespeare_lr.py --parent=runs/sweep_lr
-  python -m transformer.sweep summary --parent=runs/sweep_lr --metric=validation/loss
+  python -m tools.sweep run --sweep=configs/sweeps/shakespeare_lr.py --parent=runs/sweep_lr
+  python -m tools.sweep summary --parent=runs/sweep_lr --metric=validation/loss
 
 Each trial is the full recipe (2,000 steps, about 5 minutes on 2 CPU cores)
 at one peak learning rate; the minimum of the cosine decay stays 1e-4.
 Shorter trials for a quick look: add --config.num_train_steps=500.
 """
 
-from transformer import sweep
+from tools import sweep
 
 BASE = 'configs/lm_shakespeare_char.py'
 

@@ -24,10 +24,10 @@ sinusoidal positions) with one row of Table 3 changed:
 
 18 trials. Run (TRANSFORMER_DATA_DIR=../shared/data):
 
-  python -m transformer.sweep run --sweep=configs/sweeps/table3_multi30k.py \\
+  python -m tools.sweep run --sweep=configs/sweeps/table3_multi30k.py \\
       --parent=runs/table3 --config.num_train_steps=400 --config.warmup_steps=100 \\
       --config.eval_split=val
-  python -m transformer.report sweep --parent=runs/table3 --name=table3 \\
+  python -m tools.report sweep --parent=runs/table3 --name=table3 \\
       --metric=val/perplexity
 
 --config.eval_split=val measures every trial on Multi30k's validation split
@@ -37,7 +37,7 @@ piece of the shared 8,000-piece vocabulary (the same in every trial, so the
 numbers compare) and excludes label smoothing (`nll`). BLEU per trial, as the
 paper's table also has: eval.py takes the same flags as train.py, so
 
-  python -m transformer.sweep commands --sweep=configs/sweeps/table3_multi30k.py \\
+  python -m tools.sweep commands --sweep=configs/sweeps/table3_multi30k.py \\
       --parent=runs/table3 --config.num_train_steps=400 --config.warmup_steps=100 \\
       --config.eval_split=val | sed 's/train\\.py/eval.py/' | sh
 
@@ -59,12 +59,12 @@ of convergence: the ranking of the rows is the result, not the BLEU level.
 Run at a short budget (2026-12-02, all 18 trials, 56 min 34 s on the 2-core
 CPU, results/sweep_table3_multi30k_short.md, included in docs/RESULTS.md):
 
-  python -m transformer.sweep run --sweep=configs/sweeps/table3_multi30k.py \\
+  python -m tools.sweep run --sweep=configs/sweeps/table3_multi30k.py \\
       --parent=runs/table3_short --config.num_train_steps=300 --config.warmup_steps=50 \\
       --config.tokens_per_batch=1024 '--config.bucket_boundaries=(16,24,32,64)' \\
       --config.eval_split=val --config.eval_every_steps=300 --config.checkpoint_every_steps=300 \\
       --config.log_every_steps=50
-  python -m transformer.report sweep --parent=runs/table3_short --name=table3_multi30k_short \\
+  python -m tools.report sweep --parent=runs/table3_short --name=table3_multi30k_short \\
       --metric=val/perplexity --columns=val/perplexity,val/accuracy
 
 300 steps of 1,024 tokens (padding included) is under one epoch, and one
@@ -77,7 +77,7 @@ fastest, which says more about early optimization speed than about final
 quality.
 """
 
-from transformer import sweep
+from tools import sweep
 
 BASE = 'configs/translate_multi30k.py'
 

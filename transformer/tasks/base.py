@@ -1,4 +1,4 @@
-"""The task interface and the token-level loss shared by sequence tasks.
+"""The task interface, the task registry, and the token-level loss shared by sequence tasks.
 
 Tasks: what differs between experiment families.
 
@@ -7,6 +7,10 @@ metrics as *sums* (so that evaluation over a whole split is token- or
 example-weighted, not an average of batch averages), and does the family's
 extra evaluation work in eval.py (sampling text, decoding and BLEU, a
 confusion matrix). The training loop in train_lib.py knows nothing else.
+
+A task registers itself with the `@register` decorator under its `name`, and
+checks its own config fields in `validate(config)`; `transformer.tasks`
+imports every module of the package, so a new family is one new file.
 """
 
 from __future__ import annotations
@@ -45,10 +49,34 @@ def token_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Arra
           'correct': jnp.sum(correct * weights), 'weight': jnp.sum(weights)}
 
 
+TASKS: dict[str, type['Task']] = {}
+
+
+def register(cls: type['Task']) -> type['Task']:
+  """Class decorator: makes a Task subclass available as `config.task = cls.name`."""
+  if cls.name in TASKS and TASKS[cls.name] is not cls:
+    raise ValueError(f'Two tasks named {cls.name!r}: {TASKS[cls.name]} and {cls}')
+  TASKS[cls.name] = cls
+  return cls
+
+
 class Task:
   """Base class. Subclasses set `self.data` and `self.model_cfg` in __init__."""
   name = 'task'
   weight_name = 'tokens'
+  datasets: tuple[str, ...] = ()   # values of config.dataset the task accepts
+
+  @classmethod
+  def validate(cls, config: ml_collections.ConfigDict) -> list[str]:
+    """Problems with the fields this task reads (empty when they are valid).
+
+    Runs before any data is read; subclasses extend the base check of
+    `config.dataset`.
+    """
+    if config.get('dataset') not in cls.datasets:
+      return [f'dataset={config.get("dataset")!r} is not a {cls.name!r} dataset; '
+              f'allowed: {cls.datasets}']
+    return []
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | None):
     self.config = config

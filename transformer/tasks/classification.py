@@ -25,6 +25,7 @@ mixed image), `top5_accuracy` for datasets with >= 100 classes, and `examples`.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from typing import Any
 
@@ -33,12 +34,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
-from transformer import experiment, layers, models
+from transformer import checkpoint as ckpt_lib
+from transformer import layers, models, sharding
 from transformer.data import images as image_data
-from transformer.tasks.base import Task
+from transformer.experiment_config import build_model_config
+from transformer.tasks.base import Task, register
 
-DATASETS = image_data.DATASETS
+log = logging.getLogger('transformer')
 TOP5_MIN_CLASSES = 100   # report top-5 accuracy for datasets with at least this many classes
 
 
@@ -76,9 +80,6 @@ def classification_sums(logits: jax.Array, labels: jax.Array, weights: jax.Array
 
 def restore_params(path: str) -> dict:
   """The params (NumPy) of the latest checkpoint of a workdir or its checkpoints/ folder."""
-  import orbax.checkpoint as ocp
-
-  from transformer import checkpoint as ckpt_lib
   directory = path
   if os.path.isdir(os.path.join(path, ckpt_lib.CHECKPOINT_DIR)):
     directory = os.path.join(path, ckpt_lib.CHECKPOINT_DIR)
@@ -136,10 +137,24 @@ def adapt_params(pretrained: dict, params: dict) -> tuple[dict, list[str]]:
 
 # ----------------------------------------------------------------------------- the task
 
+@register
 class ClassificationTask(Task):
   """Image classification with a ViT; example-weighted metrics."""
   name = 'classification'
   weight_name = 'examples'
+  datasets = image_data.DATASETS
+
+  @classmethod
+  def validate(cls, config):
+    problems = super().validate(config)
+    try:
+      image_data.Augment.from_config(config.get('augment'))
+    except (TypeError, ValueError) as e:
+      problems.append(f'augment: {e}')
+    workers = config.get('data_workers', -1)
+    if workers is not None and not isinstance(workers, int):
+      problems.append(f'data_workers={workers!r} must be an integer (-1: automatic)')
+    return problems
 
   def __init__(self, config, workdir):
     super().__init__(config, workdir)
@@ -151,7 +166,7 @@ class ClassificationTask(Task):
         num_workers=None if workers is None or workers < 0 else workers)
     self.num_classes = self.data.num_classes
     self.top5 = self.num_classes >= TOP5_MIN_CLASSES
-    self.model_cfg = experiment.model_config(
+    self.model_cfg = build_model_config(
         config, vocab_size=1, image_size=self.data.image_size,
         num_channels=self.data.num_channels, num_classes=self.num_classes)
     self._confusion_step = None
@@ -184,7 +199,6 @@ class ClassificationTask(Task):
     source = self.config.get('init_from')
     if not source:
       return params
-    from transformer.train_lib import log
     adapted, notes = adapt_params(restore_params(source), jax.device_get(params))
     log.info('Initialized from %s%s', source, ''.join(f'\n  {n}' for n in notes))
     return adapted
@@ -194,7 +208,6 @@ class ClassificationTask(Task):
   def confusion_matrix(self, params, split: str, batch_size: int,
                        max_batches: int = -1) -> np.ndarray:
     """int64 [classes, classes]: rows the true class, columns the predicted one."""
-    from transformer import sharding
     if self._confusion_step is None:
       c = self.num_classes
 

@@ -9,23 +9,41 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from transformer import experiment, models
-from transformer.tasks.base import Task, token_cross_entropy
+from transformer import decoding, models
+from transformer.data import lm as lm_data
+from transformer.data import resolve_data_dir
+from transformer.experiment_config import build_model_config
+from transformer.tasks.base import Task, register, token_cross_entropy
 
-DATASETS = ('tiny_shakespeare', 'ptb', 'lm1b')
 
-
+@register
 class LMTask(Task):
   """Next-token prediction with a decoder-only Transformer."""
   name = 'lm'
+  datasets = lm_data.DATASETS
+
+  @classmethod
+  def validate(cls, config):
+    problems = super().validate(config)
+    s = config.get('sample')
+    if s is not None:
+      for name in ('num_tokens', 'num_samples'):
+        if not isinstance(s.get(name), int) or s.get(name) <= 0:
+          problems.append(f'sample.{name}={s.get(name)!r} must be a positive integer')
+      if not s.get('temperature', 1.0) >= 0:
+        problems.append(f"sample.temperature={s.get('temperature')!r} must be >= 0")
+      if not isinstance(s.get('top_k', 0), int) or s.get('top_k', 0) < 0:
+        problems.append(f"sample.top_k={s.get('top_k')!r} must be an integer >= 0 (0: off)")
+      if not 0 < s.get('top_p', 1.0) <= 1:
+        problems.append(f"sample.top_p={s.get('top_p')!r} must be in (0, 1]")
+    return problems
 
   def __init__(self, config, workdir):
     super().__init__(config, workdir)
-    from transformer.data import lm as lm_data, resolve_data_dir
     self.data = lm_data.make_lm_data(config.dataset, resolve_data_dir(config.data_dir),
                                      seq_len=config.seq_len, workdir=workdir,
                                      vocab_size=config.vocab_size or None)
-    self.model_cfg = experiment.model_config(config, vocab_size=self.data.vocab_size)
+    self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size)
 
   def model(self, train: bool) -> nn.Module:
     return models.DecoderLM(self.model_cfg.replace(deterministic=not train))
@@ -45,7 +63,6 @@ class LMTask(Task):
     return out
 
   def evaluate_extra(self, params, writer, step):
-    from transformer import decoding
     s = self.config.sample
     tok = self.data.tokenizer
     if not s.prompt:

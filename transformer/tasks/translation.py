@@ -15,12 +15,12 @@ Config fields read here besides the common ones (configs/base.py):
   spm_max_sentences         sentences sampled to train the vocabulary
   bucket_boundaries         bucket lengths (empty: data.translation.default_boundaries)
   tfds_data_dir             the TFDS data dir for the WMT datasets ('' : default)
-  decode                    ConfigDict(method='beam'|'greedy', beam_size=4,
+  decoding                  ConfigDict(method='beam'|'greedy', beam_size=4,
                             alpha=0.6, extra_len=50, max_eval_sentences=-1,
                             batch_size=64): decoding in eval.py
 
 The decoder's position limit `model.max_len` defaults to seq_len +
-decode.extra_len, so sources of up to seq_len tokens decode to their full
+decoding.extra_len, so sources of up to seq_len tokens decode to their full
 length + extra_len as in the paper.
 
 Training and the periodic evaluation report token-weighted loss, perplexity
@@ -32,7 +32,7 @@ split's order) and BLEU is computed against the raw references:
   bleu (+ bleu_signature)   sacreBLEU, detokenized, 13a, mixed case
   tokenized_bleu            BLEU on 'intl'-tokenized text, mixed case
   tokenized_bleu_lc         the same, lowercased
-(see transformer/metrics.py for the exact definitions).
+(see transformer/bleu.py for the exact definitions).
 """
 
 from __future__ import annotations
@@ -46,38 +46,49 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from transformer import experiment, models
+from transformer import bleu, decoding, models
+from transformer.data import translation as tr_data
 from transformer.data.tokenizers import EOS_ID
-from transformer.data.translation import DATASETS  # noqa: F401  (experiment.validate reads it)
-from transformer.tasks.base import Task, token_cross_entropy
+from transformer.experiment_config import build_model_config, raise_if_problems
+from transformer.tasks.base import Task, register, token_cross_entropy
 
 log = logging.getLogger('transformer')
 
 DEFAULT_VOCAB = 8000
 DEFAULT_TOKENS_PER_BATCH = 4096
-DECODE_DEFAULTS = {'method': 'beam', 'beam_size': 4, 'alpha': 0.6, 'extra_len': 50,
-                   'max_eval_sentences': -1, 'batch_size': 64}
-DECODE_METHODS = ('greedy', 'beam')
+DECODING_DEFAULTS = {'method': 'beam', 'beam_size': 4, 'alpha': 0.6, 'extra_len': 50,
+                     'max_eval_sentences': -1, 'batch_size': 64}
+DECODING_METHODS = ('greedy', 'beam')
 
 
-def _decode_settings(config) -> dict:
-  d = dict(DECODE_DEFAULTS)
-  if config.get('decode') is not None:
-    d.update(config.decode.to_dict())
+def decoding_settings(config) -> dict:
+  """`config.decoding` over DECODING_DEFAULTS (validated by TranslationTask.validate)."""
+  d = dict(DECODING_DEFAULTS)
+  if config.get('decoding') is not None:
+    d.update(config.decoding.to_dict())
+  return d
+
+
+def _decoding_problems(config) -> list[str]:
   problems = []
-  if d['method'] not in DECODE_METHODS:
-    problems.append(f"decode.method={d['method']!r} is not one of {DECODE_METHODS}")
+  if config.get('decode') is not None:
+    problems.append('config.decode was renamed config.decoding (the decoding settings: '
+                    'method, beam_size, alpha, ...); use --config.decoding.FIELD=VALUE')
+  d = decoding_settings(config)
+  unknown = sorted(set(d) - set(DECODING_DEFAULTS))
+  if unknown:
+    problems.append(f'decoding: unknown field(s) {unknown}; known: {sorted(DECODING_DEFAULTS)}')
+  if d['method'] not in DECODING_METHODS:
+    problems.append(f"decoding.method={d['method']!r} is not one of {DECODING_METHODS}")
   for name in ('beam_size', 'batch_size'):
     if not isinstance(d[name], int) or d[name] <= 0:
-      problems.append(f'decode.{name}={d[name]!r} must be a positive integer')
+      problems.append(f'decoding.{name}={d[name]!r} must be a positive integer')
   if not isinstance(d['extra_len'], int) or d['extra_len'] < 1:
-    problems.append(f"decode.extra_len={d['extra_len']!r} must be an integer >= 1")
+    problems.append(f"decoding.extra_len={d['extra_len']!r} must be an integer >= 1")
   tpb = config.get('tokens_per_batch', DEFAULT_TOKENS_PER_BATCH)
   if not isinstance(tpb, int) or tpb <= 0:
     problems.append(f'tokens_per_batch={tpb!r} must be a positive integer')
-  if problems:
-    raise experiment.ConfigError('Invalid config:\n  - ' + '\n  - '.join(problems))
-  return d
+  return problems
 
 
 def _decode_length(n: int, max_len: int) -> int:
@@ -88,14 +99,20 @@ def _decode_length(n: int, max_len: int) -> int:
   return min(length, max(max_len, n))
 
 
+@register
 class TranslationTask(Task):
   """Sequence-to-sequence translation with `models.EncoderDecoder`."""
   name = 'translation'
+  datasets = tr_data.DATASETS
+
+  @classmethod
+  def validate(cls, config):
+    return super().validate(config) + _decoding_problems(config)
 
   def __init__(self, config, workdir):
     super().__init__(config, workdir)
-    from transformer.data import translation as tr_data
-    self.decode_settings = _decode_settings(config)
+    raise_if_problems(_decoding_problems(config))   # also when built without validation
+    self.decoding = decoding_settings(config)
     self.data = tr_data.make_translation_data(
         config.dataset, config.data_dir, workdir=workdir,
         source_lang=config.get('source_lang', 'en'), target_lang=config.get('target_lang', 'de'),
@@ -107,8 +124,8 @@ class TranslationTask(Task):
         spm_model_type=config.get('spm_model_type', 'bpe'))
     overrides = {}
     if not config.model or config.model.get('max_len', None) is None:
-      overrides['max_len'] = config.seq_len + self.decode_settings['extra_len']
-    self.model_cfg = experiment.model_config(config, vocab_size=self.data.vocab_size, **overrides)
+      overrides['max_len'] = config.seq_len + self.decoding['extra_len']
+    self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size, **overrides)
 
   def model(self, train: bool) -> nn.Module:
     return models.EncoderDecoder(self.model_cfg.replace(deterministic=not train))
@@ -140,8 +157,7 @@ class TranslationTask(Task):
 
   def translate_tokens(self, params, src: np.ndarray) -> np.ndarray:
     """Source rows [B, S] (pieces + EOS, padded) -> output ids [B, N] (y1 ... EOS, padding)."""
-    from transformer import decoding
-    d = self.decode_settings
+    d = self.decoding
     return np.asarray(decoding.translate(params, self.model_cfg, jnp.asarray(src, jnp.int32),
                                          method=d['method'], beam_size=d['beam_size'],
                                          alpha=d['alpha'], extra_len=d['extra_len']))
@@ -155,7 +171,7 @@ class TranslationTask(Task):
   def translate_split(self, params, split: str, num: int | None = None) -> list[str]:
     """Detokenized translations of the first `num` sources of `split` (all: None), in order.
 
-    Sources are decoded sorted by length, decode.batch_size at a time, each
+    Sources are decoded sorted by length, decoding.batch_size at a time, each
     batch padded to a power-of-two length (few shapes to compile); sources
     longer than seq_len are truncated to seq_len - 1 pieces + EOS.
     """
@@ -164,7 +180,7 @@ class TranslationTask(Task):
     max_len = self.config.seq_len
     sources = [pairs.source(i)[:max_len - 1] for i in range(num)]
     order = np.argsort([len(s) for s in sources], kind='stable')
-    rows = min(self.decode_settings['batch_size'], num)
+    rows = min(self.decoding['batch_size'], num)
     out: list[str] = [''] * num
     for start in range(0, num, rows):
       idx = order[start:start + rows]
@@ -180,8 +196,7 @@ class TranslationTask(Task):
     return out
 
   def evaluate_extra(self, params, writer, step):
-    from transformer import metrics
-    d = self.decode_settings
+    d = self.decoding
     split = self.config.eval_split
     sources, references = self.data.texts(split)
     num = len(sources) if d['max_eval_sentences'] < 0 else min(d['max_eval_sentences'],
@@ -195,19 +210,19 @@ class TranslationTask(Task):
       path = os.path.join(self.workdir, f'translations_{split}_step{step}.txt')
       with open(path, 'w', encoding='utf-8') as f:
         f.write(''.join(h + '\n' for h in hyps))
-    detok = metrics.bleu(hyps, refs)
-    tok = metrics.tokenized_bleu(hyps, refs)
-    tok_lc = metrics.tokenized_bleu(hyps, refs, lowercase=True)
-    decode = (f"beam search (beam {d['beam_size']}, alpha {d['alpha']})"
+    detok = bleu.corpus_bleu(hyps, refs)
+    tok = bleu.tokenized_bleu(hyps, refs)
+    tok_lc = bleu.tokenized_bleu(hyps, refs, lowercase=True)
+    method = (f"beam search (beam {d['beam_size']}, alpha {d['alpha']})"
               if d['method'] == 'beam' else 'greedy')
     examples = [f'source:    {sources[i]}\nreference: {refs[i]}\noutput:    {hyps[i]}'
                 for i in range(min(3, num))]
     for e in examples:
       writer.write_text(step, f'translations_{split}', e)
     log.info('%s: decoded %d sentences (%s, max length +%d) in %.1f s; BLEU %.2f (%s), '
-             'tokenized BLEU %.2f', split, num, decode, d['extra_len'], seconds, detok.score,
+             'tokenized BLEU %.2f', split, num, method, d['extra_len'], seconds, detok.score,
              detok.signature, tok.score)
     return {'bleu': detok.score, 'bleu_signature': detok.signature,
             'tokenized_bleu': tok.score, 'tokenized_bleu_signature': tok.signature,
-            'tokenized_bleu_lc': tok_lc.score, 'bleu_sentences': num, 'decode': decode,
+            'tokenized_bleu_lc': tok_lc.score, 'bleu_sentences': num, 'decoding': method,
             'decode_seconds': seconds, 'translations_file': path or '', 'examples': examples}

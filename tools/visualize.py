@@ -1,9 +1,9 @@
 """Attention maps and positional-encoding heatmaps, as a library and a command.
 
-  python -m transformer.visualize attention --config=configs/NAME.py --workdir=DIR \\
+  python -m tools.visualize attention --config=configs/NAME.py --workdir=DIR \\
       [--text="..."] [--split=S --index=N] [--layer=-1] [--head=-1] \\
       [--kinds=encoder,decoder,cross] [--step=N] [--out=DIR/attention] [--config.FIELD=VALUE]
-  python -m transformer.visualize posenc [--length=100] [--width=512] \\
+  python -m tools.visualize posenc [--length=100] [--width=512] \\
       [--config=configs/NAME.py --workdir=DIR] [--out=...]
 
 `attention` restores the latest checkpoint of DIR (or --step=N) and draws the
@@ -11,7 +11,7 @@ attention weights the model itself computes: `MultiHeadAttention` sows them
 into the `intermediates` collection on the reference einsum path, which is
 forced here (`attention_impl='einsum'`, deterministic, no cache).
 - translation: --text is a source sentence (default: source --index of
-  --split). It is decoded with the configured method (config.decode), then the
+  --split). It is decoded with the configured method (config.decoding), then the
   full forward pass runs on targets_in = BOS + output (without its EOS), as in
   training, to collect the encoder self-attention, the decoder (causal)
   self-attention and the cross-attention of --layer. Axes carry the
@@ -46,14 +46,12 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402  (after selecting the backend)
-import numpy as np  # noqa: E402
-
-from transformer import layers  # noqa: E402
-from transformer.data.tokenizers import BOS_ID, EOS_ID, PAD_ID  # noqa: E402
+from transformer import checkpoint as ckpt_lib
+from transformer import host, layers, train_lib
+from transformer.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 ATTENTION_KINDS = ('encoder', 'decoder', 'cross')   # encoder self, decoder self, cross
 _KIND_PATH = {'encoder': ('encoder', 'self_attention'), 'decoder': ('decoder', 'self_attention'),
@@ -66,7 +64,7 @@ _KIND_TITLE = {'encoder': 'encoder self-attention', 'decoder': 'decoder self-att
 
 def visualization_config(cfg):
   """The model config whose forward pass sows its attention weights."""
-  return cfg.replace(attention_impl='einsum', deterministic=True, decode=False, remat=False)
+  return cfg.replace(attention_impl='einsum', deterministic=True, use_cache=False, remat=False)
 
 
 _APPLY: dict = {}
@@ -158,7 +156,7 @@ def _heads(weights: np.ndarray, head: int) -> list[int]:
 
 def plot_attention(weights: np.ndarray, x_labels: Sequence[str], y_labels: Sequence[str], *,
                    head: int = -1, title: str = '', xlabel: str = 'key',
-                   ylabel: str = 'query') -> plt.Figure:
+                   ylabel: str = 'query') -> Figure:
   """Heatmaps of attention weights [heads, q, kv]: one head, or every head (head=-1) in a grid.
 
   Panel i holds exactly weights[head_i] (rows: queries, columns: keys); all
@@ -171,8 +169,8 @@ def plot_attention(weights: np.ndarray, x_labels: Sequence[str], y_labels: Seque
   rows, cols = _grid(len(heads))
   cell = 0.3 if len(heads) == 1 else 0.17
   w, h = max(3.0, 1.2 + cell * k), max(2.5, 1.0 + cell * q)
-  fig, axes = plt.subplots(rows, cols, figsize=(cols * w + 1.0, rows * h + 0.8), squeeze=False,
-                           layout='constrained')
+  fig = Figure(figsize=(cols * w + 1.0, rows * h + 0.8), layout='constrained')
+  axes = fig.subplots(rows, cols, squeeze=False)
   vmax = float(max(weights[i].max() for i in heads)) or 1.0
   fontsize = 8 if len(heads) == 1 else 6
   image = None
@@ -193,7 +191,7 @@ def plot_attention(weights: np.ndarray, x_labels: Sequence[str], y_labels: Seque
 
 
 def plot_patch_attention(image: np.ndarray, maps: np.ndarray, head_ids: Sequence[int], *,
-                         title: str = '', with_mean: bool = True) -> plt.Figure:
+                         title: str = '', with_mean: bool = True) -> Figure:
   """The image, then each map [gh, gw] of `maps` [len(head_ids), gh, gw] over it (+ their mean).
 
   Panels after the first hold two images: the picture and exactly that map,
@@ -206,8 +204,8 @@ def plot_patch_attention(image: np.ndarray, maps: np.ndarray, head_ids: Sequence
   if with_mean and len(head_ids) > 1:
     panels.append(('mean over heads', maps.mean(axis=0)))
   rows, cols = _grid(len(panels) + 1)
-  fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.3 * rows + 0.6), squeeze=False,
-                           layout='constrained')
+  fig = Figure(figsize=(2.3 * cols, 2.3 * rows + 0.6), layout='constrained')
+  axes = fig.subplots(rows, cols, squeeze=False)
   axes = list(axes.flat)
   kw = dict(cmap='gray') if gray.ndim == 2 else {}
   axes[0].imshow(gray / max(float(gray.max()), 1e-9), **kw)
@@ -227,11 +225,11 @@ def plot_patch_attention(image: np.ndarray, maps: np.ndarray, head_ids: Sequence
   return fig
 
 
-def plot_positions(table: np.ndarray, title: str, *, symmetric: bool = True) -> plt.Figure:
+def plot_positions(table: np.ndarray, title: str, *, symmetric: bool = True) -> Figure:
   """A heatmap of a position table [positions, features]."""
   n, d = table.shape
-  fig, ax = plt.subplots(figsize=(min(12.0, 3.0 + d / 64), min(8.0, 2.5 + n / 25)),
-                         layout='constrained')
+  fig = Figure(figsize=(min(12.0, 3.0 + d / 64), min(8.0, 2.5 + n / 25)), layout='constrained')
+  ax = fig.subplots()
   lim = float(np.abs(table).max()) or 1.0
   image = ax.imshow(table, cmap='RdBu_r', aspect='auto', interpolation='nearest',
                     vmin=-lim if symmetric else None, vmax=lim if symmetric else None)
@@ -242,12 +240,12 @@ def plot_positions(table: np.ndarray, title: str, *, symmetric: bool = True) -> 
   return fig
 
 
-def plot_position_similarity(table: np.ndarray, grid: tuple[int, int], title: str) -> plt.Figure:
+def plot_position_similarity(table: np.ndarray, grid: tuple[int, int], title: str) -> Figure:
   """Cosine similarity of each patch's position embedding to every patch's, on the grid."""
   unit = table / np.maximum(np.linalg.norm(table, axis=-1, keepdims=True), 1e-12)
   sim = (unit @ unit.T).reshape(grid[0], grid[1], grid[0], grid[1])
-  fig, axes = plt.subplots(grid[0], grid[1], figsize=(0.9 * grid[1] + 1, 0.9 * grid[0] + 0.8),
-                           squeeze=False, layout='constrained')
+  fig = Figure(figsize=(0.9 * grid[1] + 1, 0.9 * grid[0] + 0.8), layout='constrained')
+  axes = fig.subplots(grid[0], grid[1], squeeze=False)
   image = None
   for r in range(grid[0]):
     for c in range(grid[1]):
@@ -259,10 +257,9 @@ def plot_position_similarity(table: np.ndarray, grid: tuple[int, int], title: st
   return fig
 
 
-def save(fig: plt.Figure, path: str, dpi: int = 110) -> str:
+def save(fig: Figure, path: str, dpi: int = 110) -> str:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=dpi, bbox_inches='tight')
-  plt.close(fig)
+  fig.savefig(path, dpi=dpi, bbox_inches='tight')   # a bare Figure: no pyplot, no backend
   return path
 
 
@@ -367,7 +364,7 @@ def _name(kind: str, layer: int, head: int, num_heads: int) -> str:
   return f'{kind}_layer{layer}_{which}.png'
 
 
-def sinusoidal_figure(length: int, width: int) -> plt.Figure:
+def sinusoidal_figure(length: int, width: int) -> Figure:
   """The heatmap of `layers.sinusoidal_encoding(length, width)`, the table the models add."""
   return plot_positions(layers.sinusoidal_encoding(length, width),
                         f'sinusoidal positional encoding ({length} positions x {width} features)\n'
@@ -409,7 +406,6 @@ def learned_position_tables(params) -> dict[str, np.ndarray]:
 
 def restore(config, workdir: str, step: int | None = None):
   """(task, params, step) of the latest (or `step`) checkpoint of `workdir`, plain layout."""
-  from transformer import checkpoint as ckpt_lib, train_lib
   ckpt_dir = os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR)
   if not os.path.isdir(ckpt_dir):
     raise ckpt_lib.CheckpointError(f'No checkpoints in {ckpt_dir}: train first with train.py '
@@ -425,7 +421,7 @@ def attention_figures(config, workdir: str, out_dir: str, *, step: int | None = 
                       text: str | None = None, split: str | None = None, index: int = 0,
                       layer: int = -1, head: int = -1,
                       kinds: Sequence[str] = ATTENTION_KINDS) -> list[str]:
-  """What `python -m transformer.visualize attention` does; returns the PNG paths."""
+  """What `python -m tools.visualize attention` does; returns the PNG paths."""
   task, params, ckpt_step = restore(config, workdir, step)
   print(f'checkpoint: step {ckpt_step} of {workdir}')
   split = split or config.eval_split
@@ -474,8 +470,8 @@ FLAGS = None   # the absl flags, defined only when run as a command (see the end
 def main(argv):
   from absl import app
   if len(argv) != 2 or argv[1] not in ('attention', 'posenc'):
-    raise app.UsageError('Usage: python -m transformer.visualize attention|posenc --flags ...')
-  from transformer import train_lib
+    raise app.UsageError('Usage: python -m tools.visualize attention|posenc --flags ...')
+  host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
   train_lib.setup_logging()
   config, workdir = FLAGS.config, FLAGS.workdir
   out = FLAGS.out or (os.path.join(workdir, 'attention') if workdir else '.')

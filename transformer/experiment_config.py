@@ -1,14 +1,22 @@
-"""Experiment-config helpers: validation before any compilation, model config.
+"""Helpers for experiment configs (the `ml_collections.ConfigDict` of configs/*.py).
 
-`validate(config)` checks every field the engine reads and raises one
-`ConfigError` listing each wrong field with what is allowed.
+A leaf module: tasks and the engine import it; it imports no task.
+
+- `ConfigError`: an invalid experiment config; the message lists every wrong
+  field and what is allowed.
+- `build_model_config(config, vocab_size)`: the frozen `TransformerConfig` an
+  experiment's model is built from (preset, then `config.model`, then what the
+  task fills in from its data).
+- `common_problems(config)`: the checks of the fields every task reads (batch
+  sizes, steps, optimizer, schedule, parallelism). Each task checks its own
+  fields in `Task.validate`; `transformer.validation.validate` runs both.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from transformer import config as model_config_lib
+from transformer import model_config as model_config_lib
 from transformer import optim, sharding
 
 
@@ -16,23 +24,20 @@ class ConfigError(ValueError):
   """An invalid experiment config; the message names each field and what is allowed."""
 
 
-def _registry():
-  from transformer import tasks  # imported here: task modules import this one
-  return tuple(tasks.TASKS), tasks.DATASETS
+def raise_if_problems(problems: list[str], title: str = 'Invalid config') -> None:
+  """Raises one ConfigError listing every problem (nothing when the list is empty)."""
+  if problems:
+    raise ConfigError(f'{title}:\n  - ' + '\n  - '.join(problems))
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
+def common_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """Problems with the fields every task reads (empty when they are valid)."""
   problems: list[str] = []
 
   def check(cond, msg):
     if not cond:
       problems.append(msg)
 
-  task_names, all_datasets = _registry()
-  check(config.task in task_names, f'task={config.task!r} is not one of {task_names}')
-  datasets = all_datasets.get(config.task, ())
-  check(config.dataset in datasets,
-        f'dataset={config.dataset!r} is not a {config.task!r} dataset; allowed: {datasets}')
   for name in ('batch_size', 'num_train_steps', 'log_every_steps', 'eval_every_steps',
                'checkpoint_every_steps', 'keep_checkpoints', 'grad_accum_steps', 'seq_len'):
     check(isinstance(config.get(name), int) and config.get(name) > 0,
@@ -62,11 +67,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(config.model_preset in model_config_lib.PRESETS,
           f'model_preset={config.model_preset!r} is not one of {sorted(model_config_lib.PRESETS)}')
   try:
-    model_config(config, vocab_size=max(config.get('vocab_size', 0), 1))
+    build_model_config(config, vocab_size=max(config.get('vocab_size', 0), 1))
   except ValueError as e:
     problems.append(f'model: {e}')
-  if problems:
-    raise ConfigError('Invalid config:\n  - ' + '\n  - '.join(problems))
+  return problems
 
 
 def _check_parallelism(config, check) -> None:
@@ -95,50 +99,8 @@ def _check_parallelism(config, check) -> None:
               f'mesh axes) with mesh axes from {sharding.MESH_AXES}')
 
 
-# The config field that sets the size of each logical parameter axis.
-_AXIS_FIELDS = {'heads': 'model.num_heads', 'mlp': 'model.d_ff', 'embed': 'model.d_model',
-                'kv': 'model.head_dim', 'vocab': 'vocab_size (or model.target_vocab_size)',
-                'classes': 'model.num_classes', 'length': 'seq_len / model.max_len'}
-
-
-def validate_sharding(config: ml_collections.ConfigDict, mesh_sizes: dict[str, int],
-                      abstract_params, rules) -> None:
-  """Checks, before compilation, that the mesh divides every dimension it splits.
-
-  `abstract_params` is the boxed (nn.LogicallyPartitioned) tree from
-  jax.eval_shape of the initialization; `rules` the logical axis rules in use.
-  Raises one ConfigError naming each logical axis that does not divide, the
-  parameter, and the config field to change.
-  """
-  problems: list[str] = []
-  batch_ways = mesh_sizes['data'] * mesh_sizes['fsdp']
-  for name in ('batch_size', 'eval_batch_size'):
-    size = config.get(name) or config.batch_size
-    if size % batch_ways:
-      problems.append(f'{name}={size} must be divisible by the {batch_ways} data-parallel '
-                      f'devices (mesh {mesh_sizes}); change {name} or config.mesh.')
-  if config.get('parallelism') == 'pmap':
-    per_device = config.batch_size // batch_ways
-    if per_device % config.grad_accum_steps:
-      problems.append(f'grad_accum_steps={config.grad_accum_steps} must divide the per-device '
-                      f'batch {per_device} (batch_size={config.batch_size} over {batch_ways} '
-                      'devices) with parallelism=\'pmap\'')
-  seen = set()
-  for path, dim, name, size, axes, ways in sharding.sharded_dims(abstract_params, mesh_sizes,
-                                                                  rules):
-    if size % ways and name not in seen:
-      seen.add(name)
-      field = _AXIS_FIELDS.get(name, f'the size of logical axis {name!r}')
-      problems.append(
-          f'logical axis {name!r} is split over mesh {"x".join(axes)}={ways}, but {path} has '
-          f'size {size} in dimension {dim}; set {field} to a multiple of {ways}, change '
-          'config.mesh, or map it to no mesh axis in config.logical_axis_rules')
-  if problems:
-    raise ConfigError('Invalid sharding:\n  - ' + '\n  - '.join(problems))
-
-
-def model_config(config: ml_collections.ConfigDict, vocab_size: int,
-                 **overrides) -> model_config_lib.TransformerConfig:
+def build_model_config(config: ml_collections.ConfigDict, vocab_size: int,
+                       **overrides) -> model_config_lib.TransformerConfig:
   """The TransformerConfig of an experiment: preset, then config.model, then overrides."""
   values = {k: v for k, v in config.model.to_dict().items() if v is not None}
   values.setdefault('max_len', config.seq_len)

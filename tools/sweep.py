@@ -4,7 +4,7 @@ A sweep file is an ordinary experiment config (its `get_config()` is the base
 of every trial) with a `get_sweep()` that returns the trials as a list of
 override dicts, keyed by dotted config fields:
 
-  from transformer import sweep
+  from tools import sweep
 
   def get_sweep():
     return sweep.product(sweep.axis('learning_rate', [3e-4, 1e-3]),
@@ -14,9 +14,9 @@ override dicts, keyed by dotted config fields:
 will do. A sweep file may also name an experiment config to sweep instead of
 defining its own: `BASE = 'configs/lm_shakespeare_char.py'`.
 
-  python -m transformer.sweep run --sweep=configs/sweeps/shakespeare_lr.py --parent=runs/lr
-  python -m transformer.sweep commands --sweep=... --parent=...   # for a cluster scheduler
-  python -m transformer.sweep summary --parent=runs/lr --metric=validation/loss
+  python -m tools.sweep run --sweep=configs/sweeps/shakespeare_lr.py --parent=runs/lr
+  python -m tools.sweep commands --sweep=... --parent=...   # for a cluster scheduler
+  python -m tools.sweep summary --parent=runs/lr --metric=validation/loss
 
 `run` trains the trials one after another with train.py (a subprocess each,
 output in TRIAL/train.log) and records each outcome in TRIAL/trial.json.
@@ -103,7 +103,7 @@ def load_sweep(path: str) -> tuple[str, list[Trial]]:
   spec.loader.exec_module(module)
   if not hasattr(module, 'get_sweep'):
     raise ValueError(f'{path} has no get_sweep(): a sweep file defines get_sweep() returning a '
-                     'list of {"dotted.field": value} dicts (see transformer/sweep.py)')
+                     'list of {"dotted.field": value} dicts (see tools/sweep.py)')
   trials = [dict(t) for t in module.get_sweep()]
   if not trials or not all(isinstance(t, dict) for t in trials):
     raise ValueError(f'{path}: get_sweep() must return a non-empty list of dicts')
@@ -207,7 +207,7 @@ def collect(parent: str) -> list[dict]:
   path = os.path.join(parent, SWEEP_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path} does not exist: is {parent} a sweep parent directory '
-                            '(made by `python -m transformer.sweep run`)?')
+                            '(made by `python -m tools.sweep run`)?')
   with open(path) as f:
     trials = json.load(f)['trials']
   rows = []
@@ -291,9 +291,9 @@ def summarize(parent: str, metric: str | None = None, descending: bool = False,
 # ----------------------------------------------------------------------------- command line
 
 USAGE = """usage:
-  python -m transformer.sweep run      --sweep=FILE --parent=DIR [--config.FIELD=VALUE ...]
-  python -m transformer.sweep commands --sweep=FILE --parent=DIR [--config.FIELD=VALUE ...]
-  python -m transformer.sweep summary  --parent=DIR [--metric=SPLIT/NAME] [--descending]
+  python -m tools.sweep run      --sweep=FILE --parent=DIR [--config.FIELD=VALUE ...]
+  python -m tools.sweep commands --sweep=FILE --parent=DIR [--config.FIELD=VALUE ...]
+  python -m tools.sweep summary  --parent=DIR [--metric=SPLIT/NAME] [--descending]
                                        [--columns=SPLIT/NAME,...]"""
 
 

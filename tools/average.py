@@ -1,6 +1,6 @@
 """Average the parameters of the last N checkpoints (the paper averaged the last 5).
 
-python -m transformer.average --config=configs/NAME.py --workdir=DIR --num=5
+python -m tools.average --config=configs/NAME.py --workdir=DIR --num=5
 
 Writes WORKDIR/checkpoints_avg/<step>; evaluate it with
 `python eval.py --config=... --workdir=DIR --checkpoint=avg`.
@@ -20,7 +20,8 @@ def main(argv):
   del argv
   if not FLAGS.workdir or FLAGS.config is None:
     raise app.UsageError('--config and --workdir are required.')
-  from transformer import checkpoint as ckpt_lib, train_lib
+  from transformer import checkpoint as ckpt_lib, host, train_lib
+  host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
   train_lib.setup_logging()
   exp = train_lib.Experiment(FLAGS.config, FLAGS.workdir)
   step, steps = ckpt_lib.average_checkpoints(FLAGS.workdir, exp.abstract_state, FLAGS.num)

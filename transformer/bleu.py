@@ -1,6 +1,6 @@
 """Corpus BLEU (sacrebleu), two ways, one reference per sentence.
 
-- `bleu(hyps, refs)`: sacreBLEU on detokenized text, sacrebleu's defaults
+- `corpus_bleu(hyps, refs)`: sacreBLEU on detokenized text, sacrebleu's defaults
   (mixed case, its '13a' tokenizer, exponential smoothing); report it with its
   signature string, e.g. 'nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0'.
   This is the number comparable across papers that use sacreBLEU.
@@ -52,7 +52,7 @@ def _score(metric: BLEU, hyps: Sequence[str], refs: Sequence[str], extra: str = 
                    tuple(float(p) for p in result.precisions), float(result.bp))
 
 
-def bleu(hyps: Sequence[str], refs: Sequence[str]) -> BleuScore:
+def corpus_bleu(hyps: Sequence[str], refs: Sequence[str]) -> BleuScore:
   """sacreBLEU on detokenized text (defaults: 13a, mixed case)."""
   _check(hyps, refs)
   return _score(BLEU(), hyps, refs)

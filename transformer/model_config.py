@@ -3,7 +3,7 @@
 Modules never see an ml_collections.ConfigDict: experiment configs build a
 `TransformerConfig` (see `from_dict`) and pass it down. Train, eval and decode
 variants of one model differ only by `cfg.replace(deterministic=True)` or
-`cfg.replace(decode=True)`.
+`cfg.replace(use_cache=True)`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class TransformerConfig:
 
   # Architecture switches.
   positional: str = 'sinusoidal'     # one of POSITIONALS
-  max_len: int = 512                 # longest sequence (learned PE, decode cache)
+  max_len: int = 512                 # longest sequence (learned PE, key/value cache)
   norm: str = 'layernorm'            # one of NORMS
   norm_position: str = 'post'        # 'post' (paper) or 'pre'
   norm_epsilon: float = 1e-6
@@ -75,8 +75,8 @@ class TransformerConfig:
   param_dtype: Any = jnp.float32
 
   # Mode.
-  deterministic: bool = False        # True disables dropout (eval, decode)
-  decode: bool = False               # single-step autoregressive decoding on a cache
+  deterministic: bool = False        # True disables dropout (eval, decoding)
+  use_cache: bool = False            # one step at a time on a key/value cache (decoding)
 
   def replace(self, **changes) -> 'TransformerConfig':
     return dataclasses.replace(self, **changes)

@@ -1,0 +1,162 @@
+"""The shape of the package: imports go one way, and importing the library changes nothing.
+
+- No import cycle among the modules of `transformer/` (every import statement
+  counts, at module level or inside a function).
+- No module of the library imports the tools package (`tools/`) or an entry
+  point: the direction is entry points -> tools -> library.
+- No import of a library module is hidden inside a function (a lazy import is
+  how cycles get dodged rather than removed).
+- Importing every library module leaves the process as it was: no malloc
+  tuning, no plotting backend chosen.
+"""
+
+import ast
+import os
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LIBRARY = REPO / 'transformer'
+OUTSIDE = ('tools', 'train', 'eval', 'benchmarks', 'configs', 'tests')
+
+
+def module_name(path: pathlib.Path) -> str:
+  parts = path.relative_to(REPO).with_suffix('').parts
+  return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+def library_modules() -> dict[str, pathlib.Path]:
+  return {module_name(p): p for p in sorted(LIBRARY.rglob('*.py'))}
+
+
+def _resolve(name: str, modules) -> str:
+  """`name` if it is a module of the library, else the package it is an attribute of."""
+  while name and name not in modules:
+    name = name.rpartition('.')[0]
+  return name
+
+
+def imports_of(path: pathlib.Path, modules, this: str = '') -> list[tuple[str, int, bool]]:
+  """(imported module, line, inside a function or class) for every import in `path`."""
+  tree = ast.parse(path.read_text(), str(path))
+  this = this or module_name(path)
+  package = this if path.name == '__init__.py' else this.rpartition('.')[0]
+  out = []
+
+  def visit(node, nested):
+    for child in ast.iter_child_nodes(node):
+      inner = nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+      if isinstance(child, ast.Import):
+        out.extend((a.name, child.lineno, nested) for a in child.names)
+      elif isinstance(child, ast.ImportFrom):
+        base = child.module or ''
+        if child.level:
+          anchor = package.split('.')[:len(package.split('.')) - child.level + 1]
+          base = '.'.join(anchor + ([base] if base else []))
+        for a in child.names:
+          full = f'{base}.{a.name}'
+          out.append((full if _resolve(full, modules) == full else base, child.lineno, nested))
+      visit(child, inner)
+
+  visit(tree, False)
+  return out
+
+
+def import_graph():
+  modules = library_modules()
+  graph, nested, outside = {}, [], []
+  for name, path in modules.items():
+    graph[name] = set()
+    for target, line, inner in imports_of(path, modules):
+      top = target.split('.')[0]
+      where = f'{path.relative_to(REPO)}:{line}'
+      if top in OUTSIDE:
+        outside.append(f'{where} imports {target}')
+      if top != 'transformer':
+        continue
+      resolved = _resolve(target, modules)
+      if resolved and resolved != name:
+        graph[name].add(resolved)
+        if inner:
+          nested.append(f'{where} imports {resolved} inside a function')
+  return graph, nested, outside
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+  """One cycle of `graph` as [a, b, ..., a], or None."""
+  state: dict[str, int] = {}   # 1: on the current path, 2: done
+  path: list[str] = []
+
+  def dfs(node):
+    state[node] = 1
+    path.append(node)
+    for nxt in sorted(graph.get(node, ())):
+      if state.get(nxt) == 1:
+        return path[path.index(nxt):] + [nxt]
+      if nxt not in state:
+        found = dfs(nxt)
+        if found:
+          return found
+    path.pop()
+    state[node] = 2
+    return None
+
+  for node in sorted(graph):
+    if node not in state:
+      found = dfs(node)
+      if found:
+        return found
+  return None
+
+
+def test_find_cycle_finds_one_and_only_one():
+  assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': set()}) is None
+  assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == ['a', 'b', 'c', 'a']
+
+
+def test_imports_are_read_inside_functions_and_resolved_to_modules(tmp_path):
+  modules = library_modules()
+  src = LIBRARY / 'train_lib.py'
+  found = {t for t, _, _ in imports_of(src, modules)}
+  assert {'transformer.tasks', 'transformer.sharding', 'transformer.checkpoint'} <= found
+  # A lazy import inside a function is seen and marked nested.
+  fake = tmp_path / 'fake.py'
+  fake.write_text('import os\n\ndef f():\n  from transformer import models\n')
+  assert imports_of(fake, modules, 'transformer.fake') == [('os', 1, False),
+                                                           ('transformer.models', 4, True)]
+
+
+def test_no_import_cycle_in_the_library():
+  graph, _, _ = import_graph()
+  assert len(graph) > 20   # the walk found the library
+  cycle = find_cycle(graph)
+  assert cycle is None, 'import cycle: ' + ' -> '.join(cycle)
+
+
+def test_the_library_never_imports_tools_or_entry_points():
+  _, _, outside = import_graph()
+  assert not outside, '\n'.join(outside)
+
+
+def test_no_library_import_hides_inside_a_function():
+  _, nested, _ = import_graph()
+  assert not nested, '\n'.join(nested)
+
+
+def test_importing_the_library_changes_nothing_in_the_process():
+  probe = r'''
+import importlib, pkgutil, sys
+sys.path.insert(0, sys.argv[1])
+import transformer
+names = [m.name for m in pkgutil.walk_packages(transformer.__path__, 'transformer.')]
+for name in names:
+  importlib.import_module(name)
+from transformer import host
+print(len(names), host._done, 'matplotlib' in sys.modules)
+'''
+  out = subprocess.run([sys.executable, '-c', probe, str(REPO)], check=True, capture_output=True,
+                       text=True, env=dict(os.environ, JAX_PLATFORMS='cpu')).stdout.split()
+  assert int(out[0]) > 20
+  assert out[1] == 'None', 'importing the library tuned malloc'
+  assert out[2] == 'False', 'importing the library imported matplotlib'
