@@ -59,3 +59,27 @@ def test_opt_out_leaves_malloc_alone():
   tuned, mmapped = _probe('0')
   assert not tuned
   assert mmapped >= (40 << 20)   # glibc's default: blocks this large are mmapped
+
+
+def test_building_an_experiment_leaves_malloc_alone(monkeypatch, data_dir):
+  """The library never tunes the allocator itself; entry points call tune_allocator."""
+  from configs import lm_shakespeare_char
+  from transformer import host, train_lib
+
+  def refuse():
+    raise AssertionError('the library called host.tune_allocator()')
+  monkeypatch.setattr(host, 'tune_allocator', refuse)
+  c = lm_shakespeare_char.get_config()
+  c.model.update(d_model=16, num_heads=2, d_ff=32, num_decoder_layers=1)
+  c.seq_len, c.batch_size = 8, 2
+  exp = train_lib.Experiment(c, None)
+  assert exp.task.name == 'lm'
+
+
+def test_entry_points_tune_the_allocator():
+  for path in ('train.py', 'eval.py', 'tools/average.py', 'tools/visualize.py',
+               'benchmarks/train_speed.py', 'benchmarks/torch_reference.py',
+               'benchmarks/decode_speed.py', 'benchmarks/profile_step.py',
+               'benchmarks/sharding_memory.py'):
+    with open(os.path.join(ROOT, path)) as f:
+      assert 'host.tune_allocator()' in f.read(), path
