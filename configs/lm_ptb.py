@@ -8,10 +8,12 @@ tied input/output embeddings, trained with AdamW and cosine decay, sized to
 train in under an hour on 2 CPU cores. Reference test perplexities: 114
 (Zaremba et al. 2014, small LSTM) and 82 (medium LSTM).
 
-Measured 2026-11-22 on the 2-core CPU: test perplexity 108.7 (validation
-117.6) after 4500 steps (about 9.9 epochs), 55 min 54 s wall time including
-compilation and nine whole-split evaluations, part of it with a CI run
-sharing the cores (benchmarks/RESULTS.md).
+Result (results/lm_ptb.json, 2026-11-22, the commands above, 2-core AMD EPYC
+CPU): test perplexity 108.7 (validation 117.6) after 4500 steps (about 9.9
+epochs), 55 min 54 s wall time including compilation and nine whole-split
+evaluations, part of it with a CI run sharing the cores.
+
+Run log: benchmarks/RESULTS.md (2026-11-22, Penn Treebank).
 """
 
 from configs import base

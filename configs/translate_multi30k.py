@@ -17,13 +17,10 @@ shared source/target/output embeddings, label smoothing 0.1. Adam (0.9, 0.98,
 1e-9), linear warmup over 200 steps to 1e-3, cosine decay to 1e-5 at step
 1,400 (about 10.5 epochs of 133 batches).
 
-Time: 1,400 steps took 56 min (measured 2026-12-01 on the 2-core CPU, from
-launch to the final in-training evaluation, with other jobs sharing the cores
-for about 25 of those minutes): 0.55-0.63 steps/s (1,800-2,100 tokens/s)
-alone, 0.23-0.30 steps/s while shared. Each of the ~11 bucket shapes compiles
-once. Batches hold 84% real tokens on average (real_token_fraction in the
-train records). Lower num_train_steps if the logged steps/s says a slower
-machine would exceed the budget (the cosine schedule ends at num_train_steps).
+Each of the ~11 bucket shapes compiles once. Batches hold 84% real tokens on
+average (real_token_fraction in the train records). Lower num_train_steps if
+the logged steps/s says a slower machine would exceed the budget (the cosine
+schedule ends at num_train_steps).
 
 eval.py decodes test_2016_flickr with beam search (beam 4, alpha 0.6, at most
 source length + 50 tokens), writes WORKDIR/translations_test_2016_flickr_step<N>.txt
@@ -36,11 +33,17 @@ transformer/bleu.py) and tokenized_bleu_lc (lowercased). Greedy decoding:
 eval.py with --checkpoint=avg.
 
 Target: tokenized BLEU >= 35 on test_2016_flickr within 90 minutes of training
-on 2 CPU cores. Result (2026-12-01, the commands above, beam 4, alpha 0.6, the
-latest checkpoint at step 1,400): tokenized BLEU 36.99, sacreBLEU 36.84
+on 2 CPU cores: met. Result (results/translate_multi30k.json, 2026-12-01, the
+commands above, 2-core AMD EPYC CPU, beam 4, alpha 0.6, the latest checkpoint
+at step 1,400): tokenized BLEU 36.99, sacreBLEU 36.84
 (nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0), lowercased
-tokenized BLEU 37.20; 56 min of training, 64 s of decoding. The tutorial
-reference (36.5) is lowercased BLEU on spaCy tokens after 10 epochs on a GPU.
+tokenized BLEU 37.20; 55 min 59 s of training (launch to the final in-training
+evaluation; other jobs shared the cores for about 25 of those minutes:
+0.55-0.63 steps/s (1,800-2,100 tokens/s) alone, 0.23-0.30 steps/s while
+shared), 64 s of decoding. The tutorial reference (36.5) is lowercased BLEU on
+spaCy tokens after 10 epochs on a GPU.
+
+Run log (perplexity by step, decoding speed): benchmarks/RESULTS.md (2026-12-01).
 """
 
 import ml_collections

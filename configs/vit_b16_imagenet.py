@@ -25,7 +25,8 @@ S/16 baseline (configs/vit_s16_imagenet.py, 76.5%) is the better-tested choice.
 Data and input pipeline: as configs/vit_s16_imagenet.py.
 Hardware: 8+ accelerators with >= 80 GB each; with less memory use
 --config.grad_accum_steps=2 (or 4), which keeps the batch and the result.
-Time and result with this code: not yet measured.
+Result of this config: not run yet (ImageNet-1k is a manual download not
+available on the project's machine, and the run needs 8+ large accelerators).
 """
 
 

@@ -22,7 +22,8 @@ bfloat16 compute.
 Reference: small ViTs trained from scratch on CIFAR-10 with crop + flip reach
 about 80% test accuracy after 200 epochs (ViTs lack the convolutional prior;
 stronger augmentation such as RandAugment and mixup adds several points).
-Hardware: one GPU. Time and result: not yet measured.
+Hardware: one GPU. Result of this config: not run yet (the project's machine
+has neither the internet access the TFDS download needs nor a GPU).
 """
 
 

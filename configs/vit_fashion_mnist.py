@@ -21,22 +21,17 @@ parameters). AdamW (b2 0.999, weight decay 0.05 on matrices), peak learning
 rate 1e-3 after 1,500 warmup steps, cosine decay to 1e-5, gradient clipping
 at 1.0, label smoothing 0.1, batch 32, 24,000 steps (12.8 epochs).
 
-Target: >= 91% test accuracy within 20 minutes on 2 CPU cores: MET.
-Measured 2026-12-02 on the quiet 2-core CPU (the command above, these
-defaults): 91.77% test accuracy (all 10,000 images) at step 24,000, 16 min
-56 s from launch to exit (18.7-29.6 steps/s over 400-step windows, 600-950
-training images/s); 87.13% and 90.73% at steps 8,000 and 16,000; training
-accuracy over the last window 95.1% (93.8% without the extra conv). Seed 1
+Target: >= 91% test accuracy within 20 minutes on 2 CPU cores: met.
+Result (results/vit_fashion_mnist.json, 2026-12-02, the command above with
+these defaults, quiet 2-core AMD EPYC CPU): 91.77% test accuracy (all 10,000
+images) at step 24,000, 16 min 56 s from launch to exit (18.7-29.6 steps/s
+over 400-step windows, 600-950 training images/s); 87.13% and 90.73% at steps
+8,000 and 16,000; training accuracy over the last window 95.1%. Seed 1
 (--config.seed=1): 91.66% in 17 min 23 s. Weakest class: Shirt, 74.1%.
 Speed (benchmarks/train_speed.py): 737 training images/s, 2,033 eval images/s.
-How it got there (benchmarks/RESULTS.md, 2026-12-02): batch 128 / 5,000
-steps 89.85%; batch 64 / 10,000 steps 90.45%; batch 32 / 24,000 steps
-without the extra conv 90.87% (15 min 7 s); batch 24 / 32,000 steps 90.94%
-(16 min 55 s); batch 24 with MLP 256 90.83%; the extra stem conv +0.9
-points over its batch-32 twin for about 12% more time. Batch 32 is also the
-fastest per image here: above it the step's temporaries outgrow the 64 MB
-heap glibc gives a worker thread, and are mmapped afresh every step
-(step time per image ~1.6x at batch 64).
+
+History of earlier runs (other batch sizes, no extra stem conv, a wider MLP)
+and why batch 32: benchmarks/RESULTS.md.
 """
 
 

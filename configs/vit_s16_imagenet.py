@@ -32,7 +32,8 @@ one batch. Measured on a 2-core CPU: inception crop + flip + RandAugment(2, 10)
 i.e. roughly 7-12 CPU-seconds per batch of 1024: hosts need many cores per
 accelerator or the input pipeline is the bottleneck.
 Hardware: 8 accelerators with >= 40 GB each (or use grad_accum_steps).
-Time and result with this code: not yet measured.
+Result of this config: not run yet (ImageNet-1k is a manual download not
+available on the project's machine, and the run needs about 8 accelerators).
 """
 
 

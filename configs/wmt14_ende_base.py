@@ -14,8 +14,9 @@ the average of the last 5 checkpoints (written every 10 minutes; here every
 1,000 steps, the last 5 kept), beam search with beam 4 and length penalty
 alpha 0.6, output length at most input length + 50. The paper reports 27.3
 BLEU on newstest2014 (tokenized BLEU; tensor2tensor's get_ende_bleu.sh:
-Moses tokenization and compound splitting). Result of this config: not yet
-measured.
+Moses tokenization and compound splitting). Result of this config: not run
+yet (it needs the WMT14 training data, a TFDS download the project's machine
+cannot make without internet, and accelerators).
 
 Here: the vocabulary is a SentencePiece BPE model of 37,000 pieces trained on
 1M sentences sampled from both sides of the training pairs

@@ -12,7 +12,8 @@ else as configs/wmt14_ende_base.py (shared ~37k BPE vocabulary, ~25,000 +
 25,000 tokens per batch, Adam 0.9/0.98/1e-9, rsqrt schedule with 4000 warmup
 steps, label smoothing 0.1, beam 4, alpha 0.6, max length input + 50). The
 paper reports 28.4 BLEU on newstest2014 (tokenized BLEU with compound
-splitting). Result of this config: not yet measured.
+splitting). Result of this config: not run yet (as configs/wmt14_ende_base.py:
+the WMT14 training data and accelerators are not available here).
 """
 
 from configs import wmt14_ende_base

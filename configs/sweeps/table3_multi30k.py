@@ -56,8 +56,9 @@ d_model=512 trial costs roughly 3x the base, d_ff=1024 and 4 layers about
 1.3x, d_model=128 and 2 layers less. 400 steps is about 3 epochs, well short
 of convergence: the ranking of the rows is the result, not the BLEU level.
 
-Run at a short budget (2026-12-02, all 18 trials, 56 min 34 s on the 2-core
-CPU, results/sweep_table3_multi30k_short.md, included in docs/RESULTS.md):
+Result: so far run only at a short budget (2026-12-02, all 18 trials, 56 min
+34 s on the 2-core AMD EPYC CPU, results/sweep_table3_multi30k_short.md,
+included in docs/RESULTS.md):
 
   python -m tools.sweep run --sweep=configs/sweeps/table3_multi30k.py \\
       --parent=runs/table3_short --config.num_train_steps=300 --config.warmup_steps=50 \\
