@@ -64,6 +64,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_max_batches = -1            # -1: the whole split
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 5             # keep the last N (the paper averaged the last 5)
+  c.async_checkpointing = True       # Orbax saves in the background while training goes on
+  c.max_bad_steps = 3                # non-finite loss/gradients: skip the step; stop after N in a row
+  c.profile_steps = ()               # (start, stop): jax.profiler trace of those steps in WORKDIR/profile
   c.grad_accum_steps = 1             # micro-batches per optimizer step
 
   # Optimizer and schedule (transformer/optim.py).

@@ -301,7 +301,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   save_config(config, workdir)
   writer = MetricWriter(workdir)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR),
-                                       keep=config.keep_checkpoints)
+                                       keep=config.keep_checkpoints,
+                                       async_save=config.get('async_checkpointing', True))
   state = exp.restore_or_init(checkpointer)
   start = int(exp.unreplicate(state.step))
   total = config.num_train_steps
