@@ -17,14 +17,16 @@ import os
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+# The repository, for configs/, transformer/ and tests/helpers.py: run as a script, this
+# file has only tests/ on sys.path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import lm_shakespeare_char  # noqa: E402
+from tests import helpers  # noqa: E402
 from transformer import checkpoint as ckpt_lib  # noqa: E402
 from transformer import sharding, train_lib  # noqa: E402
 
@@ -34,19 +36,17 @@ STEPS = 3
 # divides 2 but not 4 or 8.
 MODEL = dict(d_model=32, num_heads=8, d_ff=64, num_decoder_layers=1, dtype='float32',
              attention_impl='einsum', dropout_rate=0.0)
+TINY = dict(seq_len=16, batch_size=8, eval_batch_size=8, eval_max_batches=2, log_every_steps=1,
+            eval_every_steps=1000, checkpoint_every_steps=1000, num_train_steps=STEPS,
+            warmup_steps=2)
 # Preset -> config.mesh overrides (data_fsdp: 2 x 4 instead of 1 process x 8 devices).
 CASES = {'data': {}, 'fsdp': {}, 'tensor': {}, 'data_fsdp': {'fsdp': 4}, 'data_tensor': {},
          'fsdp_tensor': {}, 'pmap': {}}
 
 
 def tiny_config(parallelism='data', **mesh):
-  c = lm_shakespeare_char.get_config()
-  c.model.update(MODEL)
-  c.update(dict(seq_len=16, batch_size=8, eval_batch_size=8, eval_max_batches=2,
-                log_every_steps=1, eval_every_steps=1000, checkpoint_every_steps=1000,
-                num_train_steps=STEPS, warmup_steps=2, parallelism=parallelism))
-  c.mesh.update(mesh)
-  return c
+  return helpers.tiny_config(lm_shakespeare_char, MODEL, **TINY, parallelism=parallelism,
+                             **{f'mesh.{axis}': size for axis, size in mesh.items()})
 
 
 def run_steps(exp, steps=STEPS):
@@ -63,15 +63,10 @@ def run_steps(exp, steps=STEPS):
   return losses, state
 
 
-def by_path(tree, is_leaf=None):
-  return {jax.tree_util.keystr(p): x
-          for p, x in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]}
-
-
 def specs(tree):
   """{path: [mesh axes of each dimension]} of a tree of NamedSharded arrays."""
   out = {}
-  for path, x in by_path(tree).items():
+  for path, x in helpers.by_path(tree).items():
     spec = list(x.sharding.spec) + [None] * (x.ndim - len(x.sharding.spec))
     out[path] = [[] if s is None else list(s) if isinstance(s, tuple) else [s] for s in spec]
   return out
@@ -102,7 +97,8 @@ def presets(out):
   ref_params = jax.device_get(ref_state.params)
   abstract = jax.eval_shape(ref._init_state_boxed, jax.random.PRNGKey(0))
   is_box = lambda x: isinstance(x, nn.LogicallyPartitioned)
-  out['logical_names'] = {p: list(b.names) for p, b in by_path(abstract.params, is_box).items()}
+  out['logical_names'] = {p: list(b.names)
+                          for p, b in helpers.by_path(abstract.params, is_box).items()}
   out['presets'] = {}
   states = {}
   for name, mesh in CASES.items():
@@ -163,7 +159,8 @@ def main():
   checkpoint_across_meshes(out, *states['fsdp_tensor'])
   with open(out_path, 'w') as f:
     json.dump(out, f, indent=1)
-  np.savez(out_path + '.params.npz', **by_path(jax.device_get(states['data_fsdp'][1].params)))
+  params = jax.device_get(states['data_fsdp'][1].params)
+  np.savez(out_path + '.params.npz', **helpers.by_path(params))
 
 
 if __name__ == '__main__':

@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests import helpers
 from transformer.attention import (MultiHeadAttention, causal_mask, combine_masks,
                                    cross_attention_mask, dot_product_attention,
                                    fused_attention, padding_mask)
-from transformer.model_config import TransformerConfig
 
 # The shapes of the models' tests (batch 2, length 7, 2 heads of 8): op-by-op dispatch then
 # reuses compiled primitives across test files. Keys are one shorter than queries, so that
@@ -26,28 +26,13 @@ B, Q, K, H, D = 2, 7, 6, 2, 8   # batch, query len, key len, heads, head dim
 D_MODEL = H * D
 
 
-def key(seed):
-  """A PRNG key of the 'rbg' implementation: on CPU, XLA compiles its random bits in a
-  fraction of the time threefry's take (each new shape of random numbers is a compile)."""
-  return jax.random.key(seed, impl='rbg')
-
-
 def tiny_cfg(**kw):
-  base = dict(vocab_size=13, d_model=D_MODEL, num_heads=H, d_ff=24, num_encoder_layers=1,
-              num_decoder_layers=1, max_len=Q, dropout_rate=0.0, deterministic=True)
-  base.update(kw)
-  return TransformerConfig(**base)
+  return helpers.tiny_model_cfg(**{'d_model': D_MODEL, 'num_heads': H, 'max_len': Q, **kw})
 
 
 # ---------------------------------------------------------------------------
-# NumPy float64 references.
+# NumPy float64 references (np_mha and np_softmax are in tests/helpers.py).
 # ---------------------------------------------------------------------------
-
-def np_softmax(x, axis=-1):
-  x = x - np.max(x, axis=axis, keepdims=True)
-  e = np.exp(x)
-  return e / np.sum(e, axis=axis, keepdims=True)
-
 
 def np_attention(q, k, v, bias=None, mask=None):
   """softmax(Q K^T / sqrt(d_k) + bias) V, per batch and head, in float64."""
@@ -62,7 +47,7 @@ def np_attention(q, k, v, bias=None, mask=None):
     logits = logits + np.asarray(bias, np.float64)
   if mask is not None:
     logits = np.where(np.asarray(mask), logits, -np.inf)
-  weights = np_softmax(logits)
+  weights = helpers.np_softmax(logits)
   out = np.zeros((b, lq, h, v.shape[-1]))
   for bi in range(b):
     for hi in range(h):
@@ -103,23 +88,14 @@ def mask_case(name, lq, lk):
   }[name]
 
 
-def random_params(module, *args, seed=0):
-  """Random parameters of the module's shapes (jax.eval_shape: nothing is compiled).
-
-  Kernels ~ N(0, 1/fan_in); biases are random too, since zero biases would hide bias bugs.
-  """
-  shapes = nn.meta.unbox(jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)['params'])
-  rng = np.random.default_rng(seed)
-
-  def make(path, s):
-    name = path[-1].key
-    if name == 'kernel':
-      # query/key/value kernels are [d_model, heads, head_dim]; out is [heads, head_dim, d_model].
-      fan_in = math.prod(s.shape[:-1]) if path[-2].key == 'out' else s.shape[0]
-      return jnp.asarray(rng.normal(size=s.shape) / math.sqrt(fan_in), jnp.float32)
-    return jnp.asarray(0.5 * rng.normal(size=s.shape), jnp.float32)
-
-  return jax.tree_util.tree_map_with_path(make, shapes)
+def fan_in_kernels(names, z):
+  """random_params' fill here: kernels ~ N(0, 1/fan_in); biases random too (0.5 * N(0, 1)),
+  since zero biases would hide bias bugs."""
+  if names[-1] == 'kernel':
+    # query/key/value kernels are [d_model, heads, head_dim]; out is [heads, head_dim, d_model].
+    fan_in = math.prod(z.shape[:-1]) if names[-2] == 'out' else z.shape[0]
+    return z / math.sqrt(fan_in)
+  return 0.5 * z
 
 
 # ---------------------------------------------------------------------------
@@ -230,7 +206,7 @@ def test_attention_dropout_formula():
   _, ref_w = np_attention(q, k, v)
   args = (jnp.asarray(q), jnp.asarray(k), jnp.asarray(v))
   out = np.asarray(dot_product_attention(*args, dropout_rate=rate,
-                                         dropout_rng=key(0),
+                                         dropout_rng=helpers.key(0),
                                          deterministic=False), np.float64)
   probs = out.transpose(0, 2, 1, 3)            # [b, h, q, k]
   kept = np.isclose(probs, ref_w / (1 - rate), rtol=1e-5, atol=1e-6)
@@ -238,7 +214,7 @@ def test_attention_dropout_formula():
   assert np.all(kept | dropped)
   assert 0.2 < dropped.mean() < 0.8
   # Deterministic: no dropout at all, even with a rate and an rng.
-  det = dot_product_attention(*args, dropout_rate=rate, dropout_rng=key(0),
+  det = dot_product_attention(*args, dropout_rate=rate, dropout_rng=helpers.key(0),
                               deterministic=True)
   np.testing.assert_allclose(np.asarray(det).transpose(0, 2, 1, 3), ref_w, rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match='dropout_rng'):
@@ -271,38 +247,8 @@ def test_fused_attention_matches_einsum(case):
 # Multi-head attention.
 # ---------------------------------------------------------------------------
 
-def np_mha(p, x, kv=None, mask=None):
-  """Per-head attention written out by hand from the module's parameters (float64).
-
-  head_i = Attention(x Wq_i + bq_i, kv Wk_i + bk_i, kv Wv_i + bv_i);
-  out = Concat(head_1, ..., head_h) Wo + bo.
-  """
-  p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), p)
-  x = np.asarray(x, np.float64)
-  kv = x if kv is None else np.asarray(kv, np.float64)
-  heads = p['query']['kernel'].shape[1]
-  d_k = p['query']['kernel'].shape[2]
-  b = x.shape[0]
-  outs = []
-  for bi in range(b):
-    per_head = []
-    for h in range(heads):
-      qh = x[bi] @ p['query']['kernel'][:, h, :] + p['query']['bias'][h]
-      kh = kv[bi] @ p['key']['kernel'][:, h, :] + p['key']['bias'][h]
-      vh = kv[bi] @ p['value']['kernel'][:, h, :] + p['value']['bias'][h]
-      logits = qh @ kh.T / np.sqrt(d_k)
-      if mask is not None:
-        m = np.broadcast_to(mask, (b, heads, x.shape[1], kv.shape[1]))[bi, h]
-        logits = np.where(m, logits, -np.inf)
-      per_head.append(np_softmax(logits) @ vh)
-    concat = np.concatenate(per_head, axis=-1)                 # [len, heads * d_k]
-    w_o = p['out']['kernel'].reshape(heads * d_k, -1)          # rows ordered (head, d_k)
-    outs.append(concat @ w_o + p['out']['bias'])
-  return np.stack(outs)
-
-
 def init_mha(cfg, x, kv=None, seed=0):
-  return random_params(MultiHeadAttention(cfg), x, kv, seed=seed)
+  return helpers.random_params(MultiHeadAttention(cfg), x, kv, seed=seed, fill=fan_in_kernels)
 
 
 def mha_apply(cfg, causal=False, **kw):
@@ -338,7 +284,7 @@ def test_mha_matches_per_head_numpy(kind):
                               None if kv is None else jnp.asarray(kv),
                               mask=None if mask is None else jnp.asarray(mask))
   ref_mask = np_causal(Q) if causal else mask
-  ref = np_mha(p, x, kv, mask=ref_mask)
+  ref = helpers.np_mha(p, x, kv, mask=ref_mask)
   chex.assert_shape(out, (B, Q, D_MODEL))
   chex.assert_trees_all_close(out, ref, rtol=1e-4, atol=1e-4)
 
@@ -397,7 +343,7 @@ def test_mha_attention_dropout_only_when_not_deterministic():
   p = init_mha(cfg, x)
 
   def run(c, seed):
-    return np.asarray(mha_apply(c)({'params': p}, x, rngs={'dropout': key(seed)}))
+    return np.asarray(mha_apply(c)({'params': p}, x, rngs={'dropout': helpers.key(seed)}))
 
   no_dropout = run(cfg.replace(attention_dropout_rate=0.0), 0)
   train = cfg.replace(deterministic=False)

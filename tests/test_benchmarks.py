@@ -3,12 +3,12 @@
 import importlib.util
 import os
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import helpers
 
 
 def _suite():
-  spec = importlib.util.spec_from_file_location('suite', os.path.join(REPO, 'benchmarks',
-                                                                      'suite.py'))
+  path = os.path.join(helpers.REPO, 'benchmarks', 'suite.py')
+  spec = importlib.util.spec_from_file_location('suite', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module

@@ -2,16 +2,14 @@
 
 import csv
 import os
-import subprocess
-import sys
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import vit_mnist
+from tests import helpers
 from transformer import checkpoint as ckpt_lib
 from transformer import model_config as model_config_lib
 from transformer import layers, models, train_lib
@@ -19,20 +17,16 @@ from transformer.data import DataError
 from transformer.metric_writer import read_metrics
 from transformer.tasks import classification
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MODEL = dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1)
+TINY = dict(batch_size=16, eval_batch_size=768, eval_max_batches=1, log_every_steps=1,
+            eval_every_steps=1000, checkpoint_every_steps=1000, warmup_steps=2)
 TINY_FLAGS = ['--config.model.d_model=16', '--config.model.num_heads=2',
               '--config.model.d_ff=32', '--config.model.num_encoder_layers=1',
               '--config.batch_size=16', '--config.log_every_steps=1']
 
 
 def tiny(**overrides):
-  c = vit_mnist.get_config()
-  c.model.update(TINY_MODEL)
-  c.update(dict(batch_size=16, eval_batch_size=768, eval_max_batches=1, log_every_steps=1,
-                eval_every_steps=1000, checkpoint_every_steps=1000, warmup_steps=2))
-  c.update(overrides)
-  return c
+  return helpers.tiny_config(vit_mnist, TINY_MODEL, **{**TINY, **overrides})
 
 
 def vit_cfg(**kw):
@@ -44,14 +38,11 @@ def vit_cfg(**kw):
   return model_config_lib.from_dict(values)
 
 
-def random_params(cfg, seed=0, image_shape=None):
+def random_vit_params(cfg, seed=0, image_shape=None):
   """ViT params of the right shapes filled from NumPy (no compilation: init is traced only)."""
-  model = models.ViT(cfg.replace(deterministic=True))
   image_shape = image_shape or (cfg.image_size, cfg.image_size, cfg.num_channels)
-  x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
-  shapes = nn.meta.unbox(jax.eval_shape(model.init, jax.random.PRNGKey(0), x)['params'])
-  rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda s: rng.normal(0, 0.5, s.shape).astype(s.dtype), shapes)
+  return helpers.random_params(models.ViT(cfg.replace(deterministic=True)),
+                               jax.ShapeDtypeStruct((1, *image_shape), jnp.float32), seed=seed)
 
 
 # -- the model's pieces ---------------------------------------------------------------------
@@ -60,7 +51,7 @@ def test_patch_embedding_is_an_explicit_reshape_and_project():
   cfg = vit_cfg(image_size=12, patch_size=4, num_channels=3, d_model=8)
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 12, 8, 3))   # a 3x2 grid, non-square
   model = models.ViT(cfg.replace(deterministic=True))
-  params = random_params(cfg, image_shape=(12, 8, 3))
+  params = random_vit_params(cfg, image_shape=(12, 8, 3))
   _, state = jax.jit(lambda p, x: model.apply({'params': p}, x, capture_intermediates=True))(
       params, images)
   got = np.asarray(state['intermediates']['patch_embed']['__call__'][0], np.float64)
@@ -98,8 +89,8 @@ def test_resize_posemb_keeps_the_grid_at_the_same_size_and_resizes_smoothly():
 
 
 def test_adapt_params_resizes_posemb_and_reinitializes_a_new_head():
-  old = random_params(vit_cfg(image_size=8, num_classes=5), seed=1)
-  new = random_params(vit_cfg(image_size=16, num_classes=7), seed=2)
+  old = random_vit_params(vit_cfg(image_size=8, num_classes=5), seed=1)
+  new = random_vit_params(vit_cfg(image_size=16, num_classes=7), seed=2)
   adapted, notes = classification.adapt_params(old, new)
   assert adapted['pos_embedding'].shape == (1, 16, 8)
   np.testing.assert_allclose(adapted['pos_embedding'],
@@ -108,7 +99,7 @@ def test_adapt_params_resizes_posemb_and_reinitializes_a_new_head():
   np.testing.assert_array_equal(adapted['patch_embed']['kernel'], old['patch_embed']['kernel'])
   assert any('pos_embedding' in n for n in notes) and any('head' in n for n in notes)
   with pytest.raises(ValueError, match='only pos_embedding and head'):
-    classification.adapt_params(old, random_params(vit_cfg(d_model=12)))
+    classification.adapt_params(old, random_vit_params(vit_cfg(d_model=12)))
 
 
 # -- the loss -------------------------------------------------------------------------------
@@ -163,19 +154,14 @@ def test_evaluate_counts_every_test_image_once(data_dir):
   assert metrics['examples'] == 10000   # 14 batches of 768, the last one padded
 
 
-def _run(args):
-  return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                        timeout=300, env=dict(os.environ), check=False)
-
-
 def test_eval_py_writes_accuracy_and_the_confusion_matrix(tmp_path, data_dir):
   workdir = str(tmp_path)
   flags = ['--config=configs/vit_mnist.py', f'--workdir={workdir}', f'--config.data_dir={data_dir}',
            *TINY_FLAGS, '--config.eval_batch_size=2000', '--config.num_train_steps=2',
            '--config.eval_max_batches=1']
-  train = _run(['train.py', *flags])
+  train = helpers.run_python(['train.py', *flags])
   assert train.returncode == 0, train.stdout + train.stderr
-  res = _run(['eval.py', *flags[:-1]])   # the whole test split
+  res = helpers.run_python(['eval.py', *flags[:-1]])   # the whole test split
   assert res.returncode == 0, res.stdout + res.stderr
   evals = [r for r in read_metrics(workdir) if r.get('checkpoint') == 'latest']
   assert len(evals) == 1 and evals[0]['step'] == 2 and evals[0]['examples'] == 10000

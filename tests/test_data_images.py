@@ -13,12 +13,8 @@ MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 
 
 @pytest.fixture(scope='module')
-def mnist(request):
-  import os
-  d = os.environ.get('TRANSFORMER_DATA_DIR')
-  if not d or not os.path.isdir(os.path.join(d, 'mnist')):
-    pytest.skip('no data directory: set TRANSFORMER_DATA_DIR to shared/data')
-  return images.make_image_data('mnist', d)
+def mnist(require_data):
+  return images.make_image_data('mnist', require_data('mnist'))
 
 
 def toy_data(n=10, size=8, channels=3, augment=None, classes=10, **kw):

@@ -29,10 +29,8 @@ def _make(data_dir, workdir, **kw):
 
 
 @pytest.fixture(scope='module')
-def m30k(tmp_path_factory):
-  d = os.environ.get('TRANSFORMER_DATA_DIR')
-  if not d or not os.path.isdir(os.path.join(d, 'multi30k')):
-    pytest.skip('no data directory: set TRANSFORMER_DATA_DIR to shared/data')
+def m30k(tmp_path_factory, require_data):
+  d = require_data('multi30k')
   workdir = tmp_path_factory.mktemp('m30k')
   return _make(d, workdir), d, workdir
 

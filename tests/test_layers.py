@@ -13,62 +13,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from transformer.model_config import TransformerConfig
+from tests import helpers
 from transformer.layers import (Dense, Embed, FeedForward, LayerNorm, PositionalEncoding,
                                 RMSNorm, make_norm, resize_posemb, sincos_2d,
                                 sinusoidal_encoding)
 
 
-def key(seed):
-  """A PRNG key of the 'rbg' implementation: on CPU, XLA compiles its random bits in a
-  fraction of the time threefry's take (each new shape of random numbers is a compile)."""
-  return jax.random.key(seed, impl='rbg')
-
-
 def tiny_cfg(**kw):
-  # The shapes of the models' tests (d_model 16, d_ff 24, length 7): op-by-op dispatch then
-  # reuses compiled primitives across test files.
-  base = dict(vocab_size=13, d_model=16, num_heads=2, d_ff=24, num_encoder_layers=1,
-              num_decoder_layers=1, max_len=10, dropout_rate=0.0, deterministic=True)
-  base.update(kw)
-  return TransformerConfig(**base)
-
-
-def init_params(module, *args, seed=0):
-  variables = module.init(key(seed), *args)
-  return nn.meta.unbox(variables['params'])
-
-
-def random_params(module, *args, seed=0):
-  """Random parameters of the module's shapes (jax.eval_shape: nothing is compiled).
-
-  Biases are random too: the initializer's zeros would hide a missing bias.
-  """
-  shapes = nn.meta.unbox(jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)['params'])
-  rng = np.random.default_rng(seed)
-  return jax.tree_util.tree_map(
-      lambda s: jnp.asarray(0.5 * rng.normal(size=s.shape), jnp.float32), shapes)
-
-
-def np64(tree):
-  return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
+  return helpers.tiny_model_cfg(**{'max_len': 10, **kw})
 
 
 # ---------------------------------------------------------------------------
 # Norms.
 # ---------------------------------------------------------------------------
-
-def np_layernorm(x, scale, bias, eps):
-  x = np.asarray(x, np.float64)
-  mean = x.mean(-1, keepdims=True)
-  var = ((x - mean) ** 2).mean(-1, keepdims=True)
-  return (x - mean) / np.sqrt(var + eps) * scale + bias
-
-
-def np_rmsnorm(x, scale, eps):
-  x = np.asarray(x, np.float64)
-  return x / np.sqrt((x ** 2).mean(-1, keepdims=True) + eps) * scale
-
 
 def norm_inputs(seed=0, shape=(2, 7, 16)):
   rng = np.random.default_rng(seed)
@@ -83,33 +40,33 @@ def norm_inputs(seed=0, shape=(2, 7, 16)):
 def test_layernorm_matches_numpy(eps):
   x, scale, bias = norm_inputs()
   ln = LayerNorm(epsilon=eps)
-  p = init_params(ln, jnp.asarray(x))
+  p = helpers.init_params(ln, jnp.asarray(x))
   chex.assert_trees_all_close(p, {'scale': np.ones(16), 'bias': np.zeros(16)})
   y = ln.apply({'params': {'scale': jnp.asarray(scale), 'bias': jnp.asarray(bias)}},
                jnp.asarray(x))
   assert y.dtype == jnp.float32
   chex.assert_shape(y, x.shape)
-  chex.assert_trees_all_close(y, np_layernorm(x, scale, bias, eps), rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(y, helpers.np_layernorm(x, scale, bias, eps), rtol=1e-5, atol=1e-5)
 
 
 def test_layernorm_without_bias():
   x, scale, _ = norm_inputs(1)
   ln = LayerNorm(use_bias=False)
-  p = init_params(ln, jnp.asarray(x))
+  p = helpers.init_params(ln, jnp.asarray(x))
   assert set(p) == {'scale'}
   y = ln.apply({'params': {'scale': jnp.asarray(scale)}}, jnp.asarray(x))
-  chex.assert_trees_all_close(y, np_layernorm(x, scale, 0.0, 1e-6), rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(y, helpers.np_layernorm(x, scale, 0.0, 1e-6), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('eps', [1e-6, 0.5])
 def test_rmsnorm_matches_numpy(eps):
   x, scale, _ = norm_inputs(2)
   rms = RMSNorm(epsilon=eps)
-  p = init_params(rms, jnp.asarray(x))
+  p = helpers.init_params(rms, jnp.asarray(x))
   chex.assert_trees_all_close(p, {'scale': np.ones(16)})
   y = rms.apply({'params': {'scale': jnp.asarray(scale)}}, jnp.asarray(x))
   assert y.dtype == jnp.float32
-  chex.assert_trees_all_close(y, np_rmsnorm(x, scale, eps), rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(y, helpers.np_rmsnorm(x, scale, eps), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('kind', ['layernorm', 'rmsnorm'])
@@ -117,11 +74,11 @@ def test_norms_in_bfloat16(kind):
   x, scale, bias = norm_inputs(3)
   if kind == 'layernorm':
     mod, params = LayerNorm(dtype=jnp.bfloat16), {'scale': scale, 'bias': bias}
-    ref = np_layernorm(x.astype(jnp.bfloat16).astype(np.float64), scale, bias, 1e-6)
+    ref = helpers.np_layernorm(x.astype(jnp.bfloat16).astype(np.float64), scale, bias, 1e-6)
   else:
     mod, params = RMSNorm(dtype=jnp.bfloat16), {'scale': scale}
-    ref = np_rmsnorm(x.astype(jnp.bfloat16).astype(np.float64), scale, 1e-6)
-  p = init_params(mod, jnp.asarray(x, jnp.bfloat16))
+    ref = helpers.np_rmsnorm(x.astype(jnp.bfloat16).astype(np.float64), scale, 1e-6)
+  p = helpers.init_params(mod, jnp.asarray(x, jnp.bfloat16))
   assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(p))  # param_dtype
   y = mod.apply({'params': jax.tree_util.tree_map(jnp.asarray, params)},
                 jnp.asarray(x, jnp.bfloat16))
@@ -148,11 +105,11 @@ def test_dense_matches_numpy():
   rng = np.random.default_rng(4)
   x = rng.normal(size=(2, 3, 5)).astype(np.float32)
   dense = Dense(7, ('embed',), ('mlp',))
-  p = random_params(dense, jnp.asarray(x), seed=5)
+  p = helpers.random_params(dense, jnp.asarray(x), seed=5)
   chex.assert_shape(p['kernel'], (5, 7))
   chex.assert_shape(p['bias'], (7,))
   y = dense.apply({'params': p}, jnp.asarray(x))
-  q = np64(p)
+  q = helpers.np64(p)
   chex.assert_shape(y, (2, 3, 7))
   chex.assert_trees_all_close(y, np.asarray(x, np.float64) @ q['kernel'] + q['bias'],
                               rtol=1e-5, atol=1e-5)
@@ -163,11 +120,11 @@ def test_dense_num_contract_2_equals_einsum(use_bias):
   rng = np.random.default_rng(6)
   x = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)    # [batch, len, heads, head_dim]
   dense = Dense(6, ('heads', 'kv'), ('embed',), num_contract=2, use_bias=use_bias)
-  p = random_params(dense, jnp.asarray(x), seed=7)
+  p = helpers.random_params(dense, jnp.asarray(x), seed=7)
   chex.assert_shape(p['kernel'], (4, 5, 6))
   assert ('bias' in p) == use_bias
   y = dense.apply({'params': p}, jnp.asarray(x))
-  q = np64(p)
+  q = helpers.np64(p)
   ref = np.einsum('blhd,hde->ble', np.asarray(x, np.float64), q['kernel'])
   if use_bias:
     ref = ref + q['bias']
@@ -179,11 +136,11 @@ def test_dense_multi_dim_features():
   rng = np.random.default_rng(8)
   x = rng.normal(size=(2, 3, 6)).astype(np.float32)
   dense = Dense((2, 4), ('embed',), ('heads', 'kv'))
-  p = random_params(dense, jnp.asarray(x), seed=9)
+  p = helpers.random_params(dense, jnp.asarray(x), seed=9)
   chex.assert_shape(p['kernel'], (6, 2, 4))
   chex.assert_shape(p['bias'], (2, 4))
   y = dense.apply({'params': p}, jnp.asarray(x))
-  q = np64(p)
+  q = helpers.np64(p)
   ref = np.einsum('ble,ehd->blhd', np.asarray(x, np.float64), q['kernel']) + q['bias']
   chex.assert_trees_all_close(y, ref, rtol=1e-5, atol=1e-5)
 
@@ -193,7 +150,7 @@ def test_dense_init_uses_2d_fans():
   # The attention output projection: kernel (heads=2, head_dim=8, d_model=16), so
   # fan_in = 2*8 = 16 and fan_out = 16. (Flax's fans of the 3-D shape would be 16 and 32.)
   dense = Dense(16, ('heads', 'kv'), ('embed',), num_contract=2)
-  p = init_params(dense, jnp.ones((1, 2, 8)))
+  p = helpers.init_params(dense, jnp.ones((1, 2, 8)))
   limit = math.sqrt(6.0 / (16 + 16))
   w = np.asarray(p['kernel'])
   assert w.shape == (2, 8, 16)
@@ -202,24 +159,19 @@ def test_dense_init_uses_2d_fans():
   np.testing.assert_allclose(w.std(), limit / math.sqrt(3), rtol=0.1)
 
 
-def np_gelu_tanh(x):
-  # Hendrycks & Gimpel's tanh approximation (flax's and the ViT reference's nn.gelu).
-  return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
-
-
 @pytest.mark.parametrize('activation', ['relu', 'gelu'])
 def test_feed_forward_matches_numpy(activation):
   cfg = tiny_cfg(activation=activation)
   rng = np.random.default_rng(10)
   x = rng.normal(size=(2, 7, cfg.d_model)).astype(np.float32)
   ffn = FeedForward(cfg)
-  p = random_params(ffn, jnp.asarray(x), seed=11)
+  p = helpers.random_params(ffn, jnp.asarray(x), seed=11)
   chex.assert_shape(p['wi']['kernel'], (cfg.d_model, cfg.d_ff))
   chex.assert_shape(p['wo']['kernel'], (cfg.d_ff, cfg.d_model))
   y = ffn.apply({'params': p}, jnp.asarray(x))
-  q = np64(p)
+  q = helpers.np64(p)
   h = np.asarray(x, np.float64) @ q['wi']['kernel'] + q['wi']['bias']
-  h = np.maximum(h, 0.0) if activation == 'relu' else np_gelu_tanh(h)
+  h = np.maximum(h, 0.0) if activation == 'relu' else helpers.np_gelu_tanh(h)
   ref = h @ q['wo']['kernel'] + q['wo']['bias']
   chex.assert_shape(y, x.shape)
   chex.assert_trees_all_close(y, ref, rtol=1e-5, atol=1e-5)
@@ -228,7 +180,7 @@ def test_feed_forward_matches_numpy(activation):
 def test_embed_lookup_and_attend():
   emb = Embed(13, 16)
   tokens = jnp.asarray([[1, 0, 12, 5, 5, 7, 2], [3, 3, 2, 0, 0, 0, 0]])
-  p = init_params(emb, tokens)
+  p = helpers.init_params(emb, tokens)
   table = np.asarray(p['embedding'], np.float64)
   chex.assert_shape(table, (13, 16))
   # Initialized as normal(d^-0.5).
@@ -287,7 +239,7 @@ def test_positional_encoding_sinusoidal_adds_table():
   cfg = tiny_cfg(positional='sinusoidal')
   x = np.random.default_rng(13).normal(size=(2, 6, cfg.d_model)).astype(np.float32)
   pe_mod = PositionalEncoding(cfg)
-  variables = pe_mod.init(key(0), jnp.asarray(x))
+  variables = pe_mod.init(helpers.key(0), jnp.asarray(x))
   assert not variables.get('params')     # the sinusoidal table is not a parameter
   y = pe_mod.apply(variables, jnp.asarray(x))
   ref = np.zeros((6, cfg.d_model))
@@ -302,7 +254,7 @@ def test_positional_encoding_learned_adds_learned_table():
   cfg = tiny_cfg(positional='learned')
   x = np.random.default_rng(14).normal(size=(2, 6, cfg.d_model)).astype(np.float32)
   pe_mod = PositionalEncoding(cfg)
-  p = init_params(pe_mod, jnp.asarray(x))
+  p = helpers.init_params(pe_mod, jnp.asarray(x))
   chex.assert_shape(p['pos_embedding'], (cfg.max_len, cfg.d_model))
   table = np.random.default_rng(15).normal(size=(cfg.max_len, cfg.d_model)).astype(np.float32)
   y = pe_mod.apply({'params': {'pos_embedding': jnp.asarray(table)}}, jnp.asarray(x))
@@ -312,7 +264,7 @@ def test_positional_encoding_learned_adds_learned_table():
 def test_positional_encoding_none_is_identity():
   cfg = tiny_cfg(positional='none')
   x = jnp.asarray(np.random.default_rng(16).normal(size=(1, 4, cfg.d_model)), jnp.float32)
-  variables = PositionalEncoding(cfg).init(key(0), x)
+  variables = PositionalEncoding(cfg).init(helpers.key(0), x)
   assert not variables.get('params')
   np.testing.assert_array_equal(np.asarray(PositionalEncoding(cfg).apply(variables, x)),
                                 np.asarray(x))
@@ -321,14 +273,14 @@ def test_positional_encoding_none_is_identity():
 def test_positional_encoding_too_long_raises():
   cfg = tiny_cfg(max_len=4)
   with pytest.raises(ValueError, match='max_len'):
-    PositionalEncoding(cfg).init(key(0), jnp.zeros((1, 5, cfg.d_model)))
+    PositionalEncoding(cfg).init(helpers.key(0), jnp.zeros((1, 5, cfg.d_model)))
 
 
 def test_positional_encoding_decode_tracks_position():
   """With use_cache each one-token call gets the encoding of the next position."""
   cfg = tiny_cfg(positional='sinusoidal', use_cache=True)
   mod = PositionalEncoding(cfg, use_cache=True)
-  variables = mod.init(key(0), jnp.zeros((1, cfg.max_len, cfg.d_model)))
+  variables = mod.init(helpers.key(0), jnp.zeros((1, cfg.max_len, cfg.d_model)))
   cache = variables['cache']
   table = sinusoidal_encoding(cfg.max_len, cfg.d_model)
   step = lambda c, x: mod.apply({'cache': c}, x, mutable=['cache'])

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 import transformer
+from tests import helpers
 from transformer.attention import padding_mask
 from transformer.model_config import TransformerConfig, from_dict, preset
 from transformer.models import ConvStem, DecoderLM, EncoderDecoder, ViT
 
 BATCH, SRC_LEN = 2, 7
-CFG = TransformerConfig(vocab_size=13, d_model=16, num_heads=2, d_ff=24, num_encoder_layers=2,
-                        num_decoder_layers=2, max_len=7, dropout_rate=0.0, deterministic=True)
+CFG = helpers.tiny_model_cfg(num_encoder_layers=2, num_decoder_layers=2)
 TGT_LEN = CFG.max_len
 VIT_CFG = preset('vit_ti', d_model=16, num_heads=2, d_ff=24, num_encoder_layers=1,
                  image_size=8, patch_size=4, num_classes=5, deterministic=True)
@@ -32,12 +32,6 @@ VIT_CFG = preset('vit_ti', d_model=16, num_heads=2, d_ff=24, num_encoder_layers=
 # Helpers.
 # ---------------------------------------------------------------------------
 
-def key(seed):
-  """A PRNG key of the 'rbg' implementation: on CPU, XLA compiles its random bits in a
-  fraction of the time threefry's take (each new shape of random numbers is a compile)."""
-  return jax.random.key(seed, impl='rbg')
-
-
 def apply_fn(model_cls, cfg, method=None, mutable=()):
   """`model_cls(cfg).apply`, op by op.
 
@@ -46,14 +40,6 @@ def apply_fn(model_cls, cfg, method=None, mutable=()):
   several times faster overall. `test_jit_and_eager_agree` covers jit.
   """
   return functools.partial(model_cls(cfg).apply, method=method, mutable=list(mutable) or False)
-
-
-def init_variables(model_cls, cfg, *args, seed=0):
-  return model_cls(cfg).init(key(seed), *args)
-
-
-def init_params(model_cls, cfg, *args, seed=0):
-  return nn.meta.unbox(init_variables(model_cls, cfg, *args, seed=seed)['params'])
 
 
 def src_tokens(seed=0):
@@ -247,47 +233,14 @@ def test_vit_rejects_indivisible_image():
 
 def np_norm(p, x, cfg):
   if cfg.norm == 'rmsnorm':
-    return x / np.sqrt((x ** 2).mean(-1, keepdims=True) + cfg.norm_epsilon) * p['scale']
-  mean = x.mean(-1, keepdims=True)
-  var = ((x - mean) ** 2).mean(-1, keepdims=True)
-  return (x - mean) / np.sqrt(var + cfg.norm_epsilon) * p['scale'] + p['bias']
+    return helpers.np_rmsnorm(x, p['scale'], cfg.norm_epsilon)
+  return helpers.np_layernorm(x, p['scale'], p['bias'], cfg.norm_epsilon)
 
 
 def np_ffn(p, x, cfg):
   h = x @ p['wi']['kernel'] + p['wi']['bias']
-  if cfg.activation == 'relu':
-    h = np.maximum(h, 0.0)
-  else:  # the tanh approximation of GELU (flax's nn.gelu default, as in the ViT reference)
-    h = 0.5 * h * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h ** 3)))
+  h = np.maximum(h, 0.0) if cfg.activation == 'relu' else helpers.np_gelu_tanh(h)
   return h @ p['wo']['kernel'] + p['wo']['bias']
-
-
-def np_softmax(x):
-  e = np.exp(x - x.max(-1, keepdims=True))
-  return e / e.sum(-1, keepdims=True)
-
-
-def np_mha(p, x, kv, mask=None):
-  """MultiHead(Q, K, V) = Concat(head_1..head_h) W_O, head_i = Attention(Q W_Q^i, ...).
-
-  mask: boolean, broadcastable to [batch, q_len, kv_len], True where attention is allowed.
-  """
-  heads, d_k = p['query']['kernel'].shape[1:]
-  out = []
-  for b in range(x.shape[0]):
-    per_head = []
-    for h in range(heads):
-      q = x[b] @ p['query']['kernel'][:, h] + p['query']['bias'][h]
-      k = kv[b] @ p['key']['kernel'][:, h] + p['key']['bias'][h]
-      v = kv[b] @ p['value']['kernel'][:, h] + p['value']['bias'][h]
-      logits = q @ k.T / math.sqrt(d_k)
-      if mask is not None:
-        logits = np.where(np.broadcast_to(mask, (x.shape[0],) + logits.shape)[b], logits,
-                          -np.inf)
-      per_head.append(np_softmax(logits) @ v)
-    out.append(np.concatenate(per_head, -1) @ p['out']['kernel'].reshape(heads * d_k, -1)
-               + p['out']['bias'])
-  return np.stack(out)
 
 
 def np_sublayer(p, x, f, cfg):
@@ -302,22 +255,22 @@ def np_encoder(p, x, mask, cfg):
     lp = p[f'layer_{i}']
     attn, mlp = lp['self_attention'], lp['mlp']
     x = np_sublayer(lp['self_attention_residual'], x,
-                    lambda h, attn=attn: np_mha(attn, h, h, mask), cfg)
+                    lambda h, attn=attn: helpers.np_mha(attn, h, h, mask), cfg)
     x = np_sublayer(lp['mlp_residual'], x, lambda h, mlp=mlp: np_ffn(mlp, h, cfg), cfg)
   return np_norm(p['final_norm'], x, cfg) if cfg.norm_position == 'pre' else x
 
 
 def np_decoder(p, y, encoded, cross_mask, cfg):
-  causal = np.tril(np.ones((y.shape[1], y.shape[1]), bool))[None]
+  causal = np.tril(np.ones((y.shape[1], y.shape[1]), bool))[None, None]
   for i in range(cfg.num_decoder_layers):
     lp = p[f'layer_{i}']
     attn, mlp = lp['self_attention'], lp['mlp']
     y = np_sublayer(lp['self_attention_residual'], y,
-                    lambda h, attn=attn: np_mha(attn, h, h, causal), cfg)
+                    lambda h, attn=attn: helpers.np_mha(attn, h, h, causal), cfg)
     if encoded is not None:
       cross = lp['cross_attention']
       y = np_sublayer(lp['cross_attention_residual'], y,
-                      lambda h, cross=cross: np_mha(cross, h, encoded, cross_mask), cfg)
+                      lambda h, cross=cross: helpers.np_mha(cross, h, encoded, cross_mask), cfg)
     y = np_sublayer(lp['mlp_residual'], y, lambda h, mlp=mlp: np_ffn(mlp, h, cfg), cfg)
   return np_norm(p['final_norm'], y, cfg) if cfg.norm_position == 'pre' else y
 
@@ -344,10 +297,6 @@ def np_logits(p, y, embedding, cfg):
   return y @ p['logits']['kernel'] + p['logits']['bias']
 
 
-def np64(tree):
-  return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
-
-
 MODEL_VARIANTS = {
     'paper': {},   # post-LN, LayerNorm, ReLU, sinusoidal, shared and tied embeddings
     'pre_rmsnorm_gelu_learned_untied': dict(
@@ -360,9 +309,9 @@ MODEL_VARIANTS = {
 def test_decoder_lm_matches_numpy(variant):
   cfg = CFG.replace(**MODEL_VARIANTS[variant])          # (DecoderLM has one embedding)
   tokens = tgt_tokens(20)
-  params = perturb(init_params(DecoderLM, cfg, tokens), 21)
+  params = perturb(helpers.init_params(DecoderLM(cfg), tokens), 21)
   logits = apply_fn(DecoderLM, cfg)({'params': params}, tokens)
-  p = np64(params)
+  p = helpers.np64(params)
   x = np_token_input(p['embed']['embedding'], p.get('input'), tokens, cfg)
   ref = np_logits(p, np_decoder(p['decoder'], x, None, None, cfg), p['embed']['embedding'], cfg)
   chex.assert_shape(logits, (BATCH, TGT_LEN, cfg.vocab_size))
@@ -373,10 +322,10 @@ def test_decoder_lm_matches_numpy(variant):
 def test_encoder_decoder_matches_numpy(variant):
   cfg = CFG.replace(**MODEL_VARIANTS[variant])
   src, tgt = src_tokens(22), tgt_tokens(23)
-  params = perturb(init_params(EncoderDecoder, cfg, src, tgt), 24)
+  params = perturb(helpers.init_params(EncoderDecoder(cfg), src, tgt), 24)
   logits = apply_fn(EncoderDecoder, cfg)({'params': params}, src, tgt)
-  p = np64(params)
-  key_mask = (np.asarray(src) != cfg.pad_id)[:, None, :]           # [batch, 1, src_len]
+  p = helpers.np64(params)
+  key_mask = (np.asarray(src) != cfg.pad_id)[:, None, None, :]     # [batch, 1, 1, src_len]
   target_table = p['source_embed' if cfg.share_embeddings else 'target_embed']['embedding']
   x = np_token_input(p['source_embed']['embedding'], p.get('source_input'), src, cfg)
   encoded = np_encoder(p['encoder'], x, key_mask, cfg)
@@ -406,9 +355,9 @@ def test_vit_matches_numpy(pool, positional, layers):
   ps, gh, gw = cfg.patch_size, 2, 3
   x = jnp.asarray(np.random.default_rng(25).normal(size=(BATCH, gh * ps, gw * ps, 3)),
                   jnp.float32)
-  params = perturb(init_params(ViT, cfg, x), 3)          # (the head is zero-initialized)
+  params = perturb(helpers.init_params(ViT(cfg), x), 3)     # (the head is zero-initialized)
   logits = apply_fn(ViT, cfg)({'params': params}, x)
-  p = np64(params)
+  p = helpers.np64(params)
   img = np.asarray(x, np.float64)
   tokens = []
   for i in range(gh):                                    # raster order over the patch grid
@@ -434,7 +383,7 @@ def test_vit_matches_numpy(pool, positional, layers):
 def test_decoder_lm_is_causal():
   cfg = CFG
   tokens = np.asarray(tgt_tokens(3))
-  params = init_params(DecoderLM, cfg, jnp.asarray(tokens))
+  params = helpers.init_params(DecoderLM(cfg), jnp.asarray(tokens))
   apply = apply_fn(DecoderLM, cfg)
   base = np.asarray(apply({'params': params}, jnp.asarray(tokens)))
   rng = np.random.default_rng(4)
@@ -461,7 +410,7 @@ def attention_weights(intermediates, stack, attention):
 def test_encoder_decoder_padded_keys_get_zero_weight():
   cfg = CFG
   src, tgt = src_tokens(), tgt_tokens()
-  params = init_params(EncoderDecoder, cfg, src, tgt)
+  params = helpers.init_params(EncoderDecoder(cfg), src, tgt)
   _, state = apply_fn(EncoderDecoder, cfg, mutable=('intermediates',))(
       {'params': params}, src, tgt)
   inter = state['intermediates']
@@ -485,7 +434,7 @@ def test_encoder_decoder_padded_keys_get_zero_weight():
 def test_encoder_decoder_ignores_padded_source_content():
   cfg = CFG
   src, tgt = src_tokens(), tgt_tokens()
-  params = init_params(EncoderDecoder, cfg, src, tgt)
+  params = helpers.init_params(EncoderDecoder(cfg), src, tgt)
   variables = {'params': params}
   pad = ~(np.asarray(src) != 0)
   rng = np.random.default_rng(5)
@@ -497,11 +446,7 @@ def test_encoder_decoder_ignores_padded_source_content():
   encoder = apply_fn(EncoderDecoder, cfg, method=run_encoder)
   # The encoder input, computed independently: E[src] * sqrt(d_model) + PE (paper, 3.4-3.5).
   table = np.asarray(params['source_embed']['embedding'], np.float64)
-  pos = np.arange(SRC_LEN)[:, None]
-  j = np.arange(cfg.d_model)[None, :]
-  angle = pos / 10000.0 ** (2 * (j // 2) / cfg.d_model)
-  pe = np.where(j % 2 == 0, np.sin(angle), np.cos(angle))
-  embedded = (table[np.asarray(src)] * math.sqrt(cfg.d_model) + pe).astype(np.float32)
+  embedded = np_token_input(table, None, src, cfg).astype(np.float32)
   noisy = embedded.copy()
   noisy[pad] = 10.0 * rng.normal(size=noisy[pad].shape)
   enc_a = np.asarray(encoder(variables, jnp.asarray(embedded), src))
@@ -555,11 +500,12 @@ def check_cache(cache, cfg, steps):
 def test_decoder_lm_cached_decoding_matches_full_forward(variant):
   cfg = CFG.replace(**DECODE_VARIANTS[variant])
   tokens = tgt_tokens(6)
-  params = perturb(init_params(DecoderLM, cfg, tokens), 7)
+  params = perturb(helpers.init_params(DecoderLM(cfg), tokens), 7)
   full = np.asarray(apply_fn(DecoderLM, cfg)({'params': params}, tokens))
 
   dcfg = cfg.replace(use_cache=True, deterministic=True)
-  cache = init_variables(DecoderLM, dcfg, jnp.zeros((BATCH, dcfg.max_len), jnp.int32))['cache']
+  cache = helpers.init_variables(DecoderLM(dcfg),
+                                 jnp.zeros((BATCH, dcfg.max_len), jnp.int32))['cache']
   step = apply_fn(DecoderLM, dcfg, mutable=('cache',))
   steps = []
   for t in range(TGT_LEN):
@@ -575,12 +521,12 @@ def test_decoder_lm_cached_decoding_matches_full_forward(variant):
 def test_encoder_decoder_cached_decoding_matches_full_forward(variant):
   cfg = CFG.replace(**DECODE_VARIANTS[variant])
   src, tgt = src_tokens(8), tgt_tokens(9)
-  params = perturb(init_params(EncoderDecoder, cfg, src, tgt), 10)
+  params = perturb(helpers.init_params(EncoderDecoder(cfg), src, tgt), 10)
   full = np.asarray(apply_fn(EncoderDecoder, cfg)({'params': params}, src, tgt))
 
   dcfg = cfg.replace(use_cache=True, deterministic=True)
-  variables = init_variables(EncoderDecoder, dcfg, src,
-                             jnp.zeros((BATCH, dcfg.max_len), jnp.int32))
+  variables = helpers.init_variables(EncoderDecoder(dcfg), src,
+                                     jnp.zeros((BATCH, dcfg.max_len), jnp.int32))
   cache = variables['cache']
   encoded = apply_fn(EncoderDecoder, dcfg, method='encode')({'params': params}, src)
   step = apply_fn(EncoderDecoder, dcfg, method='decode', mutable=('cache',))
@@ -600,7 +546,7 @@ def test_encoder_decoder_cached_decoding_matches_full_forward(variant):
 def test_jit_and_eager_agree():
   cfg = CFG
   tokens = tgt_tokens(12)
-  params = perturb(init_params(DecoderLM, cfg, tokens), 13)
+  params = perturb(helpers.init_params(DecoderLM(cfg), tokens), 13)
   eager = DecoderLM(cfg).apply({'params': params}, tokens)
   jitted = jax.jit(DecoderLM(cfg).apply)({'params': params}, tokens)
   chex.assert_trees_all_close(jitted, eager, rtol=1e-5, atol=1e-5)
@@ -610,11 +556,11 @@ def test_jit_and_eager_agree():
 def test_dropout_only_when_not_deterministic():
   base = CFG.replace(num_decoder_layers=1)
   tokens = tgt_tokens(14)
-  params = init_params(DecoderLM, base, tokens)
+  params = helpers.init_params(DecoderLM(base), tokens)
 
   def run(cfg, seed):
     return np.asarray(apply_fn(DecoderLM, cfg)(
-        {'params': params}, tokens, rngs={'dropout': key(seed)}))
+        {'params': params}, tokens, rngs={'dropout': helpers.key(seed)}))
 
   no_dropout = run(base.replace(deterministic=False), 0)           # rates are 0
   residual = base.replace(dropout_rate=0.1, deterministic=False)
@@ -638,7 +584,7 @@ def test_dropout_needs_rng_when_training():
   with pytest.raises(flax.errors.InvalidRngError, match='dropout'):
     jax.eval_shape(DecoderLM(cfg).apply, variables, tgt_tokens(15))
   # With the rng it runs.
-  out = jax.eval_shape(functools.partial(DecoderLM(cfg).apply, rngs={'dropout': key(0)}),
+  out = jax.eval_shape(functools.partial(DecoderLM(cfg).apply, rngs={'dropout': helpers.key(0)}),
                        variables, tgt_tokens(15))
   assert out.shape == (BATCH, TGT_LEN, cfg.vocab_size)
 
@@ -647,7 +593,7 @@ def test_bfloat16_compute():
   cfg32 = CFG.replace(num_encoder_layers=1, num_decoder_layers=1)
   cls, args = EncoderDecoder, (src_tokens(16), tgt_tokens(17))
   cfg16 = cfg32.replace(dtype=jnp.bfloat16)
-  params16 = init_params(cls, cfg16, *args)
+  params16 = helpers.init_params(cls(cfg16), *args)
   assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(params16))
   params = perturb(params16, 18)
   logits32 = apply_fn(cls, cfg32)({'params': params}, *args)

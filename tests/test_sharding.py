@@ -20,17 +20,20 @@ import numpy as np
 import pytest
 
 from configs import lm_shakespeare_char
+from tests import helpers
 from transformer import checkpoint as ckpt_lib
 from transformer import model_config as model_config_lib
 from transformer import models, sharding, train_lib, validation
 from transformer.experiment_config import ConfigError
 from transformer.metric_writer import read_metrics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Optimization level 0 halves XLA's CPU compile time; both sides of every
 # comparison are compiled with the same flags.
 FAST_COMPILE = '--xla_backend_optimization_level=0'
 RTOL = 1e-5   # float32 rounding: reductions split over devices sum in another order
+# The tiny config of the in-process tests (tiny_config).
+TINY_MODEL = dict(d_model=32, num_heads=4, d_ff=64, num_decoder_layers=1)
+TINY = dict(seq_len=16, batch_size=8)
 # The model and data of tests/sharding_checks.py (its tiny_config), as train.py flags.
 TWO_PROCESS_FLAGS = [
     '--config=configs/lm_shakespeare_char.py', '--config.model.d_model=32',
@@ -58,15 +61,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, require_data):
   """Starts the 8-device checks and the two-process run together; their outputs."""
-  if not os.path.isdir(os.environ.get('TRANSFORMER_DATA_DIR', '')):
-    pytest.skip('no data directory: set TRANSFORMER_DATA_DIR to shared/data')
+  require_data()
   tmp = tmp_path_factory.mktemp('sharding')
   results, two = tmp / 'checks.json', tmp / 'two_processes'
   env8 = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count=8 {FAST_COMPILE}')
-  checks = subprocess.Popen([sys.executable, 'tests/sharding_checks.py', str(results)], cwd=REPO,
-                            env=env8, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  checks = subprocess.Popen([sys.executable, 'tests/sharding_checks.py', str(results)],
+                            cwd=helpers.REPO, env=env8, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
   port = _free_port()
   procs = []
   for i in range(2):
@@ -74,7 +77,7 @@ def runs(tmp_path_factory):
                JAX_PROCESS_ID=str(i),
                XLA_FLAGS=f'--xla_force_host_platform_device_count=4 {FAST_COMPILE}')
     procs.append(subprocess.Popen([sys.executable, 'train.py', *TWO_PROCESS_FLAGS,
-                                   f'--workdir={two}'], cwd=REPO, env=env,
+                                   f'--workdir={two}'], cwd=helpers.REPO, env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
   outputs = [p.communicate(timeout=600)[0] for p in procs]
   checks_out = checks.communicate(timeout=600)[0]
@@ -85,11 +88,7 @@ def runs(tmp_path_factory):
 
 
 def tiny_config(**overrides):
-  c = lm_shakespeare_char.get_config()
-  c.model.update(dict(d_model=32, num_heads=4, d_ff=64, num_decoder_layers=1))
-  c.update(dict(seq_len=16, batch_size=8))
-  c.update(overrides)
-  return c
+  return helpers.tiny_config(lm_shakespeare_char, TINY_MODEL, **{**TINY, **overrides})
 
 
 # -- configuration (this process, no devices needed) -------------------------------------------
@@ -123,10 +122,7 @@ def test_presets_set_mesh_and_rules_and_config_overrides_them():
 ])
 def test_invalid_parallelism_config_names_the_field(field, value, message):
   c = tiny_config(parallelism='pmap' if field == 'mesh.fsdp' else 'data')
-  if field.startswith('mesh.'):
-    c.mesh[field.split('.')[1]] = value
-  else:
-    c[field] = value
+  helpers.set_field(c, field, value)
   with pytest.raises(ConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
     validation.validate(c)
 
@@ -277,8 +273,7 @@ def test_two_processes_train_like_one_process_with_eight_devices(runs):
   exp = train_lib.Experiment(c, None)
   state = exp.restore_or_init(ckpt_lib.Checkpointer(os.path.join(runs.two, 'checkpoints')))
   assert int(state.step) == 3
-  params = {jax.tree_util.keystr(p): x
-            for p, x in jax.tree_util.tree_flatten_with_path(state.params)[0]}
+  params = helpers.by_path(state.params)
   assert set(params) == set(runs.params)
   for path, x in params.items():
     np.testing.assert_allclose(x, runs.params[path], rtol=1e-5, atol=1e-7, err_msg=path)

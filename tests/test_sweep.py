@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from tests import helpers
 from tools import sweep
 
 TINY = ['--config.model.d_model=16', '--config.model.num_heads=2', '--config.model.d_ff=32',
@@ -87,8 +88,7 @@ def test_sweep_runs_resumes_and_summarizes(tmp_path, data_dir):
   assert body[0][3] == '0.001' and body[2][3] == '-1.0'
   # The metric column holds each trial's own last validation loss.
   col = header.index('validation/loss')
-  from transformer.metric_writer import read_metrics
-  last = [r for r in read_metrics(trials[0]['workdir']) if r['split'] == 'validation'][-1]
+  last = helpers.records(trials[0]['workdir'], 'validation')[-1]
   assert float(body[0][col]) == pytest.approx(last['loss'], rel=1e-3)
   assert body[2][col] == ''                                # the failed trial has no metrics
   assert md.splitlines()[0].startswith('| trial | status | step | learning_rate')

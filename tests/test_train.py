@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 
 from configs import lm1b, lm_ptb, lm_shakespeare_char
+from tests import helpers
 from transformer import checkpoint as ckpt_lib
 from transformer import train_lib, validation
 from transformer.experiment_config import ConfigError
 from transformer.data import DataError
 from transformer.metric_writer import read_metrics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MODEL = dict(d_model=32, num_heads=2, d_ff=64, num_decoder_layers=1)
+TINY = dict(seq_len=16, batch_size=4, eval_batch_size=8, eval_max_batches=2, log_every_steps=1,
+            eval_every_steps=1000, checkpoint_every_steps=1000, warmup_steps=2)
 TINY_FLAGS = ['--config.model.d_model=32', '--config.model.num_heads=2', '--config.model.d_ff=64',
               '--config.model.num_decoder_layers=1', '--config.seq_len=16', '--config.batch_size=4',
               '--config.eval_batch_size=8', '--config.eval_max_batches=2',
@@ -27,17 +29,7 @@ TINY_FLAGS = ['--config.model.d_model=32', '--config.model.num_heads=2', '--conf
 
 
 def tiny(module=lm_shakespeare_char, **overrides):
-  c = module.get_config()
-  c.model.update(TINY_MODEL)
-  c.update(dict(seq_len=16, batch_size=4, eval_batch_size=8, eval_max_batches=2,
-                log_every_steps=1, eval_every_steps=1000, checkpoint_every_steps=1000,
-                warmup_steps=2))
-  c.update(overrides)
-  return c
-
-
-def train_records(workdir, split='train'):
-  return [r for r in read_metrics(workdir) if r['split'] == split]
+  return helpers.tiny_config(module, TINY_MODEL, **{**TINY, **overrides})
 
 
 @pytest.fixture
@@ -75,13 +67,13 @@ def test_lm1b_standin_trains_and_keeps_its_vocabulary(tmp_path, lm1b_standin):
   c.num_train_steps = 3
   train_lib.train_and_evaluate(c, str(tmp_path))   # resumes, reuses the vocabulary
   assert spm.stat().st_mtime_ns == mtime
-  assert [r['step'] for r in train_records(str(tmp_path))] == [1, 2, 3]
+  assert [r['step'] for r in helpers.records(str(tmp_path), 'train')] == [1, 2, 3]
 
 
 def test_few_steps_reduce_the_loss(tmp_path, data_dir):
   c = tiny(num_train_steps=30, learning_rate=3e-3, warmup_steps=5, schedule='constant')
   train_lib.train_and_evaluate(c, str(tmp_path))
-  losses = [r['loss'] for r in train_records(str(tmp_path))]
+  losses = [r['loss'] for r in helpers.records(str(tmp_path), 'train')]
   assert np.mean(losses[-5:]) < losses[0] - 0.5, losses
 
 
@@ -137,10 +129,7 @@ def test_checkpoint_averaging_is_the_mean_of_params(tmp_path, data_dir):
 ])
 def test_invalid_config_names_the_field(field, value, message):
   c = tiny()
-  if field.startswith('model.'):
-    c.model[field.split('.')[1]] = value
-  else:
-    c[field] = value
+  helpers.set_field(c, field, value)
   with pytest.raises(ConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
     validation.validate(c)
 
@@ -170,16 +159,10 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, data_dir):
 
 # -- subprocess tests: the real commands, signals, several devices ---------------------------
 
-def _run(args, env_extra=None, **kw):
-  env = dict(os.environ, **(env_extra or {}))
-  return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
-                        text=True, timeout=300, **kw)
-
-
 def _popen(args, env_extra=None):
   env = dict(os.environ, **(env_extra or {}))
-  return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen([sys.executable, *args], cwd=helpers.REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _wait_for_checkpoint(workdir, proc, timeout=180):
@@ -207,8 +190,8 @@ def test_kill_9_then_resume_completes(tmp_path, data_dir):
   steps = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).steps
   assert steps, 'every complete checkpoint must survive a kill'
   final = steps[-1] + 4
-  done = _run([a if 'num_train_steps' not in a else f'--config.num_train_steps={final}'
-               for a in args])
+  done = helpers.run_python([a if 'num_train_steps' not in a
+                             else f'--config.num_train_steps={final}' for a in args])
   assert done.returncode == 0, done.stdout + done.stderr
   assert f'Restored checkpoint at step {steps[-1]}' in done.stdout
   assert ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).latest_step() == final
@@ -224,7 +207,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data_dir):
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 0, out
-  last_logged = max(r['step'] for r in train_records(workdir))
+  last_logged = max(r['step'] for r in helpers.records(workdir, 'train'))
   steps = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).steps
   assert steps[-1] == last_logged, out   # the checkpoint holds the last step trained
   assert 'checkpoint saved' in out
@@ -234,8 +217,9 @@ def test_eval_py_restores_evaluates_and_samples(tmp_path, data_dir):
   workdir = str(tmp_path)
   flags = ['--config=configs/lm_shakespeare_char.py', f'--workdir={workdir}', *TINY_FLAGS,
            '--config.num_train_steps=2']
-  assert _run(['train.py', *flags]).returncode == 0
-  res = _run(['eval.py', *flags, '--config.sample.num_tokens=10', '--config.sample.top_k=5'])
+  assert helpers.run_python(['train.py', *flags]).returncode == 0
+  res = helpers.run_python(['eval.py', *flags, '--config.sample.num_tokens=10',
+                            '--config.sample.top_k=5'])
   assert res.returncode == 0, res.stdout + res.stderr
   evals = [r for r in read_metrics(workdir) if r.get('checkpoint') == 'latest']
   assert len(evals) == 1 and evals[0]['step'] == 2 and np.isfinite(evals[0]['loss'])
@@ -245,11 +229,11 @@ def test_eval_py_restores_evaluates_and_samples(tmp_path, data_dir):
 
 def test_train_step_on_two_devices_matches_one(tmp_path, data_dir):
   flags = ['--config=configs/lm_shakespeare_char.py', *TINY_FLAGS, '--config.num_train_steps=3']
-  one = _run(['train.py', *flags, f'--workdir={tmp_path / "one"}'])
-  two = _run(['train.py', *flags, f'--workdir={tmp_path / "two"}'],
-             env_extra={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+  one = helpers.run_python(['train.py', *flags, f'--workdir={tmp_path / "one"}'])
+  two = helpers.run_python(['train.py', *flags, f'--workdir={tmp_path / "two"}'],
+                           env_extra={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
   assert one.returncode == 0 and two.returncode == 0, two.stdout + two.stderr
   assert "'data': 2" in two.stdout
-  l1 = [r['loss'] for r in train_records(str(tmp_path / 'one'))]
-  l2 = [r['loss'] for r in train_records(str(tmp_path / 'two'))]
+  l1 = [r['loss'] for r in helpers.records(str(tmp_path / 'one'), 'train')]
+  l2 = [r['loss'] for r in helpers.records(str(tmp_path / 'two'), 'train')]
   np.testing.assert_allclose(l1, l2, rtol=1e-5)

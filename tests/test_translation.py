@@ -2,20 +2,17 @@
 
 import gzip
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
 from configs import translate_multi30k, wmt14_ende_base, wmt14_ende_big
+from tests import helpers
 from transformer import tasks, train_lib
 from transformer.experiment_config import ConfigError
 from transformer.data.tokenizers import EOS_ID
-from transformer.metric_writer import read_metrics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny overrides, as config fields (in-process) and as flags (eval.py).
 TINY = {
     'model.d_model': 32, 'model.num_heads': 2, 'model.d_ff': 64, 'model.num_encoder_layers': 1,
@@ -30,41 +27,30 @@ TINY = {
 
 
 def tiny(module=translate_multi30k, **overrides):
-  c = module.get_config()
-  for key, value in {**TINY, **overrides}.items():
-    node, *rest = key.split('.')
-    if rest:
-      c[node][rest[0]] = value
-    else:
-      c[node] = value
-  return c
+  return helpers.tiny_config(module, **{**TINY, **overrides})
 
 
 def flags(**overrides):
   return [f'--config.{k}={v}'.replace(' ', '') for k, v in {**TINY, **overrides}.items()]
 
 
-def records(workdir, split):
-  return [r for r in read_metrics(workdir) if r['split'] == split]
-
-
 def test_multi30k_trains_then_eval_py_writes_bleu_and_translations(tmp_path, data_dir):
   workdir = str(tmp_path)
   out = train_lib.train_and_evaluate(tiny(num_train_steps=3), workdir)
   assert out['step'] == 3 and np.isfinite(out['loss'])
-  train = records(workdir, 'train')
+  train = helpers.records(workdir, 'train')
   assert [r['step'] for r in train] == [1, 2, 3]
   assert all(0.2 < r['real_token_fraction'] <= 1.0 and np.isfinite(r['loss']) for r in train)
-  assert records(workdir, 'test_2016_flickr')[0]['step'] == 3
+  assert helpers.records(workdir, 'test_2016_flickr')[0]['step'] == 3
   spm = tmp_path / 'spm_multi30k.model'
   mtime = spm.stat().st_mtime_ns
 
-  res = subprocess.run(
-      [sys.executable, 'eval.py', '--config=configs/translate_multi30k.py', f'--workdir={workdir}',
-       *flags(**{'decoding.method': 'beam', 'decoding.beam_size': 2})],
-      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  res = helpers.run_python(
+      ['eval.py', '--config=configs/translate_multi30k.py', f'--workdir={workdir}',
+       *flags(**{'decoding.method': 'beam', 'decoding.beam_size': 2})])
   assert res.returncode == 0, res.stdout + res.stderr
-  (ev,) = [r for r in records(workdir, 'test_2016_flickr') if r.get('checkpoint') == 'latest']
+  (ev,) = [r for r in helpers.records(workdir, 'test_2016_flickr')
+           if r.get('checkpoint') == 'latest']
   assert ev['step'] == 3 and np.isfinite(ev['loss'])
   assert 0.0 <= ev['bleu'] <= 100.0 and 0.0 <= ev['tokenized_bleu'] <= 100.0
   assert 'tok:13a' in ev['bleu_signature'] and 'pretok:intl' in ev['tokenized_bleu_signature']
@@ -95,7 +81,7 @@ def test_wmt_configs_run_on_a_local_standin(module, tmp_path, wmt_standin):
   workdir = str(tmp_path / 'run')
   out = train_lib.train_and_evaluate(c, workdir)
   assert out['step'] == 2 and np.isfinite(out['loss'])
-  assert [r['step'] for r in records(workdir, 'newstest2014')] == [2]
+  assert [r['step'] for r in helpers.records(workdir, 'newstest2014')] == [2]
   assert (tmp_path / 'run' / 'spm_wmt14_translate_de_en.model').exists()
   task = tasks.make_task(c, workdir)
   assert (task.data.source_lang, task.data.target_lang) == ('en', 'de')
@@ -104,9 +90,8 @@ def test_wmt_configs_run_on_a_local_standin(module, tmp_path, wmt_standin):
 
 
 @pytest.fixture(scope='module')
-def task(tmp_path_factory):
-  if not os.path.isdir(os.environ.get('TRANSFORMER_DATA_DIR', '') + '/multi30k'):
-    pytest.skip('no data directory: set TRANSFORMER_DATA_DIR to shared/data')
+def task(tmp_path_factory, require_data):
+  require_data('multi30k')
   return tasks.make_task(tiny(), str(tmp_path_factory.mktemp('task')))
 
 

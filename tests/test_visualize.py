@@ -2,8 +2,6 @@
 
 import os
 import struct
-import subprocess
-import sys
 
 import flax
 import flax.linen as nn
@@ -14,6 +12,7 @@ import pytest
 from absl import app
 
 from configs import lm_shakespeare_char, translate_multi30k, vit_fashion_mnist
+from tests import helpers
 from transformer import checkpoint as ckpt_lib
 from tools import visualize
 from transformer import models, tasks, train_lib
@@ -21,9 +20,11 @@ from transformer.attention import causal_mask, dot_product_attention, padding_ma
 from transformer.model_config import TransformerConfig
 from transformer.data.tokenizers import BOS_ID, EOS_ID
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 TINY = dict(d_model=16, num_heads=2, d_ff=32, dropout_rate=0.0, max_len=16)
+# The model fields of the real tasks' tiny configs (tiny_config).
+TINY_MODEL = dict(d_model=16, num_heads=2, d_ff=32, dropout_rate=0.0, dtype='float32',
+                  attention_impl='xla')
 
 
 def png_size(path) -> tuple[int, int]:
@@ -175,11 +176,7 @@ def test_sinusoidal_heatmap_is_the_formula(tmp_path):
 # ----------------------------------------------------------------------------- real tasks
 
 def tiny_config(module, **fields):
-  c = module.get_config()
-  c.model.update(d_model=16, num_heads=2, d_ff=32, dropout_rate=0.0, dtype='float32',
-                 attention_impl='xla')
-  c.update(fields)
-  return c
+  return helpers.tiny_config(module, TINY_MODEL, **fields)
 
 
 def fresh_checkpoint(config, workdir):
@@ -248,9 +245,8 @@ def test_command_line_lm_attention(tmp_path, data_dir):
            '--config.seq_len=16', '--config.model.d_model=16', '--config.model.num_heads=2',
            '--config.model.d_ff=32', '--config.model.num_decoder_layers=2',
            '--config.model.dropout_rate=0.0']
-  p = subprocess.run([sys.executable, '-m', 'tools.visualize', 'attention', *flags,
-                      '--text=ROMEO: hi', '--layer=0'], cwd=REPO, capture_output=True, text=True,
-                     timeout=300)
+  p = helpers.run_python(['-m', 'tools.visualize', 'attention', *flags, '--text=ROMEO: hi',
+                          '--layer=0'])
   assert p.returncode == 0, p.stderr[-2000:]
   out = os.path.join(workdir, 'attention')
   assert os.listdir(out) == ['decoder_layer0_heads.png']
