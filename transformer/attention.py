@@ -57,7 +57,9 @@ def combine_masks(*masks: Array | None) -> Array | None:
 # ---------------------------------------------------------------------------
 
 def _mask_value(dtype) -> float:
-  # A large finite negative: fully masked rows give uniform weights, not NaN.
+  """The logit of a masked key: finite in `dtype` (half its lowest value, so that adding
+  a bias cannot overflow it to -inf), so a fully masked row gives uniform weights, not NaN.
+  Callers zero those rows' outputs."""
   return float(jnp.finfo(dtype).min) / 2
 
 
@@ -68,7 +70,8 @@ def dot_product_attention(query: Array, key: Array, value: Array, *,
                           return_weights: bool = False):
   """softmax(Q K^T / sqrt(d_k) + bias) V, the reference einsum implementation.
 
-  Logits and softmax are computed in float32. Masked positions get zero weight.
+  Logits and softmax are computed in float32. Masked positions get zero weight, so a
+  query that may see no key at all gets an output of zeros.
   Returns the output [batch, q_len, heads, head_dim], and the weights
   [batch, heads, q_len, kv_len] as well when `return_weights`.
   """
@@ -97,16 +100,27 @@ def fused_attention(query: Array, key: Array, value: Array, *, bias: Array | Non
                     implementation: str | None = None, dtype=jnp.float32) -> Array:
   """`jax.nn.dot_product_attention`: XLA's fused path, or cuDNN flash attention.
 
-  `is_causal` lets the kernel skip masked blocks (and is ANDed with `mask`).
+  `is_causal` lets the kernel skip masked blocks (and is ANDed with `mask`). A query
+  that may see no key gets an output of zeros, as on the einsum path (the kernels
+  would give it the mean of the values: uniform weights over masked keys).
   """
+  kernel_mask = mask
   if implementation == 'cudnn' and mask is not None:
-    # cuDNN takes masks as an additive bias.
-    bias = combine_bias(bias, jnp.where(mask, 0.0, _mask_value(jnp.float32)).astype(dtype))
-    mask = None
+    # cuDNN takes masks as an additive bias, in the compute dtype: its mask value must be
+    # finite there (float32's would be -inf in float16).
+    bias = combine_bias(bias, jnp.where(mask, 0.0, _mask_value(dtype)).astype(dtype))
+    kernel_mask = None
   out = jax.nn.dot_product_attention(
       query.astype(dtype), key.astype(dtype), value.astype(dtype),
       bias=None if bias is None else bias.astype(dtype),
-      mask=mask, is_causal=is_causal, implementation=implementation)
+      mask=kernel_mask, is_causal=is_causal, implementation=implementation)
+  if mask is not None:
+    # Causal alone always leaves key 0 visible; with a mask, a row may see nothing.
+    q_len, k_len = query.shape[1], key.shape[1]
+    visible = combine_masks(
+        mask, jnp.tril(jnp.ones((q_len, k_len), jnp.bool_))[None, None] if is_causal else None)
+    any_key = jnp.any(visible, axis=-1)                   # [batch, heads, q_len] (or 1s)
+    out = jnp.where(jnp.swapaxes(any_key, 1, 2)[..., None], out, jnp.zeros((), out.dtype))
   return out
 
 

@@ -20,7 +20,12 @@ POSITIONALS = ('sinusoidal', 'learned', 'none')
 ATTENTION_IMPLS = ('einsum', 'xla', 'cudnn', 'auto')
 POOLS = ('cls', 'gap')
 STEMS = ('patch', 'conv')
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+# Compute and parameter dtypes by name. float16 is deliberately absent: its 5-bit
+# exponent underflows gradients (and overflows activations) without loss scaling,
+# which this codebase does not do; bfloat16 has float32's exponent range.
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+FLOAT16_PROBLEM = ("float16 needs loss scaling, which this codebase does not do; use 'bfloat16' "
+                   "(float32's exponent range, no loss scaling needed)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +127,9 @@ def validate(cfg: TransformerConfig) -> list[str]:
   one_of('attention_impl', ATTENTION_IMPLS)
   one_of('pool', POOLS)
   one_of('stem', STEMS)
+  for name in ('dtype', 'param_dtype'):
+    if getattr(cfg, name) in (jnp.float16, 'float16'):   # also when built directly
+      p.append(f'{name}=float16: {FLOAT16_PROBLEM}')
   if cfg.image_size % cfg.patch_size:
     p.append(f'patch_size={cfg.patch_size} must divide image_size={cfg.image_size}')
   if cfg.stem == 'conv' and (cfg.patch_size < 2 or cfg.patch_size & (cfg.patch_size - 1)):
@@ -147,6 +155,8 @@ def from_dict(d: Mapping[str, Any] | None = None, **overrides) -> TransformerCon
     raise ValueError(f'Unknown model config field(s) {unknown}; known fields: {sorted(known)}')
   for name in ('dtype', 'param_dtype'):
     if isinstance(values.get(name), str):
+      if values[name] == 'float16':
+        raise ValueError(f"model.{name}='float16': {FLOAT16_PROBLEM}")
       if values[name] not in DTYPES:
         raise ValueError(f'model.{name}={values[name]!r} is not one of {sorted(DTYPES)}')
       values[name] = DTYPES[values[name]]
