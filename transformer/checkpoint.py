@@ -1,9 +1,17 @@
 """Checkpoints through Orbax's CheckpointManager, and checkpoint averaging.
 
 Layout: WORKDIR/checkpoints/<step>/{state,meta}. Orbax writes each checkpoint
-into a temporary folder and renames it when complete, so a process killed at
-any moment leaves only whole checkpoints behind (a partial one is ignored and
-cleaned up). `meta` is JSON: the step and what a human needs to know.
+into `<step>.orbax-checkpoint-tmp` and renames it when complete, so a process
+killed at any moment leaves only whole checkpoints and temporaries behind; the
+first save of a Checkpointer removes the temporaries. `meta` is JSON: the
+step, what a human needs to know, and a fingerprint of every saved array.
+
+Restoring verifies: a checkpoint that cannot be read, or whose arrays do not
+match their fingerprints (silent corruption, which Orbax restores without
+error), is bad. `restore()` then falls back to the newest good one with a
+warning; a bad step asked for by number is an error. Bad steps above the one
+restored are moved aside (`<step>.unreadable`, kept for inspection) at the
+first save, so that training can write those steps again.
 
 Averaged checkpoints (`average_checkpoints`) go to WORKDIR/checkpoints_avg and
 are read by eval.py with `--checkpoint=avg`.
@@ -11,20 +19,84 @@ are read by eval.py with `--checkpoint=avg`.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 CHECKPOINT_DIR = 'checkpoints'
 AVERAGED_DIR = 'checkpoints_avg'
+TMP_SUFFIX = '.orbax-checkpoint-tmp'   # what Orbax 0.12 appends to a checkpoint being written
+ASIDE_SUFFIX = '.unreadable'            # Orbax lists only numeric names: this hides a bad step
+
+log = logging.getLogger('transformer')
 
 
 class CheckpointError(RuntimeError):
   """A checkpoint is missing or cannot be restored; the message says which and why."""
 
+
+# ---------------------------------------------------------------------------
+# Fingerprints: two uint32 sums over an array's bits, each bit word weighted
+# by its position. Integer sums wrap around exactly, so the result does not
+# depend on the order of the reduction, hence not on the sharding: a sharded
+# global array is fingerprinted where it lies, never gathered to one host.
+# Every weight is odd, so changing any one element always changes both sums.
+# ---------------------------------------------------------------------------
+
+def _leaf_fingerprint(x: jax.Array) -> jax.Array:
+  if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+    x = jax.random.key_data(x)
+  if x.dtype == jnp.bool_:
+    x = x.astype(jnp.uint8)
+  bits = x.dtype.itemsize * 8
+  words = jax.lax.bitcast_convert_type(x, jnp.dtype(f'uint{bits}'))
+  # 64-bit values become two uint32 words (a trailing axis); narrower ones are widened.
+  words = (jax.lax.bitcast_convert_type(words, jnp.uint32) if bits == 64
+           else words.astype(jnp.uint32))
+  index = jnp.zeros(words.shape, jnp.uint32)   # row-major position, built elementwise
+  for d, n in enumerate(words.shape):
+    index = index * jnp.uint32(n) + jax.lax.broadcasted_iota(jnp.uint32, words.shape, d)
+  w1 = index * jnp.uint32(2) + jnp.uint32(1)
+  w2 = ((index * jnp.uint32(0x9E3779B1)) ^ (index >> 15)) | jnp.uint32(1)
+  return jnp.stack([jnp.sum(words * w1, dtype=jnp.uint32), jnp.sum(words * w2, dtype=jnp.uint32)])
+
+
+_fingerprint_tree = jax.jit(lambda tree: jax.tree.map(_leaf_fingerprint, tree))
+
+
+def fingerprints(tree: Any) -> dict[str, str]:
+  """{leaf path: 16 hex digits} for every array of `tree` (multi-host: the same on every host)."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(_fingerprint_tree(tree))
+  return {jax.tree_util.keystr(path): '%08x%08x' % tuple(np.asarray(jax.device_get(v)))
+          for path, v in flat}
+
+
+def _on_every_host(ok: bool) -> bool:
+  """True if `ok` on every process: all hosts must agree on which step they restore."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.array(ok))))
+
+
+def _why(e: BaseException) -> str:
+  """The root cause in one line, without TensorStore's spec dump."""
+  while e.__cause__ is not None:
+    e = e.__cause__
+  text = str(e).split(' [tensorstore_spec')[0].split(' See full TensorStore')[0].strip()
+  kind = '' if isinstance(e, CheckpointError) else f'{type(e).__name__}: '   # ours: plain words
+  return f'{kind}{text.splitlines()[0] if text else ""}'[:300]
+
+
+# ---------------------------------------------------------------------------
+# The checkpointer.
+# ---------------------------------------------------------------------------
 
 class Checkpointer:
 
@@ -33,42 +105,122 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._bad: dict[int, str] = {}   # steps above the one restore() fell back to -> why
+    self._writing = False            # readers (eval.py) never touch the directory
+
+  def _path(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
 
   @property
   def steps(self) -> list[int]:
-    return sorted(self._manager.all_steps())
+    # Orbax lists any numeric directory; an empty one (a stray mkdir) holds no checkpoint.
+    return sorted(s for s in self._manager.all_steps() if self._holds_files(s))
+
+  def _holds_files(self, step: int) -> bool:
+    try:
+      return bool(os.listdir(self._path(step)))
+    except OSError:   # removed meanwhile (by a writer's max_to_keep)
+      return False
 
   def latest_step(self) -> int | None:
-    return self._manager.latest_step()
+    steps = self.steps
+    return steps[-1] if steps else None
+
+  def _prepare_to_write(self) -> None:
+    """Clears what would block saving: temporaries of a killed save, empty and bad steps."""
+    self._writing = True
+    if jax.process_index() == 0:
+      for name in sorted(os.listdir(self.directory)):
+        if TMP_SUFFIX in name:
+          path = os.path.join(self.directory, name)
+          log.info('Removing %s, left by a save that did not finish', path)
+          shutil.rmtree(path, ignore_errors=True)
+      for step in self._manager.all_steps():
+        if not self._holds_files(step):
+          shutil.rmtree(self._path(step), ignore_errors=True)   # empty: nothing is lost
+        elif step in self._bad:
+          aside = self._path(step) + ASIDE_SUFFIX
+          n = 1
+          while os.path.exists(aside):   # an earlier bad copy of this step is kept too
+            n += 1
+            aside = f'{self._path(step)}{ASIDE_SUFFIX}{n}'
+          os.rename(self._path(step), aside)
+          log.warning('Moved unreadable checkpoint step %d to %s so that it can be written again',
+                      step, aside)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices('transformer.checkpoint.prepare_to_write')
+    self._manager.reload()
 
   def save(self, step: int, state: Any, meta: dict | None = None) -> None:
+    if not self._writing:
+      self._prepare_to_write()
     if step in self._manager.all_steps():
-      return
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta or {}, step=step))))
+      return   # already saved (the last step can also be a periodic one)
+    meta = dict(meta or {}, step=step, fingerprints=fingerprints(state))
+    # force: Orbax would skip any step below the newest on disk, e.g. after a fallback.
+    self._manager.save(step, force=True, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
 
-  def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
-    """Restores `step` (default: latest) into the shapes/shardings of `abstract_state`."""
-    steps = self.steps
-    if step is None:
-      if not steps:
-        raise CheckpointError(f'No checkpoint found in {self.directory}')
-      step = steps[-1]
-    if step not in steps:
-      raise CheckpointError(f'No checkpoint for step {step} in {self.directory}; '
-                            f'available steps: {steps}')
+  def _read(self, abstract_state: Any, step: int) -> tuple[Any, dict | None, str | None]:
+    """(state, meta, None), or (None, None, why the checkpoint at `step` is bad)."""
+    state = meta = problem = None
     try:
+      if not self._holds_files(step):
+        raise CheckpointError('empty directory: no checkpoint was written into it')
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-    except Exception as e:  # orbax raises many types for unreadable or mismatched data
-      raise CheckpointError(
-          f'Checkpoint {os.path.join(self.directory, str(step))} cannot be restored: '
-          f'{type(e).__name__}: {e}\nIt may be corrupt or written by a different model/config. '
-          'Delete it to resume from an earlier step, or pass the config that wrote it.') from e
-    return restored.state, restored.meta
+      state, meta = restored.state, restored.meta
+      if not isinstance(meta, dict):
+        raise CheckpointError(f'meta is {type(meta).__name__}, not a JSON object')
+      saved = meta.get('fingerprints')
+      if saved is None:
+        log.debug('Checkpoint step %d has no fingerprints (written before they were stored); '
+                  'restored without the integrity check', step)
+      else:
+        now = fingerprints(state)
+        wrong = [p for p in now if p in saved and saved[p] != now[p]]
+        if wrong:
+          more = f' (and {len(wrong) - 1} more)' if len(wrong) > 1 else ''
+          raise CheckpointError(f'array {wrong[0]}{more} does not match the fingerprint saved '
+                                'with it: the data is corrupt')
+    except Exception as e:  # Orbax raises many types for missing, truncated or garbled files
+      problem = _why(e)
+    if not _on_every_host(problem is None):
+      problem = problem or 'unreadable on another host'
+    return (None, None, problem) if problem else (state, meta, None)
+
+  def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
+    """Restores `step` (default: the newest good one) into the shapes/shardings of `abstract_state`.
+
+    Raises CheckpointError if `step` is bad, or if no checkpoint is good.
+    """
+    available = sorted(self._manager.all_steps())
+    if step is not None:
+      if step not in available:
+        raise CheckpointError(f'No checkpoint for step {step} in {self.directory}; '
+                              f'available steps: {self.steps}')
+      state, meta, problem = self._read(abstract_state, step)
+      if problem:
+        raise CheckpointError(f'Checkpoint {self._path(step)} cannot be restored: {problem}')
+      return state, meta
+    if not self.steps:
+      raise CheckpointError(f'No checkpoint found in {self.directory}')
+    problems = {}
+    for s in reversed(available):
+      state, meta, problem = self._read(abstract_state, s)
+      if problem is None:
+        self._bad.update(problems)   # set aside at the first save, so they can be written again
+        return state, meta
+      problems[s] = problem
+      log.warning('Checkpoint step %d in %s cannot be restored (%s); trying the one before.',
+                  s, self.directory, problem)
+    raise CheckpointError(
+        f'Checkpoints in {self.directory} cannot be restored; none is readable:\n' +
+        '\n'.join(f'  step {s}: {why}' for s, why in sorted(problems.items())) +
+        '\nIf they were written by a different model or config, pass the config that wrote them.')
 
   def close(self) -> None:
     self._manager.wait_until_finished()
@@ -79,9 +231,10 @@ def average_checkpoints(workdir: str, abstract_state: Any, num: int = 5,
                         output_dir: str | None = None) -> tuple[int, list[int]]:
   """Averages the params of the last `num` checkpoints into a new checkpoint.
 
-  The result keeps the rest of the latest state (step, optimizer state) and is
-  saved at the latest step under WORKDIR/checkpoints_avg. Returns
-  (step, averaged steps).
+  Every checkpoint is verified as it is read (a bad one is a CheckpointError
+  naming it). The result keeps the rest of the latest state (step, optimizer
+  state) and is saved at the latest step under WORKDIR/checkpoints_avg.
+  Returns (step, averaged steps).
   """
   ckpt = Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), keep=10**6)
   steps = ckpt.steps[-num:]

@@ -1,0 +1,411 @@
+"""Checkpoints survive damage: fallback to the newest good step, fingerprints, stray folders,
+leftovers of a killed save, and exact resume after a SIGKILL during an asynchronous save."""
+
+import glob
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from transformer import checkpoint as ckpt_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Orbax's reader threads may report a failed read after restore() has raised it: noise.
+pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+
+
+@flax.struct.dataclass
+class State:   # the shape of train_lib.TrainState, as average_checkpoints needs it
+  step: jax.Array
+  params: dict
+
+
+def make_state(seed: int) -> State:
+  rng = np.random.default_rng(seed)
+  return State(step=jnp.int32(seed), params={
+      'w': jnp.asarray(rng.normal(size=(32, 16)), jnp.float32),
+      'b': jnp.asarray(rng.normal(size=(16,)), jnp.bfloat16),
+      'i': jnp.asarray(rng.integers(0, 99, size=(7,)), jnp.int32)})
+
+
+ABSTRACT = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                        make_state(0))
+
+
+def equal(a, b) -> bool:
+  return all(np.array_equal(np.asarray(x), np.asarray(y))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def warnings_of_ours(caplog):
+  return [r.getMessage() for r in caplog.records
+          if r.name == 'transformer' and r.levelno >= logging.WARNING]
+
+
+def save_steps(directory, steps, async_save=False):
+  c = ckpt_lib.Checkpointer(str(directory), keep=100, async_save=async_save)
+  for s in steps:
+    c.save(s, make_state(s))
+  c.close()
+
+
+# ---------------------------------------------------------------------------
+# Kinds of damage to one step directory.
+# ---------------------------------------------------------------------------
+
+def _files(step_dir, pattern):
+  found = sorted(p for p in glob.glob(os.path.join(step_dir, pattern), recursive=True)
+                 if os.path.isfile(p))
+  assert found, f'nothing matches {pattern} in {step_dir}: the checkpoint layout changed'
+  return found
+
+
+def _rewrite(pattern, fn):
+  def damage(step_dir):
+    for p in _files(step_dir, pattern):
+      with open(p, 'rb') as f:
+        data = f.read()
+      with open(p, 'wb') as f:
+        f.write(fn(data))
+  return damage
+
+
+def _delete(pattern):
+  return lambda step_dir: [os.remove(p) for p in _files(step_dir, pattern)]
+
+
+def _rmtree(sub):
+  def damage(step_dir):
+    assert os.path.isdir(os.path.join(step_dir, sub)), sub
+    shutil.rmtree(os.path.join(step_dir, sub))
+  return damage
+
+
+def _make_empty(step_dir):
+  shutil.rmtree(step_dir)
+  os.mkdir(step_dir)
+
+
+def _flip(data):   # a few flipped bits, as a bad disk or memory does: Orbax reads it without error
+  b = bytearray(data)
+  for k in (len(b) // 2, len(b) // 2 + 7, len(b) // 3):
+    b[k] ^= 0x10
+  return bytes(b)
+
+
+_half = lambda data: data[:len(data) // 2]
+_garbage = lambda data: np.random.default_rng(len(data)).bytes(max(len(data), 16))
+_nothing = lambda data: b''
+DATA = 'state/ocdbt.process_0/d/*'   # the arrays' data files
+
+DAMAGE = {
+    'empty step directory': _make_empty,
+    'every file empty (power loss)': _rewrite('**/*', _nothing),
+    'state/ deleted': _rmtree('state'),
+    'meta/ deleted': _rmtree('meta'),
+    '_CHECKPOINT_METADATA deleted': _delete('_CHECKPOINT_METADATA'),
+    '_CHECKPOINT_METADATA garbage': _rewrite('_CHECKPOINT_METADATA', _garbage),
+    '_CHECKPOINT_METADATA empty': _rewrite('_CHECKPOINT_METADATA', _nothing),
+    'state/_METADATA deleted': _delete('state/_METADATA'),
+    'state/_METADATA truncated': _rewrite('state/_METADATA', _half),
+    'state/_METADATA garbage': _rewrite('state/_METADATA', _garbage),
+    'state/_sharding garbage': _rewrite('state/_sharding', _garbage),
+    'state/array_metadatas deleted': _rmtree('state/array_metadatas'),
+    'state/manifest.ocdbt deleted': _delete('state/manifest.ocdbt'),
+    'state/manifest.ocdbt garbage': _rewrite('state/manifest.ocdbt', _garbage),
+    'process manifest deleted': _delete('state/ocdbt.process_0/manifest.ocdbt'),
+    'process manifest truncated': _rewrite('state/ocdbt.process_0/manifest.ocdbt', _half),
+    'state/ocdbt.process_0 deleted': _rmtree('state/ocdbt.process_0'),
+    'data files deleted': _delete(DATA),
+    'data files truncated': _rewrite(DATA, _half),
+    'data files garbage': _rewrite(DATA, _garbage),
+    'data files: a few flipped bits': _rewrite(DATA, _flip),
+    'root b-tree file garbage': _rewrite('state/d/*', _garbage),
+    'meta JSON garbage': _rewrite('meta/metadata', _garbage),
+    'meta JSON truncated': _rewrite('meta/metadata', _half),
+    'meta JSON deleted': _delete('meta/metadata'),
+    'meta JSON not an object': _rewrite('meta/metadata', lambda d: b'[1, 2]'),
+    'commit_success.txt deleted': _delete('**/commit_success.txt'),
+}
+
+
+@pytest.fixture(scope='module')
+def good_dir(tmp_path_factory):
+  d = tmp_path_factory.mktemp('good') / 'checkpoints'
+  save_steps(d, [1, 2])
+  return d
+
+
+def damaged_copy(good_dir, tmp_path, kinds):
+  """A copy of `good_dir` with {step: kind of damage} applied."""
+  d = tmp_path / 'checkpoints'
+  shutil.copytree(good_dir, d)
+  for step, kind in kinds.items():
+    DAMAGE[kind](str(d / str(step)))
+  return d
+
+
+@pytest.mark.parametrize('kind', list(DAMAGE))
+def test_damaged_latest_falls_back_or_restores_intact(kind, good_dir, tmp_path, caplog):
+  d = damaged_copy(good_dir, tmp_path, {2: kind})
+  c = ckpt_lib.Checkpointer(str(d))
+  with caplog.at_level(logging.WARNING, logger='transformer'):
+    state, meta = c.restore(ABSTRACT)
+  if equal(state, make_state(2)):   # the damage did not touch what restoring reads
+    assert meta['step'] == 2 and not warnings_of_ours(caplog)
+    return
+  assert equal(state, make_state(1)) and meta['step'] == 1, 'neither step 2 nor step 1 restored'
+  assert 'Checkpoint step 2 in' in caplog.text and 'cannot be restored (' in caplog.text
+  # Asked for by number, a bad step is an error naming it: no silent substitute.
+  with pytest.raises(ckpt_lib.CheckpointError, match=f'{d}/2 cannot be restored: .+') as e:
+    c.restore(ABSTRACT, step=2)
+  assert 'delet' not in str(e.value).lower()
+
+
+def test_flipped_bits_restore_silently_through_orbax_but_fail_the_fingerprint(
+    good_dir, tmp_path, caplog):
+  d = damaged_copy(good_dir, tmp_path, {2: 'data files: a few flipped bits'})
+  with ocp.StandardCheckpointer() as raw:   # Orbax alone: wrong numbers, no error
+    read = raw.restore(d / '2' / 'state', ABSTRACT)
+  assert not np.array_equal(read.params['w'], make_state(2).params['w'])
+  with caplog.at_level(logging.WARNING, logger='transformer'):
+    state, _ = ckpt_lib.Checkpointer(str(d)).restore(ABSTRACT)
+  assert equal(state, make_state(1))
+  assert "array .params['w'] does not match the fingerprint" in caplog.text
+
+
+def test_no_readable_checkpoint_is_one_error_listing_each_step(good_dir, tmp_path):
+  d = damaged_copy(good_dir, tmp_path, {2: 'data files garbage', 1: 'meta JSON deleted'})
+  with pytest.raises(ckpt_lib.CheckpointError) as e:
+    ckpt_lib.Checkpointer(str(d)).restore(ABSTRACT)
+  msg = str(e.value)
+  assert 'cannot be restored; none is readable' in msg and str(d) in msg
+  assert '\n  step 1: FileNotFoundError' in msg and '\n  step 2: ValueError' in msg
+  assert 'delet' not in msg.lower()
+  assert e.value.__cause__ is None and 'Traceback' not in msg
+
+
+def test_checkpoints_without_fingerprints_restore_unchecked(good_dir, tmp_path, caplog):
+  d = damaged_copy(good_dir, tmp_path, {})
+  meta_file = d / '2' / 'meta' / 'metadata'
+  meta = json.loads(meta_file.read_text())
+  assert set(meta['fingerprints']) == {".params['b']", ".params['i']", ".params['w']", '.step'}
+  del meta['fingerprints']   # as written before fingerprints were stored
+  meta_file.write_text(json.dumps(meta))
+  with caplog.at_level(logging.DEBUG, logger='transformer'):
+    state, _ = ckpt_lib.Checkpointer(str(d)).restore(ABSTRACT)
+  assert equal(state, make_state(2))
+  assert 'step 2 has no fingerprints' in caplog.text
+
+
+# ---------------------------------------------------------------------------
+# Fingerprints.
+# ---------------------------------------------------------------------------
+
+def test_fingerprints_are_deterministic_and_see_one_changed_element():
+  rng = np.random.default_rng(0)
+  tree = {'f32': jnp.asarray(rng.normal(size=(5, 6)), jnp.float32),
+          'bf16': jnp.asarray(rng.normal(size=(30,)), jnp.bfloat16),
+          'i32': jnp.asarray(rng.integers(-9, 9, size=(3, 10)), jnp.int32),
+          'bool': jnp.asarray(rng.integers(0, 2, size=(30,)), bool)}
+  fp = ckpt_lib.fingerprints(tree)
+  assert fp == ckpt_lib.fingerprints(jax.tree.map(np.asarray, tree))   # host copy: same value
+  assert len(set(fp.values())) == len(fp)
+  for name, x in tree.items():
+    flat = np.asarray(x).reshape(-1)
+    for k in (0, 17, flat.size - 1):
+      changed = flat.copy()
+      changed[k] = ~changed[k] if name == 'bool' else changed[k] + 1
+      other = ckpt_lib.fingerprints({name: jnp.asarray(changed.reshape(x.shape))})
+      assert other[f"['{name}']"] != fp[f"['{name}']"], (name, k)
+    swapped = flat.copy()
+    swapped[[3, 4]] = flat[[4, 3]]
+    if flat[3] != flat[4]:   # same values, other positions
+      assert ckpt_lib.fingerprints({name: swapped.reshape(x.shape)})[f"['{name}']"] != \
+          fp[f"['{name}']"], name
+
+
+def test_fingerprints_do_not_depend_on_the_sharding():
+  """On 4 CPU devices (a subprocess: the device count is fixed at JAX start): one device,
+  a 2x2 mesh and a row split give the same fingerprints, 64-bit dtypes included."""
+  script = textwrap.dedent("""
+      import json, jax, numpy as np
+      jax.config.update('jax_enable_x64', True)
+      from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+      from transformer.checkpoint import fingerprints
+      rng = np.random.default_rng(0)
+      tree = {n: rng.normal(size=(8, 12)).astype(n) for n in ('float32', 'float16', 'float64')}
+      tree.update(int32=rng.integers(-99, 99, (8, 12)).astype('int32'),
+                  int64=rng.integers(-2**40, 2**40, (8, 12)),
+                  bfloat16=jax.numpy.asarray(rng.normal(size=(8, 12)), jax.numpy.bfloat16))
+      mesh = Mesh(np.array(jax.devices()).reshape(2, 2), ('a', 'b'))
+      out = {'one': fingerprints(jax.device_put(tree, jax.devices()[0]))}
+      for name, spec in (('grid', P('a', 'b')), ('rows', P(('a', 'b'), None))):
+        placed = jax.device_put(tree, NamedSharding(mesh, spec))
+        assert len(placed['float64'].sharding.device_set) == 4
+        out[name] = fingerprints(placed)
+      assert tree['int64'].dtype == np.int64 and placed['float64'].dtype == np.float64
+      high = tree['int64'].copy()
+      high[5, 7] += 2**35   # only the upper 32-bit word of one element changes
+      out['high_word_seen'] = fingerprints(high) != fingerprints(tree['int64'])
+      print(json.dumps(out))
+  """)
+  res = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, JAX_PLATFORMS='cpu',
+                                             XLA_FLAGS='--xla_force_host_platform_device_count=4'))
+  assert res.returncode == 0, res.stderr[-3000:]
+  out = json.loads(res.stdout.strip().splitlines()[-1])
+  assert len(out['one']) == 6 and len(set(out['one'].values())) == 6
+  assert out['one'] == out['grid'] == out['rows']
+  assert out['high_word_seen']
+
+
+# ---------------------------------------------------------------------------
+# Stray folders, temporaries of a killed save, bad steps written again.
+# ---------------------------------------------------------------------------
+
+def test_stray_folders_and_temporaries_block_neither_resume_nor_saving(good_dir, tmp_path, caplog):
+  d = damaged_copy(good_dir, tmp_path, {})
+  (d / '7').mkdir()                                  # an empty step folder
+  (d / 'notes').mkdir()                              # a non-numeric folder
+  tmp = d / '3.orbax-checkpoint-tmp'                 # what a save killed midway leaves
+  shutil.copytree(d / '2', tmp)
+  reader = ckpt_lib.Checkpointer(str(d))
+  assert reader.steps == [1, 2] and reader.latest_step() == 2
+  state, _ = reader.restore(ABSTRACT)
+  assert equal(state, make_state(2))
+  assert tmp.exists(), 'a reader (eval.py) must not touch a save that may be in flight'
+  with caplog.at_level(logging.INFO, logger='transformer'):
+    for step in (3, 7):   # Orbax would skip 3 (below 7) and refuse 7 (exists): both are saved
+      reader.save(step, make_state(step))
+    reader.close()
+  assert f'Removing {tmp}' in caplog.text and not tmp.exists()
+  assert (d / 'notes').is_dir()
+  again = ckpt_lib.Checkpointer(str(d))
+  assert again.steps == [1, 2, 3, 7]
+  assert equal(again.restore(ABSTRACT)[0], make_state(7))
+  assert equal(again.restore(ABSTRACT, 3)[0], make_state(3))
+
+
+def test_bad_steps_are_set_aside_and_written_again(tmp_path, caplog):
+  d = tmp_path / 'checkpoints'
+  save_steps(d, [1, 2, 3], async_save=True)
+  DAMAGE['data files: a few flipped bits'](str(d / '3'))
+  DAMAGE['meta/ deleted'](str(d / '2'))
+  c = ckpt_lib.Checkpointer(str(d), keep=3, async_save=True)
+  with caplog.at_level(logging.WARNING, logger='transformer'):
+    state, _ = c.restore(ABSTRACT)
+  assert equal(state, make_state(1))
+  assert 'step 3 in' in caplog.text and 'step 2 in' in caplog.text
+  for step in (2, 3):   # training goes on from step 1 and writes steps 2 and 3 again
+    c.save(step, make_state(10 + step))
+  c.close()
+  assert sorted(os.listdir(d)) == ['1', '2', '2.unreadable', '3', '3.unreadable']
+  assert 'Moved unreadable checkpoint step 3' in caplog.text
+  again = ckpt_lib.Checkpointer(str(d))
+  assert equal(again.restore(ABSTRACT)[0], make_state(13))
+
+
+def test_averaging_over_a_damaged_step_names_it(tmp_path):
+  save_steps(tmp_path / 'checkpoints', [1, 2, 3])
+  DAMAGE['data files: a few flipped bits'](str(tmp_path / 'checkpoints' / '2'))
+  bad = r"checkpoints/2 cannot be restored: array .params\['w'\] does not match"
+  with pytest.raises(ckpt_lib.CheckpointError, match=bad):
+    ckpt_lib.average_checkpoints(str(tmp_path), ABSTRACT, num=3)
+  assert not os.path.exists(tmp_path / 'checkpoints_avg' / '3')
+  step, steps = ckpt_lib.average_checkpoints(str(tmp_path), ABSTRACT, num=1)   # step 3 alone
+  avg, meta = ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints_avg')).restore(ABSTRACT)
+  assert (step, steps, meta['averaged_steps']) == (3, [3], [3]) and equal(avg, make_state(3))
+
+
+# ---------------------------------------------------------------------------
+# SIGKILL while an asynchronous save is in flight, then exact resume.
+# ---------------------------------------------------------------------------
+
+TRAIN = ['train.py', '--config=configs/lm_shakespeare_char.py', '--config.model.d_model=32',
+         '--config.model.num_heads=2', '--config.model.d_ff=64',
+         '--config.model.num_decoder_layers=1', '--config.seq_len=16', '--config.batch_size=4',
+         '--config.eval_batch_size=8', '--config.eval_max_batches=1',
+         '--config.log_every_steps=4', '--config.eval_every_steps=100000',
+         '--config.keep_checkpoints=3', '--config.async_checkpointing=True',
+         '--config.warmup_steps=2', '--config.num_train_steps=12']
+STEPS = 12
+
+
+def _train(workdir, checkpoint_every):
+  # The runs share a compilation cache: only the first compiles (the same executables).
+  cache = dict(JAX_COMPILATION_CACHE_DIR=str(workdir.parent / 'jax_cache'),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  return subprocess.Popen([sys.executable, *TRAIN, f'--workdir={workdir}',
+                           f'--config.checkpoint_every_steps={checkpoint_every}'],
+                          cwd=REPO, env=dict(os.environ, JAX_PLATFORMS='cpu', **cache),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _state_of(workdir, step):
+  """The full train state (and meta) of a checkpoint, read with the run's own abstract state."""
+  from configs import lm_shakespeare_char
+  from transformer import train_lib
+  c = lm_shakespeare_char.get_config()
+  c.model.update(d_model=32, num_heads=2, d_ff=64, num_decoder_layers=1)
+  c.update(dict(seq_len=16, batch_size=4, warmup_steps=2, num_train_steps=STEPS))
+  exp = train_lib.Experiment(c, str(workdir))
+  return ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).restore(
+      exp.abstract_state, step)
+
+
+@pytest.mark.slow
+def test_sigkill_during_async_save_then_resume_is_exact(tmp_path, data_dir, caplog):
+  full, killed = tmp_path / 'full', tmp_path / 'killed'
+  reference = _train(full, checkpoint_every=STEPS)   # uninterrupted
+  out = reference.communicate(timeout=300)[0]
+  assert reference.returncode == 0, out[-3000:]
+  proc = _train(killed, checkpoint_every=1)          # a save in flight nearly all the time
+  ckdir, in_flight = killed / 'checkpoints', None
+  deadline = time.time() + 120
+  try:
+    while in_flight is None and time.time() < deadline and proc.poll() is None:
+      names = os.listdir(ckdir) if ckdir.is_dir() else []
+      if any(n.isdigit() for n in names):   # kill once a checkpoint exists and another is written
+        in_flight = next((n for n in names if ckpt_lib.TMP_SUFFIX in n), None)
+      time.sleep(0.002)
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    out = proc.communicate(timeout=60)[0]
+  assert in_flight, f'no save was caught in flight (rc {proc.returncode}):\n{out[-3000:]}'
+  assert proc.returncode == -signal.SIGKILL
+  left = [n for n in os.listdir(ckdir) if ckpt_lib.TMP_SUFFIX in n]   # unless it just finished
+
+  # The checkpoint before the interrupted save is whole and verified.
+  last = ckpt_lib.Checkpointer(str(ckdir)).latest_step()
+  assert last is not None and last <= int(in_flight.split('.')[0]) < STEPS
+  with caplog.at_level(logging.WARNING, logger='transformer'):
+    _, meta = _state_of(killed, None)
+  assert meta['step'] == last and not warnings_of_ours(caplog), caplog.text
+
+  resumed = _train(killed, checkpoint_every=1)
+  out = resumed.communicate(timeout=300)[0]
+  assert resumed.returncode == 0, out[-3000:]
+  assert f'Restored checkpoint at step {last} ' in out
+  assert not [n for n in os.listdir(ckdir) if ckpt_lib.TMP_SUFFIX in n]
+  for name in left:
+    assert f'Removing {ckdir / name}, left by a save that did not finish' in out
+
+  a, meta_a = _state_of(full, STEPS)
+  b, meta_b = _state_of(killed, STEPS)
+  assert meta_a['fingerprints'] == meta_b['fingerprints']   # every bit of the whole state
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
