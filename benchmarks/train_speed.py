@@ -94,8 +94,9 @@ def measure(config, steps: int, warmup: int, evaluate: bool = True, workdir: str
   step_flops = statistics.mean(
       flops.train_flops(flops.batch_forward_flops(config.task, exp.task.model_cfg, b))
       for b in batches[warmup + 1:])
-  peak = flops.peak_flops(jax.devices()[0].device_kind,
-                          np.dtype(exp.task.model_cfg.dtype).name)
+  # Every device of the mesh runs the step: MFU is over their summed peak.
+  devices = jax.local_devices() if exp.pmap else list(exp.mesh.devices.flat)
+  mfu = flops.mfu(step_flops / med, devices, np.dtype(exp.task.model_cfg.dtype).name)
   q = statistics.quantiles(times, n=10)
   per_step = statistics.mean(weights[warmup + 1:])
   extra = {}
@@ -116,7 +117,7 @@ def measure(config, steps: int, warmup: int, evaluate: bool = True, workdir: str
       'steps_per_s': 1.0 / med, f'{exp.task.weight_name}_per_s': per_step / med,
       'model_tflop_per_step': step_flops / 1e12,
       'model_tflops_per_s': step_flops / med / 1e12,
-      'mfu': step_flops / med / peak if peak else 'n/a (no peak for this device)',
+      'mfu': mfu if mfu is not None else 'n/a (no peak for this device)',
       **extra, mem_kind: mem,
   }
 

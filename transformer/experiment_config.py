@@ -42,6 +42,13 @@ def common_problems(config: ml_collections.ConfigDict) -> list[str]:
                'checkpoint_every_steps', 'keep_checkpoints', 'grad_accum_steps', 'seq_len'):
     check(isinstance(config.get(name), int) and config.get(name) > 0,
           f'{name}={config.get(name)!r} must be a positive integer')
+  for name in ('max_bad_steps', 'preemption_sync_every_steps'):
+    value = config.get(name, 1)
+    check(isinstance(value, int) and value > 0, f'{name}={value!r} must be a positive integer')
+  window = config.get('profile_steps') or ()
+  check(len(window) == 0 or (len(window) == 2 and all(isinstance(v, int) for v in window)
+                             and 0 <= window[0] < window[1]),
+        f'profile_steps={tuple(window)!r} must be () or (start, stop) with 0 <= start < stop')
   for name in ('warmup_steps', 'eval_batch_size', 'vocab_size'):
     check(config.get(name, 0) >= 0, f'{name}={config.get(name)!r} must be >= 0')
   check(config.learning_rate > 0, f'learning_rate={config.learning_rate} must be > 0')

@@ -26,6 +26,8 @@ Counts use the padded batch shapes the step really computes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from transformer.model_config import TransformerConfig
 from transformer.models import conv_stem_layers
 
@@ -47,6 +49,19 @@ def peak_flops(device_kind: str, dtype: str = 'bfloat16') -> float | None:
   kind = device_kind.lower()
   hits = [(len(k), v) for (k, dt), v in PEAK_FLOPS.items() if k.lower() in kind and dt == dtype]
   return max(hits)[1] if hits else None
+
+
+def mfu(flops_per_second: float, devices: Sequence, dtype: str) -> float | None:
+  """Model FLOPs utilization: the FLOP/s achieved by `devices` together over their summed peak.
+
+  `flops_per_second` counts the whole step those devices ran (the global batch
+  when they are all the devices of the mesh). None where a device's peak is
+  unknown (CPUs).
+  """
+  peaks = [peak_flops(d.device_kind, dtype) for d in devices]
+  if not peaks or any(p is None for p in peaks):
+    return None
+  return flops_per_second / sum(peaks)
 
 
 def _layer_token_flops(cfg: TransformerConfig) -> int:

@@ -1,11 +1,13 @@
 """Metrics to DIR/metrics.jsonl (one JSON object per line) and TensorBoard.
 
-Only process 0 writes. Each record has at least `step` and `split`.
+Only process 0 writes. Each record has at least `step` and `split`. The file
+is strict JSON: a non-finite value (a NaN loss) is written as null.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from typing import Any, Mapping
@@ -15,9 +17,14 @@ import numpy as np
 
 
 def _plain(v):
+  """A JSON value: arrays to numbers or lists, and non-finite floats to null (strict JSON)."""
   if isinstance(v, (np.generic, np.ndarray)) or hasattr(v, 'dtype'):
     v = np.asarray(v)
-    return v.item() if v.ndim == 0 else v.tolist()
+    v = v.item() if v.ndim == 0 else v.tolist()
+  if isinstance(v, float) and not math.isfinite(v):
+    return None
+  if isinstance(v, list):
+    return [_plain(x) for x in v]
   return v
 
 
@@ -38,9 +45,11 @@ class MetricWriter:
     record = {'step': int(step), 'split': split, 'time': time.time()}
     record.update({k: _plain(v) for k, v in metrics.items()})
     with open(self.path, 'a') as f:
-      f.write(json.dumps(record) + '\n')
-    for k, v in record.items():
-      if k not in ('step', 'split', 'time') and isinstance(v, (int, float)):
+      f.write(json.dumps(record, allow_nan=False) + '\n')
+    for k, v in metrics.items():   # TensorBoard takes NaN and inf as they are
+      if hasattr(v, 'dtype') and np.ndim(v) == 0:
+        v = np.asarray(v).item()
+      if isinstance(v, (int, float)):
         self._tb.add_scalar(f'{split}/{k}', v, int(step))
     self._tb.flush()
 

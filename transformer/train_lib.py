@@ -10,9 +10,12 @@ SIGTERM saves a checkpoint and exits cleanly.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from typing import Any
@@ -25,9 +28,12 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging as absl_logging
+from jax.experimental import multihost_utils
 
 from transformer import checkpoint as ckpt_lib
+from transformer import flops as flops_lib
 from transformer import optim, sharding, tasks, validation
+from transformer.data import DataError
 from transformer.experiment_config import ConfigError
 from transformer.metric_writer import MetricWriter
 
@@ -40,6 +46,10 @@ class TrainState:
   params: Any
   opt_state: Any
   rng: jax.Array           # uint32[2]: base key; step s uses fold_in(rng, s)
+
+
+def _divide(grads, weight):
+  return jax.tree.map(lambda g: g / jnp.maximum(weight, 1.0).astype(g.dtype), grads)
 
 
 class Experiment:
@@ -88,6 +98,8 @@ class Experiment:
     self.train_step = jax.jit(self._train_step, in_shardings=(self.state_sharding,
                                                                self.batch_sharding),
                               out_shardings=(self.state_sharding, None), donate_argnums=0)
+    self.gradients = jax.jit(self._mean_grads, in_shardings=(self.state_sharding,
+                                                             self.batch_sharding))
     self.eval_step = jax.jit(self._eval_step,
                              in_shardings=(self.state_sharding.params, self.batch_sharding))
 
@@ -107,7 +119,9 @@ class Experiment:
     def eval_step(params, batch):
       return self.unreplicate(p_eval(params, batch))
 
+    p_grads = jax.pmap(self._pmap_mean_grads, axis_name='batch')
     self.train_step, self.eval_step = train_step, eval_step
+    self.gradients = lambda state, batch: self.unreplicate(p_grads(state, batch))
 
   # -- state -------------------------------------------------------------------
 
@@ -154,6 +168,23 @@ class Experiment:
 
   # -- steps -------------------------------------------------------------------
 
+  def _micro_batches(self, batch, k: int):
+    """[B, ...] -> [k, B/k, ...]: micro-batch i holds rows i, i + k, i + 2k, ...
+
+    Each device holds a contiguous block of B/devices rows; taking every k-th
+    row gives every micro-batch an equal share of every device's block, so the
+    split and the scan over it are local to each device. (A contiguous split,
+    x.reshape(k, B/k), would put micro-batch i on 1/k of the devices and make
+    XLA all-gather and permute the batch and activations.)
+    """
+    def split(x):
+      x = x.reshape((x.shape[0] // k, k) + x.shape[1:]).swapaxes(0, 1)
+      if self.pmap:   # already this device's rows
+        return x
+      spec = jax.sharding.PartitionSpec(None, sharding.BATCH_AXES)
+      return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(self.mesh, spec))
+    return jax.tree.map(split, batch)
+
   def _grads(self, params, batch, rng):
     """Gradients of the summed objective and the loss sums (over grad_accum_steps)."""
     k = self.config.grad_accum_steps
@@ -166,7 +197,7 @@ class Experiment:
     if k == 1:
       (_, sums), grads = grad_fn(params, batch, rng)
       return grads, sums
-    micro = jax.tree.map(lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
+    micro = self._micro_batches(batch, k)
 
     def body(carry, inputs):
       i, mb = inputs
@@ -178,29 +209,47 @@ class Experiment:
     (grads, sums), _ = jax.lax.scan(body, (zeros[1], zeros[0][1]), (jnp.arange(k), micro))
     return grads, sums
 
-  def _apply(self, state: TrainState, grads, sums, weight):
-    # Gradients of summed losses / total weight = gradient of the per-token mean.
-    grads = jax.tree.map(lambda g: g / jnp.maximum(weight, 1.0), grads)
-    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = dict(sums, learning_rate=self.schedule(state.step),
-                   grad_norm=optax.tree.norm(grads))
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  def _mean_grads(self, state: TrainState, batch):
+    """The gradient of the per-token (per-example) mean loss of the global batch, and the sums.
 
-  def _train_step(self, state: TrainState, batch):
+    Gradients of summed losses / total weight: exactly the gradient of the
+    token-weighted mean, however the batch is split over devices and micro-batches.
+    """
     rng = jax.random.fold_in(state.rng, state.step)
     grads, sums = self._grads(state.params, batch, rng)
-    return self._apply(state, grads, sums, sums['weight'])
+    return _divide(grads, sums['weight']), sums
 
-  def _pmap_train_step(self, state: TrainState, batch):
-    """One device's part of the pmap step; dropout differs per device (axis_index)."""
+  def _pmap_mean_grads(self, state: TrainState, batch):
+    """`_mean_grads` for one device of the pmap step; dropout differs per device."""
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
                              jax.lax.axis_index('batch'))
     grads, sums = self._grads(state.params, batch, rng)
     # pmean(gradient sums) / pmean(weights): the token-weighted mean over all devices.
     grads = jax.lax.pmean(grads, 'batch')
-    weight = jax.lax.pmean(sums['weight'], 'batch')
-    return self._apply(state, grads, jax.lax.psum(sums, 'batch'), weight)
+    return _divide(grads, jax.lax.pmean(sums['weight'], 'batch')), jax.lax.psum(sums, 'batch')
+
+  def _apply(self, state: TrainState, grads, sums):
+    """The optimizer update, applied only when the loss and gradients are finite.
+
+    A non-finite step leaves params and optimizer state as they were (the step
+    counter, which is the data position, still advances) and reports
+    bad_step=1; the loop stops after config.max_bad_steps of them in a row.
+    """
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(sums['objective']) & jnp.isfinite(grad_norm)
+    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+    metrics = dict(sums, learning_rate=self.schedule(state.step), grad_norm=grad_norm,
+                   bad_step=1 - finite.astype(jnp.int32))
+    return state.replace(step=state.step + 1, params=jax.tree.map(keep, params, state.params),
+                         opt_state=jax.tree.map(keep, opt_state, state.opt_state)), metrics
+
+  def _train_step(self, state: TrainState, batch):
+    return self._apply(state, *self._mean_grads(state, batch))
+
+  def _pmap_train_step(self, state: TrainState, batch):
+    return self._apply(state, *self._pmap_mean_grads(state, batch))
 
   def _eval_step(self, params, batch):
     return self.task.loss_sums(params, batch, None, train=False)
@@ -289,6 +338,161 @@ def save_config(config, workdir: str) -> None:
       f.write(config.to_json_best_effort(indent=2))
 
 
+class TrainingError(RuntimeError):
+  """Training cannot go on (a workdir in use, a diverged run); the message says why and what to do."""
+
+
+class WorkdirLock:
+  """One training per workdir: an exclusive lock on WORKDIR/train.lock (one file per process).
+
+  flock is released by the OS when the process ends, however it ends (a crash
+  or kill -9 included), so a stale file never blocks a new run; the file holds
+  the owner's pid, host and command for the message.
+  """
+
+  def __init__(self, workdir: str):
+    suffix = f'.{jax.process_index()}' if jax.process_count() > 1 else ''
+    self.path = os.path.join(workdir, f'train.lock{suffix}')
+    self._file = open(self.path, 'a+')
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      self._file.seek(0)
+      owner = self._file.read().strip() or 'unknown'
+      self._file.close()
+      raise TrainingError(
+          f'{workdir} is in use by another training process ({owner}). Wait for it to finish '
+          'or stop it, or train in another --workdir.') from None
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(f'pid {os.getpid()} on {socket.gethostname()} since '
+                     f'{time.strftime("%Y-%m-%d %H:%M:%S")}: {" ".join(sys.argv)}\n')
+    self._file.flush()
+
+  def release(self) -> None:
+    if not self._file.closed:
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
+
+
+def _any_process(flag: bool, after=None) -> bool:
+  """True on every process if `flag` is True on any (one all-gather; free with one process).
+
+  `after`: outputs of the last step, waited for first, so that this
+  collective never runs beside the step's own (a cheap precaution: it runs
+  every config.preemption_sync_every_steps steps).
+  """
+  if jax.process_count() == 1:
+    return flag
+  jax.block_until_ready(after)
+  return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+
+
+class _Window:
+  """Metrics of the steps since the last log line: sums, rates, FLOPs, memory."""
+
+  def __init__(self, exp: Experiment, step: int):
+    self.exp = exp
+    self.count_flops = True
+    self.dtype = jnp.dtype(exp.task.model_cfg.dtype).name
+    self.metrics = []
+    self.restart_clock(step)
+
+  def restart_clock(self, step: int) -> None:
+    """Times and FLOPs count from now (after compilation, after an evaluation)."""
+    self.flops, self.t0, self.step0 = 0.0, time.perf_counter(), step
+
+  def add(self, metrics, batch) -> None:
+    self.metrics.append(metrics)
+    if self.count_flops:
+      try:   # analytic training FLOPs of this process's rows (transformer/flops.py)
+        forward = flops_lib.batch_forward_flops(self.exp.config.task, self.exp.task.model_cfg,
+                                                batch)
+        self.flops += flops_lib.train_flops(forward)
+      except (ValueError, KeyError):   # a task without a FLOP count
+        self.count_flops = False
+
+  def summarize(self, step: int) -> dict[str, float]:
+    host = jax.device_get(self.metrics)
+    good = [m for m in host if not m['bad_step']] or host
+    sums = {k: float(np.sum([m[k] for m in good])) for k in good[0]
+            if k not in ('learning_rate', 'grad_norm', 'bad_step')}
+    self.metrics = []
+    out = self.exp.task.summarize(sums)
+    out['learning_rate'] = float(host[-1]['learning_rate'])
+    out['grad_norm'] = float(np.mean([m['grad_norm'] for m in good]))
+    out['bad_steps'] = int(sum(int(m['bad_step']) for m in host))
+    seconds = time.perf_counter() - self.t0
+    if step > self.step0 and seconds > 0:
+      rate = (step - self.step0) / seconds
+      out['steps_per_sec'] = rate
+      out['step_time_ms'] = 1000.0 / rate
+      out[f'{self.exp.task.weight_name}_per_sec'] = sums['weight'] / len(good) * rate
+      if self.flops:   # this process's rows over this process's devices
+        out['tflops_per_device'] = self.flops / seconds / jax.local_device_count() / 1e12
+        mfu = flops_lib.mfu(self.flops / seconds, jax.local_devices(), self.dtype)
+        if mfu is not None:
+          out['mfu'] = mfu
+    memory = _peak_memory_bytes()
+    if memory is not None:
+      out['peak_memory_gib'] = memory / 2**30
+    self.restart_clock(step)
+    return out
+
+
+def _peak_memory_bytes() -> int | None:
+  """Peak bytes in use on this process's first device, where the backend reports it (GPU, TPU)."""
+  try:
+    stats = jax.local_devices()[0].memory_stats()
+  except Exception:   # backends without memory statistics
+    return None
+  return (stats or {}).get('peak_bytes_in_use')
+
+
+class _Profiler:
+  """A jax.profiler trace of steps (start, stop] into WORKDIR/profile (config.profile_steps)."""
+
+  def __init__(self, config, workdir: str):
+    window = tuple(config.get('profile_steps') or ())
+    self.start, self.stop = window if len(window) == 2 else (None, None)
+    self.dir = os.path.join(workdir, 'profile')
+    self.active = False
+
+  def before(self, step: int) -> None:
+    if self.start is not None and step == self.start and not self.active:
+      jax.profiler.start_trace(self.dir)
+      self.active = True
+      log.info('Profiling steps %d-%d into %s', self.start + 1, self.stop, self.dir)
+
+  def annotation(self, step: int):
+    if self.active:
+      return jax.profiler.StepTraceAnnotation('train', step_num=step)
+    return contextlib.nullcontext()
+
+  def after(self, step: int, outputs) -> None:
+    if self.active and step >= self.stop:
+      jax.block_until_ready(outputs)
+      self.close()
+
+  def close(self) -> None:
+    if self.active:
+      jax.profiler.stop_trace()
+      self.active = False
+      log.info('Profile written to %s (open it with TensorBoard or Perfetto)', self.dir)
+
+
+def check_eval_split(exp: Experiment, split: str) -> None:
+  """Opens `split` and builds its first evaluation batch, so a bad split fails before training."""
+  bs = exp.config.eval_batch_size or exp.config.batch_size
+  try:
+    next(iter(exp.task.data.eval_batches(split, bs, exp.data_shard)))
+  except StopIteration:
+    raise DataError(f'eval_split={split!r} of {exp.config.dataset} has no examples: '
+                    'choose another config.eval_split') from None
+  except (ValueError, KeyError) as e:
+    raise DataError(f'eval_split={split!r} cannot be read: {e}') from e
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_at: int | None = None) -> dict[str, Any]:
   """Trains (resuming from WORKDIR if it has checkpoints); returns the last metrics.
@@ -297,7 +501,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   checkpoint is saved); running again resumes it.
   """
   os.makedirs(workdir, exist_ok=True)
+  lock = WorkdirLock(workdir)
+  try:
+    return _train(config, workdir, stop_at)
+  finally:
+    lock.release()
+
+
+def _train(config, workdir: str, stop_at: int | None) -> dict[str, Any]:
   exp = Experiment(config, workdir)
+  check_eval_split(exp, config.eval_split)
   save_config(config, workdir)
   writer = MetricWriter(workdir)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR),
@@ -311,67 +524,109 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
            config.dataset, f'{n_params:,}', config.parallelism, dict(exp.mesh.shape), start, total)
 
   stopper = _Stopper()
+  profiler = _Profiler(config, workdir)
   shard = exp.data_shard   # this process's block of each global batch
-  pending: list[dict] = []
+  sync_every = max(1, config.get('preemption_sync_every_steps', 10))
+  max_bad = config.get('max_bad_steps', 3)
+  window = _Window(exp, start)
   last_eval: dict[str, float] = {}
-  t_last, step_last = time.perf_counter(), start
-  t_compile = None
+  previous = None          # (step, metrics) of the step before: checked one step late
+  bad_run: list[int] = []  # consecutive steps whose loss or gradients were not finite
+  compiled = False
   step = start
+
+  def save(step, state):
+    if not bool(jax.device_get(_all_finite(state.params))):
+      raise TrainingError(f'The parameters at step {step} are not finite; not saving them. '
+                          f'The last checkpoint ({checkpointer.latest_step()}) is kept.')
+    checkpointer.save(step, exp.unreplicate(state, to_host=True),
+                      meta={'config': config.to_json_best_effort()})
+
   try:
     with exp.context():
       while step < total:
+        profiler.before(step)
         batch = exp.task.data.train_batch(step, config.batch_size, config.seed, shard)
-        state, metrics = exp.train_step(state, exp.put_batch(batch))
+        with profiler.annotation(step):
+          state, metrics = exp.train_step(state, exp.put_batch(batch))
         step += 1
-        pending.append(metrics)
-        if t_compile is None:
+        window.add(metrics, batch)
+        profiler.after(step, metrics)
+        if not compiled:
           jax.block_until_ready(metrics)
-          t_compile = time.perf_counter() - t_last
-          log.info('First step (with compilation) took %.1f s', t_compile)
-          t_last, step_last = time.perf_counter(), step
+          log.info('First step (with compilation) took %.1f s', time.perf_counter() - window.t0)
+          window.restart_clock(step)   # rates count from the first compiled step
+          compiled = True
+
+        # The finiteness flag of the previous step: by now it is computed, and
+        # reading it does not wait for the step just dispatched.
+        for s, m in ([previous] if previous else []) + ([(step, metrics)] if step == total else []):
+          if int(jax.device_get(m['bad_step'])):
+            bad_run.append(s)
+            log.warning('step %d: the loss or gradient norm is not finite; update skipped', s)
+          else:
+            bad_run = []
+          if len(bad_run) >= max_bad:
+            raise TrainingError(
+                f'Training stopped at step {s}: the loss or gradient norm was not finite for '
+                f'{len(bad_run)} steps in a row (steps {bad_run[0]}-{bad_run[-1]}; '
+                f'max_bad_steps={max_bad}). The last checkpoint '
+                f'(step {checkpointer.latest_step()}) is kept; lower learning_rate, set '
+                'grad_clip_norm, or check the data, then resume.')
+        previous = (step, metrics)
 
         if step % config.log_every_steps == 0 or step == total:
-          host = jax.device_get(pending)
-          pending = []
-          sums = {k: float(np.sum([m[k] for m in host])) for k in host[0]
-                  if k not in ('learning_rate', 'grad_norm')}
-          out = exp.task.summarize(sums)
-          out['learning_rate'] = float(host[-1]['learning_rate'])
-          out['grad_norm'] = float(np.mean([m['grad_norm'] for m in host]))
-          now = time.perf_counter()
-          if step > step_last:
-            rate = (step - step_last) / (now - t_last)
-            out['steps_per_sec'] = rate
-            out[f'{exp.task.weight_name}_per_sec'] = sums['weight'] / len(host) * rate
-            eta = _format_eta((total - step) / rate)
-          else:
-            eta = '?'
-          t_last, step_last = now, step
+          out = window.summarize(step)
           writer.write(step, 'train', out)
-          log.info('step %d/%d  loss %.4f  lr %.3g  %.2f steps/s  %.0f %s/s  ETA %s', step, total,
-                   out['loss'], out['learning_rate'], out.get('steps_per_sec', 0.0),
-                   out.get(f'{exp.task.weight_name}_per_sec', 0.0), exp.task.weight_name, eta)
+          rate = out.get('steps_per_sec')
+          eta = _format_eta((total - step) / rate) if rate else '?'
+          speed = f'{out.get(f"{exp.task.weight_name}_per_sec", 0.0):.0f} {exp.task.weight_name}/s'
+          if 'tflops_per_device' in out:
+            speed += f'  {out["tflops_per_device"]:.3g} TFLOP/s/device'
+            if 'mfu' in out:
+              speed += f'  MFU {100 * out["mfu"]:.1f}%'
+          log.info('step %d/%d  loss %.4f  lr %.3g  %.1f ms/step  %s  ETA %s', step, total,
+                   out['loss'], out['learning_rate'], out.get('step_time_ms', 0.0), speed, eta)
 
         if step % config.eval_every_steps == 0 or step == total:
-          last_eval = exp.evaluate(state.params, config.eval_split, config.eval_max_batches)
+          t_eval = time.perf_counter()
+          try:
+            last_eval = exp.evaluate(state.params, config.eval_split, config.eval_max_batches)
+          except Exception:
+            log.error('Evaluation at step %d failed; saving the checkpoint of step %d first.',
+                      step, step)
+            save(step, state)
+            raise
           writer.write(step, config.eval_split, last_eval)
           log.info('eval %s step %d: %s', config.eval_split, step,
                    '  '.join(f'{k} {v:.4f}' for k, v in last_eval.items()))
-          t_last = time.perf_counter()  # do not count eval time in steps/s
+          window.t0 += time.perf_counter() - t_eval   # evaluation time is not training time
 
         if stop_at is not None and step >= stop_at:
           stopper.requested = True
-        if step % config.checkpoint_every_steps == 0 or step == total or stopper.requested:
-          checkpointer.save(step, exp.unreplicate(state, to_host=True),
-                            meta={'config': config.to_json_best_effort()})
-          if stopper.requested:
+        # A signal seen by any process stops all of them at the same step: each
+        # acts on the flag only once the processes have agreed on it.
+        stop = False
+        if step % sync_every == 0 or jax.process_count() == 1:
+          stop = _any_process(stopper.requested, after=(state, metrics))
+        if step % config.checkpoint_every_steps == 0 or step == total or stop:
+          save(step, state)
+          if stop:
             log.warning('Stopped at step %d after a signal; checkpoint saved.', step)
             break
   finally:
+    profiler.close()
     checkpointer.close()
     writer.close()
     stopper.restore()
   return {'step': step, **last_eval}
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
 def setup_logging() -> None:
