@@ -45,6 +45,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from transformer import bleu, decoding, models
 from transformer.data import translation as tr_data
@@ -173,7 +174,10 @@ class TranslationTask(Task):
 
     Sources are decoded sorted by length, decoding.batch_size at a time, each
     batch padded to a power-of-two length (few shapes to compile); sources
-    longer than seq_len are truncated to seq_len - 1 pieces + EOS.
+    longer than seq_len are truncated to seq_len - 1 pieces + EOS. With several
+    processes, each decodes every process_count-th batch on its own devices
+    (with a full copy of the parameters), and the outputs are gathered, so
+    every process returns all the translations.
     """
     pairs = self.data.tokenized(split)
     num = len(pairs) if num is None else min(num, len(pairs))
@@ -181,8 +185,14 @@ class TranslationTask(Task):
     sources = [pairs.source(i)[:max_len - 1] for i in range(num)]
     order = np.argsort([len(s) for s in sources], kind='stable')
     rows = min(self.decoding['batch_size'], num)
-    out: list[str] = [''] * num
-    for start in range(0, num, rows):
+    index, count = jax.process_index(), jax.process_count()
+    if count > 1:   # this process's full copy, however the parameters are sharded
+      params = multihost_utils.process_allgather(params, tiled=True)
+    # Output ids and their count for every sentence; -1 where another process decodes it.
+    tokens_out = np.full((num, self.model_cfg.max_len), -1, np.int32)
+    lengths = np.full((num,), -1, np.int32)
+    starts = list(range(0, num, rows))
+    for start in starts[index::count]:
       idx = order[start:start + rows]
       length = _decode_length(max(len(sources[i]) for i in idx) + 1, max_len)
       src = np.zeros((rows, length), np.int32)
@@ -191,9 +201,14 @@ class TranslationTask(Task):
         src[r, :len(sources[i])] = sources[i]
         src[r, len(sources[i])] = EOS_ID
       tokens = self.translate_tokens(params, src)
-      for r, i in enumerate(idx):
-        out[i] = self.detokenize(tokens[r])
-    return out
+      tokens_out[idx, :tokens.shape[1]] = tokens[:len(idx)]
+      lengths[idx] = tokens.shape[1]
+    if count > 1:
+      log.info('process %d of %d decoded %d of %d batches', index, count,
+               len(starts[index::count]), len(starts))
+      tokens_out, lengths = (np.max(multihost_utils.process_allgather(x), axis=0)
+                             for x in (tokens_out, lengths))
+    return [self.detokenize(tokens_out[i, :lengths[i]]) for i in range(num)]
 
   def evaluate_extra(self, params, writer, step):
     d = self.decoding

@@ -1,9 +1,11 @@
-"""Preemption of a multi-host job: SIGTERM to one process stops every process at the same step.
+"""Multi-host jobs, as two processes on localhost (jax.distributed, one CPU device each).
 
-Two processes on localhost (jax.distributed, one CPU device each) train a tiny
-LM; process 1 alone gets SIGTERM. Both must save the same step and exit 0, and
-resuming both must continue exactly as a run that was never interrupted (the
-same global batches on two devices in one process).
+- Preemption: process 1 alone gets SIGTERM while both train a tiny LM. Both
+  must save the same step and exit 0, and resuming both must continue exactly
+  as a run that was never interrupted (the same global batches on two devices
+  in one process).
+- eval.py's decoding: each process decodes its share of the split's batches;
+  the gathered translations and BLEU equal those of one process.
 """
 
 import os
@@ -16,6 +18,7 @@ import time
 import pytest
 
 from tests import helpers
+from transformer import train_lib
 
 SYNC = 5   # config.preemption_sync_every_steps
 FLAGS = ['--config=configs/lm_shakespeare_char.py', '--config.model.d_model=16',
@@ -36,16 +39,17 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _start_pair(workdir, steps):
+def _start_pair(workdir, steps=None, args=None):
+  """Two processes of one job: train.py with FLAGS for `steps`, or `args` (a script and flags)."""
+  args = args or ['train.py', *FLAGS, f'--config.num_train_steps={steps}']
   port = _free_port()
   procs = []
   for i in range(2):
     env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f'localhost:{port}', JAX_NUM_PROCESSES='2',
                JAX_PROCESS_ID=str(i), XLA_FLAGS='--xla_force_host_platform_device_count=1')
     procs.append(subprocess.Popen(
-        [sys.executable, 'train.py', *FLAGS, f'--config.num_train_steps={steps}',
-         f'--workdir={workdir}'], cwd=helpers.REPO, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True))
+        [sys.executable, *args, f'--workdir={workdir}'], cwd=helpers.REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
   return procs
 
 
@@ -90,3 +94,26 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir):
   resumed, reference = _losses(work), _losses(ref)
   for step in (stopped + 1, stopped + 2):
     assert resumed[step] == pytest.approx(reference[step], rel=1e-5), (step, resumed, reference)
+
+
+@pytest.mark.slow
+def test_eval_py_decodes_a_share_on_each_process_and_gathers_them(tmp_path, data_dir):
+  from tests import test_translation
+  work = str(tmp_path)
+  overrides = {'decoding.max_eval_sentences': 24}   # 6 batches of 4: 3 per process
+  train_lib.train_and_evaluate(test_translation.tiny(num_train_steps=3, **overrides), work)
+  args = ['eval.py', '--config=configs/translate_multi30k.py',
+          *test_translation.flags(**overrides)]
+  one = helpers.run_python([*args, f'--workdir={work}'])
+  assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
+  path = tmp_path / 'translations_test_2016_flickr_step3.txt'
+  single, single_eval = path.read_text(), helpers.records(work, 'test_2016_flickr')[-1]
+  path.unlink()
+
+  codes, outs = _finish(_start_pair(work, args=args))
+  assert codes == [0, 0], outs
+  assert 'process 0 of 2 decoded 3 of 6 batches' in outs[0]
+  assert path.read_text() == single and len(single.splitlines()) == 24
+  both = helpers.records(work, 'test_2016_flickr')[-1]
+  for key in ('bleu', 'tokenized_bleu', 'bleu_sentences', 'loss'):
+    assert both[key] == pytest.approx(single_eval[key], rel=1e-6), key
