@@ -3,7 +3,8 @@
 Imported as `from tests import helpers`: pytest.ini puts the repository on sys.path,
 and tests/sharding_checks.py (a script run in a subprocess) puts it there itself.
 
-- REPO, subprocess runs of the entry points (`run_python`), metrics by split (`records`);
+- REPO, subprocess runs of the entry points (`run_python`), metrics by split (`records`),
+  a free localhost port for two-process jobs (`free_port`);
 - experiment configs: `tiny_config` (a config module's get_config() made tiny),
   `set_field` (a possibly dotted field);
 - models: `tiny_model_cfg`, `key`, `init_variables`, `init_params`, `random_params`,
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import subprocess
 import sys
 
@@ -39,6 +41,13 @@ def run_python(args, env_extra=None, **kw):
   env = dict(os.environ, **(env_extra or {}))
   return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
                         text=True, timeout=300, **kw)
+
+
+def free_port() -> int:
+  """A TCP port free on localhost now (for a jax.distributed coordinator)."""
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
 
 
 def records(workdir, split):

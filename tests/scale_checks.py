@@ -5,7 +5,7 @@
 XLA_FLAGS must be set before JAX is imported, hence a subprocess. This script
 only measures and writes OUT.json; the assertions are in test_scale.py.
 
-- gradients: the mean gradient the optimizer sees (`Experiment.gradients`) on
+- gradients: the mean gradient the optimizer sees (`Experiment.gradients`) on two
   real Multi30k batches (length buckets, ragged padding, so the devices' token
   counts differ) for jit with grad_accum_steps 1 and 2 and pmap with 1 and 2,
   each against one full-batch, token-weighted gradient computed on one device;
@@ -73,7 +73,7 @@ def main(out_path: str, workdir: str) -> None:
   assert jax.device_count() == 8, 'run with XLA_FLAGS=--xla_force_host_platform_device_count=8'
   config = helpers.tiny_config(translate_multi30k, **TINY)
   task = tasks.make_task(config, workdir)   # one vocabulary and data source for every case
-  batches = [task.data.train_batch(s, config.batch_size, config.seed) for s in range(3)]
+  batches = [task.data.train_batch(s, config.batch_size, config.seed) for s in range(2)]
   results = {'batches': [], 'gradients': {}, 'collectives': {}}
 
   exps = {}

@@ -10,7 +10,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,16 +32,10 @@ FLAGS = ['--config=configs/lm_shakespeare_char.py', '--config.model.d_model=16',
          '--config.schedule=constant']
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
-
-
 def _start_pair(workdir, steps=None, args=None):
   """Two processes of one job: train.py with FLAGS for `steps`, or `args` (a script and flags)."""
   args = args or ['train.py', *FLAGS, f'--config.num_train_steps={steps}']
-  port = _free_port()
+  port = helpers.free_port()
   procs = []
   for i in range(2):
     env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f'localhost:{port}', JAX_NUM_PROCESSES='2',

@@ -9,7 +9,6 @@ together once per module (fixture `runs`); the tests assert on what they wrote.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import types
@@ -54,12 +53,6 @@ EXPECTED_AXES = {
 }
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory, require_data):
   """Starts the 8-device checks and the two-process run together; their outputs."""
@@ -70,7 +63,7 @@ def runs(tmp_path_factory, require_data):
   checks = subprocess.Popen([sys.executable, 'tests/sharding_checks.py', str(results)],
                             cwd=helpers.REPO, env=env8, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-  port = _free_port()
+  port = helpers.free_port()
   procs = []
   for i in range(2):
     env = dict(os.environ, JAX_COORDINATOR_ADDRESS=f'localhost:{port}', JAX_NUM_PROCESSES='2',
