@@ -1,25 +1,29 @@
-"""Evaluate a checkpoint: python eval.py --config=configs/NAME.py --workdir=DIR [--config.FIELD=VALUE ...]
+"""Evaluate a checkpoint: python eval.py --workdir=DIR [--config=configs/NAME.py] [--config.FIELD=VALUE ...]
 
-Restores the latest checkpoint in DIR (or --step=N, or --checkpoint=avg for the
-averaged one written by `python -m tools.average`), evaluates it on
+The config is the run's own (DIR/config.json, with every override train.py was
+given) unless --config names a file; --config.FIELD=VALUE overrides either.
+Restores the newest good checkpoint in DIR (or --step=N, or --checkpoint=avg
+for the averaged one written by `python -m tools.average`), evaluates it on
 config.eval_split over the whole split, runs the task's extra evaluation
 (language models: samples text from config.sample.prompt; translation:
 decodes the split with beam search, writes the translations and BLEU;
-classification: writes the confusion matrix), and appends the results to
-DIR/metrics.jsonl.
+classification: writes the confusion matrix), appends the results to
+DIR/metrics.jsonl and prints them on one line. User errors print one message
+and exit with status 2.
 """
 
 import os
+import sys
 
 from absl import app, flags
-from ml_collections import config_flags
+
+from tools import cli
 
 flags.DEFINE_string('workdir', None, 'Directory the model was trained in.')
 flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
 flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'avg'],
                   "'avg': the averaged checkpoint from `python -m tools.average`.")
-config_flags.DEFINE_config_file('config', 'configs/lm_shakespeare_char.py',
-                                'Experiment config file.', lock_config=True)
+cli.define_config_flag(sys.argv, from_workdir=True)
 FLAGS = flags.FLAGS
 
 
@@ -28,6 +32,9 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required: the directory the model was trained in.')
+  if FLAGS.config is None:
+    raise app.UsageError(f'{FLAGS.workdir}/config.json does not exist: pass '
+                         '--config=configs/NAME.py, or point --workdir at a trained run.')
   from transformer import checkpoint as ckpt_lib, distributed, host, train_lib
   from transformer.metric_writer import MetricWriter
   host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
@@ -37,9 +44,9 @@ def main(argv):
   sub = ckpt_lib.AVERAGED_DIR if FLAGS.checkpoint == 'avg' else ckpt_lib.CHECKPOINT_DIR
   ckpt_dir = os.path.join(FLAGS.workdir, sub)
   if not os.path.isdir(ckpt_dir):
-    raise app.UsageError(f'No checkpoints in {ckpt_dir}: train first with train.py '
-                         f'--workdir={FLAGS.workdir}' +
-                         (', then run python -m tools.average' if sub != 'checkpoints' else ''))
+    raise ckpt_lib.CheckpointError(
+        f'No checkpoints in {ckpt_dir}: train first with train.py --workdir={FLAGS.workdir}' +
+        (', then run python -m tools.average' if sub != 'checkpoints' else ''))
   exp = train_lib.Experiment(config, FLAGS.workdir)
   checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=10**6)
   state = exp.restore_or_init(checkpointer, FLAGS.step)   # onto this run's mesh
@@ -52,7 +59,8 @@ def main(argv):
   printable = {k: v for k, v in extra.items() if not isinstance(v, (list, dict))}
   metrics.update(printable)
   writer.write(step, config.eval_split, metrics)
-  train_lib.log.info('eval %s step %d: %s', config.eval_split, step, metrics)
+  train_lib.log.info('eval %s step %d: %s', config.eval_split, step, train_lib.format_metrics(
+      {k: v for k, v in metrics.items() if not k.endswith('signature')}))
   for k, v in extra.items():
     if isinstance(v, list):
       for item in v:
@@ -62,4 +70,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -1,16 +1,22 @@
 """Train a model: python train.py --config=configs/NAME.py --workdir=DIR [--config.FIELD=VALUE ...]
 
-Resumes automatically from the latest checkpoint in DIR. Appends metrics to
-DIR/metrics.jsonl and TensorBoard event files under DIR/tensorboard.
+Resumes automatically from the newest good checkpoint in DIR; a change to the
+model or data fields of a run being resumed is refused (see
+train_lib.check_resume_config). Appends metrics to DIR/metrics.jsonl and
+TensorBoard event files under DIR/tensorboard, the console lines to
+DIR/train.log, and how the run was launched to DIR/command.txt. User errors
+(an invalid config, a missing dataset, ...) print one message and exit with
+status 2.
 """
 
+import sys
 
 from absl import app, flags
-from ml_collections import config_flags
+
+from tools import cli
 
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and logs.')
-config_flags.DEFINE_config_file('config', 'configs/lm_shakespeare_char.py',
-                                'Experiment config file.', lock_config=True)
+cli.define_config_flag(sys.argv, default='configs/lm_shakespeare_char.py')
 FLAGS = flags.FLAGS
 
 
@@ -23,8 +29,8 @@ def main(argv):
   host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
   train_lib.setup_logging()
   distributed.initialize()
-  train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir, command=cli.command_text())
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

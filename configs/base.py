@@ -68,6 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.max_bad_steps = 3                # non-finite loss/gradients: skip the step; stop after N in a row
   c.profile_steps = ()               # (start, stop): jax.profiler trace of those steps in WORKDIR/profile
   c.preemption_sync_every_steps = 10  # multi-host: how often processes agree on a stop signal
+  c.allow_config_change = False      # resume although model/data fields differ from config.json
   c.grad_accum_steps = 1             # micro-batches per optimizer step
 
   # Optimizer and schedule (transformer/optim.py).

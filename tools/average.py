@@ -1,25 +1,30 @@
 """Average the parameters of the last N checkpoints (the paper averaged the last 5).
 
-python -m tools.average --config=configs/NAME.py --workdir=DIR --num=5
+python -m tools.average --workdir=DIR [--num=5] [--config=configs/NAME.py]
+
+The config is the run's own (DIR/config.json) unless --config names a file.
 
 Writes WORKDIR/checkpoints_avg/<step>; evaluate it with
 `python eval.py --config=... --workdir=DIR --checkpoint=avg`.
 """
 
 
+import sys
+
 from absl import app, flags
-from ml_collections import config_flags
+
+from tools import cli
 
 flags.DEFINE_string('workdir', None, 'Directory the model was trained in.')
 flags.DEFINE_integer('num', 5, 'How many of the latest checkpoints to average.')
-config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
   if not FLAGS.workdir or FLAGS.config is None:
-    raise app.UsageError('--config and --workdir are required.')
+    raise app.UsageError('--workdir (a trained run, with its config.json) is required; '
+                         '--config too if it has no config.json.')
   from transformer import checkpoint as ckpt_lib, host, train_lib
   host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
   train_lib.setup_logging()
@@ -30,4 +35,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.define_config_flag(sys.argv, from_workdir=True)
+  cli.run(main)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import Any, Sequence
 
 import flax
@@ -445,7 +446,6 @@ def attention_figures(config, workdir: str, out_dir: str, *, step: int | None = 
 
 def _define_flags():
   from absl import flags
-  from ml_collections import config_flags
   flags.DEFINE_string('workdir', None, 'Directory the model was trained in.')
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
   flags.DEFINE_string('out', None, 'Folder for the PNG files (default: WORKDIR/attention; '
@@ -460,7 +460,8 @@ def _define_flags():
   flags.DEFINE_integer('length', 100, 'posenc: number of positions.')
   flags.DEFINE_integer('width', None, "posenc: number of features (default: the config's "
                        'd_model, else 512).')
-  config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
+  from tools import cli
+  cli.define_config_flag(sys.argv, from_workdir=True)   # default: WORKDIR/config.json
   return flags.FLAGS
 
 
@@ -477,7 +478,8 @@ def main(argv):
   out = FLAGS.out or (os.path.join(workdir, 'attention') if workdir else '.')
   if argv[1] == 'attention':
     if config is None or not workdir:
-      raise app.UsageError('attention needs --config and --workdir.')
+      raise app.UsageError('attention needs --workdir (a trained run; its config.json is the '
+                           'config unless --config names a file).')
     unknown = sorted(set(FLAGS.kinds) - set(ATTENTION_KINDS))
     if unknown:
       raise app.UsageError(f'--kinds: {unknown} not in {ATTENTION_KINDS}')
@@ -488,7 +490,7 @@ def main(argv):
     params = model_cfg = None
     if workdir:
       if config is None:
-        raise app.UsageError('posenc with --workdir needs --config too.')
+        raise app.UsageError(f'{workdir} has no config.json: pass --config too.')
       task, params, _ = restore(config, workdir, FLAGS.step)
       model_cfg = task.model_cfg
     width = FLAGS.width or (config.model.get('d_model') if config is not None else None) or 512
@@ -498,6 +500,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from absl import app
+  from tools import cli
   FLAGS = _define_flags()
-  app.run(main)
+  cli.run(main)

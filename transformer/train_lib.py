@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -325,6 +326,12 @@ class _Stopper:
       signal.signal(sig, handler)
 
 
+def format_metrics(metrics: dict[str, Any]) -> str:
+  """`name value` pairs on one line: floats to 4 significant decimals, the rest as they are."""
+  return '  '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}'
+                   for k, v in metrics.items())
+
+
 def _format_eta(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   h, rem = divmod(seconds, 3600)
@@ -493,30 +500,108 @@ def check_eval_split(exp: Experiment, split: str) -> None:
     raise DataError(f'eval_split={split!r} cannot be read: {e}') from e
 
 
+# Fields a resumed run may not change: they define the model, its data and the batches.
+RESUME_FIXED = ('task', 'dataset', 'seed', 'batch_size', 'seq_len', 'vocab_size',
+                'tokens_per_batch', 'model_preset', 'model', 'source_lang', 'target_lang',
+                'spm_model_type', 'spm_max_sentences', 'bucket_boundaries', 'augment',
+                'grad_accum_steps')
+# Fields it may change, with a warning: the optimizer and schedule.
+RESUME_WARN = ('optimizer', 'learning_rate', 'schedule', 'warmup_steps', 'min_learning_rate',
+               'b1', 'b2', 'eps', 'weight_decay', 'weight_decay_mask', 'grad_clip_norm',
+               'label_smoothing', 'num_train_steps')
+
+
+def _flat(d: dict, prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def check_resume_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Before a run resumes from WORKDIR's checkpoints: refuses model/data changes, warns of others.
+
+  Compares `config` with WORKDIR/config.json (what the checkpoints were trained
+  with). Raises ConfigError listing every changed model or data field and the
+  two ways out; logs a warning listing changed optimizer or schedule fields.
+  Does nothing for a fresh workdir.
+  """
+  path = os.path.join(workdir, 'config.json')
+  ckpt_dir = os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR)
+  has_checkpoints = os.path.isdir(ckpt_dir) and any(n.isdigit() for n in os.listdir(ckpt_dir))
+  if not (has_checkpoints and os.path.isfile(path)):
+    return
+  with open(path) as f:
+    saved = _flat(json.load(f))
+  now = _flat(json.loads(config.to_json_best_effort()))
+  changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+  fixed = [k for k in changed if k.split('.')[0] in RESUME_FIXED]
+  warned = [k for k in changed if k.split('.')[0] in RESUME_WARN]
+
+  def describe(keys):
+    return ''.join(f'\n  - {k}: {saved.get(k)!r} -> {now.get(k)!r}' for k in keys)
+  if fixed and not config.get('allow_config_change', False):
+    raise ConfigError(
+        f'{workdir} holds checkpoints of another model or data: these fields differ from its '
+        f'config.json (saved -> now):{describe(fixed)}\nTrain in a new --workdir, or resume '
+        'with the new values anyway with --config.allow_config_change=True.')
+  if fixed:
+    log.warning('Resuming with changed model/data fields (allow_config_change=True):%s',
+                describe(fixed))
+  if warned:
+    log.warning('Resuming with changed optimizer/schedule fields:%s', describe(warned))
+
+
+def _log_to_file(workdir: str) -> logging.Handler | None:
+  """Copies this project's log lines to WORKDIR/train.log (process 0)."""
+  if jax.process_index() != 0:
+    return None
+  handler = logging.FileHandler(os.path.join(workdir, 'train.log'))
+  handler.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
+  log.addHandler(handler)
+  return handler
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       stop_at: int | None = None) -> dict[str, Any]:
+                       stop_at: int | None = None, command: str = '') -> dict[str, Any]:
   """Trains (resuming from WORKDIR if it has checkpoints); returns the last metrics.
 
   `stop_at` interrupts the run after that step as a preemption would (a
-  checkpoint is saved); running again resumes it.
+  checkpoint is saved); running again resumes it. `command`: how the run was
+  launched (tools.cli.command_text), appended to WORKDIR/command.txt once the
+  workdir is this run's.
   """
   os.makedirs(workdir, exist_ok=True)
   lock = WorkdirLock(workdir)
+  handler = None
   try:
+    check_resume_config(config, workdir)
+    handler = _log_to_file(workdir)
+    if command and jax.process_index() == 0:
+      with open(os.path.join(workdir, 'command.txt'), 'a') as f:
+        f.write(command)
     return _train(config, workdir, stop_at)
   finally:
+    if handler is not None:
+      log.removeHandler(handler)
+      handler.close()
     lock.release()
 
 
 def _train(config, workdir: str, stop_at: int | None) -> dict[str, Any]:
+  for warning in validation.semantic_warnings(config):
+    log.warning('Config: %s', warning)
   exp = Experiment(config, workdir)
   check_eval_split(exp, config.eval_split)
-  save_config(config, workdir)
   writer = MetricWriter(workdir)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR),
                                        keep=config.keep_checkpoints,
                                        async_save=config.get('async_checkpointing', True))
   state = exp.restore_or_init(checkpointer)
+  save_config(config, workdir)   # only once the checkpoints (if any) restored into it
   start = int(exp.unreplicate(state.step))
   total = config.num_train_steps
   n_params = sum(x.size for x in jax.tree.leaves(exp.unreplicate(state.params)))
@@ -598,8 +683,7 @@ def _train(config, workdir: str, stop_at: int | None) -> dict[str, Any]:
             save(step, state)
             raise
           writer.write(step, config.eval_split, last_eval)
-          log.info('eval %s step %d: %s', config.eval_split, step,
-                   '  '.join(f'{k} {v:.4f}' for k, v in last_eval.items()))
+          log.info('eval %s step %d: %s', config.eval_split, step, format_metrics(last_eval))
           window.t0 += time.perf_counter() - t_eval   # evaluation time is not training time
 
         if stop_at is not None and step >= stop_at:

@@ -15,6 +15,22 @@ from transformer import sharding, tasks
 from transformer.experiment_config import common_problems, raise_if_problems
 
 
+def semantic_warnings(config: ml_collections.ConfigDict) -> list[str]:
+  """Valid but probably unintended settings, each a sentence saying what will happen."""
+  out = []
+  steps = config.num_train_steps
+  if config.get('warmup_steps', 0) >= steps:
+    out.append(f'warmup_steps={config.warmup_steps} >= num_train_steps={steps}: the learning '
+               'rate never reaches its peak')
+  if config.eval_every_steps > steps:
+    out.append(f'eval_every_steps={config.eval_every_steps} > num_train_steps={steps}: '
+               'evaluation runs only at the end')
+  if config.checkpoint_every_steps > steps:
+    out.append(f'checkpoint_every_steps={config.checkpoint_every_steps} > num_train_steps='
+               f'{steps}: a checkpoint is written only at the end')
+  return out
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises one ConfigError naming every invalid field of `config` (common and task fields)."""
   problems = common_problems(config)

@@ -1,0 +1,147 @@
+"""What every command-line entry point shares: the experiment config flag, user errors, provenance.
+
+- `define_config_flag(argv)`: `--config` as usual (a config file, then
+  `--config.FIELD=VALUE` overrides). Commands that read a trained workdir
+  (eval.py, tools.visualize, tools.average) may leave `--config` out: the
+  config is then the run's own `WORKDIR/config.json` (written by train.py
+  with every override it was given), and `--config.FIELD=VALUE` still
+  overrides it, so a run's overrides are never typed twice.
+- `run(main)`: absl's app.run, except that the project's own user errors
+  (an invalid config, a missing dataset, an unreadable checkpoint, a workdir
+  in use, a diverged run) print their message alone on stderr and exit with
+  status 2, without a traceback.
+- `command_text()`: how the run was launched, for WORKDIR/command.txt: argv,
+  git commit and whether the tree had uncommitted changes, date, host, devices.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from typing import Any, Callable, Sequence
+
+import ml_collections
+from absl import app, flags
+from ml_collections import config_flags
+
+from configs import base as base_config
+from transformer.checkpoint import CheckpointError
+from transformer.data import DataError
+from transformer.experiment_config import ConfigError
+from transformer.train_lib import TrainingError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError)
+CONFIG_JSON = 'config.json'
+
+
+# ----------------------------------------------------------------------------- the config flag
+
+def _flag_value(argv: Sequence[str], name: str) -> str | None:
+  """The value of --NAME=V or --NAME V in argv, or None."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(f'--{name}='):
+      return arg.split('=', 1)[1]
+    if arg == f'--{name}' and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _typed(value: Any, like: Any = None) -> Any:
+  """A JSON value as a config field: lists as tuples, dicts as ConfigDicts."""
+  if isinstance(value, dict):
+    out = like if isinstance(like, ml_collections.ConfigDict) else ml_collections.ConfigDict()
+    for k, v in value.items():
+      current = out.get(k) if k in out else None
+      if k in out and v is None:
+        continue   # keep the template's typed placeholder
+      out[k] = _typed(v, current)
+    return out
+  if isinstance(value, list):
+    return tuple(_typed(v) for v in value)
+  return value
+
+
+def config_from_json(text: str) -> ml_collections.ConfigDict:
+  """An experiment config from its JSON (WORKDIR/config.json), typed like configs/base.py.
+
+  The base config gives every common field its type (so `--config.model.num_heads=8`
+  overrides an unset model field); fields of a task's own are taken as they are.
+  """
+  return _typed(json.loads(text), base_config.get_config())
+
+
+def workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, CONFIG_JSON)
+  if not os.path.isfile(path):
+    raise ConfigError(f'{path} does not exist: pass --config=configs/NAME.py (with the '
+                      'overrides the run was trained with), or point --workdir at a trained run')
+  with open(path) as f:
+    return config_from_json(f.read())
+
+
+def define_config_flag(argv: Sequence[str], default: str | None = None,
+                       from_workdir: bool = False) -> None:
+  """Defines --config: a config file, or (from_workdir, no --config given) WORKDIR/config.json."""
+  if from_workdir and _flag_value(argv, 'config') is None:
+    workdir = _flag_value(argv, 'workdir')
+    if workdir and os.path.isfile(os.path.join(workdir, CONFIG_JSON)):
+      config_flags.DEFINE_config_dict(
+          'config', workdir_config(workdir),
+          f'The experiment config: {workdir}/config.json, then --config.FIELD overrides.')
+      return
+  config_flags.DEFINE_config_file('config', default, 'Experiment config file.', lock_config=True)
+
+
+# ----------------------------------------------------------------------------- errors
+
+def run(main: Callable[[list[str]], Any]) -> None:
+  """app.run(main), with the project's user errors as one message and exit status 2."""
+  def guarded(argv):
+    try:
+      return main(argv)
+    except USER_ERRORS as e:
+      sys.stdout.flush()
+      print(f'error: {e}', file=sys.stderr, flush=True)
+      # Skip interpreter teardown: Orbax's background threads print asyncio noise
+      # there. Files and checkpoints were closed by the code that raised.
+      os._exit(2)
+  app.run(guarded)
+
+
+# ----------------------------------------------------------------------------- provenance
+
+def _git(*args: str) -> str:
+  try:
+    return subprocess.run(['git', *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return ''
+
+
+def describe_hardware() -> str:
+  import jax
+  devices = jax.devices()
+  return (f'{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores; '
+          f'jax {jax.__version__} {jax.default_backend()}: {len(devices)} x '
+          f'{devices[0].device_kind}, {jax.process_count()} process(es)')
+
+
+def command_text(argv: Sequence[str] | None = None) -> str:
+  """How this process was launched, for WORKDIR/command.txt (one block per launch)."""
+  argv = list(sys.argv if argv is None else argv)
+  commit = _git('rev-parse', 'HEAD') or 'unknown (not a git checkout)'
+  dirty = bool(_git('status', '--porcelain', '--untracked-files=no'))
+  lines = [
+      f'command: python {shlex.join(argv)}',
+      f'commit: {commit}{" (with uncommitted changes)" if dirty else ""}',
+      f'date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}',
+      f'host: {platform.node()}',
+      f'hardware: {describe_hardware()}',
+  ]
+  return '\n'.join(lines) + '\n\n'
