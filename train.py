@@ -16,6 +16,10 @@ from absl import app, flags
 from tools import cli
 
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and logs.')
+flags.DEFINE_bool('print_config', False, 'Print the resolved config, the model config after '
+                  'presets, the parameter count and FLOPs per step, then exit.')
+flags.DEFINE_bool('dry_run', False, 'Also build the model, compile one step, report compile '
+                  'time, memory of params + optimizer state and the time of 3 steps, then exit.')
 cli.define_config_flag(sys.argv, default='configs/lm_shakespeare_char.py')
 FLAGS = flags.FLAGS
 
@@ -29,6 +33,9 @@ def main(argv):
   host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
   train_lib.setup_logging()
   distributed.initialize()
+  if FLAGS.print_config or FLAGS.dry_run:
+    cli.print_run_description(FLAGS.config, FLAGS.workdir, dry_run=FLAGS.dry_run)
+    return
   train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir, command=cli.command_text())
 
 

@@ -110,3 +110,23 @@ def test_semantic_warnings_name_what_will_happen():
   assert 'checkpoint is written only at the end' in warnings[2]
   assert validation.semantic_warnings(tiny(num_train_steps=100, eval_every_steps=50,
                                            checkpoint_every_steps=50)) == []
+
+
+def test_describe_and_dry_run_report_the_real_model(tmp_path, data_dir):
+  import jax
+  c = tiny(model_preset='', **{'model.num_decoder_layers': 2})
+  d = train_lib.describe(c, None)
+  exp = train_lib.Experiment(c, None)
+  params = jax.tree.leaves(exp.unreplicate(exp.init_state()).params)
+  assert d['parameters'] == sum(x.size for x in params)
+  assert d['model_config'].num_decoder_layers == 2 and d['model_config'].d_model == 16
+  assert d['train_flops_per_step'] > 0
+  r = train_lib.dry_run(c, None)
+  assert r['params_bytes_per_device'] == 4 * d['parameters']         # float32, one device
+  assert r['opt_state_bytes_per_device'] >= 2 * r['params_bytes_per_device']   # Adam's mu, nu
+  assert r['compile_seconds'] > 0 and r['step_seconds'] > 0
+  res = helpers.run_python(['train.py', '--config=configs/lm_shakespeare_char.py',
+                            '--print_config', f'--workdir={tmp_path / "w"}'])
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert '# model config (after presets)' in res.stdout and 'parameters: ' in res.stdout
+  assert not (tmp_path / 'w').exists()   # nothing trained, nothing written

@@ -145,3 +145,29 @@ def command_text(argv: Sequence[str] | None = None) -> str:
       f'hardware: {describe_hardware()}',
   ]
   return '\n'.join(lines) + '\n\n'
+
+
+# ----------------------------------------------------------------------------- --print_config
+
+def print_run_description(config: ml_collections.ConfigDict, workdir: str,
+                          dry_run: bool = False) -> None:
+  """train.py --print_config / --dry_run: what the run would be, and (dry run) its first steps."""
+  import dataclasses
+
+  from transformer import train_lib
+  d = train_lib.describe(config, workdir)
+  print('# experiment config (resolved)')
+  print(config.to_json_best_effort(indent=2))
+  print('# model config (after presets)')
+  for field in dataclasses.fields(d['model_config']):
+    print(f'  {field.name}: {getattr(d["model_config"], field.name)}')
+  print(f'parameters: {d["parameters"]:,}')
+  flops = d['train_flops_per_step']
+  print(f'train FLOPs per step: {flops:.4g} (batch {d["batch_shapes"]})' if flops else
+        'train FLOPs per step: not counted for this task')
+  if dry_run:
+    r = train_lib.dry_run(config, workdir)
+    print(f'compile: {r["compile_seconds"]:.1f} s; step: {1000 * r["step_seconds"]:.1f} ms '
+          f'(mean of 3); loss {r["loss"]:.4f}')
+    print(f'per device: params {r["params_bytes_per_device"] / 2**20:.1f} MiB, optimizer state '
+          f'{r["opt_state_bytes_per_device"] / 2**20:.1f} MiB')

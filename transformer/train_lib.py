@@ -500,6 +500,59 @@ def check_eval_split(exp: Experiment, split: str) -> None:
     raise DataError(f'eval_split={split!r} cannot be read: {e}') from e
 
 
+def describe(config: ml_collections.ConfigDict, workdir: str | None) -> dict[str, Any]:
+  """What a run of `config` would train: the model config after presets, parameters, FLOPs.
+
+  Builds the task (its data source; a SentencePiece vocabulary where one is
+  trained) but no parameters: shapes come from jax.eval_shape.
+  """
+  validation.validate(config)
+  task = tasks.make_task(config, workdir)
+  shapes = jax.eval_shape(lambda: task.model(train=False).init(jax.random.PRNGKey(0),
+                                                               *task.init_inputs()))
+  params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nn.meta.unbox(shapes['params'])))
+  batch = task.data.train_batch(0, config.batch_size, config.seed)
+  try:
+    step_flops = flops_lib.train_flops(flops_lib.batch_forward_flops(config.task, task.model_cfg,
+                                                                     batch))
+  except (ValueError, KeyError):
+    step_flops = None
+  return {'model_config': task.model_cfg, 'parameters': params,
+          'train_flops_per_step': step_flops,
+          'batch_shapes': {k: tuple(np.shape(v)) for k, v in batch.items()}}
+
+
+def dry_run(config: ml_collections.ConfigDict, workdir: str | None,
+            steps: int = 3) -> dict[str, Any]:
+  """Builds the experiment, compiles one train step and times `steps` more; writes nothing else.
+
+  Returns compile seconds, the mean seconds of the timed steps, and the bytes
+  of parameters and optimizer state on this process's first device.
+  """
+  exp = Experiment(config, workdir)
+  state = exp.init_state()
+  plain = exp.unreplicate(state)
+  first = jax.local_devices()[0]
+  out = {'params_bytes_per_device': sharding.addressable_bytes(plain.params, first),
+         'opt_state_bytes_per_device': sharding.addressable_bytes(plain.opt_state, first)}
+  batches = [exp.put_batch(exp.task.data.train_batch(i, config.batch_size, config.seed,
+                                                     exp.data_shard)) for i in range(steps + 1)]
+  with exp.context():
+    t0 = time.perf_counter()
+    state, metrics = exp.train_step(state, batches[0])
+    jax.block_until_ready(metrics)
+    out['compile_seconds'] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for batch in batches[1:]:
+      state, metrics = exp.train_step(state, batch)
+    jax.block_until_ready(metrics)
+    out['step_seconds'] = (time.perf_counter() - t0) / steps
+  out['loss'] = exp.task.summarize(jax.device_get(
+      {k: v for k, v in metrics.items() if k not in ('learning_rate', 'grad_norm',
+                                                      'bad_step')}))['loss']
+  return out
+
+
 # Fields a resumed run may not change: they define the model, its data and the batches.
 RESUME_FIXED = ('task', 'dataset', 'seed', 'batch_size', 'seq_len', 'vocab_size',
                 'tokens_per_batch', 'model_preset', 'model', 'source_lang', 'target_lang',
