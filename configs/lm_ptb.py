@@ -2,6 +2,8 @@
 
   python train.py --config=configs/lm_ptb.py --workdir=runs/ptb
   python eval.py --config=configs/lm_ptb.py --workdir=runs/ptb --config.eval_split=test
+  # sliding windows: every test word scored once with >= 48 words of context
+  python eval.py --workdir=runs/ptb --config.eval_split=test --config.eval_stride=16
 
 A small pre-LN Transformer with heavy dropout (PTB is small and overfits),
 tied input/output embeddings, trained with AdamW and cosine decay, sized to
@@ -24,6 +26,7 @@ def get_config():
   c.task = 'lm'
   c.dataset = 'ptb'
   c.seq_len = 64
+  c.eval_stride = 0                    # 0: non-overlapping windows; 0 < S < seq_len: sliding
   c.batch_size = 32
   c.num_train_steps = 4500
   c.log_every_steps = 100

@@ -2,7 +2,7 @@
 
   python train.py --config=configs/wmt14_ende_base.py --workdir=runs/wmt14_base
   python -m tools.average --config=configs/wmt14_ende_base.py --workdir=runs/wmt14_base --num=5
-  python eval.py --config=configs/wmt14_ende_base.py --workdir=runs/wmt14_base --checkpoint=avg
+  python eval.py --workdir=runs/wmt14_base --checkpoint=avg --config.eval_split=newstest2014
 
 "Attention Is All You Need" (Vaswani et al. 2017), section 5 and Table 2/3:
 the base model (6+6 layers, d_model 512, 8 heads, d_ff 2048, P_drop 0.1,
@@ -56,7 +56,7 @@ def get_config():
   c.tokens_per_batch = 25000           # per side, padding included
   c.batch_size = 8                     # row granularity
   c.eval_batch_size = 64
-  c.eval_split = 'newstest2014'
+  c.eval_split = 'newstest2013'       # newstest2014: once, at the end (eval.py)
   c.num_train_steps = 100_000
   c.log_every_steps = 100
   c.eval_every_steps = 5000

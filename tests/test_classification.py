@@ -12,7 +12,7 @@ from configs import vit_mnist
 from tests import helpers
 from transformer import checkpoint as ckpt_lib
 from transformer import model_config as model_config_lib
-from transformer import layers, models, train_lib
+from transformer import layers, models, tasks, train_lib
 from transformer.data import DataError
 from transformer.metric_writer import read_metrics
 from transformer.tasks import classification
@@ -142,10 +142,23 @@ def test_few_steps_train_and_evaluate_write_accuracy(tmp_path, data_dir):
   assert out['step'] == 3 and 0 <= out['accuracy'] <= 1 and np.isfinite(out['loss'])
   recs = read_metrics(str(tmp_path))
   train = [r for r in recs if r['split'] == 'train']
-  test = [r for r in recs if r['split'] == 'test']
+  val = [r for r in recs if r['split'] == 'validation']   # held out of train; test: eval.py
   assert [r['step'] for r in train] == [1, 2, 3] and all(r['examples'] == 16 for r in train)
-  assert len(test) == 1 and test[0]['examples'] == 768 and 'accuracy' in test[0]
-  assert 'top5_accuracy' not in test[0]   # 10 classes
+  assert len(val) == 1 and val[0]['examples'] == 768 and 'accuracy' in val[0]
+  assert 'top5_accuracy' not in val[0]   # 10 classes
+  assert not [r for r in recs if r['split'] == 'test']
+
+
+def test_validation_is_the_last_5000_training_images_and_not_trained_on(data_dir):
+  from transformer.data import images
+  task = tasks.make_task(tiny(), None)
+  raw_images, raw_labels = images.load_idx_split(data_dir, 'mnist', 'train')
+  train, val = task.data._split('train'), task.data._split('validation')
+  assert (len(train), len(val)) == (55000, 5000)
+  np.testing.assert_array_equal(val.images, raw_images[55000:])
+  np.testing.assert_array_equal(val.labels, raw_labels[55000:])
+  np.testing.assert_array_equal(train.images, raw_images[:55000])
+  assert task.data.epoch_size == 55000      # batches are drawn from the 55,000 only
 
 
 def test_evaluate_counts_every_test_image_once(data_dir):
@@ -161,7 +174,7 @@ def test_eval_py_writes_accuracy_and_the_confusion_matrix(tmp_path, data_dir):
            '--config.eval_max_batches=1']
   train = helpers.run_python(['train.py', *flags])
   assert train.returncode == 0, train.stdout + train.stderr
-  res = helpers.run_python(['eval.py', *flags[:-1]])   # the whole test split
+  res = helpers.run_python(['eval.py', *flags[:-1], '--config.eval_split=test'])   # all of test
   assert res.returncode == 0, res.stdout + res.stderr
   evals = [r for r in read_metrics(workdir) if r.get('checkpoint') == 'latest']
   assert len(evals) == 1 and evals[0]['step'] == 2 and evals[0]['examples'] == 10000

@@ -93,7 +93,8 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir):
 def test_eval_py_decodes_a_share_on_each_process_and_gathers_them(tmp_path, data_dir):
   from tests import test_translation
   work = str(tmp_path)
-  overrides = {'decoding.max_eval_sentences': 24}   # 6 batches of 4: 3 per process
+  overrides = {'decoding.max_eval_sentences': 24,   # 6 batches of 4: 3 per process
+               **test_translation.M30K_TEST}
   train_lib.train_and_evaluate(test_translation.tiny(num_train_steps=3, **overrides), work)
   args = ['eval.py', '--config=configs/translate_multi30k.py',
           *test_translation.flags(**overrides)]

@@ -14,6 +14,8 @@ from transformer.experiment_config import ConfigError
 from transformer.data.tokenizers import EOS_ID
 
 # Tiny overrides, as config fields (in-process) and as flags (eval.py).
+# Multi30k's configs evaluate on val during training; these tests decode its test split.
+M30K_TEST = {'eval_split': 'test_2016_flickr'}
 TINY = {
     'model.d_model': 32, 'model.num_heads': 2, 'model.d_ff': 64, 'model.num_encoder_layers': 1,
     'model.num_decoder_layers': 1, 'model.dtype': 'float32', 'model.attention_impl': 'einsum',
@@ -41,13 +43,14 @@ def test_multi30k_trains_then_eval_py_writes_bleu_and_translations(tmp_path, dat
   train = helpers.records(workdir, 'train')
   assert [r['step'] for r in train] == [1, 2, 3]
   assert all(0.2 < r['real_token_fraction'] <= 1.0 and np.isfinite(r['loss']) for r in train)
-  assert helpers.records(workdir, 'test_2016_flickr')[0]['step'] == 3
+  assert helpers.records(workdir, 'val')[0]['step'] == 3          # validation during training
+  assert not helpers.records(workdir, 'test_2016_flickr')            # test: only by eval.py
   spm = tmp_path / 'spm_multi30k.model'
   mtime = spm.stat().st_mtime_ns
 
   res = helpers.run_python(
       ['eval.py', '--config=configs/translate_multi30k.py', f'--workdir={workdir}',
-       *flags(**{'decoding.method': 'beam', 'decoding.beam_size': 2})])
+       *flags(**M30K_TEST, **{'decoding.method': 'beam', 'decoding.beam_size': 2})])
   assert res.returncode == 0, res.stdout + res.stderr
   (ev,) = [r for r in helpers.records(workdir, 'test_2016_flickr')
            if r.get('checkpoint') == 'latest']
@@ -71,7 +74,8 @@ def wmt_standin(tmp_path, data_dir):
   d.mkdir(parents=True)
   for lang in ('en', 'de'):
     (d / f'train.{lang}').write_text('\n'.join(lines(f'train.{lang}.gz', 400)) + '\n')
-    (d / f'newstest2014.{lang}').write_text('\n'.join(lines(f'val.{lang}.gz', 40)) + '\n')
+    for split in ('newstest2013', 'newstest2014'):
+      (d / f'{split}.{lang}').write_text('\n'.join(lines(f'val.{lang}.gz', 40)) + '\n')
   return str(tmp_path / 'data')
 
 
@@ -81,7 +85,7 @@ def test_wmt_configs_run_on_a_local_standin(module, tmp_path, wmt_standin):
   workdir = str(tmp_path / 'run')
   out = train_lib.train_and_evaluate(c, workdir)
   assert out['step'] == 2 and np.isfinite(out['loss'])
-  assert [r['step'] for r in helpers.records(workdir, 'newstest2014')] == [2]
+  assert [r['step'] for r in helpers.records(workdir, 'newstest2013')] == [2]   # validation
   assert (tmp_path / 'run' / 'spm_wmt14_translate_de_en.model').exists()
   task = tasks.make_task(c, workdir)
   assert (task.data.source_lang, task.data.target_lang) == ('en', 'de')
@@ -92,7 +96,7 @@ def test_wmt_configs_run_on_a_local_standin(module, tmp_path, wmt_standin):
 @pytest.fixture(scope='module')
 def task(tmp_path_factory, require_data):
   require_data('multi30k')
-  return tasks.make_task(tiny(), str(tmp_path_factory.mktemp('task')))
+  return tasks.make_task(tiny(**M30K_TEST), str(tmp_path_factory.mktemp('task')))
 
 
 def test_padding_does_not_change_the_loss(task):

@@ -26,7 +26,9 @@ Where the data comes from (`make_image_data`):
   datasets are decoded into memory once; ImageNet is read lazily, example by
   example, with `num_workers` threads and the next training batch prefetched in
   the background.
-Splits: 'train' and 'test' (imagenet2012: 'train' and 'validation').
+Splits: 'train' and 'test' (imagenet2012: 'train' and 'validation'); with
+`validation_holdout=N` the last N training examples are the 'validation' split
+and are left out of 'train'.
 
 Training batches are a pure function of (seed, step): step s takes global
 examples s*B .. s*B+B-1 of the concatenated epochs, epoch e visiting the train
@@ -552,6 +554,43 @@ class RecordSplit:
     return np.array([self.example(i)[1] for i in range(len(self))], np.int32)
 
 
+class SubsetSplit:
+  """Examples [start, stop) of another split (a validation split held out of train)."""
+
+  def __init__(self, split, start: int, stop: int):
+    self.split, self.start, self.stop = split, start, stop
+
+  def __len__(self) -> int:
+    return self.stop - self.start
+
+  def example(self, i: int) -> tuple[np.ndarray, int]:
+    if not 0 <= i < len(self):
+      raise IndexError(i)
+    return self.split.example(self.start + int(i))
+
+  @property
+  def labels(self) -> np.ndarray:
+    return np.asarray(self.split.labels[self.start:self.stop], np.int32)
+
+
+def hold_out(splits: dict, num: int) -> dict:
+  """'train' without its last `num` examples, and those as 'validation' (fixed, not shuffled)."""
+  if 'validation' in splits:
+    raise DataError("validation_holdout: the dataset has its own 'validation' split; "
+                    'set validation_holdout=0')
+  train = splits['train']
+  if not 0 < num < len(train):
+    raise DataError(f'validation_holdout={num} must be between 1 and the {len(train)} training '
+                    'examples - 1')
+  cut = len(train) - num
+  if isinstance(train, ArraySplit):   # views, no copy
+    held = {'train': ArraySplit(train.images[:cut], train.labels[:cut]),
+            'validation': ArraySplit(train.images[cut:], train.labels[cut:])}
+  else:
+    held = {'train': SubsetSplit(train, 0, cut), 'validation': SubsetSplit(train, cut, len(train))}
+  return {**splits, **held}
+
+
 def _decode_record(source, i: int):
   try:
     return source[i]
@@ -841,7 +880,7 @@ def _class_names_from_tfds(source, info: DatasetInfo):
 def make_image_data(dataset: str, data_dir: str | None = None, *, image_size: int | None = None,
                     augment: Augment | Mapping[str, Any] | None = None,
                     tfds_data_dir: str | None = None, num_workers: int | None = None,
-                    prefetch: bool | None = None) -> ImageData:
+                    prefetch: bool | None = None, validation_holdout: int = 0) -> ImageData:
   """The image data source for `dataset` ('mnist', 'fashion_mnist', 'cifar10', 'imagenet2012').
 
   Args:
@@ -854,6 +893,9 @@ def make_image_data(dataset: str, data_dir: str | None = None, *, image_size: in
     num_workers: threads reading and augmenting examples (default: 0 for datasets
       held in memory, min(32, CPUs) for ImageNet); > 0 also prefetches the next
       training batch in the background (unless prefetch=False).
+    validation_holdout: > 0: the last N training examples become the
+      'validation' split and are left out of 'train' (for choosing a recipe
+      without touching the test split).
   """
   if dataset not in DATASETS:
     raise ValueError(f'Unknown image dataset {dataset!r}; known: {list(DATASETS)}')
@@ -875,7 +917,9 @@ def make_image_data(dataset: str, data_dir: str | None = None, *, image_size: in
       splits = {s: _load_into_memory(src, dataset, s) for s, src in sources.items()}
     else:
       splits = {s: RecordSplit(src) for s, src in sources.items()}
-  lazy = any(isinstance(s, RecordSplit) for s in splits.values())
+  if validation_holdout:
+    splits = hold_out(splits, validation_holdout)
+  lazy = any(isinstance(s, (RecordSplit, SubsetSplit)) for s in splits.values())
   if num_workers is None or num_workers < 0:
     num_workers = min(32, os.cpu_count() or 1) if lazy else 0
   return ImageData(dataset, splits, num_classes=info.num_classes,

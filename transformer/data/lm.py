@@ -168,6 +168,27 @@ class StreamLMData:
     _check_split(split, self.splits, self.name)
     return len(self._streams[split]) - 1
 
+  def _sliding_eval_batches(self, split: str, batch_size: int, shard) -> Iterator[Batch]:
+    rows = host_slice(batch_size, shard)
+    stream, length, stride = self._streams[split], self.seq_len, self.eval_stride
+    n = len(stream) - 1                                   # targets
+    starts = np.arange(0, max(n - length, 0) + stride, stride)
+    starts = starts[:1 + math.ceil(max(n - length, 0) / stride)]
+    padded = np.zeros(starts[-1] + length + 1, np.int32)
+    padded[:len(stream)] = stream
+    pos = starts[:, None] + np.arange(length)            # target index of each position
+    scored = np.ones_like(pos, bool)
+    scored[1:, :length - stride] = False                  # seen by the window before
+    weights = (scored & (pos < n)).astype(np.float32)
+    num = math.ceil(len(starts) / batch_size) * batch_size
+    for b in range(0, num, batch_size):
+      idx = np.arange(b, b + batch_size)[rows]
+      valid = idx < len(starts)
+      s = np.where(valid, starts[np.minimum(idx, len(starts) - 1)], 0)
+      windows = padded[s[:, None] + np.arange(length + 1)]
+      w = np.where(valid[:, None], weights[np.minimum(idx, len(starts) - 1)], 0.0)
+      yield _batch(windows[:, :-1], windows[:, 1:], w)
+
   def train_batch(self, step: int, batch_size: int, seed: int,
                   shard: tuple[int, int] = (0, 1)) -> Batch:
     _check_train_args(step, batch_size, seed)
@@ -181,10 +202,22 @@ class StreamLMData:
     windows = stream[offsets[:, None] + np.arange(length + 1)]
     return _batch(windows[:, :-1], windows[:, 1:], np.ones((len(windows), length)))
 
+  eval_stride = 0   # 0: non-overlapping windows; 0 < S < seq_len: sliding windows (below)
+
   def eval_batches(self, split: str, batch_size: int,
                    shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
-    """Consecutive windows of seq_len targets covering the split once; padding has weight 0."""
+    """Windows of seq_len tokens scoring every target of the split exactly once.
+
+    eval_stride 0: consecutive windows, target t seen with t mod seq_len tokens
+    of context. 0 < eval_stride < seq_len: windows start every eval_stride
+    tokens and each scores only its last eval_stride targets (the first window
+    all of its own), so every target but the first seq_len has at least
+    seq_len - eval_stride tokens of context. Padding has weight 0.
+    """
     _check_split(split, self.splits, self.name)
+    if self.eval_stride:
+      yield from self._sliding_eval_batches(split, batch_size, shard)
+      return
     rows = host_slice(batch_size, shard)
     stream, length = self._streams[split], self.seq_len
     n = len(stream) - 1

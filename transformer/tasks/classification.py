@@ -11,6 +11,8 @@ on them with the shared engine. Config fields it reads besides the common ones:
   config.label_smoothing  (1 - e) * target + e / num_classes, training only.
   config.tfds_data_dir  optional TFDS data dir (else $TFDS_DATA_DIR).
   config.data_workers   optional threads reading/augmenting images (-1: automatic).
+  config.validation_holdout  N > 0: the last N training images are the 'validation'
+                        split (evaluated during training) and are not trained on.
   config.init_from      optional: a workdir (or its checkpoints/ folder) of a
                         pretrained ViT to start from, e.g. to fine-tune at another
                         resolution or on another dataset (see `adapt_params`).
@@ -151,6 +153,9 @@ class ClassificationTask(Task):
       image_data.Augment.from_config(config.get('augment'))
     except (TypeError, ValueError) as e:
       problems.append(f'augment: {e}')
+    holdout = config.get('validation_holdout', 0) or 0
+    if not isinstance(holdout, int) or holdout < 0:
+      problems.append(f'validation_holdout={holdout!r} must be an integer >= 0 (0: none)')
     workers = config.get('data_workers', -1)
     if workers is not None and not isinstance(workers, int):
       problems.append(f'data_workers={workers!r} must be an integer (-1: automatic)')
@@ -163,7 +168,8 @@ class ClassificationTask(Task):
     self.data = image_data.make_image_data(
         config.dataset, config.data_dir or None, image_size=image_size,
         augment=config.get('augment'), tfds_data_dir=config.get('tfds_data_dir') or None,
-        num_workers=None if workers is None or workers < 0 else workers)
+        num_workers=None if workers is None or workers < 0 else workers,
+        validation_holdout=config.get('validation_holdout', 0) or 0)
     self.num_classes = self.data.num_classes
     self.top5 = self.num_classes >= TOP5_MIN_CLASSES
     self.model_cfg = build_model_config(

@@ -12,7 +12,7 @@ import numpy as np
 from transformer import decoding, models
 from transformer.data import lm as lm_data
 from transformer.data import resolve_data_dir
-from transformer.experiment_config import build_model_config
+from transformer.experiment_config import ConfigError, build_model_config
 from transformer.tasks.base import Task, register, token_cross_entropy
 
 
@@ -36,6 +36,10 @@ class LMTask(Task):
         problems.append(f"sample.top_k={s.get('top_k')!r} must be an integer >= 0 (0: off)")
       if not 0 < s.get('top_p', 1.0) <= 1:
         problems.append(f"sample.top_p={s.get('top_p')!r} must be in (0, 1]")
+    stride = config.get('eval_stride', 0)
+    if not isinstance(stride, int) or not 0 <= stride < config.seq_len:
+      problems.append(f'eval_stride={stride!r} must be 0 (non-overlapping windows) or in '
+                      f'[1, seq_len={config.seq_len}) (sliding windows)')
     return problems
 
   def __init__(self, config, workdir):
@@ -43,6 +47,11 @@ class LMTask(Task):
     self.data = lm_data.make_lm_data(config.dataset, resolve_data_dir(config.data_dir),
                                      seq_len=config.seq_len, workdir=workdir,
                                      vocab_size=config.vocab_size or None)
+    if config.get('eval_stride', 0):
+      if not hasattr(self.data, 'eval_stride'):
+        raise ConfigError(f'eval_stride: {config.dataset} is evaluated sentence by sentence; '
+                          'sliding windows apply to the stream datasets (tiny_shakespeare, ptb)')
+      self.data.eval_stride = config.eval_stride
     self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size)
 
   def model(self, train: bool) -> nn.Module:
