@@ -61,33 +61,114 @@ def tree(tmp_path):
   return tmp_path, configs, paths
 
 
-def test_record_takes_the_last_step_and_estimates_wall_time(tree):
-  tmp, _, paths = tree
-  workdir = _metrics(tmp / 'run_hi', [
-      {'step': 100, 'split': 'train', 'time': T0 + 10, 'loss': 2.0, 'accuracy': 0.4},
-      {'step': 100, 'split': 'test', 'time': T0 + 12, 'loss': 1.0, 'accuracy': 0.5},
-      {'step': 200, 'split': 'train', 'time': T0 + 300, 'loss': 0.5, 'accuracy': 0.97},
-      {'step': 200, 'split': 'test', 'time': T0 + 302, 'loss': 0.3, 'accuracy': 0.94},
-      # eval.py on the same checkpoint, later: the last record at the last step wins
-      {'step': 200, 'split': 'test', 'time': T0 + 400, 'loss': 0.3, 'accuracy': 0.95,
-       'checkpoint': 'latest'},
-  ])
-  results = tmp / 'results'
-  rec = report.record(paths['vit_hi'], workdir, results_dir=str(results), hardware='2 cores')
-  assert rec['metric'] == 'test/accuracy' and rec['value'] == 0.95 and rec['step'] == 200
-  assert rec['wall_time_s'] == 390.0 and 'not included' in rec['wall_time_source']
-  assert rec['date'] == '2026-11-22' and rec['hardware'] == '2 cores'
-  assert rec['metrics_at_step']['checkpoint'] == 'latest' and not rec['command_given']
-  assert json.loads((results / 'vit_hi.json').read_text()) == rec
+COMMAND_TXT = """command: python train.py --config=configs/vit_hi.py --workdir=runs/hi
+commit: 0123abc
+date: 2026-12-02T10:00:00+00:00
+host: box
+hardware: Linux x86_64, 2 CPU cores; jax cpu
 
-  given = report.record(paths['vit_hi'], workdir, metric='test/loss', wall_time=123.0,
-                        command='python train.py --x', date='2026-01-02',
-                        results_dir=str(results))
-  assert given['value'] == 0.3 and given['wall_time_s'] == 123.0
-  assert given['wall_time_source'] == 'given' and given['command_given']
-  assert given['date'] == '2026-01-02' and given['hardware']   # default: this machine
-  with pytest.raises(report.ReportError, match='YYYY-MM-DD'):
-    report.record(paths['vit_hi'], workdir, date='22/11/2026', results_dir=str(results))
+command: python train.py --config=configs/vit_hi.py --workdir=runs/hi
+commit: 4567def (with uncommitted changes)
+date: 2026-12-02T11:00:00+00:00
+host: box
+hardware: Linux x86_64, 2 CPU cores; jax cpu
+
+"""
+
+
+def _run(tmp, name, records, steps=200, command=COMMAND_TXT):
+  workdir = _metrics(tmp / name, records)
+  (tmp / name / 'config.json').write_text(json.dumps({'num_train_steps': steps}))
+  if command:
+    (tmp / name / 'command.txt').write_text(command)
+  return workdir
+
+
+HI_RECORDS = [
+    {'step': 100, 'split': 'train', 'time': T0 + 10, 'loss': 2.0, 'accuracy': 0.4},
+    {'step': 100, 'split': 'test', 'time': T0 + 12, 'loss': 1.0, 'accuracy': 0.5},
+    {'step': 200, 'split': 'train', 'time': T0 + 300, 'loss': 0.5, 'accuracy': 0.97},
+    {'step': 200, 'split': 'test', 'time': T0 + 302, 'loss': 0.3, 'accuracy': 0.94},
+    # eval.py on the same checkpoint, later: the last record at the last step wins
+    {'step': 200, 'split': 'test', 'time': T0 + 400, 'loss': 0.3, 'accuracy': 0.95,
+     'checkpoint': 'latest'},
+]
+
+
+def test_record_takes_everything_from_the_workdir(tree):
+  tmp, _, paths = tree
+  workdir = _run(tmp, 'run_hi', HI_RECORDS)
+  results = tmp / 'results'
+  rec = report.record(paths['vit_hi'], workdir, results_dir=str(results))
+  assert rec['metric'] == 'test/accuracy' and rec['value'] == 0.95 and rec['step'] == 200
+  assert rec['wall_time_s'] == 290.0        # first to last logged training step
+  assert rec['command'] == 'python train.py --config=configs/vit_hi.py --workdir=runs/hi'
+  assert rec['commit'] == '0123abc' and len(rec['launches']) == 2   # launched, then resumed
+  assert rec['date'] == '2026-12-02' and rec['hardware'].startswith('Linux x86_64')
+  assert rec['complete'] and not rec['transcribed']
+  assert json.loads((results / 'vit_hi.json').read_text()) == rec
+  for f in ('config.json', 'command.txt', 'metrics.jsonl'):   # the artifacts travel
+    assert (results / 'vit_hi' / f).read_bytes() == (tmp / 'run_hi' / f).read_bytes()
+  # Nothing can be typed in for a workdir's record.
+  with pytest.raises(report.ReportError, match='takes its step, wall time, command'):
+    report.record(paths['vit_hi'], workdir, results_dir=str(results), wall_time=100.0)
+  with pytest.raises(report.ReportError, match='command.txt does not exist'):
+    report.record(paths['vit_hi'], _run(tmp, 'old', HI_RECORDS, command=''),
+                  results_dir=str(results))
+
+
+def test_record_refuses_a_shorter_or_worse_run_unless_forced(tree):
+  tmp, _, paths = tree
+  results = str(tmp / 'results')
+  report.record(paths['vit_hi'], _run(tmp, 'good', HI_RECORDS), results_dir=results)
+  worse = [dict(r, accuracy=r['accuracy'] - 0.1) for r in HI_RECORDS]
+  with pytest.raises(report.ReportError, match=r'worse than the recorded 0\.95 \(--force'):
+    report.record(paths['vit_hi'], _run(tmp, 'worse', worse), results_dir=results)
+  short = _run(tmp, 'short', HI_RECORDS, steps=1000)   # stopped at 200 of 1000 steps
+  with pytest.raises(report.ReportError, match='stopped at step 200 of its num_train_steps=1000'):
+    report.record(paths['vit_hi'], short, results_dir=results)
+  assert json.loads((tmp / 'results' / 'vit_hi.json').read_text())['workdir'].endswith('good')
+  rec = report.record(paths['vit_hi'], short, results_dir=results, force=True)
+  assert rec['complete'] is False and rec['workdir'].endswith('short')
+
+
+def test_verify_recomputes_bleu_from_the_translations(tree, data_dir):
+  tmp, configs, _ = tree
+  path = _config(configs, 'm30k', metric='test_2016_flickr/tokenized_bleu', reference=30.0)
+  from transformer.data import translation as tr_data
+  _, refs = tr_data.split_texts('multi30k', 'test_2016_flickr', 'de', 'en')
+  hyps = [r if i % 2 else ' '.join(r.split()[:-1]) for i, r in enumerate(refs)]
+  (tmp / 'run').mkdir()
+  (tmp / 'run' / 'translations.txt').write_text(''.join(h + '\n' for h in hyps))
+  from transformer import bleu
+  score = bleu.tokenized_bleu(hyps, refs).score
+  workdir = _run(tmp, 'run', [
+      {'step': 1, 'split': 'train', 'time': T0, 'loss': 3.0},
+      {'step': 1, 'split': 'test_2016_flickr', 'time': T0 + 5, 'tokenized_bleu': score,
+       'translations_file': str(tmp / 'run' / 'translations.txt')}], steps=1)
+  cfg = {'num_train_steps': 1, 'dataset': 'multi30k', 'source_lang': 'de', 'target_lang': 'en'}
+  (tmp / 'run' / 'config.json').write_text(json.dumps(cfg))
+  results = tmp / 'results'
+  rec = report.record(path, workdir, results_dir=str(results))
+  assert (results / 'm30k' / 'translations.txt').exists()
+  readme = tmp / 'README.md'
+  readme.write_text(f'| `m30k` | BLEU | 30 | {report.format_number(rec["metric"], score)} |\n')
+  check = lambda: report.verify(str(results), str(readme), str(tmp / 'absent.md'),  # noqa: E731
+                                str(configs))
+  assert check() == []
+  # A changed translation, a changed record, a stale README: each is caught.
+  (results / 'm30k' / 'translations.txt').write_text(''.join(r + '\n' for r in refs))
+  assert any('rescored' in p for p in check())
+  (results / 'm30k' / 'translations.txt').write_text(''.join(h + '\n' for h in hyps))
+  rec['value'] += 1.0
+  (results / 'm30k.json').write_text(json.dumps(rec))
+  problems = check()
+  assert any('in ' in p and 'metrics.jsonl' in p for p in problems)
+  assert any("README.md's row does not show" in p for p in problems)
+
+
+def test_the_committed_records_verify():
+  assert report.verify() == []
 
 
 def test_transcribed_record_needs_its_provenance(tree):
@@ -147,12 +228,14 @@ def _row(md, name):
 def test_build_rows(tree):
   tmp, configs, paths = tree
   results = tmp / 'results'
-  hi = _metrics(tmp / 'hi', [{'step': 50, 'split': 'test', 'time': T0, 'accuracy': 0.2},
-                             {'step': 500, 'split': 'test', 'time': T0 + 100, 'accuracy': 0.95}])
-  lo = _metrics(tmp / 'lo', [{'step': 2000, 'split': 'validation', 'time': T0, 'loss': 1.95}])
-  report.record(paths['vit_hi'], hi, wall_time=350, hardware='2-core CPU',
-                command='python train.py --config=configs/vit_hi.py', results_dir=str(results))
-  report.record(paths['lm_lo'], lo, wall_time=334, hardware='2-core CPU',
+  hi = _run(tmp, 'hi', [{'step': 50, 'split': 'train', 'time': T0, 'accuracy': 0.2},
+                        {'step': 50, 'split': 'test', 'time': T0 + 1, 'accuracy': 0.2},
+                        {'step': 500, 'split': 'train', 'time': T0 + 350, 'accuracy': 0.9},
+                        {'step': 500, 'split': 'test', 'time': T0 + 351, 'accuracy': 0.95}],
+           steps=500)
+  report.record(paths['vit_hi'], hi, results_dir=str(results))
+  report.record(paths['lm_lo'], '', value=1.95, step=2000, wall_time=334, date='2026-11-22',
+                command='python train.py', hardware='2-core CPU',
                 notes='other jobs shared the cores', results_dir=str(results))
   (results / 'sweep_tiny.md').write_text('### Sweep `tiny`\n\n| trial | x |\n|---|---|\n')
   out = tmp / 'docs' / 'RESULTS.md'
@@ -169,18 +252,20 @@ def test_build_rows(tree):
   col = {h: i for i, h in enumerate(header)}
 
   row = _row(md, 'vit_hi')
-  assert row[col['ours']] == '95.00% at step 500'
+  assert row[col['ours']] == f'95.00% at step 500; artifacts: {results / "vit_hi"}'
   assert row[col['reference (source)']] == '80.00% (a paper)'
   assert row[col['target']] == '>= 90.00% within 10 min'
   assert row[col['target met']] == 'yes'
-  assert row[col['hardware']] == '2-core CPU' and row[col['wall time']] == '5 min 50 s'
-  assert row[col['date']] == '2026-11-22'
-  assert row[col['command']] == '`python train.py --config=configs/vit_hi.py`'
+  assert row[col['hardware']] == 'Linux x86_64, 2 CPU cores; jax cpu'
+  assert row[col['wall time']] == '5 min 50 s (first to last logged training step)'
+  assert row[col['date']] == '2026-12-02'
+  assert row[col['command']] == '`python train.py --config=configs/vit_hi.py --workdir=runs/hi`'
 
   row = _row(md, 'lm_lo')
-  assert row[col['ours']] == '1.95 at step 2000; other jobs shared the cores'
+  assert row[col['ours']] == ('1.95 at step 2000; transcribed: other jobs shared the cores; '
+                              'older record (transcribed, no artifacts)')
   assert row[col['target met']] == 'no: 1.95 > 1.89'
-  assert row[col['command']].endswith('(assumed)')
+  assert row[col['command']] == '`python train.py`' and row[col['wall time']] == '5 min 34 s'
 
   row = _row(md, 'cloud')
   assert row[col['ours']] == 'not run here: needs a TFDS download and 8 TPUs'

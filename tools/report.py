@@ -6,18 +6,27 @@ reference number and where it comes from, the project's target (and time
 budget) if it states one, and whether the run is possible on this machine
 (`runnable_here`, with `why` when not).
 
-  python -m tools.report record --config=configs/NAME.py --workdir=DIR \\
-      [--metric=SPLIT/NAME] [--wall_time=SECONDS] [--command="..."] [--hardware="..."] \\
-      [--date=YYYY-MM-DD] [--notes="..."]
+  python -m tools.report record --config=configs/NAME.py --workdir=DIR [--metric=SPLIT/NAME]
+      [--notes="..."] [--force]
+  python -m tools.report verify
   python -m tools.report build [--out=docs/RESULTS.md]
   python -m tools.report sweep --parent=DIR --name=NAME [--metric=SPLIT/NAME] [--descending]
       [--columns=SPLIT/NAME,...]
 
-`record` reads DIR/metrics.jsonl, takes the metric's value at the last step it
-was recorded (default: the config's REFERENCE metric) and writes
-results/NAME.json: value, step, wall time (given, or estimated from the
-records' `time` fields), hardware (given, or a description of this machine),
-command, date (given, or the day of the metric's record, UTC) and notes.
+`record` takes everything from the run's workdir: the metric's value at the
+last step it was recorded in metrics.jsonl (default: the config's REFERENCE
+metric), the wall time from the first to the last logged training step, and
+the command, commit, date and hardware that train.py wrote to command.txt. It
+writes results/NAME.json and copies the run's config.json, command.txt,
+metrics.jsonl (and, for translation, the translations file) to results/NAME/.
+It refuses to replace a committed record with a shorter or worse run unless
+--force. Runs from before command.txt existed can only be transcribed
+(--value and its provenance flags), and are marked so.
+
+`verify` recomputes every recorded number from results/NAME/ (the metric from
+metrics.jsonl; BLEU rescored from the translations file against the split's
+references) and fails when one differs from results/NAME.json, README.md or
+docs/RESULTS.md.
 
 `build` writes one row per config: the reference, our number from
 results/NAME.json, whether the target was met, hardware, wall time, date and
@@ -31,11 +40,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import glob
 import importlib.util
 import json
+import math
 import os
 import platform
 import shlex
+import shutil
 import sys
 from typing import Any, Sequence
 
@@ -49,10 +61,6 @@ BUILD_COMMAND = 'python -m tools.report build'
 NOT_CONFIGS = ('base.py', '__init__.py')
 REFERENCE_KEYS = ('metric', 'higher_is_better', 'reference', 'source', 'target',
                   'time_budget_min', 'runnable_here', 'why')
-ESTIMATED_NOTE = ('estimated from metrics.jsonl: first record to the metric\'s record; '
-                  'setup and compilation before the first record are not included, any '
-                  'pause between train.py and eval.py is')
-
 
 class ReportError(ValueError):
   """A record or build that cannot be made; the message says what to change."""
@@ -136,14 +144,6 @@ def last_value(records: Sequence[dict], metric: str) -> tuple[float, int, dict]:
   return float(record[name]), step, record
 
 
-def estimate_wall_time(records: Sequence[dict], until: dict) -> float | None:
-  """Seconds from the first record to `until` (by their `time` fields)."""
-  times = [r['time'] for r in records if _is_number(r.get('time'))]
-  if not times or not _is_number(until.get('time')):
-    return None
-  return max(0.0, float(until['time']) - min(times))
-
-
 def default_hardware() -> str:
   """This machine: OS, CPU model and count, JAX backend and device kind."""
   parts = [f'{platform.system()} {platform.machine()}']
@@ -168,74 +168,86 @@ def default_hardware() -> str:
 
 # ----------------------------------------------------------------------------- record
 
-def record(config_path: str, workdir: str, metric: str | None = None,
-           wall_time: float | None = None, command: str | None = None,
-           hardware: str | None = None, date: str | None = None, notes: str | None = None,
-           results_dir: str = RESULTS_DIR, value: float | None = None,
-           step: int | None = None) -> dict:
-  """Writes results/NAME.json for the run in `workdir`; returns the record.
+TRANSCRIBED_BEFORE = '2026-12-02'   # runs from before train.py wrote command.txt
+ARTIFACTS = ('config.json', 'command.txt', 'metrics.jsonl')
 
-  For a run whose workdir was not kept, `value` and `step` may be given
-  instead of a workdir, with wall_time, date, command and notes (saying where
-  the numbers were logged): the record is then marked as transcribed.
+
+def read_command_file(workdir: str) -> list[dict[str, str]]:
+  """The launches in WORKDIR/command.txt (train.py appends one block per launch), oldest first."""
+  path = os.path.join(workdir, 'command.txt')
+  if not os.path.isfile(path):
+    raise ReportError(f'{path} does not exist: record only runs that train.py launched since '
+                      f'{TRANSCRIBED_BEFORE} (it writes command.txt); an older run whose '
+                      'workdir was not kept can be transcribed with --value')
+  launches = []
+  with open(path) as f:
+    for block in f.read().split('\n\n'):
+      fields = dict(line.split(': ', 1) for line in block.strip().splitlines() if ': ' in line)
+      if 'command' in fields:
+        launches.append(fields)
+  if not launches:
+    raise ReportError(f'{path} holds no launch')
+  return launches
+
+
+def training_wall_time(records: Sequence[dict]) -> float | None:
+  """Seconds from the first to the last logged training step (metrics.jsonl timestamps)."""
+  times = [r['time'] for r in records if r.get('split') == 'train' and _is_number(r.get('time'))]
+  return max(times) - min(times) if len(times) > 1 else None
+
+
+def _better(ref: dict, new: float, old: float) -> bool:
+  return new >= old if ref['higher_is_better'] else new <= old
+
+
+def record(config_path: str, workdir: str, metric: str | None = None,
+           notes: str | None = None, results_dir: str = RESULTS_DIR, force: bool = False,
+           value: float | None = None, step: int | None = None, wall_time: float | None = None,
+           command: str | None = None, date: str | None = None,
+           hardware: str | None = None) -> dict:
+  """Writes results/NAME.json and results/NAME/ (the run's artifacts) from `workdir`.
+
+  Everything comes from the workdir: the metric's value at the last step it
+  was recorded (metrics.jsonl), the wall time from the first to the last
+  logged training step, the command, commit, date and hardware of the first
+  launch (command.txt). The run's config.json, command.txt, metrics.jsonl and,
+  for translation, the translations file are copied to results/NAME/ so that
+  `verify` can recompute the number. A committed record is not replaced by a
+  run that is shorter (fewer steps than its num_train_steps) or worse, unless
+  `force`.
+
+  Runs from before command.txt existed (their workdir not kept) are
+  transcribed instead: `value`, `step`, `wall_time`, `date` (before
+  TRANSCRIBED_BEFORE), `command` and `notes` (where the numbers were logged)
+  are given, and the record is marked transcribed.
   """
   module = load_config_module(config_path)
   ref = reference_of(module, config_path)
   metric = metric or ref['metric']
-  transcribed = value is not None
-  if transcribed:
-    missing = [n for n, v in (('step', step), ('wall_time', wall_time), ('date', date),
-                              ('command', command), ('notes', notes)) if v is None]
-    if workdir or missing:
-      raise ReportError('a transcribed record (--value) takes no --workdir and needs '
-                        '--step, --wall_time, --date, --command and --notes (where the '
-                        f'numbers were logged); missing: {missing or "none"}')
-    value, step, rec = float(value), int(step), {}
-  else:
-    records = read_metrics(workdir)
-    if not records:
-      raise ReportError(f'{os.path.join(workdir, "metrics.jsonl")} is missing or empty: '
-                        'is --workdir the directory train.py wrote?')
-    value, step, rec = last_value(records, metric)
-  if wall_time is None:
-    wall, wall_source = estimate_wall_time(records, rec), ESTIMATED_NOTE
-  else:
-    if wall_time < 0:
-      raise ReportError(f'--wall_time={wall_time} must be >= 0 seconds')
-    wall, wall_source = float(wall_time), 'given'
-  if date is None:
-    date = (datetime.datetime.fromtimestamp(rec['time'], datetime.timezone.utc)
-            .strftime('%Y-%m-%d') if _is_number(rec.get('time')) else None)
-  else:
-    try:
-      datetime.date.fromisoformat(date)
-    except ValueError as e:
-      raise ReportError(f'--date={date!r} must be YYYY-MM-DD') from e
   name = config_name(config_path)
-  rel_config = os.path.relpath(os.path.abspath(config_path), REPO)
-  if command is None:
-    command = f'python train.py --config={rel_config} --workdir={workdir}'
-    command_given = False
+  if value is not None:
+    out = _transcribed(name, metric, value, step, wall_time, command, date, notes, hardware,
+                       workdir)
   else:
-    command_given = True
-  out = {
-      'config': name,
-      'metric': metric,
-      'value': value,
-      'step': step,
-      'metrics_at_step': {k: v for k, v in rec.items()
-                          if k not in ('step', 'split', 'time')
-                          and (_is_number(v) or isinstance(v, str))},
-      'wall_time_s': None if wall is None else round(wall, 1),
-      'wall_time_source': wall_source,
-      'hardware': hardware or default_hardware(),
-      'command': command,
-      'command_given': command_given,
-      'date': date,
-      'workdir': workdir,
-      'notes': (f'transcribed: {notes}' if transcribed else notes) or '',
-  }
+    if any(v is not None for v in (step, wall_time, command, date, hardware)):
+      raise ReportError('a record of a workdir takes its step, wall time, command, date and '
+                        'hardware from the workdir; only a transcribed record (--value) gives them')
+    out = _from_workdir(name, metric, workdir, notes)
+  old = read_record(name, results_dir)
+  if old is not None and not force and old.get('metric') == out['metric']:
+    problems = []
+    if out.get('complete') is False:
+      problems.append(f'the run stopped at step {out["last_train_step"]} of its '
+                      f'num_train_steps={out["num_train_steps"]}')
+    if not _better(ref, out['value'], old['value']):
+      problems.append(f'{metric} = {out["value"]:.6g} is worse than the recorded '
+                      f'{old["value"]:.6g}')
+    if problems:
+      raise ReportError(f'not replacing results/{name}.json: ' + '; '.join(problems) +
+                        ' (--force to replace it anyway)')
   os.makedirs(results_dir, exist_ok=True)
+  if value is None:
+    _copy_artifacts(workdir, os.path.join(results_dir, name), out)
   path = os.path.join(results_dir, f'{name}.json')
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
@@ -243,6 +255,136 @@ def record(config_path: str, workdir: str, metric: str | None = None,
     f.write('\n')
   os.replace(tmp, path)
   return out
+
+
+def _from_workdir(name: str, metric: str, workdir: str, notes: str | None) -> dict:
+  records = read_metrics(workdir)
+  if not records:
+    raise ReportError(f'{os.path.join(workdir, "metrics.jsonl")} is missing or empty: '
+                      'is --workdir the directory train.py wrote?')
+  value, step, rec = last_value(records, metric)
+  launches = read_command_file(workdir)
+  config_path = os.path.join(workdir, 'config.json')
+  num_train_steps = None
+  if os.path.isfile(config_path):
+    with open(config_path) as f:
+      num_train_steps = json.load(f).get('num_train_steps')
+  train_steps = [int(r['step']) for r in records if r.get('split') == 'train']
+  last_train = max(train_steps) if train_steps else None
+  first = launches[0]
+  wall = training_wall_time(records)
+  return {
+      'config': name, 'metric': metric, 'value': value, 'step': step,
+      'metrics_at_step': {k: v for k, v in rec.items() if k not in ('step', 'split', 'time')
+                          and (_is_number(v) or isinstance(v, str))},
+      'wall_time_s': None if wall is None else round(wall, 1),
+      'wall_time_source': 'first to last logged training step (metrics.jsonl)',
+      'hardware': first.get('hardware', ''), 'command': first['command'],
+      'commit': first.get('commit', ''),
+      'launches': [l['command'] for l in launches], 'date': first.get('date', '')[:10],
+      'workdir': workdir, 'num_train_steps': num_train_steps, 'last_train_step': last_train,
+      'complete': None if num_train_steps is None or last_train is None
+                  else last_train >= num_train_steps,
+      'transcribed': False, 'notes': notes or '',
+  }
+
+
+def _transcribed(name, metric, value, step, wall_time, command, date, notes, hardware,
+                 workdir) -> dict:
+  missing = [n for n, v in (('step', step), ('wall_time', wall_time), ('date', date),
+                            ('command', command), ('notes', notes)) if v is None]
+  if workdir or missing:
+    raise ReportError('a transcribed record (--value) takes no --workdir and needs '
+                      '--step, --wall_time, --date, --command and --notes (where the '
+                      f'numbers were logged); missing: {missing or "none"}')
+  try:
+    day = datetime.date.fromisoformat(date)
+  except ValueError as e:
+    raise ReportError(f'--date={date!r} must be YYYY-MM-DD') from e
+  if day.isoformat() >= TRANSCRIBED_BEFORE:
+    raise ReportError(f'--date={date}: runs since {TRANSCRIBED_BEFORE} are recorded from their '
+                      'workdir (train.py writes command.txt), not transcribed')
+  if wall_time < 0:
+    raise ReportError(f'--wall_time={wall_time} must be >= 0 seconds')
+  return {'config': name, 'metric': metric, 'value': float(value), 'step': int(step),
+          'metrics_at_step': {}, 'wall_time_s': float(wall_time), 'wall_time_source': 'given',
+          'hardware': hardware or default_hardware(), 'command': command, 'date': date,
+          'workdir': '', 'transcribed': True, 'notes': f'transcribed: {notes}'}
+
+
+def _copy_artifacts(workdir: str, dest: str, out: dict) -> None:
+  os.makedirs(dest, exist_ok=True)
+  for f in ARTIFACTS:
+    if os.path.isfile(os.path.join(workdir, f)):
+      shutil.copyfile(os.path.join(workdir, f), os.path.join(dest, f))
+  translations = out['metrics_at_step'].get('translations_file')
+  if translations:
+    src = translations if os.path.isabs(translations) else os.path.join(workdir, translations)
+    base = os.path.basename(src)
+    shutil.copyfile(src, os.path.join(dest, base))
+    out['metrics_at_step']['translations_file'] = base
+  out['artifacts'] = os.path.relpath(dest, REPO) if dest.startswith(REPO) else dest
+
+
+BLEU_METRICS = {'bleu': ('corpus_bleu', {}), 'tokenized_bleu': ('tokenized_bleu', {}),
+                'tokenized_bleu_lc': ('tokenized_bleu', {'lowercase': True})}
+
+
+def verify(results_dir: str = RESULTS_DIR, readme: str = os.path.join(REPO, 'README.md'),
+           results_md: str = DEFAULT_OUT, configs_dir: str = CONFIGS_DIR) -> list[str]:
+  """Recomputes every recorded number from its artifacts; returns what disagrees (empty: all agree).
+
+  For each results/NAME.json with artifacts in results/NAME/: the metric from
+  the copied metrics.jsonl; BLEU rescored with sacreBLEU from the translations
+  file against the split's references (the data directory must hold them);
+  the number as README.md's row for NAME shows it. Records from before
+  artifacts existed are only checked against docs/RESULTS.md. And
+  docs/RESULTS.md must be what `build` makes of the records.
+  """
+  from transformer import bleu as bleu_lib
+  from transformer.data import translation as tr_data
+  problems = []
+  with open(readme) as f:
+    readme_rows = {line.split('|')[1].strip().strip('`'): line for line in f
+                   if line.startswith('| `')}
+  for path in sorted(glob.glob(os.path.join(results_dir, '*.json'))):
+    rec = read_record(os.path.splitext(os.path.basename(path))[0], results_dir)
+    name, metric = rec['config'], rec['metric']
+    art = os.path.join(results_dir, name)
+    if 'artifacts' not in rec:
+      continue
+    try:
+      value, _, at_step = last_value(read_metrics(art), metric)
+    except ReportError as e:
+      problems.append(f'{name}: {e}')
+      continue
+    if not math.isclose(value, rec['value'], rel_tol=1e-9):
+      problems.append(f'{name}: {metric} is {value} in {art}/metrics.jsonl, {rec["value"]} in '
+                      f'{path}')
+    split, short = metric.split('/')
+    if short in BLEU_METRICS:
+      with open(os.path.join(art, 'config.json')) as f:
+        cfg = json.load(f)
+      hyps_file = os.path.join(art, os.path.basename(at_step.get('translations_file', '')))
+      with open(hyps_file, encoding='utf-8') as f:
+        hyps = [line.rstrip('\n') for line in f]
+      _, refs = tr_data.split_texts(cfg['dataset'], split, cfg.get('source_lang', 'en'),
+                                    cfg.get('target_lang', 'de'))
+      fn, kw = BLEU_METRICS[short]
+      score = getattr(bleu_lib, fn)(hyps, refs[:len(hyps)], **kw).score
+      if abs(score - rec['value']) > 0.005:
+        problems.append(f'{name}: {metric} rescored from {hyps_file} is {score:.2f}, the '
+                        f'record says {rec["value"]:.2f}')
+    shown = format_number(metric, rec['value'])
+    row = readme_rows.get(name)
+    if row is not None and shown not in row:
+      problems.append(f'{name}: README.md\'s row does not show {shown} ({metric})')
+  if os.path.isfile(results_md):
+    with open(results_md) as f:
+      if f.read() != build(configs_dir, results_dir):
+        problems.append(f'{results_md} is not what the records build: run '
+                        f'`{BUILD_COMMAND}`')
+  return problems
 
 
 def read_record(name: str, results_dir: str = RESULTS_DIR) -> dict | None:
@@ -328,8 +470,14 @@ def config_row(path: str, results_dir: str = RESULTS_DIR) -> list[str]:
       ours += f' (`{rec["metric"]}`)'
     if rec.get('notes'):
       ours += f'; {rec["notes"]}'
+    if 'artifacts' in rec:
+      ours += f'; artifacts: {rec["artifacts"]}'
+    else:   # written before runs recorded themselves (2026-12-02): no files to recompute from
+      ours += '; older record (transcribed, no artifacts)'
     wall = format_duration(rec.get('wall_time_s'))
-    if rec.get('wall_time_source') != 'given' and rec.get('wall_time_s') is not None:
+    if 'artifacts' in rec:
+      wall += ' (first to last logged training step)'
+    elif rec.get('wall_time_source') != 'given' and rec.get('wall_time_s') is not None:
       wall += ' (estimated from metrics.jsonl, compilation not included)'
     command = f'`{rec["command"]}`' + ('' if rec.get('command_given', True) else ' (assumed)')
     row += [ours, _target_text(ref), target_met(ref, rec), rec.get('hardware') or '',
@@ -425,15 +573,21 @@ def _parser() -> argparse.ArgumentParser:
   r = sub.add_parser('record', help='write results/NAME.json from a run\'s metrics.jsonl')
   r.add_argument('--config', required=True, help='configs/NAME.py')
   r.add_argument('--workdir', default='', help='the run\'s directory (has metrics.jsonl)')
-  r.add_argument('--value', type=float, help='the metric, for a run whose workdir was not kept')
-  r.add_argument('--step', type=int, help='with --value: the step it was measured at')
   r.add_argument('--metric', help='SPLIT/NAME (default: the config\'s REFERENCE metric)')
-  r.add_argument('--wall_time', type=float, help='seconds (default: estimated)')
-  r.add_argument('--command', help='the command that produced the run')
-  r.add_argument('--hardware', help='default: a description of this machine')
-  r.add_argument('--date', help='YYYY-MM-DD (default: the day of the metric\'s record, UTC)')
   r.add_argument('--notes', help='anything the row should say')
+  r.add_argument('--force', action='store_true',
+                 help='replace the committed record even with a shorter or worse run')
+  t = r.add_argument_group('transcribing a run from before 2026-12-02 whose workdir was not '
+                           'kept (never for newer runs)')
+  t.add_argument('--value', type=float, help='the metric')
+  t.add_argument('--step', type=int, help='the step it was measured at')
+  t.add_argument('--wall_time', type=float, help='seconds')
+  t.add_argument('--command', help='the command that produced the run')
+  t.add_argument('--hardware', help='default: a description of this machine')
+  t.add_argument('--date', help='YYYY-MM-DD')
   r.add_argument('--results_dir', default=RESULTS_DIR, help=argparse.SUPPRESS)
+  v = sub.add_parser('verify', help='recompute every recorded number from results/NAME/')
+  v.add_argument('--results_dir', default=RESULTS_DIR, help=argparse.SUPPRESS)
   b = sub.add_parser('build', help='write docs/RESULTS.md')
   b.add_argument('--out', default=DEFAULT_OUT)
   b.add_argument('--configs_dir', default=CONFIGS_DIR, help=argparse.SUPPRESS)
@@ -453,11 +607,18 @@ def main(argv: Sequence[str]) -> int:
   args = _parser().parse_args(argv)
   try:
     if args.cmd == 'record':
-      out = record(args.config, args.workdir, args.metric, args.wall_time, args.command,
-                   args.hardware, args.date, args.notes, args.results_dir, args.value,
-                   args.step)
+      out = record(args.config, args.workdir, args.metric, args.notes, args.results_dir,
+                   args.force, args.value, args.step, args.wall_time, args.command, args.date,
+                   args.hardware)
       print(json.dumps(out, indent=2, sort_keys=True))
       print(f'wrote {os.path.join(args.results_dir, out["config"] + ".json")}')
+    elif args.cmd == 'verify':
+      problems = verify(args.results_dir)
+      for p in problems:
+        print(f'MISMATCH {p}', file=sys.stderr)
+      if problems:
+        return 1
+      print('every recorded number agrees with its artifacts, README.md and docs/RESULTS.md')
     elif args.cmd == 'build':
       build(args.configs_dir, args.results_dir, args.out)
       print(f'wrote {args.out}')

@@ -184,6 +184,16 @@ def _local_split(data_dir, dataset, split, src, tgt) -> _RawSplit:
   return _RawSplit(_read_lines(paths[0]), _read_lines(paths[1]), f'{folder}/{name}.{{{src},{tgt}}}')
 
 
+def split_texts(dataset: str, split: str, source_lang: str, target_lang: str,
+                data_dir: str | None = None, tfds_data_dir: str | None = None
+                ) -> tuple[list[str], list[str]]:
+  """The raw (sources, references) of a split, without a tokenizer (e.g. to rescore BLEU)."""
+  data_dir = resolve_data_dir(data_dir)
+  raw = (_local_split(data_dir, dataset, split, source_lang, target_lang) if data_dir
+         else _tfds_split(dataset, split, source_lang, target_lang, tfds_data_dir))
+  return raw.texts()
+
+
 def _text(value) -> str:
   return (value.decode('utf-8') if isinstance(value, (bytes, np.bytes_)) else str(value)).strip()
 
