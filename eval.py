@@ -7,7 +7,7 @@ for the averaged one written by `python -m tools.average`), evaluates it on
 config.eval_split over the whole split, runs the task's extra evaluation
 (language models: samples text from config.sample.prompt; translation:
 decodes the split with beam search, writes the translations and BLEU;
-classification: writes the confusion matrix), appends the results to
+classification: writes the confusion matrix as CSV and PNG), appends the results to
 DIR/metrics.jsonl and prints them on one line. User errors print one message
 and exit with status 2.
 """
@@ -61,6 +61,10 @@ def main(argv):
   writer.write(step, config.eval_split, metrics)
   train_lib.log.info('eval %s step %d: %s', config.eval_split, step, train_lib.format_metrics(
       {k: v for k, v in metrics.items() if not k.endswith('signature')}))
+  if extra.get('confusion_matrix_csv'):
+    from tools import visualize
+    metrics_png = visualize.confusion_png(extra['confusion_matrix_csv'])
+    train_lib.log.info('confusion matrix: %s and %s', extra['confusion_matrix_csv'], metrics_png)
   for k, v in extra.items():
     if isinstance(v, list):
       for item in v:

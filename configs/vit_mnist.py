@@ -4,7 +4,7 @@
       --config.data_dir=../shared/data
   python eval.py --config=configs/vit_mnist.py --workdir=runs/vit_mnist \\
       --config.eval_split=test \\
-      --config.data_dir=../shared/data      # + confusion_matrix.csv, per-class accuracy
+      --config.data_dir=../shared/data      # + confusion matrix (CSV, PNG), per-class accuracy
 
 Data: the original IDX files in shared/data/mnist (60,000 train / 10,000 test
 28x28 digits; TFDS 'mnist' when data_dir and $TRANSFORMER_DATA_DIR are unset),

@@ -179,7 +179,10 @@ def test_eval_py_writes_accuracy_and_the_confusion_matrix(tmp_path, data_dir):
   evals = [r for r in read_metrics(workdir) if r.get('checkpoint') == 'latest']
   assert len(evals) == 1 and evals[0]['step'] == 2 and evals[0]['examples'] == 10000
   assert 0 <= evals[0]['accuracy'] <= 1 and 'mean_class_accuracy' in evals[0]
-  with open(os.path.join(workdir, 'confusion_matrix.csv')) as f:
+  png = os.path.join(workdir, 'confusion_matrix_test_step2.png')
+  with open(png, 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  with open(os.path.join(workdir, 'confusion_matrix_test_step2.csv')) as f:
     rows = list(csv.reader(f))
   assert rows[0] == ['true \\ predicted', *[str(i) for i in range(10)]]
   matrix = np.array([[int(v) for v in r[1:]] for r in rows[1:]])

@@ -253,3 +253,14 @@ def test_command_line_lm_attention(tmp_path, data_dir):
   png_size(os.path.join(out, 'decoder_layer0_heads.png'))
   with pytest.raises(app.UsageError, match='attention[|]posenc'):
     visualize.main(['visualize', 'heatmap'])
+
+
+def test_confusion_matrix_is_drawn_as_row_fractions(tmp_path):
+  matrix = np.array([[8, 2, 0], [1, 1, 2], [0, 0, 0]])
+  fig = visualize.plot_confusion(matrix, ['a', 'b', 'c'])
+  (image,), = drawn(fig)
+  np.testing.assert_allclose(image, [[0.8, 0.2, 0.0], [0.25, 0.25, 0.5], [0.0, 0.0, 0.0]])
+  csv_path = tmp_path / 'confusion_matrix_test_step3.csv'
+  csv_path.write_text('true \\ predicted,a,b,c\na,8,2,0\nb,1,1,2\nc,0,0,0\n')
+  png = visualize.confusion_png(str(csv_path))
+  assert png == str(tmp_path / 'confusion_matrix_test_step3.png') and min(png_size(png)) > 100

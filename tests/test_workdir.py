@@ -130,3 +130,15 @@ def test_describe_and_dry_run_report_the_real_model(tmp_path, data_dir):
   assert res.returncode == 0, res.stderr[-2000:]
   assert '# model config (after presets)' in res.stdout and 'parameters: ' in res.stdout
   assert not (tmp_path / 'w').exists()   # nothing trained, nothing written
+
+
+def test_a_checkpoint_of_another_model_names_the_parameters(tmp_path, data_dir):
+  from transformer import checkpoint as ckpt_lib
+  train_lib.train_and_evaluate(tiny(num_train_steps=1), str(tmp_path))
+  other = train_lib.Experiment(tiny(**{'model.d_model': 24}), None)
+  with pytest.raises(ckpt_lib.CheckpointError) as e:
+    ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints')).restore(other.abstract_state)
+  message = str(e.value)
+  assert 'written by another model' in message
+  assert 'params/decoder/final_norm/scale: (16,) in the checkpoint, (24,) in this model' in message
+  assert 'delete' not in message.lower()

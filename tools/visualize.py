@@ -258,6 +258,41 @@ def plot_position_similarity(table: np.ndarray, grid: tuple[int, int], title: st
   return fig
 
 
+def plot_confusion(matrix: np.ndarray, names: Sequence[str], title: str = '') -> Figure:
+  """A confusion matrix (rows: true class, columns: predicted), each row as fractions of its class."""
+  matrix = np.asarray(matrix, np.float64)
+  fractions = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+  n = len(names)
+  fig = Figure(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n), layout='constrained')
+  ax = fig.subplots()
+  image = ax.imshow(fractions, cmap='Blues', vmin=0.0, vmax=1.0)
+  if n <= 30:
+    for i in range(n):
+      for j in range(n):
+        if matrix[i, j]:
+          ax.text(j, i, f'{int(matrix[i, j])}', ha='center', va='center', fontsize=6,
+                  color='white' if fractions[i, j] > 0.5 else 'black')
+    ax.set_xticks(range(n), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true')
+  ax.set_title(title, fontsize=9)
+  fig.colorbar(image, ax=ax, label='fraction of the true class')
+  return fig
+
+
+def confusion_png(csv_path: str) -> str:
+  """Draws a confusion-matrix CSV (written by the classification task) as a PNG beside it."""
+  import csv
+  with open(csv_path, newline='') as f:
+    rows = list(csv.reader(f))
+  names = rows[0][1:]
+  matrix = np.array([[int(v) for v in r[1:]] for r in rows[1:]])
+  accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+  title = f'{os.path.basename(csv_path)[:-4]}: accuracy {100 * accuracy:.2f}%'
+  return save(plot_confusion(matrix, names, title), csv_path[:-4] + '.png')
+
+
 def save(fig: Figure, path: str, dpi: int = 110) -> str:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=dpi, bbox_inches='tight')   # a bare Figure: no pyplot, no backend

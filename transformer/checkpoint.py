@@ -98,6 +98,11 @@ def _why(e: BaseException) -> str:
 # The checkpointer.
 # ---------------------------------------------------------------------------
 
+def _path_name(path) -> str:
+  """'params/decoder/layer_0/...' for a tree path, whether its steps are keys, attributes or indices."""
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path)
+
+
 class Checkpointer:
 
   def __init__(self, directory: str, keep: int = 5, async_save: bool = False):
@@ -192,12 +197,51 @@ class Checkpointer:
       problem = problem or 'unreadable on another host'
     return (None, None, problem) if problem else (state, meta, None)
 
+  def shape_mismatches(self, abstract_state: Any, step: int) -> list[str]:
+    """'name: saved shape S, this model T' for each array whose shape differs (or is missing).
+
+    Read from the checkpoint's metadata only; [] when the metadata cannot be read
+    (a damaged checkpoint is diagnosed by the restore itself).
+    """
+    try:
+      with ocp.StandardCheckpointer() as reader:
+        meta = reader.metadata(os.path.join(self._path(step), 'state'))
+      saved = {_path_name(p): tuple(m.shape) for p, m in
+               jax.tree_util.tree_flatten_with_path(dict(getattr(meta, 'item_metadata', meta)))[0]
+               if hasattr(m, 'shape')}
+    except Exception:   # noqa: BLE001  (unreadable metadata: left to the restore)
+      return []
+    want = {_path_name(p): tuple(x.shape)
+            for p, x in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
+    out = []
+    for name, shape in want.items():
+      if name not in saved:
+        out.append(f'{name}: not in the checkpoint, {shape} in this model')
+      elif saved[name] != shape:
+        out.append(f'{name}: {saved[name]} in the checkpoint, {shape} in this model')
+    out += [f'{name}: {shape} in the checkpoint, not in this model'
+            for name, shape in saved.items() if name not in want]
+    return out
+
+  def _check_model(self, abstract_state: Any, step: int) -> None:
+    """A checkpoint of another model is one clear error, not a corrupt step to fall back from."""
+    wrong = self.shape_mismatches(abstract_state, step)
+    if wrong:
+      more = f'\n  ... and {len(wrong) - 8} more' if len(wrong) > 8 else ''
+      raise CheckpointError(
+          f'The checkpoint {self._path(step)} was written by another model: its arrays differ '
+          'from this model\'s (name: saved shape, expected shape):\n  ' +
+          '\n  '.join(wrong[:8]) + more + '\nRun with the config that trained it (eval.py '
+          'reads WORKDIR/config.json when --config is left out), or train in a new --workdir.')
+
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
     """Restores `step` (default: the newest good one) into the shapes/shardings of `abstract_state`.
 
     Raises CheckpointError if `step` is bad, or if no checkpoint is good.
     """
     available = sorted(self._manager.all_steps())
+    if available:
+      self._check_model(abstract_state, step if step in available else available[-1])
     if step is not None:
       if step not in available:
         raise CheckpointError(f'No checkpoint for step {step} in {self.directory}; '

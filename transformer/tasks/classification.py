@@ -21,7 +21,8 @@ Metrics are example-weighted sums: `loss` (cross-entropy against the training
 target: label-smoothed and mixed up when those are on; the plain cross-entropy
 in evaluation), `accuracy` (top-1 against `labels`, the dominant label of a
 mixed image), `top5_accuracy` for datasets with >= 100 classes, and `examples`.
-`evaluate_extra` (eval.py) writes WORKDIR/confusion_matrix.csv.
+`evaluate_extra` (eval.py) writes WORKDIR/confusion_matrix_<split>_step<N>.csv (eval.py
+also draws it as a PNG beside it).
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ class ClassificationTask(Task):
     return np.rint(total).astype(np.int64)
 
   def evaluate_extra(self, params, writer, step: int) -> dict[str, Any]:
-    """Confusion matrix of the eval split -> WORKDIR/confusion_matrix.csv; per-class accuracy."""
+    """Confusion matrix of the eval split -> WORKDIR/confusion_matrix_<split>_step<N>.csv."""
     cfg = self.config
     matrix = self.confusion_matrix(params, cfg.eval_split, cfg.eval_batch_size or cfg.batch_size,
                                    cfg.eval_max_batches)
@@ -248,7 +249,7 @@ class ClassificationTask(Task):
     per_class = np.where(counts > 0, np.diag(matrix) / np.maximum(counts, 1), np.nan)
     out: dict[str, Any] = {}
     if self.workdir and jax.process_index() == 0:
-      path = os.path.join(self.workdir, 'confusion_matrix.csv')
+      path = os.path.join(self.workdir, f'confusion_matrix_{cfg.eval_split}_step{step}.csv')
       with open(path, 'w', newline='') as f:
         w = csv.writer(f)
         w.writerow(['true \\ predicted', *names])
