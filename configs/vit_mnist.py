@@ -18,21 +18,20 @@ dropout (139k parameters). AdamW (b2 0.999, weight decay 0.05 on matrices),
 peak learning rate 3e-3 after 200 warmup steps, cosine decay to 1e-5, gradient
 clipping at 1.0, batch 128, 5,000 steps (10.7 epochs).
 
-Target: >= 98.5% test accuracy within 10 minutes on 2 CPU cores: met.
-Result (results/vit_mnist.json, 2026-11-22, these defaults, 2-core AMD EPYC
-CPU, nothing else running): 99.05% test accuracy (the whole 10,000-image test
-set) at step 5,000; 5 min 50 s wall for the whole command (compilation, five
-evaluations, checkpoints included); training ran at 14.8-15.9 steps/s
-(1,900-2,030 images/s), host peak RSS 735 MB.
+Validation and test: training uses the first 55,000 training images and
+evaluates on the last 5,000 ('validation', config.validation_holdout); the
+recipe is chosen on validation, and the test split is evaluated once, at the
+end, by the eval.py command above.
 
-History of earlier runs (without the shifts; patch 4): benchmarks/RESULTS.md.
+Target: >= 99.0% test accuracy (>= 98.5% within 10 minutes before): met.
+Result (results/vit_mnist.json with its artifacts in results/vit_mnist/,
+2026-12-02, the commands above, quiet 2-core AMD EPYC CPU): 99.14% test
+accuracy (all 10,000 images, evaluated once) and 99.10% validation accuracy at
+step 5,000; 3 min 47 s from the first to the last logged training step, 4 min
+05 s for the whole train.py command.
 
-Validation and test (since 2026-12-02): training uses the first 55,000 training
-images and evaluates on the last 5,000 ('validation', config.validation_holdout);
-recipes are chosen on validation, and the test split is evaluated once, at the
-end, by the eval.py command above. The result above predates this split (the
-model trained on all 60,000 images and was evaluated on test during training):
-a rerun of this recipe with the held-out validation split is pending.
+History of earlier runs (trained on all 60,000 images: 99.05% test; without the
+shifts; patch 4): benchmarks/RESULTS.md.
 """
 
 
@@ -76,7 +75,7 @@ REFERENCE = dict(
     higher_is_better=True,
     reference=None,
     source="no external reference; the project's target",
-    target=0.985,                      # >= 98.5% test accuracy ...
+    target=0.99,                       # issue 15: >= 99.0% test accuracy
     time_budget_min=10,                # ... within 10 minutes on 2 CPU cores
     runnable_here=True,
     why=None,
