@@ -22,24 +22,24 @@ parameters). AdamW (b2 0.999, weight decay 0.05 on matrices), peak learning
 rate 1e-3 after 1,500 warmup steps, cosine decay to 1e-5, gradient clipping
 at 1.0, label smoothing 0.1, batch 32, 24,000 steps (12.8 epochs).
 
-Target: >= 91% test accuracy within 20 minutes on 2 CPU cores: met.
-Result (results/vit_fashion_mnist.json, 2026-12-02, the command above with
-these defaults, quiet 2-core AMD EPYC CPU): 91.77% test accuracy (all 10,000
-images) at step 24,000, 16 min 56 s from launch to exit (18.7-29.6 steps/s
-over 400-step windows, 600-950 training images/s); 87.13% and 90.73% at steps
-8,000 and 16,000; training accuracy over the last window 95.1%. Seed 1
-(--config.seed=1): 91.66% in 17 min 23 s. Weakest class: Shirt, 74.1%.
-Speed (benchmarks/train_speed.py): 737 training images/s, 2,033 eval images/s.
+Validation and test: training uses the first 55,000 training images and
+evaluates on the last 5,000 ('validation', config.validation_holdout); recipes
+are chosen on validation, and the test split is evaluated once, at the end, by
+the eval.py command above.
 
-History of earlier runs (other batch sizes, no extra stem conv, a wider MLP)
-and why batch 32: benchmarks/RESULTS.md.
+Target: >= 92.0% test accuracy within 20 minutes on 2 CPU cores: not met.
+Result (results/vit_fashion_mnist.json with its artifacts in
+results/vit_fashion_mnist/, 2026-12-02, the commands above, quiet 2-core AMD
+EPYC CPU): 91.13% test accuracy (all 10,000 images, evaluated once) and 91.72%
+validation accuracy at step 24,000 (87.98% and 90.52% at steps 8,000 and
+16,000); 18 min 05 s from the first to the last logged training step, 18 min
+43 s for the whole train.py command. Weakest class: Shirt, 73.3%. The recipe
+was chosen when test was the evaluation split and training used all 60,000
+images (91.77% test then); choosing a better one on validation is the next
+step.
 
-Validation and test (since 2026-12-02): training uses the first 55,000 training
-images and evaluates on the last 5,000 ('validation', config.validation_holdout);
-recipes are chosen on validation, and the test split is evaluated once, at the
-end, by the eval.py command above. The result above predates this split (the
-model trained on all 60,000 images and was evaluated on test during training):
-a rerun of this recipe with the held-out validation split is pending.
+History of earlier runs (other batch sizes, no extra stem conv, a wider MLP),
+why batch 32, and the run on all 60,000 images: benchmarks/RESULTS.md.
 """
 
 
@@ -84,7 +84,7 @@ REFERENCE = dict(
     higher_is_better=True,
     reference=None,
     source="no external reference; the project's target",
-    target=0.91,                       # >= 91% test accuracy ...
+    target=0.92,                       # issue 15: >= 92.0% test accuracy ...
     time_budget_min=20,                # ... within 20 minutes on 2 CPU cores
     runnable_here=True,
     why=None,
