@@ -124,23 +124,13 @@ def _git(*args: str) -> str:
     return ''
 
 
-def _cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return ' (' + line.split(':', 1)[1].strip() + ')'
-  except OSError:
-    pass
-  return ''
-
-
 def describe_hardware() -> str:
+  """tools.report's description of this machine, with the JAX version and process count."""
   import jax
-  devices = jax.devices()
-  return (f'{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores{_cpu_model()}; '
-          f'jax {jax.__version__} {jax.default_backend()}: {len(devices)} x '
-          f'{devices[0].device_kind}, {jax.process_count()} process(es)')
+
+  from tools import report
+  return (f'{report.default_hardware()}; jax {jax.__version__}, '
+          f'{jax.process_count()} process(es)')
 
 
 def command_text(argv: Sequence[str] | None = None) -> str:

@@ -134,6 +134,14 @@ def train_flops(forward: float) -> float:
   return 3.0 * forward
 
 
+def batch_train_flops(task: str, cfg: TransformerConfig, batch: dict) -> float | None:
+  """Training FLOPs of one batch, or None for a task without a FLOP count."""
+  try:
+    return train_flops(batch_forward_flops(task, cfg, batch))
+  except (ValueError, KeyError):
+    return None
+
+
 def batch_forward_flops(task: str, cfg: TransformerConfig, batch: dict) -> float:
   """Forward FLOPs of one training batch of the given task, from its (padded) array shapes."""
   if task == 'lm':

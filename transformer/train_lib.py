@@ -411,13 +411,10 @@ class _Window:
 
   def add(self, metrics, batch) -> None:
     self.metrics.append(metrics)
-    if self.count_flops:
-      try:   # analytic training FLOPs of this process's rows (transformer/flops.py)
-        forward = flops_lib.batch_forward_flops(self.exp.config.task, self.exp.task.model_cfg,
-                                                batch)
-        self.flops += flops_lib.train_flops(forward)
-      except (ValueError, KeyError):   # a task without a FLOP count
-        self.count_flops = False
+    if self.count_flops:   # analytic training FLOPs of this process's rows
+      flops = flops_lib.batch_train_flops(self.exp.config.task, self.exp.task.model_cfg, batch)
+      self.count_flops = flops is not None
+      self.flops += flops or 0.0
 
   def summarize(self, step: int) -> dict[str, float]:
     host = jax.device_get(self.metrics)
@@ -512,11 +509,7 @@ def describe(config: ml_collections.ConfigDict, workdir: str | None) -> dict[str
                                                                *task.init_inputs()))
   params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nn.meta.unbox(shapes['params'])))
   batch = task.data.train_batch(0, config.batch_size, config.seed)
-  try:
-    step_flops = flops_lib.train_flops(flops_lib.batch_forward_flops(config.task, task.model_cfg,
-                                                                     batch))
-  except (ValueError, KeyError):
-    step_flops = None
+  step_flops = flops_lib.batch_train_flops(config.task, task.model_cfg, batch)
   return {'model_config': task.model_cfg, 'parameters': params,
           'train_flops_per_step': step_flops,
           'batch_shapes': {k: tuple(np.shape(v)) for k, v in batch.items()}}
@@ -564,16 +557,6 @@ RESUME_WARN = ('optimizer', 'learning_rate', 'schedule', 'warmup_steps', 'min_le
                'label_smoothing', 'num_train_steps')
 
 
-def _flat(d: dict, prefix: str = '') -> dict[str, Any]:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
-
-
 def check_resume_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Before a run resumes from WORKDIR's checkpoints: refuses model/data changes, warns of others.
 
@@ -588,8 +571,8 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str) -> None
   if not (has_checkpoints and os.path.isfile(path)):
     return
   with open(path) as f:
-    saved = _flat(json.load(f))
-  now = _flat(json.loads(config.to_json_best_effort()))
+    saved = flax.traverse_util.flatten_dict(json.load(f), sep='.')
+  now = flax.traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')
   changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
   fixed = [k for k in changed if k.split('.')[0] in RESUME_FIXED]
   warned = [k for k in changed if k.split('.')[0] in RESUME_WARN]
