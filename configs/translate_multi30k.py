@@ -86,7 +86,8 @@ def get_config():
   c.label_smoothing = 0.1
   c.decoding = ml_collections.ConfigDict({
       'method': 'beam', 'beam_size': 4, 'alpha': 0.6, 'extra_len': 50,
-      'max_eval_sentences': -1, 'batch_size': 64})
+      'max_eval_sentences': -1, 'batch_size': 64,
+      'eos_rule': 'all'})                # the paper's (tensor2tensor's) beam EOS rule; 'top_k': Hugging Face's
   return c
 
 

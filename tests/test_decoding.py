@@ -189,7 +189,10 @@ def test_beam_beats_greedy_on_markov_chain():
 
 
 def test_beam_size_1_is_greedy():
-  """On a random 16-token chain, from every start token.
+  """Under the top-K EOS rule; on a random 16-token chain, from every start token.
+
+  (Under the paper's rule an EOS ranked second of the two candidates still
+  finishes, so one beam can end earlier than greedy; see the eos_rule tests.)
 
   Each token has one likely successor (EOS for some), and EOS is often the
   second choice: greedy paths end after various lengths or cycle.
@@ -203,10 +206,88 @@ def test_beam_size_1_is_greedy():
   start = jnp.arange(16, dtype=jnp.int32)[:, None]
   g = jax.jit(lambda: decoding.greedy(step_fn, chain_cache(16), start, n))()
   one = jax.jit(lambda: decoding.beam_search(step_fn, chain_cache(16), start, max_len=n,
-                                             beam_size=1, alpha=0.0))()
+                                             beam_size=1, alpha=0.0, eos_rule='top_k'))()
   np.testing.assert_array_equal(one.tokens, g)
   np.testing.assert_array_equal(g, naive_greedy(lambda buf: jnp.asarray(logp)[buf], start, n))
   assert _some_but_not_all_end(g)
+
+
+def reference_beam_search(logp, start, k, max_len, alpha, eos_rule):
+  """Beam search in plain Python over a Markov table, one start token at a time.
+
+  The procedure of decoding.beam_search written out with lists: the 2K best
+  expansions; ending ones (EOS or the last step) finish when eos_rule allows
+  ('all': any of the 2K; 'top_k': ranked in the first K); the K best others
+  stay alive. Returns (tokens, score) of the best finished hypothesis.
+  """
+  lp = lambda n: ((5.0 + n) / 6.0) ** alpha
+  live, finished = [(0.0, [])], []
+  for t in range(max_len):
+    if len(finished) == k and min(s for s, _ in finished) >= max(l for l, _ in live) / lp(max_len):
+      break
+    cands = [(l + float(logp[seq[-1] if seq else start][v]), seq + [v])
+             for l, seq in live for v in range(logp.shape[1])]
+    cands = sorted(cands, key=lambda c: -c[0])[:2 * k]
+    ends = [c[1][-1] == EOS_ID or t == max_len - 1 for c in cands]
+    for i, (c, e) in enumerate(zip(cands, ends)):
+      if e and (eos_rule == 'all' or i < k):
+        finished.append((c[0] / lp(t + 1), c[1]))
+    finished = sorted(finished, key=lambda f: -f[0])[:k]
+    live = [c for c, e in zip(cands, ends) if not e][:k]
+  score, tokens = finished[0]
+  return tokens, score
+
+
+@pytest.mark.parametrize('eos_rule', decoding.EOS_RULES)
+def test_beam_search_matches_a_python_reference_under_each_eos_rule(eos_rule):
+  """Random 12-token chains where EOS is often a close second: the two rules disagree
+  on some start tokens, and each agrees with the plain-Python search everywhere."""
+  k, n, alpha = 3, 8, 0.6
+  rng = np.random.default_rng(1)
+  logits = rng.normal(size=(12, 12)) * 1.5
+  logits[:, EOS_ID] += 1.0
+  logits[:, PAD_ID] = -30.0
+  logp = np.asarray(jax.nn.log_softmax(logits, axis=-1), np.float32)
+  step_fn = markov_step(logp)
+  starts = [t for t in range(12) if t not in (PAD_ID, EOS_ID)]
+  start = jnp.asarray(starts, jnp.int32)[:, None]
+  run = lambda rule: jax.jit(lambda: decoding.beam_search(
+      step_fn, chain_cache(len(starts) * k), start, max_len=n, beam_size=k, alpha=alpha,
+      eos_rule=rule))()
+  res = run(eos_rule)
+  for row, s in enumerate(starts):
+    want_tokens, want_score = reference_beam_search(logp, s, k, n, alpha, eos_rule)
+    got = np.asarray(res.tokens[row])
+    np.testing.assert_array_equal(got[:len(want_tokens)], want_tokens)
+    assert np.all(got[len(want_tokens):] == PAD_ID)
+    np.testing.assert_allclose(res.scores[row], want_score, rtol=1e-5)
+  other = run('top_k' if eos_rule == 'all' else 'all')
+  assert np.any(np.asarray(other.scores) != np.asarray(res.scores))   # the rules differ here
+  if eos_rule == 'all':   # keeping more finished candidates never lowers the best score
+    assert np.all(np.asarray(res.scores) >= np.asarray(other.scores) - 1e-6)
+
+
+def test_eos_rule_top_k_drops_an_eos_ranked_below_k():
+  """BOS -> X (0.55) or EOS (0.45); X's continuations are poor. With one beam the EOS
+  ranks second of two candidates: the paper's rule finishes it, Hugging Face's drops it."""
+  X, Y = 4, 5
+  logp = np.full((6, 6), -30.0, np.float32)
+  logp[BOS_ID, X], logp[BOS_ID, EOS_ID] = np.log(0.55), np.log(0.45)
+  logp[X, Y], logp[X, EOS_ID] = np.log(0.6), np.log(0.4)
+  logp[Y, EOS_ID], logp[Y, X] = np.log(0.6), np.log(0.4)
+  start = jnp.array([[BOS_ID]], jnp.int32)
+  run = lambda rule: jax.jit(lambda: decoding.beam_search(
+      markov_step(logp), chain_cache(1), start, max_len=6, beam_size=1, alpha=0.0,
+      eos_rule=rule))()
+  paper, hf = run('all'), run('top_k')
+  np.testing.assert_array_equal(np.asarray(paper.tokens[0, :1]), [EOS_ID])
+  np.testing.assert_allclose(paper.scores[0], np.log(0.45), rtol=1e-6)
+  # Top-K rule: the EOS after BOS and the one after X both rank second and are dropped.
+  np.testing.assert_array_equal(np.asarray(hf.tokens[0, :3]), [X, Y, EOS_ID])
+  np.testing.assert_allclose(hf.scores[0], np.log(0.55 * 0.6 * 0.6), rtol=1e-6)
+  with pytest.raises(ValueError, match='eos_rule'):
+    decoding.beam_search(markov_step(logp), chain_cache(1), start, max_len=6, beam_size=1,
+                         eos_rule='hf')
 
 
 def test_length_penalty_formula():

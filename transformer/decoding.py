@@ -220,22 +220,33 @@ def gather_beams(cache: Cache, beam_idx: Array) -> Cache:
   return jax.tree.map(lambda x: x if x.ndim == 0 else x[rows], cache)
 
 
+EOS_RULES = ('all', 'top_k')
+
+
 def beam_search(step_fn: StepFn, cache: Cache, prompt: Array, *, max_len: int,
                 beam_size: int = 4, alpha: float = 0.6, eos_id: int = EOS_ID,
-                pad_id: int = PAD_ID) -> BeamSearchResult:
+                pad_id: int = PAD_ID, eos_rule: str = 'all') -> BeamSearchResult:
   """Beam search with the GNMT length penalty, as in the paper (beam 4, alpha 0.6).
 
   prompt [B, P] (BOS [B, 1] for translation) is expanded to `beam_size` beams;
   `step_fn` and `cache` must serve B * beam_size rows ordered as `repeat_beams`.
   Up to `max_len` tokens are generated. Each step expands the K live beams,
   keeps the 2K best candidates by log-prob, and:
-  - candidates ending in EOS (or reaching max_len) that rank among the top K
-    are finished, scored log-prob / lp(|Y|) with |Y| counting the EOS;
+  - candidates ending in EOS (or reaching max_len) are finished, scored
+    log-prob / lp(|Y|) with |Y| counting the EOS, and merged with the earlier
+    finished ones (the K best are kept). Which ending candidates count is
+    `eos_rule`: 'all' (default) takes every one among the 2K, as
+    tensor2tensor (the paper's code) and the flax WMT example do; 'top_k'
+    takes only those ranked among the top K, as Hugging Face's
+    `num_beams` search does (an EOS ranked K+1..2K is dropped, even when its
+    length-normalized score would have won);
   - the K best candidates not ending stay alive (so K beams always continue).
-  With beam_size 1 and alpha 0 this is greedy decoding. Element b stops when its
+  With beam_size 1, alpha 0 and eos_rule 'top_k' this is greedy decoding. Element b stops when its
   worst of K finished scores beats what its best live beam could still reach,
   best log-prob / lp(max_len) (for alpha >= 0); the loop stops when all have.
   """
+  if eos_rule not in EOS_RULES:
+    raise ValueError(f'eos_rule={eos_rule!r} is not one of {EOS_RULES}')
   batch, k = prompt.shape[0], beam_size
   last, cache = _prefill(step_fn, cache, repeat_beams(prompt, k))
   live_logp = jnp.tile(jnp.array([0.0] + [-jnp.inf] * (k - 1), jnp.float32), (batch, 1))
@@ -258,9 +269,12 @@ def beam_search(step_fn: StepFn, cache: Cache, prompt: Array, *, max_len: int,
     cand_tokens = _take(live_tokens, cand_beam).at[:, :, t].set(cand_token)
     ends = (cand_token == eos_id) | (t == max_len - 1)
 
-    # Finished: ending candidates among the top K, merged with the old finished.
-    in_top_k = jnp.arange(2 * k) < k
-    new_scores = jnp.where(ends & in_top_k, cand_logp / length_penalty(t + 1, alpha), -jnp.inf)
+    # Finished: the ending candidates (under eos_rule), merged with the old finished.
+    if eos_rule == 'top_k':
+      ends_counted = ends & (jnp.arange(2 * k) < k)
+    else:
+      ends_counted = ends
+    new_scores = jnp.where(ends_counted, cand_logp / length_penalty(t + 1, alpha), -jnp.inf)
     fin_scores, idx = jax.lax.top_k(jnp.concatenate([fin_scores, new_scores], 1), k)
     fin_tokens = _take(jnp.concatenate([fin_tokens, cand_tokens], 1), idx)
 
@@ -281,7 +295,7 @@ def beam_search(step_fn: StepFn, cache: Cache, prompt: Array, *, max_len: int,
 
 def translate(params, cfg: TransformerConfig, src: Array, *, method: str = 'greedy',
               beam_size: int = 4, alpha: float = 0.6, extra_len: int = 50,
-              bos_id: int = BOS_ID, eos_id: int = EOS_ID) -> Array:
+              bos_id: int = BOS_ID, eos_id: int = EOS_ID, eos_rule: str = 'all') -> Array:
   """Translates source tokens [B, S] with an `EncoderDecoder` (`method` 'greedy' or 'beam').
 
   Returns target tokens [B, min(S + extra_len, cfg.max_len)]: y1 ... EOS, then
@@ -292,7 +306,8 @@ def translate(params, cfg: TransformerConfig, src: Array, *, method: str = 'gree
   if method == 'greedy':
     return translate_greedy(params, cfg, src, **kw)
   if method == 'beam':
-    return translate_beam(params, cfg, src, beam_size=beam_size, alpha=alpha, **kw).tokens
+    return translate_beam(params, cfg, src, beam_size=beam_size, alpha=alpha,
+                          eos_rule=eos_rule, **kw).tokens
   raise ValueError(f"method={method!r} is not 'greedy' or 'beam'")
 
 
@@ -312,10 +327,10 @@ def translate_greedy(params, cfg: TransformerConfig, src: Array, *, extra_len: i
 
 
 @functools.partial(jax.jit, static_argnames=('cfg', 'beam_size', 'alpha', 'extra_len', 'bos_id',
-                                             'eos_id'))
+                                             'eos_id', 'eos_rule'))
 def translate_beam(params, cfg: TransformerConfig, src: Array, *, beam_size: int = 4,
                    alpha: float = 0.6, extra_len: int = 50, bos_id: int = BOS_ID,
-                   eos_id: int = EOS_ID) -> BeamSearchResult:
+                   eos_id: int = EOS_ID, eos_rule: str = 'all') -> BeamSearchResult:
   """Beam search translation (jitted), with the scores and all K hypotheses."""
   batch, src_len = src.shape
   encoded = encode(cfg, params, src)
@@ -324,7 +339,7 @@ def translate_beam(params, cfg: TransformerConfig, src: Array, *, beam_size: int
   start = jnp.full((batch, 1), bos_id, jnp.int32)
   return beam_search(step_fn, init_cache(cfg, batch * beam_size, src_len), start,
                      max_len=_output_len(cfg, src, extra_len), beam_size=beam_size, alpha=alpha,
-                     eos_id=eos_id)
+                     eos_id=eos_id, eos_rule=eos_rule)
 
 
 @functools.partial(jax.jit, static_argnames=('cfg', 'max_new_tokens', 'temperature', 'top_k',

@@ -17,7 +17,8 @@ Config fields read here besides the common ones (configs/base.py):
   tfds_data_dir             the TFDS data dir for the WMT datasets ('' : default)
   decoding                  ConfigDict(method='beam'|'greedy', beam_size=4,
                             alpha=0.6, extra_len=50, max_eval_sentences=-1,
-                            batch_size=64): decoding in eval.py
+                            batch_size=64, eos_rule='all'|'top_k'): decoding
+                            in eval.py (eos_rule: see decoding.beam_search)
 
 The decoder's position limit `model.max_len` defaults to seq_len +
 decoding.extra_len, so sources of up to seq_len tokens decode to their full
@@ -58,7 +59,7 @@ log = logging.getLogger('transformer')
 DEFAULT_VOCAB = 8000
 DEFAULT_TOKENS_PER_BATCH = 4096
 DECODING_DEFAULTS = {'method': 'beam', 'beam_size': 4, 'alpha': 0.6, 'extra_len': 50,
-                     'max_eval_sentences': -1, 'batch_size': 64}
+                     'max_eval_sentences': -1, 'batch_size': 64, 'eos_rule': 'all'}
 DECODING_METHODS = ('greedy', 'beam')
 
 
@@ -79,6 +80,10 @@ def _decoding_problems(config) -> list[str]:
   unknown = sorted(set(d) - set(DECODING_DEFAULTS))
   if unknown:
     problems.append(f'decoding: unknown field(s) {unknown}; known: {sorted(DECODING_DEFAULTS)}')
+  if d['eos_rule'] not in decoding.EOS_RULES:
+    problems.append(f"decoding.eos_rule={d['eos_rule']!r} is not one of {decoding.EOS_RULES} "
+                    "('all': every EOS among the 2K candidates finishes, as in the paper's "
+                    "tensor2tensor; 'top_k': only EOS ranked in the top K, as Hugging Face)")
   if d['method'] not in DECODING_METHODS:
     problems.append(f"decoding.method={d['method']!r} is not one of {DECODING_METHODS}")
   for name in ('beam_size', 'batch_size'):
@@ -161,7 +166,8 @@ class TranslationTask(Task):
     d = self.decoding
     return np.asarray(decoding.translate(params, self.model_cfg, jnp.asarray(src, jnp.int32),
                                          method=d['method'], beam_size=d['beam_size'],
-                                         alpha=d['alpha'], extra_len=d['extra_len']))
+                                         alpha=d['alpha'], extra_len=d['extra_len'],
+                                         eos_rule=d['eos_rule']))
 
   def detokenize(self, ids) -> str:
     ids = np.asarray(ids).tolist()
@@ -228,7 +234,7 @@ class TranslationTask(Task):
     detok = bleu.corpus_bleu(hyps, refs)
     tok = bleu.tokenized_bleu(hyps, refs)
     tok_lc = bleu.tokenized_bleu(hyps, refs, lowercase=True)
-    method = (f"beam search (beam {d['beam_size']}, alpha {d['alpha']})"
+    method = (f"beam search (beam {d['beam_size']}, alpha {d['alpha']}, eos_rule {d['eos_rule']})"
               if d['method'] == 'beam' else 'greedy')
     examples = [f'source:    {sources[i]}\nreference: {refs[i]}\noutput:    {hyps[i]}'
                 for i in range(min(3, num))]
