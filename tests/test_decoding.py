@@ -92,6 +92,24 @@ def test_lm_greedy_on_cache_matches_naive_loop():
   assert _some_but_not_all_end(out)
 
 
+def test_decoding_past_the_cache_raises_instead_of_clamping():
+  params = helpers.random_params(DecoderLM(CFG), SRC, seed=28, fill=sharp_logits)
+  cache = decoding.init_cache(CFG, 3)
+  step = decoding.lm_step_fn(CFG, params)
+  assert decoding.cache_length(cache) == CFG.max_len
+  # 3 prompt tokens + 10 new ones feed 12 positions: fits; 11 new ones would need 13.
+  decoding.check_cache_room(cache, 3 + 10 - 1, 'x')
+  for run in (lambda: decoding.greedy(step, cache, SRC[:, :3], 11),
+              lambda: decoding.beam_search(step, decoding.init_cache(CFG, 6), SRC[:2, :3],
+                                           max_len=11, beam_size=3)):
+    with pytest.raises(ValueError, match='needs 13 key/value cache positions .* holds 12'):
+      run()
+  # A model call past the end (the index is concrete outside jit) raises too.
+  _, full = step(SRC[:, :1].repeat(CFG.max_len, axis=1), cache)
+  with pytest.raises(ValueError, match='cache overflow'):
+    step(SRC[:, :1], full)
+
+
 def test_seq2seq_greedy_on_cache_matches_naive_loop(s2s):
   params, forward = s2s
   out = decoding.translate(params, CFG, SRC, method='greedy')

@@ -205,6 +205,16 @@ class MultiHeadAttention(nn.Module):
       # Initialization call (with the full-length dummy input): just make the cache.
       return key, value, causal_mask(length)
     i = index.value
+    # A write past the end would be clamped by dynamic_update_slice (silently
+    # overwriting the last slots). The decoders in transformer.decoding check
+    # their lengths before tracing; here the check catches what is knowable:
+    # a block longer than the cache, or an overflow with a concrete index.
+    if length > cfg.max_len or (not isinstance(i, jax.core.Tracer)
+                                and int(i) + length > cfg.max_len):
+      raise ValueError(
+          f'key/value cache overflow: writing {length} position(s) at index '
+          f'{i if not isinstance(i, jax.core.Tracer) else "?"} of a cache of '
+          f'cfg.max_len={cfg.max_len}; decode fewer tokens or raise model.max_len')
     key = jax.lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype),
                                        (0, i, 0, 0))
     value = jax.lax.dynamic_update_slice(cached_value.value,

@@ -102,6 +102,28 @@ def repeat_beams(x: Array, beam_size: int) -> Array:
   return jnp.repeat(x, beam_size, axis=0)
 
 
+def cache_length(cache: Cache) -> int | None:
+  """Positions the model's key/value cache holds (None: no `cached_key` in the pytree)."""
+  lengths = {leaf.shape[1] for path, leaf in jax.tree_util.tree_leaves_with_path(cache)
+             if getattr(path[-1], 'key', None) == 'cached_key'}
+  return min(lengths) if lengths else None
+
+
+def check_cache_room(cache: Cache, positions: int, what: str) -> None:
+  """Raises ValueError when decoding needs more than the cache's positions.
+
+  `positions` is the number of tokens that will be fed through the cache:
+  the prompt plus every generated token but the last. Without this check the
+  cache write would clamp at its end and silently corrupt the last slots.
+  """
+  length = cache_length(cache)
+  if length is not None and positions > length:
+    raise ValueError(
+        f'{what} needs {positions} key/value cache positions but the cache holds {length} '
+        f'(model.max_len); shorten the prompt or the number of new tokens, or build the '
+        f'model with a larger max_len')
+
+
 def _prefill(step_fn: StepFn, cache: Cache, prompt: Array) -> tuple[Array, Cache]:
   """Feeds all prompt tokens but the last; returns the last ones [B] and the cache."""
   if prompt.shape[1] > 1:
@@ -123,6 +145,8 @@ def _decode_loop(step_fn: StepFn, cache: Cache, prompt: Array, max_new_tokens: i
   """
   batch = prompt.shape[0]
   eos = -1 if eos_id is None else eos_id
+  check_cache_room(cache, prompt.shape[1] + max_new_tokens - 1,
+                   f'decoding {max_new_tokens} tokens after a prompt of {prompt.shape[1]}')
   last, cache = _prefill(step_fn, cache, prompt)
 
   def cond(state):
@@ -248,6 +272,8 @@ def beam_search(step_fn: StepFn, cache: Cache, prompt: Array, *, max_len: int,
   if eos_rule not in EOS_RULES:
     raise ValueError(f'eos_rule={eos_rule!r} is not one of {EOS_RULES}')
   batch, k = prompt.shape[0], beam_size
+  check_cache_room(cache, prompt.shape[1] + max_len - 1,
+                   f'beam search of {max_len} tokens after a prompt of {prompt.shape[1]}')
   last, cache = _prefill(step_fn, cache, repeat_beams(prompt, k))
   live_logp = jnp.tile(jnp.array([0.0] + [-jnp.inf] * (k - 1), jnp.float32), (batch, 1))
   empty = jnp.full((batch, k, max_len), pad_id, jnp.int32)
