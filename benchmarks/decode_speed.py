@@ -10,7 +10,11 @@ speed is then not representative, as an untrained model rarely stops early),
 translates config.eval_split whole with each method exactly as eval.py does
 (batches of decoding.batch_size sources sorted by length), once untimed to
 compile every batch shape, then `--repeats` more times timed; prints the
-median seconds, sentences/s, output pieces/s, and BLEU of each method.
+median seconds, sentences/s, output pieces/s, and BLEU of each method, each
+twice: with the cross-attention keys/values projected from the encoder output
+at every step (model.cache_cross_kv=False, the behaviour before 2026-12-02)
+and projected once per source into the cache (the default), with the
+speed-up and whether the translations are identical.
 
 Language model (a DecoderLM config):
 
@@ -71,21 +75,30 @@ def translation(config) -> list[dict]:
   task, split = exp.task, config.eval_split
   sources, refs = task.data.texts(split)
   rows = []
+  base_cfg = task.model_cfg
   for method in FLAGS.methods:
     task.decoding['method'] = method
-    hyps = task.translate_split(state.params, split)            # compiles every shape
-    times = []
-    for _ in range(FLAGS.repeats):
-      t0 = time.perf_counter()
-      hyps = task.translate_split(state.params, split)
-      times.append(time.perf_counter() - t0)
-    sec = statistics.median(times)
-    pieces = sum(len(task.data.tokenizer.encode(h)) + 1 for h in hyps)
-    rows.append({'method': method if method == 'greedy' else
-                 f"beam {task.decoding['beam_size']}",
-                 'sentences': len(sources), 'seconds': sec, 'sentences_per_s': len(sources) / sec,
-                 'pieces_per_s': pieces / sec, 'bleu': bleu.corpus_bleu(hyps, refs).score,
-                 'tokenized_bleu_lc': bleu.tokenized_bleu(hyps, refs, lowercase=True).score})
+    outputs = {}
+    for cross_cache in (False, True):     # before / after caching the cross-attention K/V
+      task.model_cfg = base_cfg.replace(cache_cross_kv=cross_cache)
+      hyps = task.translate_split(state.params, split)            # compiles every shape
+      times = []
+      for _ in range(FLAGS.repeats):
+        t0 = time.perf_counter()
+        hyps = task.translate_split(state.params, split)
+        times.append(time.perf_counter() - t0)
+      sec = statistics.median(times)
+      outputs[cross_cache] = hyps
+      pieces = sum(len(task.data.tokenizer.encode(h)) + 1 for h in hyps)
+      name = method if method == 'greedy' else f"beam {task.decoding['beam_size']}"
+      rows.append({'method': f"{name}, cross K/V {'cached' if cross_cache else 'per step'}",
+                   'sentences': len(sources), 'seconds': sec,
+                   'sentences_per_s': len(sources) / sec, 'pieces_per_s': pieces / sec,
+                   'bleu': bleu.corpus_bleu(hyps, refs).score,
+                   'tokenized_bleu_lc': bleu.tokenized_bleu(hyps, refs, lowercase=True).score})
+    rows[-1]['speedup_vs_per_step'] = rows[-2]['seconds'] / rows[-1]['seconds']
+    rows[-1]['same_translations'] = outputs[False] == outputs[True]
+  task.model_cfg = base_cfg
   return rows
 
 

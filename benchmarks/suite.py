@@ -169,8 +169,12 @@ def markdown(results: dict) -> str:
         lines.append(f"| LM {r['method']} | {r['new_tokens']} tokens x {r['batch']} | "
                      f"{r['seconds']:.2f} | {r['tokens_per_s']:,.0f} tokens/s | {note} |")
       else:
+        note = f"BLEU {r['bleu']:.2f}"
+        if 'speedup_vs_per_step' in r:
+          note += (f"; {r['speedup_vs_per_step']:.2f}x the per-step cross K/V, same "
+                   f"translations: {r['same_translations']}")
         lines.append(f"| Multi30k {r['method']} | {r['sentences']} sentences | {r['seconds']:.1f} | "
-                     f"{r['sentences_per_s']:.1f} sentences/s | BLEU {r['bleu']:.2f} |")
+                     f"{r['sentences_per_s']:.1f} sentences/s | {note} |")
   return '\n'.join(lines)
 
 

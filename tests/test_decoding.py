@@ -120,6 +120,18 @@ def test_seq2seq_greedy_on_cache_matches_naive_loop(s2s):
   assert _some_but_not_all_end(out)
 
 
+def test_cross_kv_cache_leaves_translations_and_scores_unchanged(s2s):
+  params, _ = s2s
+  old = CFG.replace(cache_cross_kv=False)
+  for method in ('greedy', 'beam'):
+    np.testing.assert_array_equal(decoding.translate(params, CFG, SRC, method=method),
+                                  decoding.translate(params, old, SRC, method=method))
+  new_beam = decoding.translate_beam(params, CFG, SRC, beam_size=3)
+  old_beam = decoding.translate_beam(params, old, SRC, beam_size=3)
+  np.testing.assert_array_equal(new_beam.beam_tokens, old_beam.beam_tokens)
+  np.testing.assert_allclose(new_beam.beam_scores, old_beam.beam_scores, rtol=1e-5)
+
+
 def test_seq2seq_beam_search(s2s):
   """Every returned beam's score is its log-prob (full pass, no cache) / lp(|Y|).
 

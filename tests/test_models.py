@@ -539,6 +539,46 @@ def test_encoder_decoder_cached_decoding_matches_full_forward(variant):
   chex.assert_trees_all_close(np.stack(steps, axis=1), full, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('cache_cross_kv', [True, False])
+def test_encoder_decoder_cross_kv_cache_matches_full_forward(cache_cross_kv):
+  """The cross-attention keys/values projected once (decode(encoded, src, None)), then
+  steps with encoded=None; or (cache_cross_kv=False) projected again at every step."""
+  cfg = CFG.replace(**DECODE_VARIANTS['post_ln'])
+  src, tgt = src_tokens(8), tgt_tokens(9)
+  params = perturb(helpers.init_params(EncoderDecoder(cfg), src, tgt), 10)
+  full = np.asarray(apply_fn(EncoderDecoder, cfg)({'params': params}, src, tgt))
+
+  dcfg = cfg.replace(use_cache=True, deterministic=True, cache_cross_kv=cache_cross_kv)
+  cache = helpers.init_variables(EncoderDecoder(dcfg), src,
+                                 jnp.zeros((BATCH, dcfg.max_len), jnp.int32))['cache']
+  encoded = apply_fn(EncoderDecoder, dcfg, method='encode')({'params': params}, src)
+  step = apply_fn(EncoderDecoder, dcfg, method='decode', mutable=('cache',))
+  names = {str(getattr(p[-1], 'key', p[-1])) for p, _ in jax.tree_util.tree_leaves_with_path(cache)}
+  assert ('cross_key' in names) == cache_cross_kv
+  if cache_cross_kv:
+    zeroed = jax.tree.map(jnp.zeros_like, cache)
+    with pytest.raises(ValueError, match='not in the cache'):   # no cross cache at all
+      step({'params': params, 'cache': {}}, None, src, tgt[:, :1])
+    _, state = step({'params': params, 'cache': zeroed}, encoded, src, None)   # prime only
+    cache = state['cache']
+    flat = {'/'.join(str(getattr(k, 'key', k)) for k in path): v
+            for path, v in jax.tree_util.tree_leaves_with_path(cache)}
+    for k, v in flat.items():
+      if k.endswith(('cache_index', 'position')):
+        assert int(v) == 0, k                     # priming does not advance the self cache
+      if k.endswith('cross_key'):
+        assert v.shape == (BATCH, src.shape[1], cfg.num_heads, cfg.qkv_dim)
+        assert float(jnp.abs(v).max()) > 0
+  kv_source = None if cache_cross_kv else encoded
+  steps = []
+  for t in range(TGT_LEN):
+    logits, state = step({'params': params, 'cache': cache}, kv_source, src, tgt[:, t:t + 1])
+    cache = state['cache']
+    steps.append(np.asarray(logits[:, 0]))
+  check_cache(cache, cfg, TGT_LEN)
+  chex.assert_trees_all_close(np.stack(steps, axis=1), full, rtol=1e-4, atol=1e-4)
+
+
 # ---------------------------------------------------------------------------
 # jit, dropout, dtypes.
 # ---------------------------------------------------------------------------

@@ -139,11 +139,16 @@ def combine_bias(a: Array | None, b: Array | None) -> Array | None:
 class MultiHeadAttention(nn.Module):
   """Multi-head attention: project to heads, attend, concatenate, project back.
 
-  Self-attention: `mha(x)`; cross-attention: `mha(x, kv=encoded)`; causal
-  self-attention: `mha(x, causal=True)`. With `cfg.use_cache`, causal
+  Self-attention: `mha(x)`; cross-attention: `mha(x, kv=encoded, cross=True)`;
+  causal self-attention: `mha(x, causal=True)`. With `cfg.use_cache`, causal
   self-attention, keys and values are kept in the `cache` collection and each
   call appends its (single) position, so decoding one token at a time
-  gives the logits of the full forward pass.
+  gives the logits of the full forward pass. With `cfg.use_cache` and
+  `cfg.cache_cross_kv`, cross-attention keeps the keys and values of the
+  encoder output in the cache too (`cross_key`, `cross_value`): a call with
+  `kv` projects and stores them (`x=None`: store only, return None), a call
+  with `kv=None` reads them, so a decoding step does not project the whole
+  source again.
 
   The attention weights of the einsum path are sown into `intermediates`
   (name `attention_weights`) for visualization.
@@ -151,16 +156,24 @@ class MultiHeadAttention(nn.Module):
   cfg: TransformerConfig
 
   @nn.compact
-  def __call__(self, x: Array, kv: Array | None = None, *, mask: Array | None = None,
-               causal: bool = False) -> Array:
+  def __call__(self, x: Array | None, kv: Array | None = None, *, mask: Array | None = None,
+               causal: bool = False, cross: bool = False) -> Array | None:
     cfg = self.cfg
     heads, head_dim = cfg.num_heads, cfg.qkv_dim
     proj = functools.partial(Dense, (heads, head_dim), ('embed',), ('heads', 'kv'),
                              use_bias=cfg.use_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
-    kv_in = x if kv is None else kv
+    if cross and cfg.use_cache and cfg.cache_cross_kv:
+      key, value = self._cross_cache(kv, proj)
+      if x is None:
+        return None
+    else:
+      if x is None or (cross and kv is None):
+        raise ValueError('attention needs queries x, and cross-attention its kv (the encoder '
+                         'output) unless cfg.use_cache and cfg.cache_cross_kv keep it cached')
+      kv_in = x if kv is None else kv
+      key = proj(name='key')(kv_in)
+      value = proj(name='value')(kv_in)
     query = proj(name='query')(x)
-    key = proj(name='key')(kv_in)
-    value = proj(name='value')(kv_in)
     query = nn.with_logical_constraint(query, ('batch', 'length', 'heads', 'kv'))
 
     if cfg.use_cache and causal and kv is None:
@@ -191,6 +204,21 @@ class MultiHeadAttention(nn.Module):
     return Dense(cfg.d_model, ('heads', 'kv'), ('embed',), num_contract=2,
                  use_bias=cfg.use_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                  name='out')(out)
+
+  def _cross_cache(self, kv: Array | None, proj) -> tuple[Array, Array]:
+    """Cross-attention keys/values: projected from kv and stored, or (kv None) read back."""
+    if kv is None:
+      if not self.has_variable('cache', 'cross_key'):
+        raise ValueError('the cross-attention keys/values are not in the cache yet: fill it '
+                         'once per source with decoding.prime_cross_cache (or pass the '
+                         'encoder output to EncoderDecoder.decode)')
+      return (self.get_variable('cache', 'cross_key'),
+              self.get_variable('cache', 'cross_value'))
+    key, value = proj(name='key')(kv), proj(name='value')(kv)
+    for name, array in (('cross_key', key), ('cross_value', value)):
+      var = self.variable('cache', name, jnp.zeros, array.shape, array.dtype)
+      var.value = array
+    return key, value
 
   def _update_cache(self, key: Array, value: Array):
     """Writes this step's keys/values into the cache; returns the full cache and its mask."""

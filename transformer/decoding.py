@@ -7,7 +7,9 @@ Every decoder here works on a *step function*
 which feeds `tokens` through the cache and returns the next-token logits. The
 decoders call it with L = 1, and once with the prompt minus its last token to
 prefill the cache. `lm_step_fn` and `seq2seq_step_fn` build one for
-`DecoderLM` and `EncoderDecoder` (and `init_cache` its empty cache); any other
+`DecoderLM` and `EncoderDecoder` (and `init_cache` its empty cache, which
+`prime_cross_cache` fills with the cross-attention keys and values of the
+encoder output, once per source, before an `EncoderDecoder` decodes); any other
 function with this signature works too (the tests use a hand-written Markov
 chain). The cache may be any pytree; beam search needs every non-scalar leaf to
 have the batch*beam rows as its leading axis (scalars such as the cache index
@@ -83,15 +85,36 @@ def encode(cfg: TransformerConfig, params, src: Array) -> Array:
   return EncoderDecoder(cached_config(cfg)).apply({'params': params}, src, method='encode')
 
 
-def seq2seq_step_fn(cfg: TransformerConfig, params, encoded: Array, src: Array) -> StepFn:
-  """The step function of an `EncoderDecoder` decoding the given encoded sources.
+def prime_cross_cache(cfg: TransformerConfig, params, encoded: Array, src: Array,
+                      cache: Cache) -> Cache:
+  """Projects the encoder output to every decoder layer's cross-attention keys and
+  values once, into the cache (with cfg.cache_cross_kv; else returns the cache as is).
 
-  For beam search pass `repeat_beams(encoded, k)` and `repeat_beams(src, k)`.
+  Beam search: prime with `repeat_beams(encoded, k)` and `repeat_beams(src, k)`
+  (the beams' rows are then reordered with the rest of the cache).
+  """
+  if not cfg.cache_cross_kv:
+    return cache
+  _, state = EncoderDecoder(cached_config(cfg)).apply(
+      {'params': params, 'cache': cache}, encoded, src, None, method='decode', mutable=['cache'])
+  return state['cache']
+
+
+def seq2seq_step_fn(cfg: TransformerConfig, params, encoded: Array | None,
+                    src: Array) -> StepFn:
+  """The step function of an `EncoderDecoder` decoding the given sources.
+
+  With cfg.cache_cross_kv (default) the cache must have been filled by
+  `prime_cross_cache`, and `encoded` is not used (pass None): each step reads
+  the cross-attention keys/values from the cache. With cache_cross_kv=False
+  every step projects `encoded` again. For beam search pass
+  `repeat_beams(src, k)` (and `repeat_beams(encoded, k)`).
   """
   model = EncoderDecoder(cached_config(cfg))
+  kv_source = None if cfg.cache_cross_kv else encoded
 
   def step_fn(tokens, cache):
-    logits, state = model.apply({'params': params, 'cache': cache}, encoded, src, tokens,
+    logits, state = model.apply({'params': params, 'cache': cache}, kv_source, src, tokens,
                                 method='decode', mutable=['cache'])
     return logits[:, -1], state['cache']
   return step_fn
@@ -346,10 +369,11 @@ def translate_greedy(params, cfg: TransformerConfig, src: Array, *, extra_len: i
                      bos_id: int = BOS_ID, eos_id: int = EOS_ID) -> Array:
   """`translate(method='greedy')`, jitted."""
   batch, src_len = src.shape
-  step_fn = seq2seq_step_fn(cfg, params, encode(cfg, params, src), src)
+  encoded = encode(cfg, params, src)
+  cache = prime_cross_cache(cfg, params, encoded, src, init_cache(cfg, batch, src_len))
+  step_fn = seq2seq_step_fn(cfg, params, encoded, src)
   start = jnp.full((batch, 1), bos_id, jnp.int32)
-  return greedy(step_fn, init_cache(cfg, batch, src_len), start,
-                _output_len(cfg, src, extra_len), eos_id=eos_id)
+  return greedy(step_fn, cache, start, _output_len(cfg, src, extra_len), eos_id=eos_id)
 
 
 @functools.partial(jax.jit, static_argnames=('cfg', 'beam_size', 'alpha', 'extra_len', 'bos_id',
@@ -359,11 +383,13 @@ def translate_beam(params, cfg: TransformerConfig, src: Array, *, beam_size: int
                    eos_id: int = EOS_ID, eos_rule: str = 'all') -> BeamSearchResult:
   """Beam search translation (jitted), with the scores and all K hypotheses."""
   batch, src_len = src.shape
-  encoded = encode(cfg, params, src)
-  step_fn = seq2seq_step_fn(cfg, params, repeat_beams(encoded, beam_size),
-                            repeat_beams(src, beam_size))
+  encoded = repeat_beams(encode(cfg, params, src), beam_size)
+  src = repeat_beams(src, beam_size)
+  cache = prime_cross_cache(cfg, params, encoded, src,
+                            init_cache(cfg, batch * beam_size, src_len))
+  step_fn = seq2seq_step_fn(cfg, params, encoded, src)
   start = jnp.full((batch, 1), bos_id, jnp.int32)
-  return beam_search(step_fn, init_cache(cfg, batch * beam_size, src_len), start,
+  return beam_search(step_fn, cache, start,
                      max_len=_output_len(cfg, src, extra_len), beam_size=beam_size, alpha=alpha,
                      eos_id=eos_id, eos_rule=eos_rule)
 

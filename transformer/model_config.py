@@ -82,6 +82,8 @@ class TransformerConfig:
   # Mode.
   deterministic: bool = False        # True disables dropout (eval, decoding)
   use_cache: bool = False            # one step at a time on a key/value cache (decoding)
+  cache_cross_kv: bool = True        # use_cache: cross-attention keys/values projected once
+                                     # per source (decoding.prime_cross_cache), not per step
 
   def replace(self, **changes) -> 'TransformerConfig':
     return dataclasses.replace(self, **changes)

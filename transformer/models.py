@@ -51,20 +51,29 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-  """Masked self-attention, cross-attention over the encoder (if any), feed-forward."""
+  """Masked self-attention, cross-attention over the encoder (`cross`), feed-forward.
+
+  In cached decoding (cfg.use_cache, cfg.cache_cross_kv) `encoded` may be None
+  once the cross-attention cache holds its keys/values, and `y=None` only
+  fills that cache from `encoded` (returns None).
+  """
   cfg: TransformerConfig
+  cross: bool = False
 
   @nn.compact
-  def __call__(self, y: Array, encoded: Array | None = None, *,
-               self_mask: Array | None = None, cross_mask: Array | None = None) -> Array:
+  def __call__(self, y: Array | None, encoded: Array | None = None, *,
+               self_mask: Array | None = None, cross_mask: Array | None = None) -> Array | None:
     cfg = self.cfg
+    if self.cross:
+      cross_attention = MultiHeadAttention(cfg, name='cross_attention')
+      if y is None:
+        return cross_attention(None, encoded, cross=True)
     self_attention = MultiHeadAttention(cfg, name='self_attention')
     y = Residual(cfg, name='self_attention_residual')(
         y, lambda h: self_attention(h, mask=self_mask, causal=True))
-    if encoded is not None:
-      cross_attention = MultiHeadAttention(cfg, name='cross_attention')
+    if self.cross:
       y = Residual(cfg, name='cross_attention_residual')(
-          y, lambda h: cross_attention(h, encoded, mask=cross_mask))
+          y, lambda h: cross_attention(h, encoded, mask=cross_mask, cross=True))
     y = Residual(cfg, name='mlp_residual')(y, FeedForward(cfg, name='mlp'))
     return nn.with_logical_constraint(y, ('batch', 'length', 'embed'))
 
@@ -89,16 +98,24 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-  """Embedded targets [batch, len, d] (+ encoder output) -> [batch, len, d]."""
+  """Embedded targets [batch, len, d] (+ encoder output if `cross`) -> [batch, len, d].
+
+  `y=None` fills the layers' cross-attention caches only (see DecoderLayer).
+  """
   cfg: TransformerConfig
+  cross: bool = False
 
   @nn.compact
-  def __call__(self, y: Array, encoded: Array | None = None, *,
-               self_mask: Array | None = None, cross_mask: Array | None = None) -> Array:
+  def __call__(self, y: Array | None, encoded: Array | None = None, *,
+               self_mask: Array | None = None, cross_mask: Array | None = None) -> Array | None:
     cfg = self.cfg
     layer = _layer(DecoderLayer, cfg)
     for i in range(cfg.num_decoder_layers):
-      y = layer(cfg, name=f'layer_{i}')(y, encoded, self_mask=self_mask, cross_mask=cross_mask)
+      out = layer(cfg, cross=self.cross, name=f'layer_{i}')(
+          y, encoded, self_mask=self_mask, cross_mask=cross_mask)
+      y = out if y is not None else None
+    if y is None:
+      return None
     if cfg.norm_position == 'pre':
       y = make_norm(cfg, name='final_norm')(y)
     return y
@@ -145,6 +162,9 @@ class EncoderDecoder(nn.Module):
   `encode` and `decode` are exposed for decoding with a cache:
   `model.apply(params, src, method='encode')`, then
   `model.apply(params, encoded, src, tgt_step, method='decode', mutable=['cache'])`.
+  With cfg.cache_cross_kv (the default) the cross-attention keys/values are
+  cached too: `decode(encoded, src, None)` only stores them, and later steps
+  may pass `encoded=None` (transformer.decoding does both).
   Token id `cfg.pad_id` is padding in both source and target.
   """
   cfg: TransformerConfig
@@ -160,17 +180,19 @@ class EncoderDecoder(nn.Module):
     self.source_input = TokenInput(cfg, self.source_embed)
     self.target_input = TokenInput(cfg, self.target_embed, use_cache=cfg.use_cache)
     self.encoder = Encoder(cfg)
-    self.decoder = Decoder(cfg)
+    self.decoder = Decoder(cfg, cross=True)
     self.logits_dense = _logits_dense(cfg)
 
   def encode(self, src: Array) -> Array:
     return self.encoder(self.source_input(src), padding_mask(src, self.cfg.pad_id))
 
-  def decode(self, encoded: Array, src: Array, tgt_in: Array) -> Array:
+  def decode(self, encoded: Array | None, src: Array, tgt_in: Array | None) -> Array | None:
     cfg = self.cfg
     # Target padding lies after real tokens, so the causal mask alone keeps real
     # positions from seeing it; padded positions are dropped by the loss.
     cross_mask = padding_mask(src, cfg.pad_id)
+    if tgt_in is None:   # cached decoding: fill the cross-attention caches only
+      return self.decoder(None, encoded, cross_mask=cross_mask)
     y = self.decoder(self.target_input(tgt_in), encoded, cross_mask=cross_mask)
     return _output_logits(self.target_embed, self.logits_dense, y)
 
