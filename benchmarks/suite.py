@@ -22,8 +22,11 @@ Runs, each in its own process (so compile caches and peak memory do not mix):
           --multi30k_workdir, also sentences/s of greedy and beam 4 on the
           Multi30k test set from that trained model.
 
---quick times fewer steps (for a smoke test of the command itself; its numbers
-are noisy). The table is printed as Markdown; --out also writes every raw
+--quick (a smoke test of the command, under 3 minutes on the 2-core CPU; its
+numbers are noisy) times 5 steps per train row, skips the CPU-sized WMT big
+row on a CPU, runs the PyTorch comparison without torch.compile, and decodes
+16 tokens. Each row is printed as soon as it finishes; an interrupt (Ctrl-C)
+prints the table of the finished rows and exits with status 130. The table is printed as Markdown; --out also writes every raw
 result as JSON. Absolute times on a shared machine drift: compare numbers
 from one run.
 """
@@ -54,6 +57,12 @@ _WMT_ON_CPU = ['--config.dataset=multi30k', '--config.vocab_size=8000',
                '--config.tokens_per_batch=2048', '--config.seq_len=64',
                '--config.bucket_boundaries=(32,64)', '--config.eval_split=val']
 CPU_OVERRIDES = {'configs/wmt14_ende_base.py': _WMT_ON_CPU, 'configs/wmt14_ende_big.py': _WMT_ON_CPU}
+QUICK_SKIP_ON_CPU = ('configs/wmt14_ende_big.py',)   # its CPU-sized step alone takes ~17 s
+
+
+def _emit(line: str) -> None:
+  """A finished row, printed at once (the whole table follows at the end)."""
+  print(line, flush=True)
 
 
 def _run(cmd: list[str], json_path: str, log) -> dict | None:
@@ -74,11 +83,16 @@ def _accelerator() -> bool:
   return jax.default_backend() != 'cpu'
 
 
-def run_train(tmp: str, quick: bool, log, num_steps: int = 100) -> list[dict]:
+def run_train(tmp: str, quick: bool, log, num_steps: int = 100,
+              rows: list | None = None) -> list[dict]:
+  """Train rows, appended to `rows` as each finishes (so an interrupt keeps them)."""
   accel = _accelerator()
-  steps = ['--steps=10', '--warmup=2'] if quick else [f'--steps={num_steps}', '--warmup=5']
-  rows = []
+  steps = ['--steps=5', '--warmup=1'] if quick else [f'--steps={num_steps}', '--warmup=5']
+  rows = [] if rows is None else rows
   for i, (label, config, extra) in enumerate(TRAIN):
+    if quick and not accel and config in QUICK_SKIP_ON_CPU:
+      log(f'--quick: skipping {label} on the CPU (minutes per step)')
+      continue
     out = os.path.join(tmp, f'train{i}.json')
     over = [] if accel else CPU_OVERRIDES.get(config, [])
     cmd = [sys.executable, os.path.join(HERE, 'train_speed.py'), f'--config={config}',
@@ -86,6 +100,7 @@ def run_train(tmp: str, quick: bool, log, num_steps: int = 100) -> list[dict]:
     r = _run(cmd, out, log)
     rows.append({'label': label + (' (CPU-sized: ' + ', '.join(o.split('.', 1)[1] for o in over)
                                    + ')' if over else ''), **r})
+    _emit(_train_line(rows[-1]))
   return rows
 
 
@@ -95,25 +110,31 @@ def run_torch(tmp: str, quick: bool, log) -> dict:
   except ImportError:
     return {'error': 'PyTorch not installed (pip install torch==2.13.0)'}
   out = os.path.join(tmp, 'torch.json')
-  rounds = ['--rounds=2', '--steps_per_round=5'] if quick else ['--rounds=8', '--steps_per_round=25']
+  rounds = (['--rounds=2', '--steps_per_round=3', '--warmup=2', '--nocompile'] if quick
+            else ['--rounds=8', '--steps_per_round=25'])
   return _run([sys.executable, os.path.join(HERE, 'torch_reference.py'), *rounds,
                f'--json_out={out}'], out, log)
 
 
-def run_decode(tmp: str, quick: bool, multi30k_workdir: str, log) -> list[dict]:
-  rows = []
+def run_decode(tmp: str, quick: bool, multi30k_workdir: str, log,
+               rows: list | None = None) -> list[dict]:
+  rows = [] if rows is None else rows
   out = os.path.join(tmp, 'lm_decode.json')
-  new = 64 if quick else 256
+  new = 16 if quick else 256
   r = _run([sys.executable, os.path.join(HERE, 'decode_speed.py'),
             '--config=configs/lm_shakespeare_char.py', f'--config.model.max_len={new + 64}',
             f'--new_tokens={new}', f'--json_out={out}'], out, log)
   rows += r.get('rows', [r])
+  for row in r.get('rows', [r]):
+    _emit(_decode_line(row))
   if multi30k_workdir:
     out = os.path.join(tmp, 'mt_decode.json')
     r = _run([sys.executable, os.path.join(HERE, 'decode_speed.py'),
               '--config=configs/translate_multi30k.py', f'--workdir={multi30k_workdir}',
               '--repeats=1', f'--json_out={out}'], out, log)
     rows += r.get('rows', [r])
+    for row in r.get('rows', [r]):
+      _emit(_decode_line(row))
   return rows
 
 
@@ -123,58 +144,70 @@ def _fmt(v, spec=',.1f') -> str:
   return '—' if v is None else str(v)
 
 
+def _train_line(r: dict) -> str:
+  if 'error' in r:
+    return f"| {r['label']} | failed: {r['error']} | | | | | | |"
+  unit = 'tokens' if 'tokens_per_s' in r else 'examples'
+  mem = r.get('device_peak_bytes', r.get('host_peak_rss_bytes', 0)) / 2**20
+  mfu = r['mfu'] if isinstance(r['mfu'], str) else f"{100 * r['mfu']:.1f}%"
+  return (f"| {r['label']} | {r['params']:,} | {_fmt(r['compile_s'])} | "
+          f"{_fmt(r['step_ms_median'])} | {_fmt(r[f'{unit}_per_s'], ',.0f')} {unit}/s | "
+          f"{_fmt(r['model_tflops_per_s'], '.3f')} | {mfu} | {_fmt(mem, ',.0f')} |")
+
+
+def _decode_line(r: dict) -> str:
+  if 'error' in r:
+    return f"| failed | {r['error']} | | | |"
+  if 'tokens_per_s' in r:
+    note = ''
+    if 'speedup_vs_recompute' in r:
+      note = f"{r['speedup_vs_recompute']:.1f}x faster than recomputing the growing prefix"
+      if 'speedup_vs_fixed_buffer' in r:
+        note += f" ({r['speedup_vs_fixed_buffer']:.1f}x than a fixed buffer)"
+      note += f", same tokens: {r['same_tokens']}"
+    return (f"| LM {r['method']} | {r['new_tokens']} tokens x {r['batch']} | "
+            f"{r['seconds']:.2f} | {r['tokens_per_s']:,.0f} tokens/s | {note} |")
+  note = f"BLEU {r['bleu']:.2f}"
+  if 'speedup_vs_per_step' in r:
+    note += (f"; {r['speedup_vs_per_step']:.2f}x the per-step cross K/V, same "
+             f"translations: {r['same_translations']}")
+  return (f"| Multi30k {r['method']} | {r['sentences']} sentences | {r['seconds']:.1f} | "
+          f"{r['sentences_per_s']:.1f} sentences/s | {note} |")
+
+
 def markdown(results: dict) -> str:
   lines = []
   if 'train' in results:
     lines += ['| benchmark | params | compile s | step ms (median) | throughput | model TFLOP/s '
               '| MFU | peak memory MB |', '|---|---|---|---|---|---|---|---|']
-    for r in results['train']:
-      if 'error' in r:
-        lines.append(f"| {r['label']} | failed: {r['error']} | | | | | | |")
-        continue
-      unit = 'tokens' if 'tokens_per_s' in r else 'examples'
-      mem = r.get('device_peak_bytes', r.get('host_peak_rss_bytes', 0)) / 2**20
-      mfu = r['mfu'] if isinstance(r['mfu'], str) else f"{100 * r['mfu']:.1f}%"
-      lines.append(
-          f"| {r['label']} | {r['params']:,} | {_fmt(r['compile_s'])} | "
-          f"{_fmt(r['step_ms_median'])} | {_fmt(r[f'{unit}_per_s'], ',.0f')} {unit}/s | "
-          f"{_fmt(r['model_tflops_per_s'], '.3f')} | {mfu} | {_fmt(mem, ',.0f')} |")
+    lines += [_train_line(r) for r in results['train']]
     lines.append('')
   if 'torch' in results:
     t = results['torch']
     if 'error' in t:
       lines += [f"PyTorch side by side: skipped ({t['error']})", '']
     else:
-      lines += ['| Shakespeare train step, interleaved | ours | PyTorch ' + t['torch_version'] + ' |',
-                '|---|---|---|',
+      comp = 'compiled_median_ms' in t
+      head = f"| Shakespeare train step, interleaved | ours | PyTorch {t['torch_version']} eager |"
+      lines += [head + (' torch.compile |' if comp else ''),
+                '|---|---|---|' + ('---|' if comp else ''),
                 f"| median ms (p10-p90) | {t['ours_median_ms']:.1f} ({t['ours_p10_ms']:.1f}-"
                 f"{t['ours_p90_ms']:.1f}) | {t['torch_median_ms']:.1f} ({t['torch_p10_ms']:.1f}-"
-                f"{t['torch_p90_ms']:.1f}) |",
+                f"{t['torch_p90_ms']:.1f}) |" + (
+                    f" {t['compiled_median_ms']:.1f} ({t['compiled_p10_ms']:.1f}-"
+                    f"{t['compiled_p90_ms']:.1f}) |" if comp else ''),
                 f"| mean loss, last round | {t['ours_last_round_loss']:.3f} | "
-                f"{t['torch_last_round_loss']:.3f} |",
-                '', f"Ratio PyTorch / ours: **{t['ratio_torch_over_ours']:.2f}** "
-                f"(> 1: ours is faster), {t['steps_each']} steps each.", '']
+                f"{t['torch_last_round_loss']:.3f} |" + (
+                    f" {t['compiled_last_round_loss']:.3f} |" if comp else ''),
+                '', f"Ratio PyTorch eager / ours: **{t['ratio_torch_over_ours']:.2f}** "
+                f"(> 1: ours is faster), {t['steps_each']} steps each." + (
+                    f" torch.compile / ours: **{t['ratio_compiled_over_ours']:.2f}** "
+                    f"(compiling took {t['torch_compile_s']:.0f} s)." if comp else
+                    (f" torch.compile: not run ({t['torch_compile_error']})."
+                     if t.get('torch_compile_error') else '')), '']
   if 'decode' in results:
     lines += ['| decoding | work | seconds | rate | note |', '|---|---|---|---|---|']
-    for r in results['decode']:
-      if 'error' in r:
-        lines.append(f"| failed | {r['error']} | | | |")
-      elif 'tokens_per_s' in r:
-        note = ''
-        if 'speedup_vs_recompute' in r:
-          note = f"{r['speedup_vs_recompute']:.1f}x faster than recomputing the growing prefix"
-          if 'speedup_vs_fixed_buffer' in r:
-            note += f" ({r['speedup_vs_fixed_buffer']:.1f}x than a fixed buffer)"
-          note += f", same tokens: {r['same_tokens']}"
-        lines.append(f"| LM {r['method']} | {r['new_tokens']} tokens x {r['batch']} | "
-                     f"{r['seconds']:.2f} | {r['tokens_per_s']:,.0f} tokens/s | {note} |")
-      else:
-        note = f"BLEU {r['bleu']:.2f}"
-        if 'speedup_vs_per_step' in r:
-          note += (f"; {r['speedup_vs_per_step']:.2f}x the per-step cross K/V, same "
-                   f"translations: {r['same_translations']}")
-        lines.append(f"| Multi30k {r['method']} | {r['sentences']} sentences | {r['seconds']:.1f} | "
-                     f"{r['sentences_per_s']:.1f} sentences/s | {note} |")
+    lines += [_decode_line(r) for r in results['decode']]
   return '\n'.join(lines)
 
 
@@ -192,20 +225,27 @@ def main(argv=None) -> int:
     p.error(f'--only: unknown parts {sorted(unknown)}; choose from train, torch, decode')
   log = lambda s: print(s, file=sys.stderr, flush=True)
   results = {}
-  with tempfile.TemporaryDirectory() as tmp:
-    if 'train' in parts:
-      results['train'] = run_train(tmp, a.quick, log, a.steps)
-    if 'torch' in parts:
-      results['torch'] = run_torch(tmp, a.quick, log)
-    if 'decode' in parts:
-      results['decode'] = run_decode(tmp, a.quick, a.multi30k_workdir, log)
+  interrupted = False
+  try:
+    with tempfile.TemporaryDirectory() as tmp:
+      if 'train' in parts:
+        run_train(tmp, a.quick, log, a.steps, results.setdefault('train', []))
+      if 'torch' in parts:
+        results['torch'] = run_torch(tmp, a.quick, log)
+      if 'decode' in parts:
+        run_decode(tmp, a.quick, a.multi30k_workdir, log, results.setdefault('decode', []))
+  except KeyboardInterrupt:
+    interrupted = True
+    log('interrupted: the table below holds the rows that finished')
   import jax
   results['device'] = f'{jax.devices()[0].device_kind} x {jax.device_count()}'
-  print(f"device: {results['device']}\n")
+  print(f"\ndevice: {results['device']}{' (interrupted: partial table)' if interrupted else ''}\n")
   print(markdown(results))
   if a.out:
     with open(a.out, 'w') as f:
       json.dump(results, f, indent=2)
+  if interrupted:
+    return 130
   return 0 if all('error' not in r for k in ('train', 'decode') for r in results.get(k, [])) else 1
 
 

@@ -13,13 +13,19 @@ embedding; AdamW with the config's betas, weight decay on matrices only,
 gradient clipping, and the same warmup + cosine learning rate. Both frameworks
 train on the same batches (the task's own train_batch) in float32.
 
-Timing: after warm-up (our first step compiles), `--rounds` rounds each run
-`--steps_per_round` steps of ours and then as many of PyTorch's, so both see
-the same machine load; every step is timed alone (our step synchronized with
-block_until_ready; PyTorch on the CPU is synchronous). Printed: median and
-p10/p90 step time of each, the ratio PyTorch / ours (> 1 means we are faster),
-and the mean training loss of each over the last round as a check that both
-learn the same way.
+With --compile (the default) a second PyTorch copy of the model, from the
+same initialization, runs through torch.compile (inductor) as a third
+contender; if compiling fails (inductor needs a C++ compiler on a CPU) the
+result says why and the eager comparison stands.
+
+Timing: after warm-up (our first step compiles, and so does torch.compile's;
+both compile times are reported), `--rounds` rounds each run
+`--steps_per_round` steps of ours, then as many of eager PyTorch's, then of
+compiled PyTorch's, so all see the same machine load; every step is timed
+alone (our step synchronized with block_until_ready; PyTorch on the CPU is
+synchronous). Printed: median and p10/p90 step time of each, the ratios
+PyTorch / ours (> 1 means we are faster), and the mean training loss of each
+over the last round as a check that all learn the same way.
 """
 
 import math
@@ -41,6 +47,7 @@ flags.DEFINE_integer('rounds', 8, 'Interleaved rounds (ours, then PyTorch).')
 flags.DEFINE_integer('steps_per_round', 25, 'Steps of each framework per round.')
 flags.DEFINE_integer('warmup', 10, 'Untimed steps of each framework before the rounds.')
 flags.DEFINE_integer('threads', 0, 'torch.set_num_threads (0: leave PyTorch\'s default).')
+flags.DEFINE_bool('compile', True, 'Also time PyTorch with torch.compile (a third contender).')
 flags.DEFINE_string('json_out', '', 'Optional path to write the results as JSON.')
 config_flags.DEFINE_config_file('config', 'configs/lm_shakespeare_char.py', 'LM config.',
                                 lock_config=False)
@@ -97,8 +104,13 @@ def torch_model(config, vocab_size: int):
   return LM()
 
 
-def torch_trainer(config, vocab_size: int):
-  """(step(batch) -> loss, parameter count) for the PyTorch model and optimizer."""
+def torch_trainer(config, vocab_size: int, compiled: bool = False):
+  """(step(batch) -> loss, parameter count) for the PyTorch model and optimizer.
+
+  compiled: the model's forward (and through AOTAutograd its backward) runs
+  through torch.compile (default inductor backend, C++ kernels on a CPU); the
+  optimizer step stays eager, as in a typical compiled training script.
+  """
   import torch
   import torch.nn.functional as F
   torch.manual_seed(config.seed)
@@ -119,10 +131,12 @@ def torch_trainer(config, vocab_size: int):
 
   sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
 
+  forward = torch.compile(model) if compiled else model
+
   def step(batch):
     inputs = torch.from_numpy(np.asarray(batch['inputs'], np.int64))
     targets = torch.from_numpy(np.asarray(batch['targets'], np.int64))
-    logits = model(inputs)
+    logits = forward(inputs)
     loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -141,7 +155,8 @@ def summary(times: list[float]) -> dict:
           'p90_ms': q[-1] * 1e3}
 
 
-def measure(config, rounds: int, per_round: int, warmup: int, threads: int = 0) -> dict:
+def measure(config, rounds: int, per_round: int, warmup: int, threads: int = 0,
+            with_compile: bool = True) -> dict:
   import torch
   from transformer import train_lib
   if threads:
@@ -151,16 +166,28 @@ def measure(config, rounds: int, per_round: int, warmup: int, threads: int = 0) 
   n = warmup + rounds * per_round + 1
   batches = [exp.task.data.train_batch(i, config.batch_size, config.seed) for i in range(n)]
   t_step, t_params = torch_trainer(config, exp.task.data.vocab_size)
+  c_step, compile_error, torch_compile_s = None, '', None
+  if with_compile:
+    c_step, _ = torch_trainer(config, exp.task.data.vocab_size, compiled=True)
+    try:
+      t0 = time.perf_counter()
+      c_step(batches[0])                      # compiles (and takes step 0, as ours does)
+      torch_compile_s = time.perf_counter() - t0
+    except Exception as e:  # noqa: BLE001 - e.g. no C++ compiler for inductor
+      c_step, compile_error = None, f'{type(e).__name__}: {str(e).splitlines()[0][:200]}'
 
-  ours, theirs, our_loss, their_loss = [], [], [], []
+  ours, theirs, comp, our_loss, their_loss, comp_loss = [], [], [], [], [], []
   with exp.context():
     t0 = time.perf_counter()
     state, m = exp.train_step(state, exp.put_batch(batches[0]))
     jax.block_until_ready(m)
     compile_s = time.perf_counter() - t0
+    t_step(batches[0])
     for i in range(1, warmup + 1):
       state, m = exp.train_step(state, exp.put_batch(batches[i]))
       t_step(batches[i])
+      if c_step:
+        c_step(batches[i])
     jax.block_until_ready(m)
     for r in range(rounds):
       idx = range(warmup + 1 + r * per_round, warmup + 1 + (r + 1) * per_round)
@@ -178,7 +205,20 @@ def measure(config, rounds: int, per_round: int, warmup: int, threads: int = 0) 
         t0 = time.perf_counter()
         their_loss.append(t_step(batches[i]))
         theirs.append(time.perf_counter() - t0)
+      if c_step:
+        comp_loss = []
+        for i in idx:
+          t0 = time.perf_counter()
+          comp_loss.append(c_step(batches[i]))
+          comp.append(time.perf_counter() - t0)
   a, b = summary(ours), summary(theirs)
+  compiled = {'torch_compile_error': compile_error} if not c_step else {}
+  if c_step:
+    c = summary(comp)
+    compiled = {**{f'compiled_{k}': v for k, v in c.items()},
+                'torch_compile_s': torch_compile_s,
+                'ratio_compiled_over_ours': c['median_ms'] / a['median_ms'],
+                'compiled_last_round_loss': statistics.mean(comp_loss)}
   return {
       'config': config.dataset, 'tokens_per_step': config.batch_size * config.seq_len,
       'params_ours': int(sum(x.size for x in jax.tree.leaves(state.params))),
@@ -189,6 +229,7 @@ def measure(config, rounds: int, per_round: int, warmup: int, threads: int = 0) 
       'ratio_torch_over_ours': b['median_ms'] / a['median_ms'],
       'ours_last_round_loss': statistics.mean(our_loss),
       'torch_last_round_loss': statistics.mean(their_loss),
+      **compiled,
   }
 
 
@@ -200,7 +241,8 @@ def main(argv):
     sys.exit('PyTorch is not installed: pip install torch==2.13.0 (only for this benchmark)')
   from transformer import host
   host.tune_allocator()   # as train.py does (transformer/host.py)
-  res = measure(FLAGS.config, FLAGS.rounds, FLAGS.steps_per_round, FLAGS.warmup, FLAGS.threads)
+  res = measure(FLAGS.config, FLAGS.rounds, FLAGS.steps_per_round, FLAGS.warmup, FLAGS.threads,
+                FLAGS.compile)
   print_results(res, FLAGS.json_out)
 
 

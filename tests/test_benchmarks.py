@@ -43,7 +43,14 @@ def test_table_rows_and_ratio():
   assert '| LM | 805,376 | 6.1 | 100.0 | 7,680 tokens/s | 0.037 | n/a (no peak) | 512 |' in md
   assert '| ViT | 1,000 | 2.0 | 10.0 | 12,800 examples/s | 400.000 | 40.4% | 1,024 |' in md
   assert '| broken | failed: exit 1: boom |' in md
-  assert 'Ratio PyTorch / ours: **1.20**' in md and '200 steps each' in md
+  assert 'Ratio PyTorch eager / ours: **1.20**' in md and '200 steps each' in md
+  assert 'torch.compile' not in md                       # not in these results
+  results['torch'].update(compiled_median_ms=40.0, compiled_p10_ms=39.0, compiled_p90_ms=45.0,
+                          compiled_last_round_loss=2.55, ratio_compiled_over_ours=0.8,
+                          torch_compile_s=31.0)
+  md = suite.markdown(results)
+  assert '| median ms (p10-p90) | 50.0 (45.0-55.0) | 60.0 (58.0-70.0) | 40.0 (39.0-45.0) |' in md
+  assert 'torch.compile / ours: **0.80** (compiling took 31 s)' in md
   assert ('8.0x faster than recomputing the growing prefix (20.0x than a fixed buffer), '
           'same tokens: True') in md
   assert '| Multi30k beam 4 | 1000 sentences | 40.0 | 25.0 sentences/s | BLEU 36.10 |' in md
@@ -54,3 +61,34 @@ def test_table_rows_and_ratio():
 def test_torch_skipped_note():
   md = _suite().markdown({'torch': {'error': 'PyTorch not installed'}})
   assert md.startswith('PyTorch side by side: skipped (PyTorch not installed)')
+
+
+def test_rows_print_as_they_finish_and_an_interrupt_keeps_the_table(monkeypatch, capsys):
+  suite = _suite()
+  row = {'params': 10, 'compile_s': 1.0, 'step_ms_median': 2.0, 'tokens_per_s': 3.0,
+         'model_tflops_per_s': 0.001, 'mfu': 'n/a', 'host_peak_rss_bytes': 2**20}
+  calls = []
+
+  def fake_run(cmd, json_path, log):
+    calls.append(cmd)
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    return dict(row)
+  monkeypatch.setattr(suite, '_run', fake_run)
+  assert suite.main(['--only=train,decode']) == 130
+  out = capsys.readouterr().out
+  first = f'| {suite.TRAIN[0][0]} | 10 | 1.0 | 2.0 | 3 tokens/s | 0.001 | n/a | 1 |'
+  assert out.count(first) == 2                      # once as it finished, once in the table
+  assert '(interrupted: partial table)' in out
+  assert suite.TRAIN[1][0] not in out and len(calls) == 2
+
+
+def test_quick_skips_the_cpu_sized_wmt_big_row(monkeypatch):
+  suite = _suite()
+  seen = []
+  monkeypatch.setattr(suite, '_run', lambda cmd, path, log: seen.append(cmd) or {'error': 'x'})
+  monkeypatch.setattr(suite, '_accelerator', lambda: False)
+  rows = suite.run_train('/tmp', True, lambda s: None)
+  configs = [next(a for a in cmd if a.startswith('--config=')) for cmd in seen]
+  assert '--config=configs/wmt14_ende_big.py' not in configs
+  assert len(rows) == len(suite.TRAIN) - 1 and all('--steps=5' in cmd for cmd in seen)
