@@ -12,7 +12,6 @@ DIR/metrics.jsonl and prints them on one line. User errors print one message
 and exit with status 2.
 """
 
-import os
 import sys
 
 from absl import app, flags
@@ -35,21 +34,13 @@ def main(argv):
   if FLAGS.config is None:
     raise app.UsageError(f'{FLAGS.workdir}/config.json does not exist: pass '
                          '--config=configs/NAME.py, or point --workdir at a trained run.')
-  from transformer import checkpoint as ckpt_lib, distributed, host, train_lib
+  from transformer import distributed, host, inference, train_lib
   from transformer.metric_writer import MetricWriter
   host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
   train_lib.setup_logging()
   distributed.initialize()
   config = FLAGS.config
-  sub = ckpt_lib.AVERAGED_DIR if FLAGS.checkpoint == 'avg' else ckpt_lib.CHECKPOINT_DIR
-  ckpt_dir = os.path.join(FLAGS.workdir, sub)
-  if not os.path.isdir(ckpt_dir):
-    raise ckpt_lib.CheckpointError(
-        f'No checkpoints in {ckpt_dir}: train first with train.py --workdir={FLAGS.workdir}' +
-        (', then run python -m tools.average' if sub != 'checkpoints' else ''))
-  exp = train_lib.Experiment(config, FLAGS.workdir)
-  checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=10**6)
-  state = exp.restore_or_init(checkpointer, FLAGS.step)   # onto this run's mesh
+  exp, state = inference.load_trained(config, FLAGS.workdir, FLAGS.step, FLAGS.checkpoint)
   plain = exp.unreplicate(state)                            # pmap: without the device axis
   step = int(plain.step)
   writer = MetricWriter(FLAGS.workdir)
@@ -70,7 +61,6 @@ def main(argv):
       for item in v:
         print(f'--- {k} ---\n{item}')
   writer.close()
-  checkpointer.close()
 
 
 if __name__ == '__main__':

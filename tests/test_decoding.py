@@ -110,6 +110,31 @@ def test_decoding_past_the_cache_raises_instead_of_clamping():
     step(SRC[:, :1], full)
 
 
+@pytest.mark.parametrize('positional', ['sinusoidal', 'learned'])
+def test_ragged_prompts_padded_on_the_left_continue_as_each_alone(positional):
+  cfg = CFG.replace(positional=positional)
+  params = helpers.random_params(DecoderLM(cfg), SRC, seed=28, fill=sharp_logits)
+  prompts = [[5, 6], [7, 8, 9, 4, 5], [6, 7, 8]]
+  tokens, left_pad = decoding.pad_left(prompts)
+  np.testing.assert_array_equal(left_pad, [3, 0, 2])
+  np.testing.assert_array_equal(tokens[0], [PAD_ID] * 3 + [5, 6])
+  model = DecoderLM(cfg)
+  padded = np.asarray(model.apply({'params': params}, tokens, left_pad))
+  unmasked = np.asarray(model.apply({'params': params}, tokens))
+  n = 6
+  out = np.asarray(decoding.generate(params, cfg, tokens, n, temperature=0.0, left_pad=left_pad))
+  for r, p in enumerate(prompts):
+    alone = np.asarray(model.apply({'params': params}, jnp.asarray([p])))[0]
+    np.testing.assert_allclose(padded[r, left_pad[r]:], alone, rtol=1e-5, atol=1e-5)
+    if left_pad[r]:   # without left_pad the padding changes the row: the test can fail
+      assert np.abs(unmasked[r, left_pad[r]:] - alone).max() > 1e-3
+    one = decoding.generate(params, cfg, jnp.asarray([p]), n, temperature=0.0)
+    np.testing.assert_array_equal(out[r], np.asarray(one)[0])
+    # ... and the greedy walk of the full forward pass on the prompt alone.
+    np.testing.assert_array_equal(
+        out[r], naive_greedy(lambda t: model.apply({'params': params}, t), [p], n, None)[0])
+
+
 def test_seq2seq_greedy_on_cache_matches_naive_loop(s2s):
   params, forward = s2s
   out = decoding.translate(params, CFG, SRC, method='greedy')

@@ -18,8 +18,9 @@ are shared).
 Token conventions (`transformer.data.tokenizers`): 0 is padding, 2 BOS, 3 EOS.
 Translation: the decoder input is [BOS, y1, ..., yn] and its output
 [y1, ..., yn, EOS], so decoding starts from BOS and returns y1 ... EOS followed
-by padding. Language models have no start token: the prompt is given, and all
-prompts of a batch have the same length (no padding inside a prompt).
+by padding. Language models have no start token: the prompt is given; prompts
+of different lengths share a batch padded on the left (`pad_left`), the
+model masking each row's padding and restarting its positions.
 
 Everything is jit-compatible: loops over time are `lax.while_loop`s with a fixed
 maximum length that stop early once every sequence is done. Lengths, `top_k`,
@@ -70,14 +71,32 @@ def init_cache(cfg: TransformerConfig, batch_size: int, src_length: int | None =
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes['cache'])
 
 
-def lm_step_fn(cfg: TransformerConfig, params) -> StepFn:
-  """The step function of a `DecoderLM` with these parameters."""
+def lm_step_fn(cfg: TransformerConfig, params, left_pad: Array | None = None) -> StepFn:
+  """The step function of a `DecoderLM` with these parameters.
+
+  `left_pad` [B]: the rows are left-padded ragged prompts (see `pad_left`).
+  """
   model = DecoderLM(cached_config(cfg))
 
   def step_fn(tokens, cache):
-    logits, state = model.apply({'params': params, 'cache': cache}, tokens, mutable=['cache'])
+    logits, state = model.apply({'params': params, 'cache': cache}, tokens, left_pad,
+                                mutable=['cache'])
     return logits[:, -1], state['cache']
   return step_fn
+
+
+def pad_left(prompts, pad_id: int = PAD_ID) -> tuple[Array, Array]:
+  """Ragged prompts (lists of token ids) -> (tokens [B, P] padded on the left, left_pad [B]).
+
+  Every row then ends at the same column, so one cache slot per step serves
+  all rows; `DecoderLM` masks the padding and restarts positions per row.
+  """
+  prompts = [list(p) for p in prompts]
+  if not prompts or min(len(p) for p in prompts) == 0:
+    raise ValueError('pad_left needs at least one prompt, each with at least one token')
+  width = max(len(p) for p in prompts)
+  tokens = jnp.asarray([[pad_id] * (width - len(p)) + p for p in prompts], jnp.int32)
+  return tokens, jnp.asarray([width - len(p) for p in prompts], jnp.int32)
 
 
 def encode(cfg: TransformerConfig, params, src: Array) -> Array:
@@ -398,17 +417,22 @@ def translate_beam(params, cfg: TransformerConfig, src: Array, *, beam_size: int
                                              'top_p', 'eos_id'))
 def generate(params, cfg: TransformerConfig, prompt: Array, max_new_tokens: int,
              rng: Array | None = None, *, temperature: float = 1.0, top_k: int = 0,
-             top_p: float = 1.0, eos_id: int | None = None) -> Array:
-  """Continues equal-length prompts [B, P] with a `DecoderLM`: new tokens [B, max_new_tokens].
+             top_p: float = 1.0, eos_id: int | None = None,
+             left_pad: Array | None = None) -> Array:
+  """Continues prompts [B, P] with a `DecoderLM`: new tokens [B, max_new_tokens].
 
-  Sampling options as in `sample` (temperature 0: greedy). `eos_id` is None by
-  default because character- and word-level vocabularies have no EOS id;
-  given one, rows stop at it and are padded.
+  Prompts of different lengths: pass them padded on the left with their
+  `left_pad` [B] (`tokens, left_pad = pad_left(prompts)`); each row then
+  continues as its prompt alone would. Sampling options as in `sample`
+  (temperature 0: greedy). `eos_id` is None by default because character-
+  and word-level vocabularies have no EOS id; given one, rows stop at it and
+  are padded.
   """
   batch, prompt_len = prompt.shape
   if prompt_len + max_new_tokens - 1 > cfg.max_len:
     raise ValueError(f'prompt length {prompt_len} + {max_new_tokens} new tokens exceed '
                      f'cfg.max_len={cfg.max_len} positions')
   rng = jax.random.PRNGKey(0) if rng is None else rng
-  return sample(lm_step_fn(cfg, params), init_cache(cfg, batch), prompt, max_new_tokens, rng,
+  return sample(lm_step_fn(cfg, params, left_pad), init_cache(cfg, batch), prompt,
+                max_new_tokens, rng,
                 temperature=temperature, top_k=top_k, top_p=top_p, eos_id=eos_id)

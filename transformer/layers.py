@@ -199,12 +199,14 @@ class PositionalEncoding(nn.Module):
 
   With `use_cache` the position is the number of tokens already decoded, kept in
   the `cache` collection, so a single-token step gets the right encoding.
+  `left_pad` [batch] (left-padded rows of ragged prompts): row b's position p
+  is encoded as p - left_pad[b], so its first real token is position 0.
   """
   cfg: TransformerConfig
   use_cache: bool = False  # track the position in the cache (decoder side, cfg.use_cache)
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, x: Array, left_pad: Array | None = None) -> Array:
     cfg = self.cfg
     length, d = x.shape[-2], x.shape[-1]
     if cfg.positional == 'none':
@@ -219,13 +221,19 @@ class PositionalEncoding(nn.Module):
     if length > cfg.max_len:
       raise ValueError(f'Sequence length {length} exceeds model max_len={cfg.max_len}; '
                        'raise model.max_len in the config.')
+    start = 0
     if self.use_cache:
       is_initialized = self.has_variable('cache', 'position')
       position = self.variable('cache', 'position', lambda: jnp.zeros((), jnp.int32))
       if is_initialized:
-        pe = jax.lax.dynamic_slice_in_dim(table, position.value, length, axis=0)
+        start = position.value
         position.value = position.value + length
-        return x + pe.astype(x.dtype)[None]
+    if left_pad is not None:   # per-row positions [batch, length]
+      positions = jnp.maximum(start + jnp.arange(length)[None] - left_pad[:, None], 0)
+      return x + jnp.take(table, positions, axis=0).astype(x.dtype)
+    if self.use_cache and is_initialized:
+      pe = jax.lax.dynamic_slice_in_dim(table, start, length, axis=0)
+      return x + pe.astype(x.dtype)[None]
     return x + table[:length].astype(x.dtype)[None]
 
 

@@ -128,12 +128,12 @@ class TokenInput(nn.Module):
   use_cache: bool = False  # decoder-side input in cached decoding
 
   @nn.compact
-  def __call__(self, tokens: Array) -> Array:
+  def __call__(self, tokens: Array, left_pad: Array | None = None) -> Array:
     cfg = self.cfg
     x = self.embed(tokens)
     if cfg.scale_embeddings:
       x = x * jnp.sqrt(jnp.float32(cfg.d_model)).astype(x.dtype)
-    x = PositionalEncoding(cfg, use_cache=self.use_cache, name='position')(x)
+    x = PositionalEncoding(cfg, use_cache=self.use_cache, name='position')(x, left_pad)
     x = nn.Dropout(cfg.dropout_rate, deterministic=cfg.deterministic)(x)
     return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
 
@@ -205,15 +205,23 @@ class DecoderLM(nn.Module):
 
   Attention is causal; padding at the end of a sequence cannot affect earlier
   positions, so no padding mask is needed (the loss ignores padded targets).
+  Ragged prompts are batched by padding on the left: `left_pad` [batch]
+  counts each row's padding tokens, which no position attends to, and
+  positions restart at the first real token, so each row's logits are those
+  of its prompt alone (in cached decoding pass the same left_pad every step).
   """
   cfg: TransformerConfig
 
   @nn.compact
-  def __call__(self, tokens: Array) -> Array:
+  def __call__(self, tokens: Array, left_pad: Array | None = None) -> Array:
     cfg = self.cfg
     embed = _embed(cfg, cfg.vocab_size, 'embed')
-    x = TokenInput(cfg, embed, use_cache=cfg.use_cache, name='input')(tokens)
-    y = Decoder(cfg, name='decoder')(x)
+    x = TokenInput(cfg, embed, use_cache=cfg.use_cache, name='input')(tokens, left_pad)
+    mask = None
+    if left_pad is not None:   # keys (cache slots when decoding) before the row's start
+      k_len = cfg.max_len if cfg.use_cache else tokens.shape[1]
+      mask = (jnp.arange(k_len)[None, :] >= left_pad[:, None])[:, None, None, :]
+    y = Decoder(cfg, name='decoder')(x, self_mask=mask)
     return _output_logits(embed, _logits_dense(cfg), y)
 
 

@@ -718,6 +718,10 @@ class ImageData:
       images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
     return images
 
+  def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 HWC images of any size -> the model's float32 input [N, S, S, C], as evaluated."""
+    return self._normalize(np.stack([self._fit(np.asarray(i, np.uint8)) for i in images]))
+
   def _normalize(self, images: np.ndarray) -> np.ndarray:
     return ((images.astype(np.float32) * np.float32(1 / 255)) - self._mean) / self._std
 

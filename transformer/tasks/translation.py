@@ -176,19 +176,32 @@ class TranslationTask(Task):
     return self.data.tokenizer.decode(ids).replace('\n', ' ').strip()
 
   def translate_split(self, params, split: str, num: int | None = None) -> list[str]:
-    """Detokenized translations of the first `num` sources of `split` (all: None), in order.
+    """Detokenized translations of the first `num` sources of `split` (all: None), in order."""
+    pairs = self.data.tokenized(split)
+    num = len(pairs) if num is None else min(num, len(pairs))
+    return self.translate_sources(params, [pairs.source(i) for i in range(num)],
+                                  label=f'{split}: ')
+
+  def translate_texts(self, params, texts: list[str]) -> list[str]:
+    """Detokenized translations of raw source sentences, in order."""
+    return self.translate_sources(params, [self.data.tokenizer.encode(t) for t in texts])
+
+  def translate_sources(self, params, sources: list[list[int]], label: str = '') -> list[str]:
+    """Detokenized translations of tokenized sources (pieces without EOS), in order.
 
     Sources are decoded sorted by length, decoding.batch_size at a time, each
     batch padded to a power-of-two length (few shapes to compile); sources
-    longer than seq_len are truncated to seq_len - 1 pieces + EOS. With several
-    processes, each decodes every process_count-th batch on its own devices
-    (with a full copy of the parameters), and the outputs are gathered, so
-    every process returns all the translations.
+    longer than seq_len are truncated to seq_len - 1 pieces + EOS. Progress
+    (sentences done, sentences/s, ETA) is logged about every 10 seconds. With
+    several processes, each decodes every process_count-th batch on its own
+    devices (with a full copy of the parameters), and the outputs are
+    gathered, so every process returns all the translations.
     """
-    pairs = self.data.tokenized(split)
-    num = len(pairs) if num is None else min(num, len(pairs))
+    num = len(sources)
+    if num == 0:
+      return []
     max_len = self.config.seq_len
-    sources = [pairs.source(i)[:max_len - 1] for i in range(num)]
+    sources = [list(s)[:max_len - 1] for s in sources]
     order = np.argsort([len(s) for s in sources], kind='stable')
     rows = min(self.decoding['batch_size'], num)
     index, count = jax.process_index(), jax.process_count()
@@ -198,7 +211,10 @@ class TranslationTask(Task):
     tokens_out = np.full((num, self.model_cfg.max_len), -1, np.int32)
     lengths = np.full((num,), -1, np.int32)
     starts = list(range(0, num, rows))
-    for start in starts[index::count]:
+    mine = starts[index::count]
+    t0 = last_report = time.perf_counter()
+    done = 0
+    for b, start in enumerate(mine):
       idx = order[start:start + rows]
       length = _decode_length(max(len(sources[i]) for i in idx) + 1, max_len)
       src = np.zeros((rows, length), np.int32)
@@ -209,9 +225,16 @@ class TranslationTask(Task):
       tokens = self.translate_tokens(params, src)
       tokens_out[idx, :tokens.shape[1]] = tokens[:len(idx)]
       lengths[idx] = tokens.shape[1]
+      done += len(idx)
+      now = time.perf_counter()
+      if now - last_report >= 10.0 and b + 1 < len(mine):
+        last_report = now
+        rate = done / (now - t0)
+        total = sum(len(order[s:s + rows]) for s in mine)
+        log.info('%sdecoded %d/%d sentences, %.1f sentences/s, ETA %.0f s', label, done, total,
+                 rate, (total - done) / rate)
     if count > 1:
-      log.info('process %d of %d decoded %d of %d batches', index, count,
-               len(starts[index::count]), len(starts))
+      log.info('process %d of %d decoded %d of %d batches', index, count, len(mine), len(starts))
       tokens_out, lengths = (np.max(multihost_utils.process_allgather(x), axis=0)
                              for x in (tokens_out, lengths))
     return [self.detokenize(tokens_out[i, :lengths[i]]) for i in range(num)]

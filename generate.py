@@ -1,0 +1,114 @@
+"""Use a trained model: translate a file or stdin, continue prompts, classify images, score.
+
+  # translation (config.decoding: beam 4 by default; --config.decoding.method=greedy)
+  python generate.py --workdir=runs/multi30k --input=sources.de --output=hyps.en
+  echo "Ein Hund rennt." | python generate.py --workdir=runs/multi30k
+  # language model: one prompt per line, config.sample's temperature / top_k / top_p;
+  # each prompt + continuation is written as a block under '=== prompt N ==='
+  python generate.py --workdir=runs/shakespeare --input=prompts.txt --num_tokens=200
+  # classification: every image file in a folder -> 'path<TAB>class<TAB>probability'
+  python generate.py --workdir=runs/vit_mnist --images=digits/
+  # score an existing hypothesis file (no model): sacreBLEU and tokenized BLEU
+  python generate.py --score --input=hyps.en --references=refs.en
+
+The model and its config come from the workdir alone (WORKDIR/config.json;
+--config=FILE and --config.FIELD=VALUE override it); the newest good checkpoint
+is used (--step=N, or --checkpoint=avg). --input and --output default to
+stdin and stdout ('-'); lines are read and written in order (translation
+decodes them sorted by length, in batches of config.decoding.batch_size).
+Progress (sentences/s, ETA) goes to stderr. User errors print one message and
+exit with status 2.
+"""
+
+import sys
+
+from absl import app, flags
+
+from tools import cli
+
+flags.DEFINE_string('workdir', None, 'Directory the model was trained in.')
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
+flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'avg'],
+                  "'avg': the averaged checkpoint from `python -m tools.average`.")
+flags.DEFINE_string('input', '-', "Text lines to translate / prompts; '-': stdin.")
+flags.DEFINE_string('output', '-', "Where the outputs go, one per line; '-': stdout.")
+flags.DEFINE_string('images', None, 'Classification: a folder of image files.')
+flags.DEFINE_integer('num_tokens', 100, 'Language models: new tokens per prompt.')
+flags.DEFINE_bool('score', False, 'Score --input (hypotheses) against --references; no model.')
+flags.DEFINE_string('references', None, '--score: the reference file, one sentence per line.')
+cli.define_config_flag(sys.argv, from_workdir=True)
+FLAGS = flags.FLAGS
+
+
+def _read_lines(path: str) -> list[str]:
+  from transformer.data import DataError
+  if path == '-':
+    return [line.rstrip('\n') for line in sys.stdin]
+  try:
+    with open(path, encoding='utf-8') as f:
+      return [line.rstrip('\n') for line in f]
+  except FileNotFoundError:
+    raise DataError(f'{path} does not exist') from None
+  except UnicodeDecodeError as e:
+    raise DataError(f'{path} is not valid UTF-8 ({e})') from None
+
+
+def _write_lines(path: str, lines: list[str]) -> None:
+  _write_text(path, ''.join(line.replace('\n', ' ') + '\n' for line in lines))
+
+
+def _write_text(path: str, text: str) -> None:
+  if path == '-':
+    sys.stdout.write(text)
+    sys.stdout.flush()
+  else:
+    with open(path, 'w', encoding='utf-8') as f:
+      f.write(text)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  from transformer import inference, train_lib
+  train_lib.setup_logging()
+  if FLAGS.score:
+    if not FLAGS.references:
+      raise app.UsageError('--score needs --references=FILE (and --input=HYPOTHESES)')
+    result = inference.score(_read_lines(FLAGS.input), _read_lines(FLAGS.references))
+    print(train_lib.format_metrics(result))
+    return
+  if not FLAGS.workdir:
+    raise app.UsageError('--workdir is required: the directory the model was trained in.')
+  if FLAGS.config is None:
+    raise app.UsageError(f'{FLAGS.workdir}/config.json does not exist: pass '
+                         '--config=configs/NAME.py, or point --workdir at a trained run.')
+  from transformer import host
+  host.tune_allocator()
+  config = FLAGS.config
+  if config.task == 'classification':
+    if not FLAGS.images:
+      raise app.UsageError('a classification model classifies --images=FOLDER')
+    paths = inference.image_files(FLAGS.images)
+  elif FLAGS.images:
+    raise app.UsageError(f'--images needs a classification model; this one is {config.task!r}')
+  else:
+    lines = _read_lines(FLAGS.input)
+  exp, state = inference.load_trained(config, FLAGS.workdir, FLAGS.step, FLAGS.checkpoint)
+  params = exp.unreplicate(state).params
+  if config.task == 'classification':
+    rows = inference.classify_images(exp, params, paths,
+                                     progress=inference.Progress(len(paths), 'images'))
+    _write_lines(FLAGS.output, [f"{r['path']}\t{r['class']}\t{r['probability']:.4f}"
+                                for r in rows])
+  elif config.task == 'translation':
+    _write_lines(FLAGS.output, inference.translate(exp, params, lines))
+  elif config.task == 'lm':   # continuations span lines: one '=== prompt N ===' block each
+    texts = inference.continue_prompts(exp, params, lines, FLAGS.num_tokens)
+    blocks = ''.join(f'=== prompt {i + 1} ===\n{t}\n' for i, t in enumerate(texts))
+    _write_text(FLAGS.output, blocks)
+  else:
+    raise app.UsageError(f'generate.py does not handle task {config.task!r}')
+
+
+if __name__ == '__main__':
+  cli.run(main)

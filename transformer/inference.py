@@ -1,0 +1,185 @@
+"""Inference from a trained workdir: translate text, continue prompts, classify images, score.
+
+The library side of generate.py (and eval.py's checkpoint loading):
+
+  exp, state = load_trained(config, workdir)     # the newest good checkpoint
+  translate(exp, params, ['Ein Hund läuft.'])    # translation tasks
+  continue_prompts(exp, params, ['ROMEO:'], 100) # language models
+  classify_images(exp, params, ['cat.png'])      # classification tasks
+  score(hypotheses, references)                  # sacreBLEU + tokenized BLEU, no model
+
+Every function takes plain Python lists and returns lists in the same order;
+decoding settings come from the experiment config (config.decoding for
+translation, config.sample for language models), so a command-line override
+changes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+from transformer import bleu, checkpoint as ckpt_lib, decoding, train_lib
+from transformer.data import DataError
+from transformer.experiment_config import ConfigError
+
+log = logging.getLogger('transformer')
+
+
+def load_trained(config, workdir: str, step: int | None = None,
+                 checkpoint: str = 'latest') -> tuple[train_lib.Experiment, train_lib.TrainState]:
+  """The experiment of `config` and its state restored from WORKDIR's checkpoints.
+
+  checkpoint 'latest': WORKDIR/checkpoints (the newest good one, or `step`);
+  'avg': the averaged checkpoint of `python -m tools.average`. Raises
+  CheckpointError when there is none (no silent random initialization).
+  """
+  sub = ckpt_lib.AVERAGED_DIR if checkpoint == 'avg' else ckpt_lib.CHECKPOINT_DIR
+  ckpt_dir = os.path.join(workdir, sub)
+  if not os.path.isdir(ckpt_dir):
+    raise ckpt_lib.CheckpointError(
+        f'No checkpoints in {ckpt_dir}: train first with train.py --workdir={workdir}' +
+        (', then run python -m tools.average' if checkpoint == 'avg' else ''))
+  exp = train_lib.Experiment(config, workdir)
+  checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=10**6)
+  try:
+    state = exp.restore_or_init(checkpointer, step)
+  finally:
+    checkpointer.close()
+  return exp, state
+
+
+def _require(exp, task: str, what: str) -> None:
+  if exp.config.task != task:
+    raise ConfigError(f'{what} needs a {task} model; {exp.workdir} holds a '
+                      f'{exp.config.task!r} model (config.task)')
+
+
+def translate(exp, params, texts: Sequence[str]) -> list[str]:
+  """Translations of raw source sentences with config.decoding (beam or greedy)."""
+  _require(exp, 'translation', 'translating text')
+  return exp.task.translate_texts(params, list(texts))
+
+
+def continue_prompts(exp, params, prompts: Sequence[str], num_tokens: int,
+                     batch_size: int = 64) -> list[str]:
+  """Each prompt with its continuation of up to `num_tokens` tokens (config.sample settings).
+
+  Prompts of any lengths share batches of `batch_size`, padded on the left
+  (decoding.pad_left); each continues as it would alone (exactly so when
+  greedy, temperature 0). config.sample.num_samples is not used: one
+  continuation per prompt; batch i is seeded by config.seed and i.
+  """
+  _require(exp, 'lm', 'continuing prompts')
+  cfg, s = exp.task.model_cfg, exp.config.sample
+  tok = exp.task.data.tokenizer
+  encoded = [tok.encode(p) for p in prompts]
+  for i, ids in enumerate(encoded):
+    if not ids:
+      raise DataError(f'prompt {i + 1} is empty after tokenization: give each prompt some text')
+    if len(ids) >= cfg.max_len:
+      raise DataError(f'prompt {i + 1} has {len(ids)} tokens; the model has {cfg.max_len} '
+                      f'positions: shorten it')
+  eos = getattr(tok, 'eos_id', None)
+  out = []
+  for b, start in enumerate(range(0, len(encoded), batch_size)):
+    chunk = encoded[start:start + batch_size]
+    tokens, left_pad = decoding.pad_left(chunk)
+    n = min(num_tokens, cfg.max_len - tokens.shape[1] + 1)
+    rng = jax.random.fold_in(jax.random.PRNGKey(exp.config.seed), b)
+    new = decoding.generate(params, cfg, tokens, n, rng=rng, temperature=s.temperature,
+                            top_k=s.top_k, top_p=s.top_p, eos_id=eos, left_pad=left_pad)
+    out += [tok.decode(ids + np.asarray(row).tolist()) for ids, row in zip(chunk, new)]
+  return out
+
+
+def load_image(path: str, channels: int) -> np.ndarray:
+  """An image file as uint8 HWC with `channels` (1: grayscale, 3: RGB)."""
+  try:
+    from PIL import Image
+  except ImportError as e:
+    raise DataError('classifying image files needs pillow: pip install pillow') from e
+  try:
+    with Image.open(path) as im:
+      array = np.asarray(im.convert('L' if channels == 1 else 'RGB'), np.uint8)
+  except (OSError, ValueError) as e:
+    raise DataError(f'{path}: not a readable image ({e})') from e
+  return array[..., None] if array.ndim == 2 else array
+
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp')
+
+
+def image_files(folder: str) -> list[str]:
+  """The image files directly in `folder`, sorted by name."""
+  if not os.path.isdir(folder):
+    raise DataError(f'{folder} is not a directory of images')
+  files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                 if f.lower().endswith(IMAGE_SUFFIXES))
+  if not files:
+    raise DataError(f'{folder} holds no image files ({", ".join(IMAGE_SUFFIXES)})')
+  return files
+
+
+def classify_images(exp, params, paths: Sequence[str], batch_size: int = 64,
+                    progress: Callable[[int, int], None] | None = None) -> list[dict]:
+  """{'path', 'label', 'class', 'probability'} of the top class for each image file.
+
+  Images are resized (and center-cropped) as the evaluation split is.
+  """
+  _require(exp, 'classification', 'classifying images')
+  data = exp.task.data
+  model = exp.task.model(False)
+  apply = jax.jit(lambda p, x: jax.nn.softmax(model.apply({'params': p}, x), axis=-1))
+  out = []
+  for start in range(0, len(paths), batch_size):
+    chunk = list(paths[start:start + batch_size])
+    images = data.prepare([load_image(p, data.num_channels) for p in chunk])
+    rows = len(chunk)
+    if rows < batch_size and len(paths) > batch_size:   # one compiled shape
+      images = np.concatenate([images, np.zeros((batch_size - rows,) + images.shape[1:],
+                                                 images.dtype)])
+    probs = np.asarray(apply(params, images))[:rows]
+    for path, p in zip(chunk, probs):
+      label = int(np.argmax(p))
+      out.append({'path': path, 'label': label, 'class': data.class_names[label],
+                  'probability': float(p[label])})
+    if progress:
+      progress(len(out), len(paths))
+  return out
+
+
+def score(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
+  """sacreBLEU and tokenized BLEU (transformer/bleu.py) of hypotheses against references."""
+  if len(hypotheses) != len(references):
+    raise DataError(f'{len(hypotheses)} hypotheses but {len(references)} references: the '
+                    'files must have one sentence per line, in the same order')
+  detok = bleu.corpus_bleu(list(hypotheses), list(references))
+  tok = bleu.tokenized_bleu(list(hypotheses), list(references))
+  tok_lc = bleu.tokenized_bleu(list(hypotheses), list(references), lowercase=True)
+  return {'sentences': len(hypotheses), 'bleu': detok.score, 'bleu_signature': detok.signature,
+          'tokenized_bleu': tok.score, 'tokenized_bleu_lc': tok_lc.score,
+          'tokenized_bleu_signature': tok.signature}
+
+
+class Progress:
+  """Logs 'N/total items, rate/s, ETA' about every `every` seconds."""
+
+  def __init__(self, total: int, unit: str, every: float = 10.0):
+    self.total, self.unit, self.every = total, unit, every
+    self.t0 = self.last = time.perf_counter()
+
+  def __call__(self, done: int, total: int | None = None) -> None:
+    now = time.perf_counter()
+    total = self.total if total is None else total
+    if now - self.last < self.every and done < total:
+      return
+    self.last = now
+    rate = done / max(now - self.t0, 1e-9)
+    log.info('%d/%d %s, %.1f %s/s, ETA %.0f s', done, total, self.unit, rate, self.unit,
+             (total - done) / max(rate, 1e-9))
