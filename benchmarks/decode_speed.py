@@ -30,7 +30,9 @@ the untimed pass: the fair baseline, and the one the speed-up is quoted
 against) and a forward pass over a fixed max-length buffer at every step
 (simpler to jit, but it does the full length's work from the first token, so a
 speed-up against it is overstated). It checks that all three give the same
-tokens and prints tokens/s and the speed-ups.
+tokens and prints tokens/s and the speed-ups. With --ragged=K it also times K
+prompts of different lengths (1 to 4K tokens) generated as one left-padded
+batch against one prompt at a time (same tokens checked).
 """
 
 import os
@@ -51,6 +53,8 @@ flags.DEFINE_list('methods', ['greedy', 'beam'], 'Translation: decoding methods 
 flags.DEFINE_integer('repeats', 2, 'Timed passes (after one untimed compiling pass).')
 flags.DEFINE_integer('new_tokens', 256, 'LM: tokens generated per prompt.')
 flags.DEFINE_integer('lm_batch', 1, 'LM: prompts decoded together.')
+flags.DEFINE_integer('ragged', 0, 'LM: also time this many prompts of different lengths, '
+                     'batched (left-padded) against one at a time.')
 flags.DEFINE_string('json_out', '', 'Optional path to write the rows as JSON.')
 config_flags.DEFINE_config_file('config', 'configs/translate_multi30k.py', 'Experiment config.',
                                 lock_config=False)
@@ -150,9 +154,45 @@ def language_model(config) -> list[dict]:
     sec = statistics.median(times)
     rows.append({'method': f'greedy, {name}', 'new_tokens': n, 'batch': FLAGS.lm_batch,
                  'seconds': sec, 'tokens_per_s': n * FLAGS.lm_batch / sec})
+  if FLAGS.ragged:
+    rows += ragged_rows(params, cfg, n)
   rows[0]['speedup_vs_recompute'] = rows[1]['seconds'] / rows[0]['seconds']
   rows[0]['speedup_vs_fixed_buffer'] = rows[2]['seconds'] / rows[0]['seconds']
   rows[0]['same_tokens'] = all(np.array_equal(outs['cached'], o) for o in outs.values())
+  return rows
+
+
+def ragged_rows(params, cfg, n: int) -> list[dict]:
+  """Prompts of --ragged different lengths (1 .. 4 * --ragged tokens): one left-padded
+  batch (decoding.pad_left) against each prompt alone, same tokens checked."""
+  from transformer import decoding
+  rng = np.random.default_rng(0)
+  count = FLAGS.ragged
+  lengths = rng.integers(1, 4 * count + 1, size=count)
+  prompts = [rng.integers(1, cfg.vocab_size, size=int(k)).tolist() for k in lengths]
+  tokens, left_pad = decoding.pad_left(prompts)
+  width = tokens.shape[1]
+  if width + n - 1 > cfg.max_len:
+    raise app.UsageError(f'ragged prompts of up to {width} tokens + {n} new need max_len >= '
+                         f'{width + n - 1}; the model has {cfg.max_len}')
+  batched = lambda: decoding.generate(params, cfg, tokens, n, temperature=0.0, left_pad=left_pad)
+  alone = lambda: [decoding.generate(params, cfg, jnp.asarray([p], jnp.int32), n,
+                                     temperature=0.0) for p in prompts]
+  rows, outs = [], {}
+  for name, fn in (('ragged batch', batched), ('one prompt at a time', alone)):
+    outs[name] = np.asarray(jax.block_until_ready(fn())).reshape(count, n)   # compile
+    times = []
+    for _ in range(max(FLAGS.repeats, 3)):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn())
+      times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+    rows.append({'method': f'greedy, cached, {name} (prompts of {lengths.min()}-'
+                           f'{lengths.max()} tokens)', 'new_tokens': n, 'batch': count,
+                 'seconds': sec, 'tokens_per_s': n * count / sec})
+  rows[0]['speedup_vs_one_at_a_time'] = rows[1]['seconds'] / rows[0]['seconds']
+  rows[0]['same_tokens'] = bool(np.array_equal(outs['ragged batch'],
+                                               outs['one prompt at a time']))
   return rows
 
 

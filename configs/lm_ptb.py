@@ -25,10 +25,10 @@ def get_config():
   c = base.get_config()
   c.task = 'lm'
   c.dataset = 'ptb'
-  c.seq_len = 128
+  c.seq_len = 64
   c.eval_stride = 0                    # 0: non-overlapping windows; 0 < S < seq_len: sliding
-  c.batch_size = 16
-  c.num_train_steps = 4500
+  c.batch_size = 32
+  c.num_train_steps = 5000
   c.log_every_steps = 100
   c.eval_every_steps = 500
   c.eval_batch_size = 64

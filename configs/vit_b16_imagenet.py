@@ -41,7 +41,6 @@ def get_config():
   c.task = 'classification'
   c.dataset = 'imagenet2012'
   c.eval_split = 'validation'
-  c.tfds_data_dir = ''
   c.data_workers = -1
   c.batch_size = 4096
   c.eval_batch_size = 1000

@@ -38,7 +38,6 @@ def get_config():
   c.task = 'classification'
   c.dataset = 'cifar10'
   c.eval_split = 'test'
-  c.tfds_data_dir = ''       # '' -> $TFDS_DATA_DIR -> ~/tensorflow_datasets
   c.data_workers = -1        # threads reading/augmenting images (-1: automatic)
   c.batch_size = 512
   c.eval_batch_size = 1000

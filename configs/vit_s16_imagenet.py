@@ -48,7 +48,6 @@ def get_config():
   c.task = 'classification'
   c.dataset = 'imagenet2012'
   c.eval_split = 'validation'
-  c.tfds_data_dir = ''       # '' -> $TFDS_DATA_DIR -> ~/tensorflow_datasets
   c.data_workers = -1        # threads reading/augmenting images (-1: min(32, CPUs))
   c.batch_size = 1024
   c.eval_batch_size = 1000   # 50 batches cover the 50,000 validation images

@@ -98,9 +98,14 @@ def test_missing_files_name_the_path(tmp_path):
 
 def test_tfds_not_prepared_is_a_clear_error(tmp_path, monkeypatch):
   monkeypatch.delenv('TRANSFORMER_DATA_DIR', raising=False)
-  with pytest.raises(DataError, match=r"'cifar10' is not available as array_record.*"
-                                      r"download_and_prepare"):
+  with pytest.raises(DataError) as e:
     images.make_image_data('cifar10', None, tfds_data_dir=str(tmp_path))
+  message = str(e.value)
+  assert f"TFDS dataset 'cifar10' (splits ['train', 'test']) could not be read from {tmp_path}" \
+      in message
+  assert f'tfds build cifar10 --file_format=array_record --data_dir={tmp_path}' in message
+  assert f'tfds convert_format --dataset_dir={tmp_path}/cifar10' in message
+  assert 'pip install tensorflow-cpu==' in message
 
 
 def test_tfds_sources_are_decoded_into_memory(monkeypatch):

@@ -74,12 +74,13 @@ import gzip
 import math
 import os
 import struct
-import threading
 import zlib
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from transformer.data import tfds_reader
+from transformer.data.order import EpochOrder
 from transformer.data import Batch, DataError, host_slice, resolve_data_dir
 
 DATASETS = ('mnist', 'fashion_mnist', 'cifar10', 'imagenet2012')
@@ -628,8 +629,7 @@ class ImageData:
     self.epoch_size = len(self._splits['train'])
     if self.epoch_size == 0:
       raise DataError(f'{name}: the train split is empty')
-    self._perms: dict[tuple[int, int], np.ndarray] = {}
-    self._perms_lock = threading.Lock()   # the prefetch thread shares the cache
+    self._order = EpochOrder(self.epoch_size)   # thread-safe: the prefetcher shares it
     self._pool = (concurrent.futures.ThreadPoolExecutor(num_workers, 'images')
                   if num_workers > 0 else None)
     prefetch = num_workers > 0 if prefetch is None else prefetch
@@ -656,25 +656,10 @@ class ImageData:
       return [fn(x) for x in items]
     return list(self._pool.map(fn, items))
 
-  def _permutation(self, seed: int, epoch: int) -> np.ndarray:
-    key = (seed, epoch)
-    with self._perms_lock:
-      if key not in self._perms:
-        if len(self._perms) >= 2:   # a batch (smaller than an epoch) straddles at most two
-          self._perms.pop(next(iter(self._perms)))
-        self._perms[key] = np.random.default_rng(key).permutation(self.epoch_size)
-      return self._perms[key]
-
   def train_indices(self, step: int, batch_size: int, seed: int,
                     rows: np.ndarray) -> np.ndarray:
     """Train-split indices of global rows `rows` of step `step` (epoch-shuffled order)."""
-    k = step * batch_size + np.asarray(rows, np.int64)
-    epochs, pos = np.divmod(k, self.epoch_size)
-    out = np.empty(len(k), np.int64)
-    for e in np.unique(epochs):
-      sel = epochs == e
-      out[sel] = self._permutation(seed, int(e))[pos[sel]]
-    return out
+    return self._order.indices(step, batch_size, seed, np.asarray(rows, np.int64))
 
   def _fit(self, image: np.ndarray) -> np.ndarray:
     """Resizes to S x S: directly for fixed-size datasets, else resize_small + central crop."""
@@ -818,37 +803,14 @@ class ImageData:
 
 # ----------------------------------------------------------------------------- readers
 
-_TFDS_HELP = (
-    'tfds.data_source reads datasets prepared in the array_record format (preparing needs '
-    "tensorflow): tfds.builder({name!r}, data_dir=D, file_format='array_record')"
-    '.download_and_prepare(){manual} where tensorflow is available, then pass '
-    '--config.tfds_data_dir=D (or set $TFDS_DATA_DIR).{raw}')
-
-
-def _tfds_help(name: str) -> str:
-  manual = (' (ImageNet is a manual download: put ILSVRC2012_img_train.tar and '
-            'ILSVRC2012_img_val.tar in D/downloads/manual/)' if name == 'imagenet2012' else '')
-  raw = (f' Or set data_dir (or $TRANSFORMER_DATA_DIR) to a folder with {name}/ holding the '
-         'original IDX .gz files (layout of shared/data/README.md).'
-         if INFO[name].raw_dir else '')
-  return _TFDS_HELP.format(name=name, manual=manual, raw=raw)
-
-
 def tfds_sources(name: str, splits: Sequence[str], tfds_data_dir: str | None) -> dict:
-  """{split: tfds.data_source} for an array_record-prepared TFDS dataset, else a DataError."""
-  where = tfds_data_dir or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets'
-  try:
-    import tensorflow_datasets as tfds
-  except ImportError as e:
-    raise DataError(f'{name}: no data_dir given and tensorflow_datasets is not installed. '
-                    + _tfds_help(name)) from e
-  try:
-    return {s: tfds.data_source(name, split=s, data_dir=tfds_data_dir or None, download=False)
-            for s in splits}
-  except Exception as e:   # not prepared, prepared as tfrecord, unknown version, ...
-    first = str(e).splitlines()[0] if str(e) else ''
-    raise DataError(f'TFDS dataset {name!r} is not available as array_record under {where} '
-                    f'({type(e).__name__}: {first}). ' + _tfds_help(name)) from e
+  """{split: source} of TFDS dataset `name` (tfds_reader: array_record, tfrecord, or why not)."""
+  manual = (' (ImageNet is a manual download: put ILSVRC2012_img_train.tar and '
+            'ILSVRC2012_img_val.tar in D/downloads/manual/ first)'
+            if name == 'imagenet2012' else '')
+  raw = (f'{name}/ with the original IDX .gz files (layout of shared/data/README.md)'
+         if INFO[name].raw_dir else '')
+  return tfds_reader.open_splits(name, splits, tfds_data_dir, raw_hint=raw, manual_hint=manual)
 
 
 def _load_into_memory(source, name: str, split: str) -> ArraySplit:
@@ -913,7 +875,8 @@ def make_image_data(dataset: str, data_dir: str | None = None, *, image_size: in
   elif data_dir:
     raise DataError(f'{dataset} has no raw-file reader: unset data_dir and '
                     f'$TRANSFORMER_DATA_DIR to read it from TFDS by name '
-                    f'(data_dir is {data_dir!r}). ' + _tfds_help(dataset))
+                    f'(data_dir is {data_dir!r}).\n'
+                    + tfds_reader.help_text(dataset, tfds_data_dir))
   else:
     sources = tfds_sources(dataset, info.splits, tfds_data_dir)
     class_names = _class_names_from_tfds(sources['train'], info)

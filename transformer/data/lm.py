@@ -53,6 +53,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from transformer.data import tfds_reader
+from transformer.data.order import EpochOrder
 from transformer.data import Batch, DataError, host_slice, require_files, resolve_data_dir
 from transformer.data.tokenizers import (BOS_ID, EOS_ID, CharTokenizer, SentencePieceTokenizer,
                                          WordTokenizer, load_or_train_sentencepiece)
@@ -76,32 +78,6 @@ def _check_train_args(step: int, batch_size: int, seed: int) -> None:
   if step < 0 or batch_size <= 0 or seed < 0:
     raise ValueError(f'need step >= 0, batch_size > 0, seed >= 0; got step={step}, '
                      f'batch_size={batch_size}, seed={seed}')
-
-
-class _EpochOrder:
-  """Global example k -> index permutation_{k // n}[k % n], permutation_e seeded by (seed, e)."""
-
-  def __init__(self, n: int):
-    self.n = n
-    self._cache: dict[tuple[int, int], np.ndarray] = {}
-
-  def permutation(self, seed: int, epoch: int) -> np.ndarray:
-    key = (seed, epoch)
-    if key not in self._cache:
-      if len(self._cache) >= 2:   # a batch (smaller than an epoch) straddles at most two
-        self._cache.pop(next(iter(self._cache)))
-      perm = np.random.default_rng(key).permutation(self.n)
-      self._cache[key] = perm.astype(np.int32) if self.n < 2**31 else perm
-    return self._cache[key]
-
-  def indices(self, step: int, batch_size: int, seed: int, rows: slice) -> np.ndarray:
-    k = np.arange(step * batch_size, (step + 1) * batch_size, dtype=np.int64)[rows]
-    epochs, pos = np.divmod(k, self.n)
-    out = np.empty(len(k), np.int64)
-    for e in np.unique(epochs):
-      sel = epochs == e
-      out[sel] = self.permutation(seed, int(e))[pos[sel]]
-    return out
 
 
 def _pad_rows(rows: list[np.ndarray], width: int) -> np.ndarray:
@@ -153,7 +129,7 @@ class StreamLMData:
       raise ValueError(f'seq_len={seq_len} is too long for the {name} train stream '
                        f'({n_train} tokens; a window needs seq_len + 1)')
     self.epoch_size = (n_train - 1) // seq_len if sampling == 'epoch' else None
-    self._order = _EpochOrder(self.epoch_size) if sampling == 'epoch' else None
+    self._order = EpochOrder(self.epoch_size) if sampling == 'epoch' else None
 
   def tokens(self, split: str) -> np.ndarray:
     """The token ids of `split` (as in the text; without the PTB start token)."""
@@ -251,7 +227,7 @@ class SentenceLMData:
     self.splits = tuple(sentences)
     self._sentences = sentences
     self.epoch_size = len(sentences['train'])
-    self._order = _EpochOrder(self.epoch_size)
+    self._order = EpochOrder(self.epoch_size)
     self._num_targets: dict[str, int] = {}
 
   def encode(self, sentence: str) -> np.ndarray:
@@ -306,13 +282,6 @@ class SentenceLMData:
 
 # ----------------------------------------------------------------------------- readers
 
-_TFDS_HELP = (
-    'TFDS can only be read here through tfds.data_source, which needs the dataset prepared in '
-    "the array_record format; preparing it needs tensorflow, which is not installed. Either "
-    "prepare it where tensorflow is available (tfds.builder({name!r}, data_dir=D, "
-    "file_format='array_record').download_and_prepare()) and pass tfds_data_dir=D (or set "
-    '$TFDS_DATA_DIR), or set data_dir (or $TRANSFORMER_DATA_DIR) to a folder holding the raw '
-    'files: {raw}.')
 _RAW_LAYOUT = {
     'tiny_shakespeare': 'tiny_shakespeare/input.txt (karpathy/char-rnn data/tinyshakespeare/input.txt)',
     'lm1b': 'lm1b/train.txt and lm1b/test.txt, one sentence per line',
@@ -320,21 +289,8 @@ _RAW_LAYOUT = {
 
 
 def _tfds_splits(name: str, splits: tuple[str, ...], tfds_data_dir: str | None) -> dict:
-  """{split: tfds.data_source} for an array_record-prepared TFDS dataset, else a DataError."""
-  where = tfds_data_dir or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets'
-  help_text = _TFDS_HELP.format(name=name, raw=_RAW_LAYOUT[name])
-  try:
-    import tensorflow_datasets as tfds
-  except ImportError as e:
-    raise DataError(f'{name}: no data_dir given and tensorflow_datasets is not installed. '
-                    + help_text) from e
-  try:
-    return {s: tfds.data_source(name, split=s, data_dir=tfds_data_dir, download=False)
-            for s in splits}
-  except Exception as e:   # not prepared, prepared as tfrecord, unknown version, ...
-    raise DataError(f'TFDS dataset {name!r} is not available as array_record under {where} '
-                    f'({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}). '
-                    + help_text) from e
+  """{split: source} of TFDS dataset `name` (tfds_reader: array_record, tfrecord, or why not)."""
+  return tfds_reader.open_splits(name, splits, tfds_data_dir, raw_hint=_RAW_LAYOUT[name])
 
 
 def _text(value) -> str:

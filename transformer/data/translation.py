@@ -72,6 +72,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from transformer.data import tfds_reader
 from transformer.data import Batch, DataError, host_slice, resolve_data_dir
 from transformer.data.tokenizers import BOS_ID, EOS_ID, load_or_train_sentencepiece
 
@@ -93,15 +94,6 @@ _TFDS_ALIASES = {
     'wmt14_translate/de-en': {'newstest2013': 'validation', 'newstest2014': 'test'},
     'wmt17_translate/de-en': {'newstest2016': 'validation', 'newstest2017': 'test'},
 }
-_TFDS_HELP = (
-    "TFDS is read here with tfds.data_source, which needs {name!r} prepared in the array_record "
-    "format; preparing it needs tensorflow, which is not installed here. Either prepare it where "
-    "tensorflow is available (tfds.builder({name!r}, data_dir=D, file_format='array_record')"
-    ".download_and_prepare()) and pass tfds_data_dir=D (or set $TFDS_DATA_DIR), or set data_dir "
-    "(or $TRANSFORMER_DATA_DIR) to a folder with {local}/<split>.{{de,en}} plain-text files, one "
-    "sentence per line (train.de/train.en for training; newstest2014.* ships in shared/data).")
-
-
 # ----------------------------------------------------------------------------- buckets
 
 def default_boundaries(max_len: int, min_len: int = 8) -> list[int]:
@@ -199,21 +191,11 @@ def _text(value) -> str:
 
 
 def _tfds_split(dataset, split, src, tgt, tfds_data_dir) -> _RawSplit:
-  where = tfds_data_dir or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets'
-  help_text = _TFDS_HELP.format(name=dataset, local=_LOCAL_DIR[dataset])
   tfds_split = _TFDS_ALIASES[dataset].get(split, split)
-  try:
-    import tensorflow_datasets as tfds
-  except ImportError as e:
-    raise DataError(f'{dataset}: no data_dir given and tensorflow_datasets is not installed. '
-                    + help_text) from e
-  try:
-    source = tfds.data_source(dataset, split=tfds_split, data_dir=tfds_data_dir, download=False)
-  except Exception as e:   # not prepared, prepared as tfrecord, unknown split, ...
-    first = str(e).splitlines()[0] if str(e) else ''
-    raise DataError(f'TFDS dataset {dataset!r} split {tfds_split!r} is not available as '
-                    f'array_record under {where} ({type(e).__name__}: {first}). '
-                    + help_text) from e
+  raw = (f'{_LOCAL_DIR[dataset]}/<split>.{{de,en}} plain-text files, one sentence per line '
+         '(train.de/train.en for training; newstest2014.* ships in shared/data)')
+  source = tfds_reader.open_splits(dataset, (tfds_split,), tfds_data_dir,
+                                   raw_hint=raw)[tfds_split]
 
   def take(keys):
     elements = (source.__getitems__(keys) if hasattr(source, '__getitems__')

@@ -46,7 +46,8 @@ class LMTask(Task):
     super().__init__(config, workdir)
     self.data = lm_data.make_lm_data(config.dataset, resolve_data_dir(config.data_dir),
                                      seq_len=config.seq_len, workdir=workdir,
-                                     vocab_size=config.vocab_size or None)
+                                     vocab_size=config.vocab_size or None,
+                                     tfds_data_dir=config.get('tfds_data_dir') or None)
     if config.get('eval_stride', 0):
       if not hasattr(self.data, 'eval_stride'):
         raise ConfigError(f'eval_stride: {config.dataset} is evaluated sentence by sentence; '
