@@ -45,6 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset = 'tiny_shakespeare'
   c.data_dir = ''                    # '' -> $TRANSFORMER_DATA_DIR -> TFDS by name
   c.tfds_data_dir = ''               # TFDS by name: '' -> $TFDS_DATA_DIR -> ~/tensorflow_datasets
+  c.packing = False                  # several sentences per training row (lm1b; data/packing.py)
   c.seq_len = 64                     # training sequence length (LM) / max length
   c.vocab_size = 0                   # subword vocabulary size where one is trained (0: dataset's)
 

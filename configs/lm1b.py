@@ -32,6 +32,7 @@ def get_config():
   c.dataset = 'lm1b'
   c.vocab_size = 30000
   c.seq_len = 128
+  c.packing = True                   # several sentences per row (the flax example packs too)
   c.batch_size = 256
   c.num_train_steps = 500_000
   c.log_every_steps = 200

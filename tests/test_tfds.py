@@ -6,6 +6,7 @@ The builders reuse the stock datasets' names, versions and features, so the stoc
 them as they would the real thing; the contents are real data (slices of shared/data)."""
 
 import gzip
+import io
 import os
 
 import numpy as np
@@ -22,11 +23,19 @@ tfds = pytest.importorskip('tensorflow_datasets')
 
 def _builder(name: str, config: str | None, features, splits: dict):
   """A GeneratorBasedBuilder class standing in for stock dataset `name` with these splits."""
+  if name == 'wmt14_translate':   # not in tfds's lazy registry without importing its module
+    import tensorflow_datasets.translate.wmt14  # noqa: F401
   stock = tfds.builder_cls(name)
 
+  if config:
+    (stock_config,) = [c for c in stock.BUILDER_CONFIGS if c.name == config]
+    version = stock_config.version
+  else:
+    version = stock.VERSION
+
   class StandIn(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    VERSION = stock.VERSION
-    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=config)] if config else []
+    VERSION = version
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=config, version=version)] if config else []
 
     def _info(self):
       return tfds.core.DatasetInfo(builder=self, features=features)
@@ -68,9 +77,15 @@ def tfds_dir(tmp_path_factory, require_data):
                                                  file_format='array_record'
                                                  ).download_and_prepare()
 
+  def png(image):   # TFDS encodes arrays with TensorFlow; encoded bytes it takes as they are
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(image[..., 0]).save(buf, format='PNG')
+    return buf.getvalue()
+
   def digits(split, n):
     x, y = images.load_idx_split(data_dir, 'mnist', split)
-    return [{'image': x[i], 'label': int(y[i])} for i in range(n)]
+    return [{'image': png(x[i]), 'label': int(y[i])} for i in range(n)]
   _builder('mnist', None, tfds.features.FeaturesDict(
       {'image': tfds.features.Image(shape=(28, 28, 1)),
        'label': tfds.features.ClassLabel(num_classes=10)}),

@@ -44,6 +44,15 @@ def cross_attention_mask(query_tokens: Array, key_tokens: Array, pad_id: int = 0
   return q & k
 
 
+def segment_mask(query_segments: Array, key_segments: Array) -> Array:
+  """Packed rows: [batch, 1, q_len, kv_len], True where query and key share a segment.
+
+  Segment ids number the sequences packed into a row (1, 2, ...; 0 is padding),
+  so no token attends across sequences.
+  """
+  return (query_segments[:, :, None] == key_segments[:, None, :])[:, None]
+
+
 def combine_masks(*masks: Array | None) -> Array | None:
   """Logical AND of the given masks (None entries are ignored)."""
   masks = [m for m in masks if m is not None]

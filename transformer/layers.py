@@ -201,12 +201,15 @@ class PositionalEncoding(nn.Module):
   the `cache` collection, so a single-token step gets the right encoding.
   `left_pad` [batch] (left-padded rows of ragged prompts): row b's position p
   is encoded as p - left_pad[b], so its first real token is position 0.
+  `positions` [batch, length] gives every token's position explicitly (packed
+  rows: positions restart at each packed sequence).
   """
   cfg: TransformerConfig
   use_cache: bool = False  # track the position in the cache (decoder side, cfg.use_cache)
 
   @nn.compact
-  def __call__(self, x: Array, left_pad: Array | None = None) -> Array:
+  def __call__(self, x: Array, left_pad: Array | None = None,
+               positions: Array | None = None) -> Array:
     cfg = self.cfg
     length, d = x.shape[-2], x.shape[-1]
     if cfg.positional == 'none':
@@ -228,6 +231,8 @@ class PositionalEncoding(nn.Module):
       if is_initialized:
         start = position.value
         position.value = position.value + length
+    if positions is not None:
+      return x + jnp.take(table, positions, axis=0).astype(x.dtype)
     if left_pad is not None:   # per-row positions [batch, length]
       positions = jnp.maximum(start + jnp.arange(length)[None] - left_pad[:, None], 0)
       return x + jnp.take(table, positions, axis=0).astype(x.dtype)

@@ -15,7 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from transformer.attention import (MultiHeadAttention, padding_mask)
+from transformer.attention import (MultiHeadAttention, combine_masks, padding_mask,
+                                   segment_mask)
 from transformer.model_config import TransformerConfig
 from transformer.layers import (Dense, Embed, FeedForward, PositionalEncoding, make_norm,
                                 sincos_2d)
@@ -128,12 +129,13 @@ class TokenInput(nn.Module):
   use_cache: bool = False  # decoder-side input in cached decoding
 
   @nn.compact
-  def __call__(self, tokens: Array, left_pad: Array | None = None) -> Array:
+  def __call__(self, tokens: Array, left_pad: Array | None = None,
+               positions: Array | None = None) -> Array:
     cfg = self.cfg
     x = self.embed(tokens)
     if cfg.scale_embeddings:
       x = x * jnp.sqrt(jnp.float32(cfg.d_model)).astype(x.dtype)
-    x = PositionalEncoding(cfg, use_cache=self.use_cache, name='position')(x, left_pad)
+    x = PositionalEncoding(cfg, use_cache=self.use_cache, name='position')(x, left_pad, positions)
     x = nn.Dropout(cfg.dropout_rate, deterministic=cfg.deterministic)(x)
     return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
 
@@ -183,21 +185,40 @@ class EncoderDecoder(nn.Module):
     self.decoder = Decoder(cfg, cross=True)
     self.logits_dense = _logits_dense(cfg)
 
-  def encode(self, src: Array) -> Array:
-    return self.encoder(self.source_input(src), padding_mask(src, self.cfg.pad_id))
+  def encode(self, src: Array, src_segments: Array | None = None,
+             src_positions: Array | None = None) -> Array:
+    mask = padding_mask(src, self.cfg.pad_id)
+    if src_segments is not None:
+      mask = combine_masks(mask, segment_mask(src_segments, src_segments))
+    return self.encoder(self.source_input(src, positions=src_positions), mask)
 
-  def decode(self, encoded: Array | None, src: Array, tgt_in: Array | None) -> Array | None:
+  def decode(self, encoded: Array | None, src: Array, tgt_in: Array | None,
+             src_segments: Array | None = None, tgt_segments: Array | None = None,
+             tgt_positions: Array | None = None) -> Array | None:
     cfg = self.cfg
     # Target padding lies after real tokens, so the causal mask alone keeps real
     # positions from seeing it; padded positions are dropped by the loss.
     cross_mask = padding_mask(src, cfg.pad_id)
+    self_mask = None
+    if tgt_segments is not None:   # packed rows: no attention across sequences
+      cross_mask = combine_masks(cross_mask, segment_mask(tgt_segments, src_segments))
+      self_mask = segment_mask(tgt_segments, tgt_segments)
     if tgt_in is None:   # cached decoding: fill the cross-attention caches only
       return self.decoder(None, encoded, cross_mask=cross_mask)
-    y = self.decoder(self.target_input(tgt_in), encoded, cross_mask=cross_mask)
+    y = self.decoder(self.target_input(tgt_in, positions=tgt_positions), encoded,
+                     self_mask=self_mask, cross_mask=cross_mask)
     return _output_logits(self.target_embed, self.logits_dense, y)
 
-  def __call__(self, src: Array, tgt_in: Array) -> Array:
-    return self.decode(self.encode(src), src, tgt_in)
+  def __call__(self, src: Array, tgt_in: Array, *, src_segments: Array | None = None,
+               tgt_segments: Array | None = None, src_positions: Array | None = None,
+               tgt_positions: Array | None = None) -> Array:
+    """Packed rows (several pairs per row): pass the segment ids (1, 2, ... per pair,
+    0 at padding) and positions (restarting per pair) of both sides."""
+    if (src_segments is None) != (tgt_segments is None):
+      raise ValueError('packed rows need the segment ids of both sides (src_segments and '
+                       'tgt_segments), or neither')
+    encoded = self.encode(src, src_segments, src_positions)
+    return self.decode(encoded, src, tgt_in, src_segments, tgt_segments, tgt_positions)
 
 
 class DecoderLM(nn.Module):
@@ -213,14 +234,20 @@ class DecoderLM(nn.Module):
   cfg: TransformerConfig
 
   @nn.compact
-  def __call__(self, tokens: Array, left_pad: Array | None = None) -> Array:
+  def __call__(self, tokens: Array, left_pad: Array | None = None, *,
+               segments: Array | None = None, positions: Array | None = None) -> Array:
+    """Packed rows (several sequences per row): `segments` numbers them (1, 2, ...; 0 at
+    padding) so no token attends across them, `positions` restart per sequence."""
     cfg = self.cfg
     embed = _embed(cfg, cfg.vocab_size, 'embed')
-    x = TokenInput(cfg, embed, use_cache=cfg.use_cache, name='input')(tokens, left_pad)
+    x = TokenInput(cfg, embed, use_cache=cfg.use_cache, name='input')(tokens, left_pad,
+                                                                      positions)
     mask = None
     if left_pad is not None:   # keys (cache slots when decoding) before the row's start
       k_len = cfg.max_len if cfg.use_cache else tokens.shape[1]
       mask = (jnp.arange(k_len)[None, :] >= left_pad[:, None])[:, None, None, :]
+    if segments is not None:
+      mask = combine_masks(mask, segment_mask(segments, segments))
     y = Decoder(cfg, name='decoder')(x, self_mask=mask)
     return _output_logits(embed, _logits_dense(cfg), y)
 

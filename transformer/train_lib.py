@@ -550,7 +550,7 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str | None,
 RESUME_FIXED = ('task', 'dataset', 'seed', 'batch_size', 'seq_len', 'vocab_size',
                 'tokens_per_batch', 'model_preset', 'model', 'source_lang', 'target_lang',
                 'spm_model_type', 'spm_max_sentences', 'bucket_boundaries', 'augment',
-                'grad_accum_steps')
+                'grad_accum_steps', 'packing')
 # Fields it may change, with a warning: the optimizer and schedule.
 RESUME_WARN = ('optimizer', 'learning_rate', 'schedule', 'warmup_steps', 'min_learning_rate',
                'b1', 'b2', 'eps', 'weight_decay', 'weight_decay_mask', 'grad_clip_norm',

@@ -32,7 +32,9 @@ Two kinds of source:
 
 * `SentenceLMData` (lm1b): one example per sentence, tokenized with a
   SentencePiece model: [BOS] + pieces + [EOS], so inputs start with BOS and the
-  targets end with EOS (each sentence has len(pieces)+1 targets). No packing.
+  targets end with EOS (each sentence has len(pieces)+1 targets). With packing,
+  training rows hold several sentences (data/packing.py); evaluation is
+  sentence by sentence either way.
   Training truncates an example to L targets and pads it (weights 0); each
   epoch visits all sentences in the order of `default_rng((seed, e)).permutation`.
   Evaluation never truncates: a sentence with more than L targets continues on
@@ -55,6 +57,7 @@ import numpy as np
 
 from transformer.data import tfds_reader
 from transformer.data.order import EpochOrder
+from transformer.data.packing import PackedEpochs, pack_row
 from transformer.data import Batch, DataError, host_slice, require_files, resolve_data_dir
 from transformer.data.tokenizers import (BOS_ID, EOS_ID, CharTokenizer, SentencePieceTokenizer,
                                          WordTokenizer, load_or_train_sentencepiece)
@@ -217,7 +220,7 @@ class SentenceLMData:
   """
 
   def __init__(self, name: str, sentences: dict[str, Sequence[str]],
-               tokenizer: SentencePieceTokenizer, seq_len: int):
+               tokenizer: SentencePieceTokenizer, seq_len: int, packing: bool = False):
     if seq_len <= 0:
       raise ValueError(f'seq_len must be > 0, got {seq_len}')
     if not len(sentences.get('train', ())):
@@ -229,6 +232,17 @@ class SentenceLMData:
     self.epoch_size = len(sentences['train'])
     self._order = EpochOrder(self.epoch_size)
     self._num_targets: dict[str, int] = {}
+    self.packing = packing
+    self._packed = None          # PackedEpochs, built on the first packed batch
+
+  def _packed_epochs(self) -> PackedEpochs:
+    """Packing needs every training sentence's length: tokenized once, on first use."""
+    if self._packed is None:
+      train = self._sentences['train']
+      lengths = np.fromiter((len(self.tokenizer.encode(train[i])) + 1 for i in range(len(train))),
+                            np.int64, len(train))   # pieces + EOS targets per sentence
+      self._packed = PackedEpochs(lengths, self.seq_len)
+    return self._packed
 
   def encode(self, sentence: str) -> np.ndarray:
     """[BOS] + pieces + [EOS] as int32."""
@@ -250,10 +264,28 @@ class SentenceLMData:
     _check_train_args(step, batch_size, seed)
     rows = host_slice(batch_size, shard)
     train = self._sentences['train']
+    if self.packing:
+      return self._packed_batch(step, batch_size, seed, rows)
     seqs = [self.encode(train[int(i)])[:self.seq_len + 1]
             for i in self._order.indices(step, batch_size, seed, rows)]
     return _batch(_pad_rows([s[:-1] for s in seqs], self.seq_len),
                   _pad_rows([s[1:] for s in seqs], self.seq_len))
+
+  def _packed_batch(self, step: int, batch_size: int, seed: int, rows: slice) -> Batch:
+    """Rows of several sentences each (data/packing.py): inputs, targets, weights,
+    segments and positions [rows, seq_len]."""
+    train = self._sentences['train']
+    out = {k: [] for k in ('inputs', 'targets', 'segments', 'positions')}
+    for members in self._packed_epochs().rows(step, batch_size, seed, rows):
+      seqs = [self.encode(train[int(i)])[:self.seq_len + 1] for i in members]
+      inputs, segments, positions = pack_row([s[:-1] for s in seqs], self.seq_len)
+      targets, _, _ = pack_row([s[1:] for s in seqs], self.seq_len)
+      for k, v in zip(out, (inputs, targets, segments, positions)):
+        out[k].append(v)
+    batch = _batch(np.stack(out['inputs']), np.stack(out['targets']))
+    batch['segments'] = np.stack(out['segments'])
+    batch['positions'] = np.stack(out['positions'])
+    return batch
 
   def eval_batches(self, split: str, batch_size: int,
                    shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
@@ -360,7 +392,7 @@ def _spm_sample(sentences: Sequence[str], max_sentences: int):
 
 
 def _lm1b(data_dir, seq_len, workdir, vocab_size, tfds_data_dir, spm_max_sentences,
-          spm_model_type) -> SentenceLMData:
+          spm_model_type, packing=False) -> SentenceLMData:
   if workdir is None:
     raise ValueError('lm1b needs a workdir: its SentencePiece model is saved at workdir/spm_lm1b.model')
   if data_dir:
@@ -378,14 +410,15 @@ def _lm1b(data_dir, seq_len, workdir, vocab_size, tfds_data_dir, spm_max_sentenc
   if tokenizer.vocab_size > vocab_size:
     raise DataError(f'{path} has {tokenizer.vocab_size} pieces but vocab_size={vocab_size}: it was '
                     'trained for another config. Delete it (or use another workdir) to retrain.')
-  return SentenceLMData('lm1b', sentences, tokenizer, seq_len)
+  return SentenceLMData('lm1b', sentences, tokenizer, seq_len, packing=packing)
 
 
 def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
                  workdir: str | None = None, vocab_size: int | None = None, *,
                  sampling: str | None = None, tfds_data_dir: str | None = None,
                  spm_max_sentences: int = LM1B_SPM_MAX_SENTENCES,
-                 spm_model_type: str = 'unigram') -> StreamLMData | SentenceLMData:
+                 spm_model_type: str = 'unigram',
+                 packing: bool = False) -> StreamLMData | SentenceLMData:
   """The LM data source for `dataset` ('tiny_shakespeare', 'ptb' or 'lm1b').
 
   Args:
@@ -402,6 +435,9 @@ def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
       'random_windows' for tiny_shakespeare and 'epoch' for ptb.
     tfds_data_dir: the TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).
     spm_max_sentences, spm_model_type: how lm1b's SentencePiece model is trained.
+    packing: lm1b: several sentences per training row (data/packing.py), with
+      `segments` and `positions` in the batch. The stream datasets are dense
+      already (every row is real text).
 
   Splits: tiny_shakespeare 'train', 'validation' (nanoGPT's 90/10 split of
   input.txt; from TFDS: its 'train', 'validation', 'test'); ptb 'train',
@@ -421,7 +457,7 @@ def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
   data_dir = resolve_data_dir(data_dir)
   if dataset == 'lm1b':
     return _lm1b(data_dir, seq_len, workdir, vocab_size, tfds_data_dir, spm_max_sentences,
-                 spm_model_type)
+                 spm_model_type, packing)
   sampling = sampling or DEFAULT_SAMPLING[dataset]
   if dataset == 'tiny_shakespeare':
     data = _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir)

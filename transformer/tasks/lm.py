@@ -25,6 +25,9 @@ class LMTask(Task):
   @classmethod
   def validate(cls, config):
     problems = super().validate(config)
+    if config.get('packing', False) and config.dataset != 'lm1b':
+      problems.append(f'packing: {config.dataset} is read as one dense token stream (every row '
+                      'is real text); packing applies to the sentence datasets (lm1b)')
     s = config.get('sample')
     if s is not None:
       for name in ('num_tokens', 'num_samples'):
@@ -47,7 +50,8 @@ class LMTask(Task):
     self.data = lm_data.make_lm_data(config.dataset, resolve_data_dir(config.data_dir),
                                      seq_len=config.seq_len, workdir=workdir,
                                      vocab_size=config.vocab_size or None,
-                                     tfds_data_dir=config.get('tfds_data_dir') or None)
+                                     tfds_data_dir=config.get('tfds_data_dir') or None,
+                                     packing=bool(config.get('packing', False)))
     if config.get('eval_stride', 0):
       if not hasattr(self.data, 'eval_stride'):
         raise ConfigError(f'eval_stride: {config.dataset} is evaluated sentence by sentence; '
@@ -63,13 +67,19 @@ class LMTask(Task):
 
   def loss_sums(self, params, batch, rng, train):
     logits = self.model(train).apply({'params': params}, batch['inputs'],
+                                     segments=batch.get('segments'),
+                                     positions=batch.get('positions'),
                                      rngs={'dropout': rng} if train else None)
-    return token_cross_entropy(logits, batch['targets'], batch['weights'],
+    sums = token_cross_entropy(logits, batch['targets'], batch['weights'],
                                self.config.label_smoothing if train else 0.0)
+    sums['padded_tokens'] = jnp.float32(batch['targets'].size)
+    return sums
 
   def summarize(self, sums):
     out = super().summarize(sums)
     out['perplexity'] = float(np.exp(min(out['nll'], 50.0)))
+    if sums.get('padded_tokens'):
+      out['real_token_fraction'] = float(sums['weight']) / float(sums['padded_tokens'])
     return out
 
   def evaluate_extra(self, params, writer, step):
