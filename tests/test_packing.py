@@ -176,3 +176,36 @@ def test_lm1b_packed_batches_cover_an_epoch_once_and_are_pure(lm1b_standin):
   assert b['weights'].sum() == want
   fill = lambda batch: batch['weights'].mean()
   assert fill(seen[0]) > 1.5 * fill(plain.train_batch(0, rows_per_step, seed))
+
+
+def test_translation_packed_batches(tmp_path, require_data):
+  from transformer.data import translation as tr
+  data = tr.make_translation_data('multi30k', require_data('multi30k'), workdir=str(tmp_path),
+                                  source_lang='de', target_lang='en', vocab_size=300,
+                                  max_len=32, tokens_per_batch=1024, spm_max_sentences=4000,
+                                  packing=True)
+  plan = data.plan(8)
+  # tokens_per_batch counts real tokens: rows x max_len x fill is about 1024.
+  assert plan.rows % 8 == 0 and abs(plan.rows * 32 * plan.fill - 1024) <= 8 * 32 * plan.fill
+  b = data.train_batch(5, 8, seed=1)
+  again = tr.make_translation_data('multi30k', require_data('multi30k'), workdir=str(tmp_path),
+                                   source_lang='de', target_lang='en', vocab_size=300,
+                                   max_len=32, tokens_per_batch=1024, spm_max_sentences=4000,
+                                   packing=True).train_batch(5, 8, seed=1)
+  for k in b:
+    np.testing.assert_array_equal(b[k], again[k])        # a pure function of (seed, step)
+  pairs = data.tokenized('train')
+  members = data.plan(8).packed.rows(5, plan.rows, 1)
+  for r, row in enumerate(members):
+    src_seg, tgt_seg = b['source_segments'][r], b['target_segments'][r]
+    assert src_seg.max() == tgt_seg.max() == len(row)
+    for s, i in enumerate(row, start=1):
+      src = b['inputs'][r][src_seg == s]
+      tgt = b['targets'][r][tgt_seg == s]
+      tin = b['targets_in'][r][tgt_seg == s]
+      np.testing.assert_array_equal(src, list(pairs.source(int(i))) + [tr.EOS_ID])
+      np.testing.assert_array_equal(tgt, list(pairs.target(int(i))) + [tr.EOS_ID])
+      np.testing.assert_array_equal(tin, [tr.BOS_ID] + list(pairs.target(int(i))))
+      np.testing.assert_array_equal(b['target_positions'][r][tgt_seg == s], np.arange(len(tgt)))
+    np.testing.assert_array_equal(b['weights'][r] > 0, tgt_seg > 0)
+  assert b['weights'].mean() > 0.8

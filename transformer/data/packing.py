@@ -28,13 +28,18 @@ def greedy_row_starts(lengths: np.ndarray, row_len: int) -> np.ndarray:
 
   Row r holds sequences starts[r] .. starts[r + 1] - 1; a sequence longer than
   row_len counts as row_len (it is truncated) and fills a row alone.
+  `lengths` [n] or [n, sides] (sentence pairs: every side must fit; both
+  sides of a row hold the same sequences).
   """
   lengths = np.minimum(np.asarray(lengths, np.int64), row_len)
-  ends = np.concatenate([[0], np.cumsum(lengths)])
+  if lengths.ndim == 1:
+    lengths = lengths[:, None]
+  ends = np.concatenate([np.zeros((1, lengths.shape[1]), np.int64), np.cumsum(lengths, 0)])
   starts = [0]
   i, n = 0, len(lengths)
   while i < n:
-    j = int(np.searchsorted(ends, ends[i] + row_len, side='right')) - 1
+    j = min(int(np.searchsorted(ends[:, k], ends[i, k] + row_len, side='right')) - 1
+            for k in range(lengths.shape[1]))
     i = max(j, i + 1)
     starts.append(i)
   return np.asarray(starts, np.int64)
@@ -58,9 +63,12 @@ def pack_row(seqs: list[np.ndarray], row_len: int) -> tuple[np.ndarray, np.ndarr
 class PackedEpochs:
   """Global packed row -> the example indices it holds (see the module docstring)."""
 
-  def __init__(self, lengths: np.ndarray, row_len: int):
+  def __init__(self, lengths: np.ndarray, row_len: int, members: np.ndarray | None = None):
+    """lengths [n] (or [n, sides] for pairs) of the packable examples; `members` [n]: their
+    indices in the dataset (default 0 .. n - 1), which `rows` returns."""
     self.lengths = np.asarray(lengths, np.int64)
     self.row_len = row_len
+    self.members = None if members is None else np.asarray(members, np.int64)
     self.order = EpochOrder(len(self.lengths))
     self._starts: dict[tuple[int, int], np.ndarray] = {}   # (seed, epoch) -> row starts
     self._rows_per_epoch: dict[int, list[int]] = {}        # seed -> [R_0, R_1, ...]
@@ -96,5 +104,6 @@ class PackedEpochs:
         epoch, i = self._locate(seed, int(step * batch_size + r))
         starts = self._epoch_starts(seed, epoch)
         perm = self.order.permutation(seed, epoch)
-        out.append(perm[starts[i]:starts[i + 1]])
+        picked = perm[starts[i]:starts[i + 1]]
+        out.append(picked if self.members is None else self.members[picked])
     return out

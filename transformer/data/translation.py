@@ -73,6 +73,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from transformer.data import tfds_reader
+from transformer.data.packing import PackedEpochs, pack_row
 from transformer.data import Batch, DataError, host_slice, resolve_data_dir
 from transformer.data.tokenizers import BOS_ID, EOS_ID, load_or_train_sentencepiece
 
@@ -273,6 +274,60 @@ def make_batch(pairs: TokenizedPairs, indices: Sequence[int], length: int) -> Ba
   return {'inputs': inputs, 'targets_in': targets_in, 'targets': targets, 'weights': weights}
 
 
+def make_packed_batch(pairs: TokenizedPairs, rows: list, length: int) -> Batch:
+  """Packed rows: each row holds the pairs `rows[r]` (lists of indices) one after another on
+  both sides (pieces + EOS per source; BOS + pieces -> pieces + EOS per target), with
+  `source_segments`/`target_segments` (1, 2, ... per pair; 0 at padding) and positions
+  restarting per pair. An empty row is a lone EOS / BOS of weight 0."""
+  n = len(rows)
+  out = {k: np.zeros((n, length), np.int32) for k in
+         ('inputs', 'targets_in', 'targets', 'source_segments', 'target_segments',
+          'source_positions', 'target_positions')}
+  weights = np.zeros((n, length), np.float32)
+  for r, members in enumerate(rows):
+    if len(members) == 0:
+      out['inputs'][r, 0], out['targets_in'][r, 0] = EOS_ID, BOS_ID
+      continue
+    sources = [np.append(pairs.source(int(i))[:length - 1], EOS_ID) for i in members]
+    targets = [np.append(pairs.target(int(i))[:length - 1], EOS_ID) for i in members]
+    out['inputs'][r], out['source_segments'][r], out['source_positions'][r] = pack_row(
+        sources, length)
+    out['targets'][r], out['target_segments'][r], out['target_positions'][r] = pack_row(
+        targets, length)
+    out['targets_in'][r], _, _ = pack_row([np.concatenate([[BOS_ID], t[:-1]]) for t in targets],
+                                          length)
+    weights[r] = out['target_segments'][r] > 0
+  out['weights'] = weights
+  return out
+
+
+class _PackedPlan:
+  """Packed training batches: rows of max_len tokens per side holding several pairs, packed
+  greedily per epoch (data/packing.py); every batch has the same number of rows.
+
+  tokens_per_batch counts *real* tokens here: the rows per batch are chosen so
+  that an average batch holds tokens_per_batch real tokens on its fuller side
+  (the fill is measured on epoch 0's packing), rounded to a multiple of
+  row_multiple.
+  """
+
+  def __init__(self, pairs: TokenizedPairs, eligible: np.ndarray, max_len: int,
+               tokens_per_batch: int, row_multiple: int):
+    idx = np.flatnonzero(eligible)
+    if len(idx) == 0:
+      raise DataError('no training pairs left after skipping the overlong ones')
+    lengths = np.stack([pairs.source_lengths[idx] + 1, pairs.target_lengths[idx] + 1], 1)
+    self.packed = PackedEpochs(lengths, max_len, members=idx)
+    rows_in_epoch = len(self.packed._epoch_starts(0, 0)) - 1
+    real = max(int(np.minimum(lengths[:, k], max_len).sum()) for k in range(2))
+    self.fill = real / (rows_in_epoch * max_len)
+    self.rows = int(round(tokens_per_batch / (max_len * self.fill) / row_multiple)) * row_multiple
+    if self.rows < row_multiple:
+      raise DataError(f'tokens_per_batch={tokens_per_batch} is too small for packed rows of '
+                      f'max_len={max_len} tokens ({100 * self.fill:.0f}% real) in a multiple '
+                      f'of batch_size={row_multiple} rows')
+
+
 class _Plan:
   """The bucketed training batches for one row granularity (see the module doc)."""
 
@@ -328,7 +383,7 @@ class TranslationData:
 
   def __init__(self, name: str, raw_splits: dict, tokenizer, *, max_len: int,
                tokens_per_batch: int, source_lang: str, target_lang: str,
-               boundaries: Sequence[int] | None = None):
+               boundaries: Sequence[int] | None = None, packing: bool = False):
     if max_len < 2:
       raise ValueError(f'max_len must be >= 2 (a piece and EOS), got {max_len}')
     if tokens_per_batch <= 0:
@@ -341,7 +396,8 @@ class TranslationData:
     self._raw_fns = dict(raw_splits)   # split -> _RawSplit or a function returning one
     self._raw: dict[str, _RawSplit] = {}
     self._tok: dict[str, TokenizedPairs] = {}
-    self._plans: dict[int, _Plan] = {}
+    self._plans: dict[int, _Plan | _PackedPlan] = {}
+    self.packing = packing
     self.num_skipped: int | None = None
     self.num_truncated: dict[str, int] = {}
 
@@ -375,13 +431,22 @@ class TranslationData:
 
   # -- training -----------------------------------------------------------------
 
-  def plan(self, batch_size: int) -> _Plan:
+  def plan(self, batch_size: int) -> _Plan | _PackedPlan:
     if batch_size not in self._plans:
       pairs = self.tokenized('train')
       lengths = pairs.pair_lengths()
       eligible = ((lengths <= self.max_len) & (pairs.source_lengths > 0)
                   & (pairs.target_lengths > 0))
       self.num_skipped = int(len(pairs) - eligible.sum())
+      if self.packing:
+        plan = _PackedPlan(pairs, eligible, self.max_len, self.tokens_per_batch, batch_size)
+        self._plans[batch_size] = plan
+        log.info('%s train: %d pairs, %d skipped (longer than max_len=%d or empty), packed '
+                 'into rows of %d tokens per side, %.1f%% real on the fuller side: %d rows '
+                 'per batch (~%d real tokens)', self.name, len(pairs), self.num_skipped,
+                 self.max_len, self.max_len, 100 * plan.fill, plan.rows,
+                 plan.rows * self.max_len * plan.fill)
+        return plan
       plan = _Plan(lengths, eligible, self.boundaries, self.tokens_per_batch, batch_size)
       self._plans[batch_size] = plan
       log.info('%s train: %d pairs, %d skipped (longer than max_len=%d or empty), %d batches '
@@ -391,8 +456,11 @@ class TranslationData:
     return self._plans[batch_size]
 
   def num_train_batches(self, batch_size: int) -> int:
-    """Training batches per epoch (for row granularity `batch_size`)."""
-    return self.plan(batch_size).num_batches
+    """Training batches per epoch (for row granularity `batch_size`; packed: epoch 0's)."""
+    plan = self.plan(batch_size)
+    if isinstance(plan, _PackedPlan):
+      return math.ceil((len(plan.packed._epoch_starts(0, 0)) - 1) / plan.rows)
+    return plan.num_batches
 
   def epoch_batches(self, seed: int, epoch: int, batch_size: int) -> list[tuple[int, np.ndarray]]:
     """Epoch `epoch`'s batches as (bucket length, training pair indices; -1 = empty row)."""
@@ -406,6 +474,9 @@ class TranslationData:
       raise ValueError(f'need step >= 0, batch_size > 0, seed >= 0; got step={step}, '
                        f'batch_size={batch_size}, seed={seed}')
     plan = self.plan(batch_size)
+    if isinstance(plan, _PackedPlan):
+      rows = plan.packed.rows(step, plan.rows, seed, host_slice(plan.rows, shard))
+      return make_packed_batch(self.tokenized('train'), rows, self.max_len)
     epoch, k = divmod(step, plan.num_batches)
     bucket, indices = plan.epoch(seed, epoch)[k]
     rows = host_slice(len(indices), shard)
@@ -457,7 +528,7 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
                           boundaries: Sequence[int] | None = None,
                           tfds_data_dir: str | None = None,
                           spm_max_sentences: int = SPM_MAX_SENTENCES,
-                          spm_model_type: str = 'bpe') -> TranslationData:
+                          spm_model_type: str = 'bpe', packing: bool = False) -> TranslationData:
   """The translation data source for `dataset` (see the module doc).
 
   Args:
@@ -474,6 +545,10 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
     boundaries: bucket lengths (default `default_boundaries(max_len)`).
     tfds_data_dir: the TFDS data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets).
     spm_max_sentences, spm_model_type: how the vocabulary is trained.
+    packing: training rows of max_len tokens per side hold several pairs
+      (data/packing.py; with segment ids and positions) instead of length
+      buckets, and tokens_per_batch counts real tokens (rows per batch from
+      the measured fill).
   """
   if dataset not in DATASETS:
     raise ValueError(f'Unknown translation dataset {dataset!r}; known: {list(DATASETS)}')
@@ -517,4 +592,4 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
     splits['train'] = holder['train']
   return TranslationData(dataset, splits, tokenizer, max_len=max_len,
                          tokens_per_batch=tokens_per_batch, source_lang=source_lang,
-                         target_lang=target_lang, boundaries=boundaries)
+                         target_lang=target_lang, boundaries=boundaries, packing=packing)

@@ -6,6 +6,8 @@ Config fields read here besides the common ones (configs/base.py):
   seq_len                   the longest training pair, pieces + EOS per side
                             (longer ones are skipped; eval truncates them)
   tokens_per_batch          per side, padding included, of a global batch
+  packing                   training rows hold several pairs (segment ids, positions
+                            restarting per pair) instead of length buckets
   batch_size                the row granularity: every batch has a multiple of
                             batch_size rows (so devices, hosts and
                             grad_accum_steps divide it); not the row count
@@ -127,7 +129,8 @@ class TranslationTask(Task):
         boundaries=list(config.get('bucket_boundaries', None) or []) or None,
         tfds_data_dir=config.get('tfds_data_dir', None) or None,
         spm_max_sentences=config.get('spm_max_sentences', tr_data.SPM_MAX_SENTENCES),
-        spm_model_type=config.get('spm_model_type', 'bpe'))
+        spm_model_type=config.get('spm_model_type', 'bpe'),
+        packing=bool(config.get('packing', False)))
     overrides = {}
     if not config.model or config.model.get('max_len', None) is None:
       overrides['max_len'] = config.seq_len + self.decoding['extra_len']
@@ -141,8 +144,11 @@ class TranslationTask(Task):
     return (x, x)
 
   def loss_sums(self, params, batch, rng, train):
-    logits = self.model(train).apply({'params': params}, batch['inputs'], batch['targets_in'],
-                                     rngs={'dropout': rng} if train else None)
+    logits = self.model(train).apply(
+        {'params': params}, batch['inputs'], batch['targets_in'],
+        src_segments=batch.get('source_segments'), tgt_segments=batch.get('target_segments'),
+        src_positions=batch.get('source_positions'),
+        tgt_positions=batch.get('target_positions'), rngs={'dropout': rng} if train else None)
     sums = token_cross_entropy(logits, batch['targets'], batch['weights'],
                                self.config.label_smoothing if train else 0.0)
     w = batch['weights']
