@@ -69,6 +69,38 @@ def require_files(data_dir: str, dataset: str, names: list[str]) -> list[str]:
   return paths
 
 
+def read_text(path: str) -> str:
+  """A UTF-8 text file (gzipped when it ends in .gz), whole; a DataError naming the file when
+  it is empty, truncated or corrupt (gzip), or not valid UTF-8."""
+  import gzip
+  import zlib
+  opener = gzip.open if path.endswith('.gz') else open
+  try:
+    with opener(path, 'rb') as f:
+      data = f.read()
+  except (OSError, EOFError, zlib.error) as e:
+    raise DataError(f'{path} cannot be read ({type(e).__name__}: {e}): the file is corrupt or '
+                    'truncated; copy or download it again') from e
+  if not data.strip():
+    raise DataError(f'{path} is empty: it should hold the dataset\'s text; copy or download it '
+                    'again')
+  try:
+    return data.decode('utf-8')
+  except UnicodeDecodeError as e:
+    line = data[:e.start].count(b'\n') + 1
+    raise DataError(f'{path} is not valid UTF-8 (byte {e.start}, line {line}: '
+                    f'{data[e.start:e.start + 4]!r}); convert it with e.g. '
+                    f'iconv -f latin1 -t utf-8') from e
+
+
+def read_lines(path: str) -> list[str]:
+  """`read_text(path)` as stripped lines (a final newline adds no empty line)."""
+  lines = read_text(path).split('\n')
+  if lines[-1] == '':
+    lines.pop()
+  return [line.strip() for line in lines]
+
+
 def host_slice(batch_size: int, shard: tuple[int, int]) -> slice:
   """The rows of a global batch that host `shard[0]` of `shard[1]` reads."""
   index, count = shard

@@ -58,7 +58,8 @@ import numpy as np
 from transformer.data import tfds_reader
 from transformer.data.order import EpochOrder
 from transformer.data.packing import PackedEpochs, pack_row
-from transformer.data import Batch, DataError, host_slice, require_files, resolve_data_dir
+from transformer.data import (Batch, DataError, host_slice, read_text, require_files,
+                              resolve_data_dir)
 from transformer.data.tokenizers import (BOS_ID, EOS_ID, CharTokenizer, SentencePieceTokenizer,
                                          WordTokenizer, load_or_train_sentencepiece)
 
@@ -345,8 +346,7 @@ class _TextColumn(Sequence):
 
 
 def _read(path: str) -> str:
-  with open(path, encoding='utf-8') as f:
-    return f.read()
+  return read_text(path)
 
 
 def _char_ids(tokenizer: CharTokenizer, text: str) -> np.ndarray:

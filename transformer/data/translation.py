@@ -63,7 +63,6 @@ attention row is fully masked.
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import logging
 import math
@@ -74,7 +73,7 @@ import numpy as np
 
 from transformer.data import tfds_reader
 from transformer.data.packing import PackedEpochs, pack_row
-from transformer.data import Batch, DataError, host_slice, resolve_data_dir
+from transformer.data import Batch, DataError, host_slice, read_lines, resolve_data_dir
 from transformer.data.tokenizers import BOS_ID, EOS_ID, load_or_train_sentencepiece
 
 log = logging.getLogger('transformer')
@@ -145,9 +144,7 @@ class _RawSplit:
 
 
 def _read_lines(path: str) -> list[str]:
-  opener = gzip.open if path.endswith('.gz') else open
-  with opener(path, 'rt', encoding='utf-8') as f:
-    return [line.strip() for line in f]
+  return read_lines(path)
 
 
 def _local_file(data_dir: str, dataset: str, split: str, lang: str) -> str | None:
@@ -174,7 +171,12 @@ def _local_split(data_dir, dataset, split, src, tgt) -> _RawSplit:
     raise DataError(f'{dataset}: split {split!r} ({src}-{tgt}) not found: need {folder}/'
                     f'{name}.{src} and {name}.{tgt} (or .gz); the folder has {have}.{extra} '
                     f'Layout: shared/data/README.md.')
-  return _RawSplit(_read_lines(paths[0]), _read_lines(paths[1]), f'{folder}/{name}.{{{src},{tgt}}}')
+  sources, targets = _read_lines(paths[0]), _read_lines(paths[1])
+  if len(sources) != len(targets):
+    raise DataError(f'{dataset} {split}: {paths[0]} has {len(sources)} lines but {paths[1]} has '
+                    f'{len(targets)}; the two sides must be aligned line by line (one sentence '
+                    'pair per line number). Re-extract or re-download the pair of files.')
+  return _RawSplit(sources, targets, f'{folder}/{name}.{{{src},{tgt}}}')
 
 
 def split_texts(dataset: str, split: str, source_lang: str, target_lang: str,
