@@ -70,7 +70,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   from transformer import inference, train_lib
-  train_lib.setup_logging()
+  train_lib.setup_logging(sys.stderr)   # stdout carries the outputs
   if FLAGS.score:
     if not FLAGS.references:
       raise app.UsageError('--score needs --references=FILE (and --input=HYPOTHESES)')

@@ -89,5 +89,7 @@ def test_translation_sides_with_different_line_counts(tmp_path, data_dir):
   with pytest.raises(DataError) as e:
     train_lib.Experiment(_translation(d, tmp_path), str(tmp_path / 'run'))
   message = str(e.value)
-  assert 'train.de.gz has 29000 lines' in message and 'train.en.gz has 28995' in message
+  from transformer.data import read_lines
+  assert 'train.de.gz has 29000 lines' in message
+  assert f'train.en.gz has {len(read_lines(str(path)))}' in message and len(read_lines(str(path))) < 29000
   assert 'aligned line by line' in message

@@ -182,15 +182,15 @@ def test_translation_packed_batches(tmp_path, require_data):
   from transformer.data import translation as tr
   data = tr.make_translation_data('multi30k', require_data('multi30k'), workdir=str(tmp_path),
                                   source_lang='de', target_lang='en', vocab_size=300,
-                                  max_len=32, tokens_per_batch=1024, spm_max_sentences=4000,
+                                  max_len=64, tokens_per_batch=2048, spm_max_sentences=4000,
                                   packing=True)
   plan = data.plan(8)
   # tokens_per_batch counts real tokens: rows x max_len x fill is about 1024.
-  assert plan.rows % 8 == 0 and abs(plan.rows * 32 * plan.fill - 1024) <= 8 * 32 * plan.fill
+  assert plan.rows % 8 == 0 and abs(plan.rows * 64 * plan.fill - 2048) <= 8 * 64 * plan.fill
   b = data.train_batch(5, 8, seed=1)
   again = tr.make_translation_data('multi30k', require_data('multi30k'), workdir=str(tmp_path),
                                    source_lang='de', target_lang='en', vocab_size=300,
-                                   max_len=32, tokens_per_batch=1024, spm_max_sentences=4000,
+                                   max_len=64, tokens_per_batch=2048, spm_max_sentences=4000,
                                    packing=True).train_batch(5, 8, seed=1)
   for k in b:
     np.testing.assert_array_equal(b[k], again[k])        # a pure function of (seed, step)
@@ -208,4 +208,4 @@ def test_translation_packed_batches(tmp_path, require_data):
       np.testing.assert_array_equal(tin, [tr.BOS_ID] + list(pairs.target(int(i))))
       np.testing.assert_array_equal(b['target_positions'][r][tgt_seg == s], np.arange(len(tgt)))
     np.testing.assert_array_equal(b['weights'][r] > 0, tgt_seg > 0)
-  assert b['weights'].mean() > 0.8
+  assert np.mean([len(row) for row in members]) > 1.3     # several pairs per row

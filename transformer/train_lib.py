@@ -749,9 +749,10 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def setup_logging() -> None:
-  """Progress lines from this project on stdout; other libraries' chatter only at WARNING."""
+def setup_logging(stream=None) -> None:
+  """Progress lines from this project on `stream` (default stdout; generate.py: stderr, its
+  stdout carries the outputs); other libraries' chatter only at WARNING."""
   absl_logging.set_verbosity(absl_logging.WARNING)
-  logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(message)s', stream=sys.stdout,
-                      force=True)
+  logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(message)s',
+                      stream=stream or sys.stdout, force=True)
   log.setLevel(logging.INFO)
