@@ -8,7 +8,8 @@ shardings), runs `--warmup` steps and one step of every other batch shape
 among the timed batches (length buckets compile once each), then times
 `--steps` steps one by one with the device synchronized after each, and
 prints: compile time (first step), median / p10 / p90 step time, steps/s,
-tokens (or examples) per second, parameter count, peak memory (host RSS on
+real tokens (or examples) per second, the real-token fraction of the token
+batches (packing raises it), parameter count, peak memory (host RSS on
 CPU; the allocator's peak on GPU/TPU), the model FLOPs per step counted
 analytically (transformer/flops.py: matmuls only, causal attention counted as
 half, training = 3 x forward), the achieved model TFLOP/s and, on devices in
@@ -100,13 +101,17 @@ def measure(config, steps: int, warmup: int, evaluate: bool = True, workdir: str
   q = statistics.quantiles(times, n=10)
   per_step = statistics.mean(weights[warmup + 1:])
   extra = {}
+  timed = batches[warmup + 1:]
+  if 'weights' in timed[0] and np.ndim(timed[0]['weights']) == 2:   # token tasks
+    extra['real_token_fraction'] = (sum(float(b['weights'].sum()) for b in timed)
+                                    / sum(b['weights'].size for b in timed))
   if evaluate:
     exp.evaluate(state.params, config.eval_split)     # compiles every eval batch shape
     t0 = time.perf_counter()
     ev = exp.evaluate(state.params, config.eval_split)
     eval_s = time.perf_counter() - t0
-    extra = {'eval_split': config.eval_split, 'eval_s': eval_s,
-             f'eval_{exp.task.weight_name}_per_s': ev[exp.task.weight_name] / eval_s}
+    extra.update({'eval_split': config.eval_split, 'eval_s': eval_s,
+                  f'eval_{exp.task.weight_name}_per_s': ev[exp.task.weight_name] / eval_s})
   mem_kind, mem = peak_memory_bytes()
   return {
       'config': config.dataset, 'device': jax.devices()[0].device_kind,
