@@ -31,6 +31,7 @@ def get_config():
   c.task = 'lm'
   c.dataset = 'lm1b'
   c.vocab_size = 30000
+  c.spm_max_sentences = 200_000        # sentences sampled to train the vocabulary
   c.seq_len = 128
   c.packing = True                   # several sentences per row (the flax example packs too)
   c.batch_size = 256

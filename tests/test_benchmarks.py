@@ -83,12 +83,14 @@ def test_rows_print_as_they_finish_and_an_interrupt_keeps_the_table(monkeypatch,
   assert suite.TRAIN[1][0] not in out and len(calls) == 2
 
 
-def test_quick_skips_the_cpu_sized_wmt_big_row(monkeypatch):
+def test_quick_skips_the_cpu_sized_wmt_rows(monkeypatch):
   suite = _suite()
   seen = []
   monkeypatch.setattr(suite, '_run', lambda cmd, path, log: seen.append(cmd) or {'error': 'x'})
   monkeypatch.setattr(suite, '_accelerator', lambda: False)
   rows = suite.run_train('/tmp', True, lambda s: None)
   configs = [next(a for a in cmd if a.startswith('--config=')) for cmd in seen]
-  assert '--config=configs/wmt14_ende_big.py' not in configs
-  assert len(rows) == len(suite.TRAIN) - 1 and all('--steps=5' in cmd for cmd in seen)
+  assert not any('wmt14' in c for c in configs)
+  assert len(rows) == len(suite.TRAIN) - 2 and all('--steps=5' in cmd for cmd in seen)
+  (m30k,) = [cmd for cmd in seen if '--config=configs/translate_multi30k.py' in cmd]
+  assert '--config.bucket_boundaries=(64,)' in m30k

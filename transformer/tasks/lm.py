@@ -51,6 +51,8 @@ class LMTask(Task):
                                      seq_len=config.seq_len, workdir=workdir,
                                      vocab_size=config.vocab_size or None,
                                      tfds_data_dir=config.get('tfds_data_dir') or None,
+                                     spm_max_sentences=config.get(
+                                         'spm_max_sentences', lm_data.LM1B_SPM_MAX_SENTENCES),
                                      packing=bool(config.get('packing', False)))
     if config.get('eval_stride', 0):
       if not hasattr(self.data, 'eval_stride'):
