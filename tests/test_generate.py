@@ -1,7 +1,6 @@
 """generate.py on tiny trained workdirs: a file or stdin translated, prompts continued, a
 folder of images classified, a hypothesis file scored; outputs equal the library's."""
 
-import json
 import os
 
 import numpy as np
@@ -13,6 +12,7 @@ from tests import helpers
 from tests.test_translation import tiny as tiny_translation
 from tools import cli
 from transformer import inference, train_lib
+from transformer.data import DataError
 
 SOURCES = ['Ein Mann fährt Fahrrad.', 'Zwei Hunde spielen im Schnee.',
            'Eine Frau mit einem roten Hut liest ein Buch auf einer Bank im Park.']
@@ -100,10 +100,8 @@ def test_prompts_of_different_lengths_are_continued(tmp_path, require_data):
     assert text.startswith(prompt) and len(text) == len(prompt) + 4 and text == want, i
 
   # A prompt longer than the model's positions is refused before decoding.
-  (tmp_path / 'long.txt').write_text('x' * 40 + '\n')
-  res = helpers.run_python(['generate.py', f'--workdir={workdir}',
-                            f'--input={tmp_path / "long.txt"}'])
-  assert res.returncode == 2 and 'prompt 1 has 40 tokens' in res.stderr
+  with pytest.raises(DataError, match='prompt 2 has 40 tokens; the model has 16 positions'):
+    inference.continue_prompts(exp, state.params, ['O', 'x' * 40], 4)
 
 
 def test_a_folder_of_images_is_classified_as_the_eval_split(tmp_path, require_data):
