@@ -10,12 +10,15 @@ tied input/output embeddings, trained with AdamW and cosine decay, sized to
 train in under an hour on 2 CPU cores. Reference test perplexities: 114
 (Zaremba et al. 2014, small LSTM) and 82 (medium LSTM).
 
-Result (results/lm_ptb.json, 2026-11-22, the commands above, 2-core AMD EPYC
-CPU): test perplexity 108.7 (validation 117.6) after 4500 steps (about 9.9
-epochs), 55 min 54 s wall time including compilation and nine whole-split
-evaluations, part of it with a CI run sharing the cores.
+Result (results/lm_ptb.json, 2026-12-02, the commands above, 5,000 steps, about 11
+epochs): test perplexity 105.91 with non-overlapping windows, 100.99 with sliding windows
+(stride 16), validation 114.55. Issue 15's target (< 100 within 60 minutes) is not met.
+The run's 96 minutes are of a contended machine (about 14% of the cores stolen, and the run
+reniced and paused while tests and benchmarks ran); alone its steps take about 0.6 s,
+about 50 minutes in all. Rows of 128 words x 16 tracked 7-10% worse on validation at
+steps 500-1,500 and were dropped. (Before: 108.7 after 4,500 steps, 2026-11-22.)
 
-Run log: benchmarks/RESULTS.md (2026-11-22, Penn Treebank).
+Run log: benchmarks/RESULTS.md (2026-11-22, Penn Treebank; 2026-12-02 night, PTB rerun).
 """
 
 from configs import base
@@ -56,8 +59,8 @@ REFERENCE = dict(
     higher_is_better=False,
     reference=114.0,
     source='Zaremba et al. 2014, small LSTM; their medium LSTM: 82',
-    target=None,                       # the config states no target
-    time_budget_min=None,
+    target=100.0,                      # issue 15: test perplexity below 100 ...
+    time_budget_min=60,                # ... within 60 minutes on 2 CPU cores
     runnable_here=True,
     why=None,
 )
