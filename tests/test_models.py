@@ -517,26 +517,36 @@ def test_decoder_lm_cached_decoding_matches_full_forward(variant):
   chex.assert_trees_all_close(np.stack(steps, axis=1), full, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('variant', ['post_ln', 'pre_rmsnorm_learned'])
-def test_encoder_decoder_cached_decoding_matches_full_forward(variant):
-  cfg = CFG.replace(**DECODE_VARIANTS[variant])
+def _cached_encoder_decoder(cfg, **cache_fields):
+  """(src, tgt, params, full-forward logits, empty cache, encoded, step) of a perturbed model."""
   src, tgt = src_tokens(8), tgt_tokens(9)
   params = perturb(helpers.init_params(EncoderDecoder(cfg), src, tgt), 10)
   full = np.asarray(apply_fn(EncoderDecoder, cfg)({'params': params}, src, tgt))
-
-  dcfg = cfg.replace(use_cache=True, deterministic=True)
-  variables = helpers.init_variables(EncoderDecoder(dcfg), src,
-                                     jnp.zeros((BATCH, dcfg.max_len), jnp.int32))
-  cache = variables['cache']
+  dcfg = cfg.replace(use_cache=True, deterministic=True, **cache_fields)
+  cache = helpers.init_variables(EncoderDecoder(dcfg), src,
+                                 jnp.zeros((BATCH, dcfg.max_len), jnp.int32))['cache']
   encoded = apply_fn(EncoderDecoder, dcfg, method='encode')({'params': params}, src)
   step = apply_fn(EncoderDecoder, dcfg, method='decode', mutable=('cache',))
+  return src, tgt, params, full, cache, encoded, step
+
+
+def _decode_one_at_a_time(step, params, cache, kv_source, src, tgt):
+  """Logits [B, TGT_LEN, V] of feeding tgt one token per step, and the final cache."""
   steps = []
   for t in range(TGT_LEN):
-    logits, state = step({'params': params, 'cache': cache}, encoded, src, tgt[:, t:t + 1])
+    logits, state = step({'params': params, 'cache': cache}, kv_source, src, tgt[:, t:t + 1])
     cache = state['cache']
     steps.append(np.asarray(logits[:, 0]))
+  return np.stack(steps, axis=1), cache
+
+
+@pytest.mark.parametrize('variant', ['post_ln', 'pre_rmsnorm_learned'])
+def test_encoder_decoder_cached_decoding_matches_full_forward(variant):
+  cfg = CFG.replace(**DECODE_VARIANTS[variant])
+  src, tgt, params, full, cache, encoded, step = _cached_encoder_decoder(cfg)
+  logits, cache = _decode_one_at_a_time(step, params, cache, encoded, src, tgt)
   check_cache(cache, cfg, TGT_LEN)
-  chex.assert_trees_all_close(np.stack(steps, axis=1), full, rtol=1e-4, atol=1e-4)
+  chex.assert_trees_all_close(logits, full, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize('cache_cross_kv', [True, False])
@@ -544,15 +554,8 @@ def test_encoder_decoder_cross_kv_cache_matches_full_forward(cache_cross_kv):
   """The cross-attention keys/values projected once (decode(encoded, src, None)), then
   steps with encoded=None; or (cache_cross_kv=False) projected again at every step."""
   cfg = CFG.replace(**DECODE_VARIANTS['post_ln'])
-  src, tgt = src_tokens(8), tgt_tokens(9)
-  params = perturb(helpers.init_params(EncoderDecoder(cfg), src, tgt), 10)
-  full = np.asarray(apply_fn(EncoderDecoder, cfg)({'params': params}, src, tgt))
-
-  dcfg = cfg.replace(use_cache=True, deterministic=True, cache_cross_kv=cache_cross_kv)
-  cache = helpers.init_variables(EncoderDecoder(dcfg), src,
-                                 jnp.zeros((BATCH, dcfg.max_len), jnp.int32))['cache']
-  encoded = apply_fn(EncoderDecoder, dcfg, method='encode')({'params': params}, src)
-  step = apply_fn(EncoderDecoder, dcfg, method='decode', mutable=('cache',))
+  src, tgt, params, full, cache, encoded, step = _cached_encoder_decoder(
+      cfg, cache_cross_kv=cache_cross_kv)
   names = {str(getattr(p[-1], 'key', p[-1])) for p, _ in jax.tree_util.tree_leaves_with_path(cache)}
   assert ('cross_key' in names) == cache_cross_kv
   if cache_cross_kv:
@@ -570,13 +573,9 @@ def test_encoder_decoder_cross_kv_cache_matches_full_forward(cache_cross_kv):
         assert v.shape == (BATCH, src.shape[1], cfg.num_heads, cfg.qkv_dim)
         assert float(jnp.abs(v).max()) > 0
   kv_source = None if cache_cross_kv else encoded
-  steps = []
-  for t in range(TGT_LEN):
-    logits, state = step({'params': params, 'cache': cache}, kv_source, src, tgt[:, t:t + 1])
-    cache = state['cache']
-    steps.append(np.asarray(logits[:, 0]))
+  logits, cache = _decode_one_at_a_time(step, params, cache, kv_source, src, tgt)
   check_cache(cache, cfg, TGT_LEN)
-  chex.assert_trees_all_close(np.stack(steps, axis=1), full, rtol=1e-4, atol=1e-4)
+  chex.assert_trees_all_close(logits, full, rtol=1e-4, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def test_lm1b_packed_batches_cover_an_epoch_once_and_are_pure(lm1b_standin):
     np.testing.assert_array_equal(late[k], seen[7][k])
   # The rows of epoch 0, in order, hold every training sentence exactly once.
   epochs = packed._packed_epochs()
-  n_rows = len(epochs._epoch_starts(seed, 0)) - 1
+  n_rows = epochs.rows_in_epoch(seed, 0)
   members = np.concatenate(epochs.rows(0, n_rows, seed))
   assert sorted(members.tolist()) == list(range(1200))
   # Layout: segments number the sentences, positions restart, targets are inputs shifted

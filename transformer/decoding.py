@@ -428,10 +428,7 @@ def generate(params, cfg: TransformerConfig, prompt: Array, max_new_tokens: int,
   and word-level vocabularies have no EOS id; given one, rows stop at it and
   are padded.
   """
-  batch, prompt_len = prompt.shape
-  if prompt_len + max_new_tokens - 1 > cfg.max_len:
-    raise ValueError(f'prompt length {prompt_len} + {max_new_tokens} new tokens exceed '
-                     f'cfg.max_len={cfg.max_len} positions')
+  batch = prompt.shape[0]   # the cache's length is checked by the decoding loop
   rng = jax.random.PRNGKey(0) if rng is None else rng
   return sample(lm_step_fn(cfg, params, left_pad), init_cache(cfg, batch), prompt,
                 max_new_tokens, rng,

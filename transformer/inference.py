@@ -16,19 +16,16 @@ changes them.
 
 from __future__ import annotations
 
-import logging
 import os
-import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import jax
 import numpy as np
 
 from transformer import bleu, checkpoint as ckpt_lib, decoding, train_lib
+from transformer.progress import Progress
 from transformer.data import DataError
 from transformer.experiment_config import ConfigError
-
-log = logging.getLogger('transformer')
 
 
 def load_trained(config, workdir: str, step: int | None = None,
@@ -127,7 +124,7 @@ def image_files(folder: str) -> list[str]:
 
 
 def classify_images(exp, params, paths: Sequence[str], batch_size: int = 64,
-                    progress: Callable[[int, int], None] | None = None) -> list[dict]:
+                    progress: Progress | None = None) -> list[dict]:
   """{'path', 'label', 'class', 'probability'} of the top class for each image file.
 
   Images are resized (and center-cropped) as the evaluation split is.
@@ -150,7 +147,7 @@ def classify_images(exp, params, paths: Sequence[str], batch_size: int = 64,
       out.append({'path': path, 'label': label, 'class': data.class_names[label],
                   'probability': float(p[label])})
     if progress:
-      progress(len(out), len(paths))
+      progress(len(out))
   return out
 
 
@@ -165,21 +162,3 @@ def score(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
   return {'sentences': len(hypotheses), 'bleu': detok.score, 'bleu_signature': detok.signature,
           'tokenized_bleu': tok.score, 'tokenized_bleu_lc': tok_lc.score,
           'tokenized_bleu_signature': tok.signature}
-
-
-class Progress:
-  """Logs 'N/total items, rate/s, ETA' about every `every` seconds."""
-
-  def __init__(self, total: int, unit: str, every: float = 10.0):
-    self.total, self.unit, self.every = total, unit, every
-    self.t0 = self.last = time.perf_counter()
-
-  def __call__(self, done: int, total: int | None = None) -> None:
-    now = time.perf_counter()
-    total = self.total if total is None else total
-    if now - self.last < self.every and done < total:
-      return
-    self.last = now
-    rate = done / max(now - self.t0, 1e-9)
-    log.info('%d/%d %s, %.1f %s/s, ETA %.0f s', done, total, self.unit, rate, self.unit,
-             (total - done) / max(rate, 1e-9))

@@ -231,10 +231,9 @@ class PositionalEncoding(nn.Module):
       if is_initialized:
         start = position.value
         position.value = position.value + length
-    if positions is not None:
-      return x + jnp.take(table, positions, axis=0).astype(x.dtype)
-    if left_pad is not None:   # per-row positions [batch, length]
+    if positions is None and left_pad is not None:   # per-row positions [batch, length]
       positions = jnp.maximum(start + jnp.arange(length)[None] - left_pad[:, None], 0)
+    if positions is not None:
       return x + jnp.take(table, positions, axis=0).astype(x.dtype)
     if self.use_cache and is_initialized:
       pe = jax.lax.dynamic_slice_in_dim(table, start, length, axis=0)

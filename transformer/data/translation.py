@@ -143,10 +143,6 @@ class _RawSplit:
     return self.get(0, len(self))
 
 
-def _read_lines(path: str) -> list[str]:
-  return read_lines(path)
-
-
 def _local_file(data_dir: str, dataset: str, split: str, lang: str) -> str | None:
   base = os.path.join(data_dir, _LOCAL_DIR[dataset], f'{split}.{lang}')
   for p in (base, base + '.gz'):
@@ -171,7 +167,7 @@ def _local_split(data_dir, dataset, split, src, tgt) -> _RawSplit:
     raise DataError(f'{dataset}: split {split!r} ({src}-{tgt}) not found: need {folder}/'
                     f'{name}.{src} and {name}.{tgt} (or .gz); the folder has {have}.{extra} '
                     f'Layout: shared/data/README.md.')
-  sources, targets = _read_lines(paths[0]), _read_lines(paths[1])
+  sources, targets = read_lines(paths[0]), read_lines(paths[1])
   if len(sources) != len(targets):
     raise DataError(f'{dataset} {split}: {paths[0]} has {len(sources)} lines but {paths[1]} has '
                     f'{len(targets)}; the two sides must be aligned line by line (one sentence '
@@ -320,7 +316,7 @@ class _PackedPlan:
       raise DataError('no training pairs left after skipping the overlong ones')
     lengths = np.stack([pairs.source_lengths[idx] + 1, pairs.target_lengths[idx] + 1], 1)
     self.packed = PackedEpochs(lengths, max_len, members=idx)
-    rows_in_epoch = len(self.packed._epoch_starts(0, 0)) - 1
+    rows_in_epoch = self.packed.rows_in_epoch(0, 0)
     real = max(int(np.minimum(lengths[:, k], max_len).sum()) for k in range(2))
     self.fill = real / (rows_in_epoch * max_len)
     self.rows = int(round(tokens_per_batch / (max_len * self.fill) / row_multiple)) * row_multiple
@@ -461,7 +457,7 @@ class TranslationData:
     """Training batches per epoch (for row granularity `batch_size`; packed: epoch 0's)."""
     plan = self.plan(batch_size)
     if isinstance(plan, _PackedPlan):
-      return math.ceil((len(plan.packed._epoch_starts(0, 0)) - 1) / plan.rows)
+      return math.ceil(plan.packed.rows_in_epoch(0, 0) / plan.rows)
     return plan.num_batches
 
   def epoch_batches(self, seed: int, epoch: int, batch_size: int) -> list[tuple[int, np.ndarray]]:

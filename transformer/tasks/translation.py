@@ -54,6 +54,7 @@ from transformer import bleu, decoding, models
 from transformer.data import translation as tr_data
 from transformer.data.tokenizers import EOS_ID
 from transformer.experiment_config import build_model_config, raise_if_problems
+from transformer.progress import Progress
 from transformer.tasks.base import Task, register, token_cross_entropy
 
 log = logging.getLogger('transformer')
@@ -218,9 +219,9 @@ class TranslationTask(Task):
     lengths = np.full((num,), -1, np.int32)
     starts = list(range(0, num, rows))
     mine = starts[index::count]
-    t0 = last_report = time.perf_counter()
+    progress = Progress(sum(len(order[s:s + rows]) for s in mine), 'sentences', label)
     done = 0
-    for b, start in enumerate(mine):
+    for start in mine:
       idx = order[start:start + rows]
       length = _decode_length(max(len(sources[i]) for i in idx) + 1, max_len)
       src = np.zeros((rows, length), np.int32)
@@ -232,13 +233,7 @@ class TranslationTask(Task):
       tokens_out[idx, :tokens.shape[1]] = tokens[:len(idx)]
       lengths[idx] = tokens.shape[1]
       done += len(idx)
-      now = time.perf_counter()
-      if now - last_report >= 10.0 and b + 1 < len(mine):
-        last_report = now
-        rate = done / (now - t0)
-        total = sum(len(order[s:s + rows]) for s in mine)
-        log.info('%sdecoded %d/%d sentences, %.1f sentences/s, ETA %.0f s', label, done, total,
-                 rate, (total - done) / rate)
+      progress(done)
     if count > 1:
       log.info('process %d of %d decoded %d of %d batches', index, count, len(mine), len(starts))
       tokens_out, lengths = (np.max(multihost_utils.process_allgather(x), axis=0)
