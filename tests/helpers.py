@@ -152,27 +152,53 @@ def np_softmax(x, axis=-1):
   return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def np_mha(p, x, kv=None, mask=None):
+def np_rotate(v, positions, base=1e4):
+  """Rotary positions (Su et al. 2021) in float64, as complex multiplication: features
+  (j, j + d/2) are the complex number v_j + i v_{j+d/2}, turned by angle pos * base^(-2j/d).
+
+  v [len, d], positions [len].
+  """
+  v = np.asarray(v, np.float64)
+  half = v.shape[-1] // 2
+  z = v[:, :half] + 1j * v[:, half:]
+  inv_wavelength = base ** (-2.0 * np.arange(half) / (2 * half))
+  theta = np.asarray(positions, np.float64)[:, None] * inv_wavelength
+  z = z * np.exp(1j * theta)
+  return np.concatenate([z.real, z.imag], axis=-1)
+
+
+def np_mha(p, x, kv=None, mask=None, positions=None, rope_base=1e4):
   """Per-head attention written out by hand from the module's parameters (float64).
 
-  head_i = Attention(x Wq_i + bq_i, kv Wk_i + bk_i, kv Wv_i + bv_i);
-  out = Concat(head_1, ..., head_h) Wo + bo (Vaswani et al. 2017, section 3.2.2).
+  head_i = Attention(x Wq_i + bq_i, kv Wk_j + bk_j, kv Wv_j + bv_j) with j = i // (h / g)
+  for g key/value heads (g = h: Vaswani et al. 2017, section 3.2.2; g < h: grouped-query
+  attention, Ainslie et al. 2023); out = Concat(head_1, ..., head_h) Wo + bo.
   kv: None for self-attention. mask: boolean, broadcastable to
-  [batch, heads, q_len, kv_len], True where attention is allowed.
+  [batch, heads, q_len, kv_len], True where attention is allowed. positions
+  [batch, len] (self-attention): queries and keys rotated (np_rotate).
   """
   p = np64(p)
   x = np.asarray(x, np.float64)
   kv = x if kv is None else np.asarray(kv, np.float64)
   heads = p['query']['kernel'].shape[1]
+  kv_heads = p['key']['kernel'].shape[1]
   d_k = p['query']['kernel'].shape[2]
   b = x.shape[0]
+
+  def bias(name, h):
+    return p[name]['bias'][h] if 'bias' in p[name] else 0.0
+
   outs = []
   for bi in range(b):
     per_head = []
     for h in range(heads):
-      qh = x[bi] @ p['query']['kernel'][:, h, :] + p['query']['bias'][h]
-      kh = kv[bi] @ p['key']['kernel'][:, h, :] + p['key']['bias'][h]
-      vh = kv[bi] @ p['value']['kernel'][:, h, :] + p['value']['bias'][h]
+      j = h // (heads // kv_heads)
+      qh = x[bi] @ p['query']['kernel'][:, h, :] + bias('query', h)
+      kh = kv[bi] @ p['key']['kernel'][:, j, :] + bias('key', j)
+      vh = kv[bi] @ p['value']['kernel'][:, j, :] + bias('value', j)
+      if positions is not None:
+        qh = np_rotate(qh, positions[bi], rope_base)
+        kh = np_rotate(kh, positions[bi], rope_base)
       logits = qh @ kh.T / np.sqrt(d_k)
       if mask is not None:
         m = np.broadcast_to(mask, (b, heads, x.shape[1], kv.shape[1]))[bi, h]
@@ -180,7 +206,7 @@ def np_mha(p, x, kv=None, mask=None):
       per_head.append(np_softmax(logits) @ vh)
     concat = np.concatenate(per_head, axis=-1)                 # [len, heads * d_k]
     w_o = p['out']['kernel'].reshape(heads * d_k, -1)          # rows ordered (head, d_k)
-    outs.append(concat @ w_o + p['out']['bias'])
+    outs.append(concat @ w_o + (p['out']['bias'] if 'bias' in p['out'] else 0.0))
   return np.stack(outs)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests import helpers
 from transformer.layers import (Dense, Embed, FeedForward, LayerNorm, PositionalEncoding,
-                                RMSNorm, make_norm, resize_posemb, sincos_2d,
+                                RMSNorm, make_norm, resize_posemb, rotary, sincos_2d,
                                 sinusoidal_encoding)
 
 
@@ -177,6 +177,41 @@ def test_feed_forward_matches_numpy(activation):
   chex.assert_trees_all_close(y, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('activation', ['silu', 'gelu'])
+def test_gated_feed_forward_matches_numpy(activation):
+  """SwiGLU / GEGLU (Shazeer 2020): (act(x W_gate + b_gate) * (x W1 + b1)) W2 + b2."""
+  cfg = tiny_cfg(activation=activation, gated_ffn=True)
+  x = np.random.default_rng(12).normal(size=(2, 7, cfg.d_model)).astype(np.float32)
+  ffn = FeedForward(cfg)
+  p = helpers.random_params(ffn, jnp.asarray(x), seed=13)
+  q, x64 = helpers.np64(p), np.asarray(x, np.float64)
+  gate = x64 @ q['wi_gate']['kernel'] + q['wi_gate']['bias']
+  gate = gate / (1 + np.exp(-gate)) if activation == 'silu' else helpers.np_gelu_tanh(gate)
+  ref = (gate * (x64 @ q['wi']['kernel'] + q['wi']['bias'])) @ q['wo']['kernel'] + q['wo']['bias']
+  chex.assert_trees_all_close(ffn.apply({'params': p}, jnp.asarray(x)), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_rotary_matches_complex_rotation_and_depends_on_relative_position():
+  rng = np.random.default_rng(14)
+  q, k = rng.normal(size=(2, 2, 5, 3, 8))            # [batch, length, heads, dim] each
+  pos = np.array([[0, 1, 2, 3, 4], [7, 3, 0, 11, 2]])
+  rq = np.asarray(rotary(jnp.asarray(q, jnp.float32), jnp.asarray(pos), 100.0))
+  for b in range(2):
+    for h in range(3):
+      np.testing.assert_allclose(rq[b, :, h], helpers.np_rotate(q[b, :, h], pos[b], 100.0),
+                                 rtol=1e-5, atol=1e-5)
+  # Norms are kept, and q . k depends on the positions only through their difference.
+  np.testing.assert_allclose(np.linalg.norm(rq, axis=-1), np.linalg.norm(q, axis=-1), rtol=1e-5)
+
+  def scores(shift):
+    p = jnp.asarray(pos + shift)
+    return np.einsum('blhd,bmhd->bhlm', np.asarray(rotary(jnp.asarray(q, jnp.float32), p)),
+                     np.asarray(rotary(jnp.asarray(k, jnp.float32), p)))
+  np.testing.assert_allclose(scores(37), scores(0), rtol=1e-4, atol=1e-4)
+  plain = np.einsum('blhd,bmhd->bhlm', q, k)
+  assert np.abs(scores(0) - plain).max() > 0.1       # the rotation does change the scores
+
+
 def test_embed_lookup_and_attend():
   emb = Embed(13, 16)
   tokens = jnp.asarray([[1, 0, 12, 5, 5, 7, 2], [3, 3, 2, 0, 0, 0, 0]])
@@ -241,7 +276,8 @@ def test_positional_encoding_sinusoidal_adds_table():
   pe_mod = PositionalEncoding(cfg)
   variables = pe_mod.init(helpers.key(0), jnp.asarray(x))
   assert not variables.get('params')     # the sinusoidal table is not a parameter
-  y = pe_mod.apply(variables, jnp.asarray(x))
+  y, positions = pe_mod.apply(variables, jnp.asarray(x))
+  np.testing.assert_array_equal(np.asarray(positions), np.arange(6)[None])
   ref = np.zeros((6, cfg.d_model))
   for pos in range(6):
     for j in range(cfg.d_model):
@@ -257,7 +293,7 @@ def test_positional_encoding_learned_adds_learned_table():
   p = helpers.init_params(pe_mod, jnp.asarray(x))
   chex.assert_shape(p['pos_embedding'], (cfg.max_len, cfg.d_model))
   table = np.random.default_rng(15).normal(size=(cfg.max_len, cfg.d_model)).astype(np.float32)
-  y = pe_mod.apply({'params': {'pos_embedding': jnp.asarray(table)}}, jnp.asarray(x))
+  y, _ = pe_mod.apply({'params': {'pos_embedding': jnp.asarray(table)}}, jnp.asarray(x))
   chex.assert_trees_all_close(y, x + table[None, :6], rtol=1e-6, atol=1e-6)
 
 
@@ -266,7 +302,7 @@ def test_positional_encoding_none_is_identity():
   x = jnp.asarray(np.random.default_rng(16).normal(size=(1, 4, cfg.d_model)), jnp.float32)
   variables = PositionalEncoding(cfg).init(helpers.key(0), x)
   assert not variables.get('params')
-  np.testing.assert_array_equal(np.asarray(PositionalEncoding(cfg).apply(variables, x)),
+  np.testing.assert_array_equal(np.asarray(PositionalEncoding(cfg).apply(variables, x)[0]),
                                 np.asarray(x))
 
 
@@ -285,9 +321,10 @@ def test_positional_encoding_decode_tracks_position():
   table = sinusoidal_encoding(cfg.max_len, cfg.d_model)
   step = lambda c, x: mod.apply({'cache': c}, x, mutable=['cache'])
   for t in range(3):
-    y, new = step(cache, jnp.zeros((1, 1, cfg.d_model)))
+    (y, positions), new = step(cache, jnp.zeros((1, 1, cfg.d_model)))
     cache = new['cache']
     np.testing.assert_allclose(np.asarray(y)[0, 0], table[t], rtol=1e-6, atol=1e-6)
+    assert np.asarray(positions).tolist() == [[t]]
     assert int(cache['position']) == t + 1
 
 

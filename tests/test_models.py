@@ -207,6 +207,21 @@ def test_decoder_lm_parameter_count_and_output_shape(variant):
   assert out.shape == (BATCH, 5, cfg.vocab_size) and out.dtype == jnp.float32
 
 
+def test_grouped_query_attention_and_gated_ffn_parameter_count():
+  cfg = CFG.replace(num_heads=4, num_kv_heads=2, gated_ffn=True, activation='silu',
+                    positional='rope')
+  variables = abstract_variables(DecoderLM, cfg, ((BATCH, 5), jnp.int32))
+  d, k, f, v = 16, 4, 24, cfg.vocab_size           # head_dim 16 / 4
+  attention = (d * 4 * k + 4 * k                  # queries: 4 heads
+               + 2 * (d * 2 * k + 2 * k)           # keys, values: 2 heads
+               + 4 * k * d + d)                    # output
+  ffn = 3 * d * f + 2 * f + d                      # W1, W_gate (with biases), W2
+  assert num_params(variables['params']) == v * d + 2 * (attention + ffn + 2 * 2 * d)
+  layer = nn.meta.unbox(variables['params'])['decoder']['layer_0']
+  assert layer['self_attention']['key']['kernel'].shape == (d, 2, k)
+  assert layer['mlp']['wi_gate']['kernel'].shape == (d, f)
+
+
 @pytest.mark.parametrize('pool,positional,representation_size', [
     ('cls', 'learned', None), ('gap', 'sinusoidal', None), ('cls', 'sinusoidal', 6),
     ('gap', 'learned', 6)])
@@ -237,10 +252,23 @@ def np_norm(p, x, cfg):
   return helpers.np_layernorm(x, p['scale'], p['bias'], cfg.norm_epsilon)
 
 
+def np_dense(p, x):
+  return x @ p['kernel'] + (p['bias'] if 'bias' in p else 0.0)
+
+
+def np_act(h, name):
+  if name == 'relu':
+    return np.maximum(h, 0.0)
+  if name == 'silu':
+    return h / (1.0 + np.exp(-h))                        # x * sigmoid(x)
+  return helpers.np_gelu_tanh(h)
+
+
 def np_ffn(p, x, cfg):
-  h = x @ p['wi']['kernel'] + p['wi']['bias']
-  h = np.maximum(h, 0.0) if cfg.activation == 'relu' else helpers.np_gelu_tanh(h)
-  return h @ p['wo']['kernel'] + p['wo']['bias']
+  h = np_dense(p['wi'], x)
+  if cfg.gated_ffn:                                      # Shazeer 2020: act(x W_gate) * x W1
+    return np_dense(p['wo'], np_act(np_dense(p['wi_gate'], x), cfg.activation) * h)
+  return np_dense(p['wo'], np_act(h, cfg.activation))
 
 
 def np_sublayer(p, x, f, cfg):
@@ -250,23 +278,34 @@ def np_sublayer(p, x, f, cfg):
   return np_norm(p['norm'], x + f(x), cfg)
 
 
+def np_rope_positions(x, cfg):
+  """Positions 0..len-1 of every row for rotary attention; None for the other kinds."""
+  if cfg.positional != 'rope':
+    return None
+  return np.broadcast_to(np.arange(x.shape[1]), x.shape[:2])
+
+
 def np_encoder(p, x, mask, cfg):
+  pos = np_rope_positions(x, cfg)
   for i in range(cfg.num_encoder_layers):
     lp = p[f'layer_{i}']
     attn, mlp = lp['self_attention'], lp['mlp']
     x = np_sublayer(lp['self_attention_residual'], x,
-                    lambda h, attn=attn: helpers.np_mha(attn, h, h, mask), cfg)
+                    lambda h, attn=attn: helpers.np_mha(attn, h, h, mask, pos, cfg.rope_base),
+                    cfg)
     x = np_sublayer(lp['mlp_residual'], x, lambda h, mlp=mlp: np_ffn(mlp, h, cfg), cfg)
   return np_norm(p['final_norm'], x, cfg) if cfg.norm_position == 'pre' else x
 
 
 def np_decoder(p, y, encoded, cross_mask, cfg):
   causal = np.tril(np.ones((y.shape[1], y.shape[1]), bool))[None, None]
+  pos = np_rope_positions(y, cfg)
   for i in range(cfg.num_decoder_layers):
     lp = p[f'layer_{i}']
     attn, mlp = lp['self_attention'], lp['mlp']
     y = np_sublayer(lp['self_attention_residual'], y,
-                    lambda h, attn=attn: helpers.np_mha(attn, h, h, causal), cfg)
+                    lambda h, attn=attn: helpers.np_mha(attn, h, h, causal, pos, cfg.rope_base),
+                    cfg)
     if encoded is not None:
       cross = lp['cross_attention']
       y = np_sublayer(lp['cross_attention_residual'], y,
@@ -284,8 +323,10 @@ def np_sinusoid(length, d):
 
 def np_token_input(table, pos_params, tokens, cfg):
   """Embedding * sqrt(d_model) + positional encoding (paper, sections 3.4 and 3.5)."""
-  x = table[np.asarray(tokens)] * math.sqrt(cfg.d_model)
+  x = table[np.asarray(tokens)] * (math.sqrt(cfg.d_model) if cfg.scale_embeddings else 1.0)
   length = x.shape[1]
+  if cfg.positional == 'rope':                 # positions enter the attention instead
+    return x
   if cfg.positional == 'learned':
     return x + pos_params['position']['pos_embedding'][:length]
   return x + np_sinusoid(length, cfg.d_model)
@@ -294,7 +335,7 @@ def np_token_input(table, pos_params, tokens, cfg):
 def np_logits(p, y, embedding, cfg):
   if cfg.logits_via_embedding:
     return y @ embedding.T
-  return y @ p['logits']['kernel'] + p['logits']['bias']
+  return np_dense(p['logits'], y)
 
 
 MODEL_VARIANTS = {
@@ -302,6 +343,11 @@ MODEL_VARIANTS = {
     'pre_rmsnorm_gelu_learned_untied': dict(
         norm_position='pre', norm='rmsnorm', activation='gelu', positional='learned',
         share_embeddings=False, logits_via_embedding=False),
+    # LLaMA-style: rotary positions, one key/value head for two query heads, SwiGLU, no biases.
+    'rope_gqa_swiglu': dict(
+        norm_position='pre', norm='rmsnorm', activation='silu', gated_ffn=True,
+        positional='rope', num_kv_heads=1, use_bias=False, scale_embeddings=False,
+        logits_via_embedding=False),
 }
 
 
@@ -480,6 +526,7 @@ def test_encoder_decoder_ignores_padded_source_content():
 DECODE_VARIANTS = {
     'post_ln': {},
     'pre_rmsnorm_learned': dict(norm_position='pre', norm='rmsnorm', positional='learned'),
+    'rope_gqa_swiglu': MODEL_VARIANTS['rope_gqa_swiglu'],
 }
 
 
@@ -492,8 +539,8 @@ def check_cache(cache, cfg, steps):
   for k, v in flat.items():
     if k.endswith(('cache_index', 'position')):
       assert int(v) == steps, k
-    if k.endswith('cached_key'):
-      assert v.shape == (BATCH, cfg.max_len, cfg.num_heads, cfg.qkv_dim)
+    if k.endswith('cached_key'):   # grouped-query attention caches num_kv_heads heads
+      assert v.shape == (BATCH, cfg.max_len, cfg.kv_heads, cfg.qkv_dim)
 
 
 @pytest.mark.parametrize('variant', list(DECODE_VARIANTS))
@@ -540,7 +587,7 @@ def _decode_one_at_a_time(step, params, cache, kv_source, src, tgt):
   return np.stack(steps, axis=1), cache
 
 
-@pytest.mark.parametrize('variant', ['post_ln', 'pre_rmsnorm_learned'])
+@pytest.mark.parametrize('variant', list(DECODE_VARIANTS))
 def test_encoder_decoder_cached_decoding_matches_full_forward(variant):
   cfg = CFG.replace(**DECODE_VARIANTS[variant])
   src, tgt, params, full, cache, encoded, step = _cached_encoder_decoder(cfg)
@@ -678,6 +725,21 @@ def test_every_parameter_has_logical_axis_names(model):
 # ---------------------------------------------------------------------------
 # Config.
 # ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('bad,message', [
+    (dict(num_heads=4, num_kv_heads=3), 'num_kv_heads=3 must be positive and divide num_heads=4'),
+    (dict(num_heads=4, num_kv_heads=0), 'num_kv_heads=0'),
+    (dict(num_heads=2, d_model=6, positional='rope'), 'head_dim=3 must be even'),
+])
+def test_config_rejects_bad_grouped_query_and_rotary_settings(bad, message):
+  with pytest.raises(ValueError, match=message):
+    TransformerConfig(**bad)
+
+
+def test_vit_refuses_rotary_positions():
+  with pytest.raises(ValueError, match="'rope' is for the sequence models"):
+    abstract_variables(ViT, VIT_CFG.replace(positional='rope'), ((1, 8, 8, 3), jnp.float32))
+
 
 def test_config_rejects_heads_that_do_not_divide_d_model():
   with pytest.raises(ValueError, match='num_heads'):

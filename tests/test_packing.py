@@ -21,6 +21,9 @@ VARIANTS = {
     'post_ln_sinusoidal_einsum': {},
     'pre_rmsnorm_learned_xla': dict(norm_position='pre', norm='rmsnorm', positional='learned',
                                     attention_impl='xla'),
+    'rope_gqa_swiglu_xla': dict(norm_position='pre', norm='rmsnorm', positional='rope',
+                                num_kv_heads=1, activation='silu', gated_ffn=True,
+                                attention_impl='xla'),
 }
 
 

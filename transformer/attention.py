@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from transformer.model_config import TransformerConfig
-from transformer.layers import Dense
+from transformer.layers import Dense, rotary
 
 Array = jax.Array
 
@@ -159,6 +159,15 @@ class MultiHeadAttention(nn.Module):
   with `kv=None` reads them, so a decoding step does not project the whole
   source again.
 
+  Positions enter self-attention in one place, after the projections: with
+  `cfg.positional='rope'` the queries and keys are rotated by `positions`
+  [batch or 1, length] (each token's position, from the model's input layer)
+  before keys are cached, so a cached key keeps its own position.
+
+  Grouped-query attention (`cfg.num_kv_heads` < num_heads; 1: multi-query):
+  keys and values have num_kv_heads heads, each shared by num_heads //
+  num_kv_heads consecutive query heads; the cache holds num_kv_heads heads.
+
   The attention weights of the einsum path are sown into `intermediates`
   (name `attention_weights`) for visualization.
   """
@@ -166,13 +175,18 @@ class MultiHeadAttention(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array | None, kv: Array | None = None, *, mask: Array | None = None,
-               causal: bool = False, cross: bool = False) -> Array | None:
+               causal: bool = False, cross: bool = False,
+               positions: Array | None = None) -> Array | None:
     cfg = self.cfg
-    heads, head_dim = cfg.num_heads, cfg.qkv_dim
-    proj = functools.partial(Dense, (heads, head_dim), ('embed',), ('heads', 'kv'),
-                             use_bias=cfg.use_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+    head_dim = cfg.qkv_dim
+
+    def proj(heads, name):
+      return Dense((heads, head_dim), ('embed',), ('heads', 'kv'), use_bias=cfg.use_bias,
+                   dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name)
+
+    kv_proj = functools.partial(proj, cfg.kv_heads)
     if cross and cfg.use_cache and cfg.cache_cross_kv:
-      key, value = self._cross_cache(kv, proj)
+      key, value = self._cross_cache(kv, kv_proj)
       if x is None:
         return None
     else:
@@ -180,10 +194,16 @@ class MultiHeadAttention(nn.Module):
         raise ValueError('attention needs queries x, and cross-attention its kv (the encoder '
                          'output) unless cfg.use_cache and cfg.cache_cross_kv keep it cached')
       kv_in = x if kv is None else kv
-      key = proj(name='key')(kv_in)
-      value = proj(name='value')(kv_in)
-    query = proj(name='query')(x)
+      key = kv_proj('key')(kv_in)
+      value = kv_proj('value')(kv_in)
+    query = proj(cfg.num_heads, 'query')(x)
     query = nn.with_logical_constraint(query, ('batch', 'length', 'heads', 'kv'))
+    if cfg.positional == 'rope' and not cross:
+      if positions is None:
+        raise ValueError("positional='rope' needs each token's positions: pass positions= "
+                         '(the models take them from their input layer)')
+      query = rotary(query, positions, cfg.rope_base)
+      key = rotary(key, positions, cfg.rope_base)
 
     if cfg.use_cache and causal and kv is None:
       key, value, cache_mask = self._update_cache(key, value)
@@ -198,6 +218,9 @@ class MultiHeadAttention(nn.Module):
     impl = cfg.attention_impl
     if impl == 'einsum' or dropout_active:
       # Attention dropout is only available on the reference path.
+      groups = cfg.num_heads // cfg.kv_heads
+      if groups > 1:   # query head h reads key/value head h // groups
+        key, value = jnp.repeat(key, groups, axis=2), jnp.repeat(value, groups, axis=2)
       full_mask = combine_masks(mask, causal_mask(query.shape[1]) if causal else None)
       dropout_rng = self.make_rng('dropout') if dropout_active else None
       out, weights = dot_product_attention(
@@ -205,7 +228,7 @@ class MultiHeadAttention(nn.Module):
           dropout_rate=cfg.attention_dropout_rate, dropout_rng=dropout_rng,
           deterministic=cfg.deterministic, dtype=cfg.dtype, return_weights=True)
       self.sow('intermediates', 'attention_weights', weights)
-    else:
+    else:   # jax.nn.dot_product_attention groups query heads over fewer key/value heads
       out = fused_attention(query, key, value, mask=mask, is_causal=causal,
                             implementation=None if impl == 'auto' else impl, dtype=cfg.dtype)
 
@@ -223,7 +246,7 @@ class MultiHeadAttention(nn.Module):
                          'encoder output to EncoderDecoder.decode)')
       return (self.get_variable('cache', 'cross_key'),
               self.get_variable('cache', 'cross_value'))
-    key, value = proj(name='key')(kv), proj(name='value')(kv)
+    key, value = proj('key')(kv), proj('value')(kv)
     for name, array in (('cross_key', key), ('cross_value', value)):
       var = self.variable('cache', name, jnp.zeros, array.shape, array.dtype)
       var.value = array

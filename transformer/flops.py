@@ -5,9 +5,11 @@ PaLM's appendix B): 2 FLOPs per multiply-add of every matmul, nothing for
 elementwise work (norms, softmax, activations, the optimizer). With
 h = heads, k = head_dim (TransformerConfig.qkv_dim), d = d_model, f = d_ff:
 
-  per token, per layer:   projections  2 * d * 3hk  (query, key, value)
+  per token, per layer:   projections  2 * d * hk  (query)
+                                        + 2 * d * 2gk  (key, value; g = num_kv_heads,
+                                          = h unless grouped-query attention)
                                         + 2 * hk * d  (output)
-                          feed-forward 2 * 2 * d * f
+                          feed-forward 2 * 2 * d * f  (gated: 2 * 3 * d * f)
   per sequence, per layer, attention itself (scores QK^T and the weighted sum
   of V):  2 * 2 * Lq * Lk * h * k, halved for causal self-attention (only
   the lower triangle is needed, as in the MaxText / PaLM convention)
@@ -67,7 +69,9 @@ def mfu(flops_per_second: float, devices: Sequence, dtype: str) -> float | None:
 def _layer_token_flops(cfg: TransformerConfig) -> int:
   """Projections + feed-forward FLOPs per token of one self-attention layer."""
   d, hk, f = cfg.d_model, cfg.num_heads * cfg.qkv_dim, cfg.d_ff
-  return 2 * d * 3 * hk + 2 * hk * d + 4 * d * f
+  kvk = cfg.kv_heads * cfg.qkv_dim                     # grouped-query keys/values
+  ffn = (6 if cfg.gated_ffn else 4) * d * f            # gated: W_gate as well as W1, W2
+  return 2 * d * (2 * hk + 2 * kvk) + ffn
 
 
 def _attention_flops(cfg: TransformerConfig, q_len: int, k_len: int, causal: bool) -> float:
@@ -85,8 +89,8 @@ def decoder_flops(cfg: TransformerConfig, batch: int, length: int, source_len: i
   """Forward FLOPs of the decoder stack (causal self-attention, cross-attention if source_len)."""
   per_seq = length * _layer_token_flops(cfg) + _attention_flops(cfg, length, length, True)
   if source_len:
-    d, hk = cfg.d_model, cfg.num_heads * cfg.qkv_dim
-    per_seq += (length * 2 * (2 * d * hk) + source_len * 2 * (2 * d * hk)
+    d, hk, kvk = cfg.d_model, cfg.num_heads * cfg.qkv_dim, cfg.kv_heads * cfg.qkv_dim
+    per_seq += (length * 2 * (2 * d * hk) + source_len * 2 * (2 * d * kvk)
                 + _attention_flops(cfg, length, source_len, False))
   return batch * cfg.num_decoder_layers * per_seq
 

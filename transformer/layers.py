@@ -7,6 +7,7 @@ here names a mesh axis.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -117,19 +118,28 @@ def make_norm(cfg: TransformerConfig, name: str | None = None) -> nn.Module:
   return LayerNorm(cfg.norm_epsilon, cfg.dtype, cfg.param_dtype, name=name)
 
 
-ACTIVATION_FNS = {'relu': nn.relu, 'gelu': nn.gelu}
+ACTIVATION_FNS = {'relu': nn.relu, 'gelu': nn.gelu, 'silu': nn.silu}
 
 
 class FeedForward(nn.Module):
-  """FFN(x) = act(x W1 + b1) W2 + b2, applied at every position."""
+  """FFN(x) = act(x W1 + b1) W2 + b2, applied at every position.
+
+  `cfg.gated_ffn`: FFN(x) = (act(x W_gate + b_gate) * (x W1 + b1)) W2 + b2, the gated
+  linear units of Shazeer 2020 (act 'silu': SwiGLU, as in LLaMA; 'gelu': GEGLU, as in
+  T5 v1.1). W1 is `wi`, W_gate `wi_gate`, W2 `wo`.
+  """
   cfg: TransformerConfig
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     cfg = self.cfg
-    h = Dense(cfg.d_ff, ('embed',), ('mlp',), use_bias=cfg.use_bias, dtype=cfg.dtype,
-              param_dtype=cfg.param_dtype, name='wi')(x)
-    h = ACTIVATION_FNS[cfg.activation](h)
+    dense = functools.partial(Dense, cfg.d_ff, ('embed',), ('mlp',), use_bias=cfg.use_bias,
+                              dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+    h = dense(name='wi')(x)
+    if cfg.gated_ffn:
+      h = ACTIVATION_FNS[cfg.activation](dense(name='wi_gate')(x)) * h
+    else:
+      h = ACTIVATION_FNS[cfg.activation](h)
     h = nn.with_logical_constraint(h, ('batch', 'length', 'mlp'))
     return Dense(cfg.d_model, ('mlp',), ('embed',), use_bias=cfg.use_bias, dtype=cfg.dtype,
                  param_dtype=cfg.param_dtype, name='wo')(h)
@@ -194,9 +204,30 @@ def sincos_2d(height: int, width: int, d_model: int, temperature: float = 1e4) -
   return pe.astype(np.float32)
 
 
+def rotary(x: Array, positions: Array, base: float = 1e4) -> Array:
+  """Rotary position embedding (RoFormer, Su et al. 2021) of x [batch, length, heads, dim].
+
+  Feature i of the first half and feature i of the second half form a pair
+  (the GPT-NeoX / LLaMA layout), rotated by the angle positions * base^(-2i/dim);
+  `positions` [batch or 1, length]. The dot product of a rotated query and key
+  then depends on their positions only through the difference. Angles and the
+  rotation are computed in float32.
+  """
+  dim = x.shape[-1]
+  inv_freq = base ** (-jnp.arange(0, dim, 2, dtype=jnp.float32) / dim)      # [dim/2]
+  angle = positions.astype(jnp.float32)[..., None, None] * inv_freq         # [b, l, 1, dim/2]
+  cos, sin = jnp.cos(angle), jnp.sin(angle)
+  x32 = x.astype(jnp.float32)
+  x1, x2 = x32[..., :dim // 2], x32[..., dim // 2:]
+  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
 class PositionalEncoding(nn.Module):
   """Adds sinusoidal or learned position embeddings to [batch, length, d] inputs.
 
+  Returns (x, positions): positions [batch or 1, length] are each token's
+  position, which rotary attention (`positional='rope'`: nothing is added
+  here) applies to queries and keys.
   With `use_cache` the position is the number of tokens already decoded, kept in
   the `cache` collection, so a single-token step gets the right encoding.
   `left_pad` [batch] (left-padded rows of ragged prompts): row b's position p
@@ -209,21 +240,9 @@ class PositionalEncoding(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, left_pad: Array | None = None,
-               positions: Array | None = None) -> Array:
+               positions: Array | None = None) -> tuple[Array, Array]:
     cfg = self.cfg
     length, d = x.shape[-2], x.shape[-1]
-    if cfg.positional == 'none':
-      return x
-    if cfg.positional == 'learned':
-      table = self.param('pos_embedding',
-                         nn.with_logical_partitioning(nn.initializers.normal(stddev=0.02),
-                                                      ('length', 'embed')),
-                         (cfg.max_len, d), cfg.param_dtype)
-    else:
-      table = jnp.asarray(sinusoidal_encoding(cfg.max_len, d))
-    if length > cfg.max_len:
-      raise ValueError(f'Sequence length {length} exceeds model max_len={cfg.max_len}; '
-                       'raise model.max_len in the config.')
     start = 0
     if self.use_cache:
       is_initialized = self.has_variable('cache', 'position')
@@ -231,14 +250,23 @@ class PositionalEncoding(nn.Module):
       if is_initialized:
         start = position.value
         position.value = position.value + length
-    if positions is None and left_pad is not None:   # per-row positions [batch, length]
-      positions = jnp.maximum(start + jnp.arange(length)[None] - left_pad[:, None], 0)
-    if positions is not None:
-      return x + jnp.take(table, positions, axis=0).astype(x.dtype)
-    if self.use_cache and is_initialized:
-      pe = jax.lax.dynamic_slice_in_dim(table, start, length, axis=0)
-      return x + pe.astype(x.dtype)[None]
-    return x + table[:length].astype(x.dtype)[None]
+    if positions is None:
+      positions = start + jnp.arange(length, dtype=jnp.int32)[None]
+      if left_pad is not None:   # per-row positions [batch, length]
+        positions = jnp.maximum(positions - left_pad[:, None], 0)
+    if cfg.positional in ('none', 'rope'):
+      return x, positions
+    if length > cfg.max_len:
+      raise ValueError(f'Sequence length {length} exceeds model max_len={cfg.max_len}; '
+                       'raise model.max_len in the config.')
+    if cfg.positional == 'learned':
+      table = self.param('pos_embedding',
+                         nn.with_logical_partitioning(nn.initializers.normal(stddev=0.02),
+                                                      ('length', 'embed')),
+                         (cfg.max_len, d), cfg.param_dtype)
+    else:
+      table = jnp.asarray(sinusoidal_encoding(cfg.max_len, d))
+    return x + jnp.take(table, positions, axis=0).astype(x.dtype), positions
 
 
 def resize_posemb(posemb: Array, new_grid: tuple[int, int], num_prefix_tokens: int = 0) -> Array:

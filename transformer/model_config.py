@@ -15,8 +15,8 @@ import jax.numpy as jnp
 
 NORMS = ('layernorm', 'rmsnorm')
 NORM_POSITIONS = ('post', 'pre')
-ACTIVATIONS = ('relu', 'gelu')
-POSITIONALS = ('sinusoidal', 'learned', 'none')
+ACTIVATIONS = ('relu', 'gelu', 'silu')
+POSITIONALS = ('sinusoidal', 'learned', 'rope', 'none')
 ATTENTION_IMPLS = ('einsum', 'xla', 'cudnn', 'auto')
 POOLS = ('cls', 'gap')
 STEMS = ('patch', 'conv')
@@ -45,6 +45,8 @@ class TransformerConfig:
   # Widths and depths.
   d_model: int = 512
   num_heads: int = 8
+  num_kv_heads: int | None = None    # key/value heads (grouped-query attention); None: num_heads,
+                                     # 1: multi-query attention
   head_dim: int | None = None        # None: d_model // num_heads
   d_ff: int = 2048
   num_encoder_layers: int = 6
@@ -55,12 +57,16 @@ class TransformerConfig:
   attention_dropout_rate: float = 0.0  # dropout on attention weights
 
   # Architecture switches.
-  positional: str = 'sinusoidal'     # one of POSITIONALS
+  positional: str = 'sinusoidal'     # one of POSITIONALS; 'rope': rotary (Su et al. 2021),
+                                     # queries and keys of self-attention rotated by position
+  rope_base: float = 10000.0         # 'rope': wavelengths base^(2i/head_dim), i < head_dim/2
   max_len: int = 512                 # longest sequence (learned PE, key/value cache)
   norm: str = 'layernorm'            # one of NORMS
   norm_position: str = 'post'        # 'post' (paper) or 'pre'
   norm_epsilon: float = 1e-6
   activation: str = 'relu'           # one of ACTIVATIONS
+  gated_ffn: bool = False            # FFN(x) = (act(x W_gate) * x W_i) W_o: 'silu' is SwiGLU,
+                                     # 'gelu' GEGLU (Shazeer 2020)
   use_bias: bool = True              # biases in Dense layers
   attention_impl: str = 'einsum'     # one of ATTENTION_IMPLS
   remat: bool = False                # rematerialize each layer in the backward pass
@@ -93,6 +99,10 @@ class TransformerConfig:
     return self.head_dim if self.head_dim is not None else self.d_model // self.num_heads
 
   @property
+  def kv_heads(self) -> int:
+    return self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
+
+  @property
   def output_vocab_size(self) -> int:
     return self.target_vocab_size if self.target_vocab_size is not None else self.vocab_size
 
@@ -119,6 +129,12 @@ def validate(cfg: TransformerConfig) -> list[str]:
   if cfg.head_dim is None and cfg.num_heads > 0 and cfg.d_model % cfg.num_heads:
     p.append(f'num_heads={cfg.num_heads} must divide d_model={cfg.d_model} '
              '(or set head_dim explicitly)')
+  kv = cfg.num_kv_heads
+  if kv is not None and (kv <= 0 or cfg.num_heads % kv):
+    p.append(f'num_kv_heads={kv} must be positive and divide '
+             f'num_heads={cfg.num_heads} (each key/value head serves a group of query heads)')
+  if cfg.positional == 'rope' and cfg.num_heads > 0 and cfg.qkv_dim % 2:
+    p.append(f"positional='rope' rotates pairs of features: head_dim={cfg.qkv_dim} must be even")
   for name in ('dropout_rate', 'attention_dropout_rate'):
     if not 0.0 <= getattr(cfg, name) < 1.0:
       p.append(f'{name}={getattr(cfg, name)} must be in [0, 1)')

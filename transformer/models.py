@@ -43,10 +43,11 @@ class EncoderLayer(nn.Module):
   cfg: TransformerConfig
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array | None) -> Array:
+  def __call__(self, x: Array, mask: Array | None, positions: Array | None = None) -> Array:
     cfg = self.cfg
     attention = MultiHeadAttention(cfg, name='self_attention')
-    x = Residual(cfg, name='self_attention_residual')(x, lambda h: attention(h, mask=mask))
+    x = Residual(cfg, name='self_attention_residual')(
+        x, lambda h: attention(h, mask=mask, positions=positions))
     x = Residual(cfg, name='mlp_residual')(x, FeedForward(cfg, name='mlp'))
     return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
 
@@ -63,7 +64,8 @@ class DecoderLayer(nn.Module):
 
   @nn.compact
   def __call__(self, y: Array | None, encoded: Array | None = None, *,
-               self_mask: Array | None = None, cross_mask: Array | None = None) -> Array | None:
+               self_mask: Array | None = None, cross_mask: Array | None = None,
+               positions: Array | None = None) -> Array | None:
     cfg = self.cfg
     if self.cross:
       cross_attention = MultiHeadAttention(cfg, name='cross_attention')
@@ -71,7 +73,7 @@ class DecoderLayer(nn.Module):
         return cross_attention(None, encoded, cross=True)
     self_attention = MultiHeadAttention(cfg, name='self_attention')
     y = Residual(cfg, name='self_attention_residual')(
-        y, lambda h: self_attention(h, mask=self_mask, causal=True))
+        y, lambda h: self_attention(h, mask=self_mask, causal=True, positions=positions))
     if self.cross:
       y = Residual(cfg, name='cross_attention_residual')(
           y, lambda h: cross_attention(h, encoded, mask=cross_mask, cross=True))
@@ -88,11 +90,11 @@ class Encoder(nn.Module):
   cfg: TransformerConfig
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array | None) -> Array:
+  def __call__(self, x: Array, mask: Array | None, positions: Array | None = None) -> Array:
     cfg = self.cfg
     layer = _layer(EncoderLayer, cfg)
     for i in range(cfg.num_encoder_layers):
-      x = layer(cfg, name=f'layer_{i}')(x, mask)
+      x = layer(cfg, name=f'layer_{i}')(x, mask, positions)
     if cfg.norm_position == 'pre':
       x = make_norm(cfg, name='final_norm')(x)
     return x
@@ -108,12 +110,13 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, y: Array | None, encoded: Array | None = None, *,
-               self_mask: Array | None = None, cross_mask: Array | None = None) -> Array | None:
+               self_mask: Array | None = None, cross_mask: Array | None = None,
+               positions: Array | None = None) -> Array | None:
     cfg = self.cfg
     layer = _layer(DecoderLayer, cfg)
     for i in range(cfg.num_decoder_layers):
       out = layer(cfg, cross=self.cross, name=f'layer_{i}')(
-          y, encoded, self_mask=self_mask, cross_mask=cross_mask)
+          y, encoded, self_mask=self_mask, cross_mask=cross_mask, positions=positions)
       y = out if y is not None else None
     if y is None:
       return None
@@ -123,21 +126,25 @@ class Decoder(nn.Module):
 
 
 class TokenInput(nn.Module):
-  """Token embedding (optionally x sqrt(d_model)) + positional encoding + dropout."""
+  """Token embedding (optionally x sqrt(d_model)) + positional encoding + dropout.
+
+  Returns (x, positions): each token's position, for rotary attention.
+  """
   cfg: TransformerConfig
   embed: nn.Module
   use_cache: bool = False  # decoder-side input in cached decoding
 
   @nn.compact
   def __call__(self, tokens: Array, left_pad: Array | None = None,
-               positions: Array | None = None) -> Array:
+               positions: Array | None = None) -> tuple[Array, Array]:
     cfg = self.cfg
     x = self.embed(tokens)
     if cfg.scale_embeddings:
       x = x * jnp.sqrt(jnp.float32(cfg.d_model)).astype(x.dtype)
-    x = PositionalEncoding(cfg, use_cache=self.use_cache, name='position')(x, left_pad, positions)
+    x, positions = PositionalEncoding(cfg, use_cache=self.use_cache, name='position')(
+        x, left_pad, positions)
     x = nn.Dropout(cfg.dropout_rate, deterministic=cfg.deterministic)(x)
-    return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+    return nn.with_logical_constraint(x, ('batch', 'length', 'embed')), positions
 
 
 def _embed(cfg: TransformerConfig, vocab: int, name: str) -> Embed:
@@ -190,7 +197,8 @@ class EncoderDecoder(nn.Module):
     mask = padding_mask(src, self.cfg.pad_id)
     if src_segments is not None:
       mask = combine_masks(mask, segment_mask(src_segments, src_segments))
-    return self.encoder(self.source_input(src, positions=src_positions), mask)
+    x, positions = self.source_input(src, positions=src_positions)
+    return self.encoder(x, mask, positions)
 
   def decode(self, encoded: Array | None, src: Array, tgt_in: Array | None,
              src_segments: Array | None = None, tgt_segments: Array | None = None,
@@ -205,8 +213,8 @@ class EncoderDecoder(nn.Module):
       self_mask = segment_mask(tgt_segments, tgt_segments)
     if tgt_in is None:   # cached decoding: fill the cross-attention caches only
       return self.decoder(None, encoded, cross_mask=cross_mask)
-    y = self.decoder(self.target_input(tgt_in, positions=tgt_positions), encoded,
-                     self_mask=self_mask, cross_mask=cross_mask)
+    y, positions = self.target_input(tgt_in, positions=tgt_positions)
+    y = self.decoder(y, encoded, self_mask=self_mask, cross_mask=cross_mask, positions=positions)
     return _output_logits(self.target_embed, self.logits_dense, y)
 
   def __call__(self, src: Array, tgt_in: Array, *, src_segments: Array | None = None,
@@ -240,15 +248,15 @@ class DecoderLM(nn.Module):
     padding) so no token attends across them, `positions` restart per sequence."""
     cfg = self.cfg
     embed = _embed(cfg, cfg.vocab_size, 'embed')
-    x = TokenInput(cfg, embed, use_cache=cfg.use_cache, name='input')(tokens, left_pad,
-                                                                      positions)
+    x, positions = TokenInput(cfg, embed, use_cache=cfg.use_cache, name='input')(
+        tokens, left_pad, positions)
     mask = None
     if left_pad is not None:   # keys (cache slots when decoding) before the row's start
       k_len = cfg.max_len if cfg.use_cache else tokens.shape[1]
       mask = (jnp.arange(k_len)[None, :] >= left_pad[:, None])[:, None, None, :]
     if segments is not None:
       mask = combine_masks(mask, segment_mask(segments, segments))
-    y = Decoder(cfg, name='decoder')(x, self_mask=mask)
+    y = Decoder(cfg, name='decoder')(x, self_mask=mask, positions=positions)
     return _output_logits(embed, _logits_dense(cfg), y)
 
 
@@ -311,6 +319,9 @@ class ViT(nn.Module):
     if h % p or w % p:
       raise ValueError(f'Image size {h}x{w} is not divisible by patch_size={p}')
     gh, gw = h // p, w // p
+    if cfg.positional == 'rope':
+      raise ValueError("ViT takes positional='learned', 'sinusoidal' (2-D sin-cos) or 'none'; "
+                       "'rope' is for the sequence models")
     if cfg.stem == 'conv':
       x = ConvStem(cfg, name='conv_stem')(images).reshape(b, gh * gw, cfg.d_model)
     else:
