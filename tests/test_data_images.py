@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from transformer.data import DataError, images
+from transformer.data import DataError, idx, image_ops, images, randaugment
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]  # README
 
@@ -61,27 +61,27 @@ def test_read_idx_roundtrip_and_clear_errors(tmp_path):
   arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
   good = tmp_path / 'good-idx3-ubyte.gz'
   _write_idx(good, arr)
-  np.testing.assert_array_equal(images.read_idx(str(good), ndim=3), arr)
+  np.testing.assert_array_equal(idx.read_idx(str(good), ndim=3), arr)
   with pytest.raises(DataError, match='expected 0x00000801'):
-    images.read_idx(str(good), ndim=1)
+    idx.read_idx(str(good), ndim=1)
 
   missing = tmp_path / 'nowhere.gz'
   with pytest.raises(DataError, match=str(missing)):
-    images.read_idx(str(missing))
+    idx.read_idx(str(missing))
   not_gzip = tmp_path / 'corrupt.gz'
   not_gzip.write_bytes(b'this is not gzip data at all')
   with pytest.raises(DataError, match=str(not_gzip)):
-    images.read_idx(str(not_gzip))
+    idx.read_idx(str(not_gzip))
   bad_magic = tmp_path / 'bad-magic.gz'
   with gzip.open(bad_magic, 'wb') as f:
     f.write(b'\x12\x34\x08\x03' + b'\0' * 16)
   with pytest.raises(DataError, match='magic number 0x12340803'):
-    images.read_idx(str(bad_magic))
+    idx.read_idx(str(bad_magic))
   truncated = tmp_path / 'truncated.gz'
   with gzip.open(truncated, 'wb') as f:
     f.write(gzip.decompress(good.read_bytes())[:-5])
   with pytest.raises(DataError, match='truncated'):
-    images.read_idx(str(truncated))
+    idx.read_idx(str(truncated))
 
 
 def test_missing_files_name_the_path(tmp_path):
@@ -232,47 +232,47 @@ def test_prefetching_source_gives_the_same_batches():
 
 # -- image ops ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('name', list(images.RANDAUGMENT_OPS))
+@pytest.mark.parametrize('name', list(randaugment.RANDAUGMENT_OPS))
 @pytest.mark.parametrize('channels', [1, 3])
 def test_randaugment_ops_keep_shape_and_dtype(name, channels):
   img = np.random.default_rng(0).integers(0, 256, (20, 24, channels), dtype=np.uint8)
-  out = images.apply_randaugment_op(img, name, 10, np.random.default_rng(1))
+  out = randaugment.apply_randaugment_op(img, name, 10, np.random.default_rng(1))
   assert out.shape == img.shape and out.dtype == np.uint8
 
 
 def test_randaugment_ops_at_neutral_settings_are_the_identity():
   img = np.random.default_rng(0).integers(0, 256, (9, 11, 3), dtype=np.uint8)
-  for op, arg in [(images.rotate, 0.0), (images.shear_x, 0.0), (images.shear_y, 0.0),
-                  (images.translate_x, 0), (images.brightness, 1.0), (images.color, 1.0),
-                  (images.contrast, 1.0), (images.sharpness, 1.0), (images.solarize, 256),
-                  (images.posterize, 8)]:
+  ra = randaugment
+  for op, arg in [(ra.rotate, 0.0), (ra.shear_x, 0.0), (ra.shear_y, 0.0), (ra.translate_x, 0),
+                  (ra.brightness, 1.0), (ra.color, 1.0), (ra.contrast, 1.0), (ra.sharpness, 1.0),
+                  (ra.solarize, 256), (ra.posterize, 8)]:
     np.testing.assert_array_equal(op(img, arg), img, err_msg=op.__name__)
-  np.testing.assert_array_equal(images.invert(images.invert(img)), img)
-  np.testing.assert_array_equal(images.rotate(img[:9, :9], 90), np.rot90(img[:9, :9], -1))
-  np.testing.assert_array_equal(images.translate_x(img, 2)[:, 2:], img[:, :-2])
+  np.testing.assert_array_equal(randaugment.invert(randaugment.invert(img)), img)
+  np.testing.assert_array_equal(randaugment.rotate(img[:9, :9], 90), np.rot90(img[:9, :9], -1))
+  np.testing.assert_array_equal(randaugment.translate_x(img, 2)[:, 2:], img[:, :-2])
   big = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
   low_contrast = (100 + big // 12).astype(np.uint8)           # values 100..121
-  eq = images.equalize(low_contrast)
+  eq = randaugment.equalize(low_contrast)
   assert eq.min() < 20 and eq.max() > 230                     # spread over the range
-  ac = images.autocontrast(low_contrast)
+  ac = randaugment.autocontrast(low_contrast)
   assert ac.min() == 0 and ac.max() == 255
 
 
 def test_resize_bilinear_matches_jax_and_keeps_constants():
   img = np.random.default_rng(0).random((5, 7, 3)).astype(np.float32)
-  ours = images.resize_bilinear(img, 10, 21)
+  ours = image_ops.resize_bilinear(img, 10, 21)
   ref = jax.image.resize(img, (10, 21, 3), method='bilinear')
   np.testing.assert_allclose(ours, np.asarray(ref), atol=1e-5)
   const = np.full((37, 50, 3), 77, np.uint8)
-  assert (images.resize_bilinear(const, 224, 224) == 77).all()
-  assert images.resize_small(const, 20).shape == (20, 27, 3)
-  assert images.central_crop(images.resize_small(const, 20), 20).shape == (20, 20, 3)
+  assert (image_ops.resize_bilinear(const, 224, 224) == 77).all()
+  assert image_ops.resize_small(const, 20).shape == (20, 27, 3)
+  assert image_ops.central_crop(image_ops.resize_small(const, 20), 20).shape == (20, 20, 3)
 
 
 def test_inception_crop_box_is_inside_the_image_and_in_the_area_range():
   rng = np.random.default_rng(0)
   for _ in range(200):
-    top, left, h, w = images.inception_crop_box(30, 50, rng, 0.1, 0.6)
+    top, left, h, w = image_ops.inception_crop_box(30, 50, rng, 0.1, 0.6)
     assert 0 <= top and top + h <= 30 and 0 <= left and left + w <= 50
     assert h * w == 30 * 50 or 0.08 * 1500 <= h * w <= 0.65 * 1500
 

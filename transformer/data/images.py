@@ -51,16 +51,8 @@ uint8 images in this order:
    the shorter side is S / `eval_crop_fraction` and center-cropped to S, which is
    also the evaluation preprocessing (big_vision's resize_small(256)|central_crop(224)).
 2. flip: a horizontal flip with probability 1/2 (not for digits).
-3. RandAugment(`randaugment_layers`, `randaugment_magnitude`), in NumPy, following
-   the TPU EfficientNet/big_vision `distort_image_with_randaugment`: each of N
-   layers picks one op uniformly and applies it with a probability drawn from
-   U(0.2, 0.8). All 16 ops of that list are implemented: AutoContrast, Equalize,
-   Invert, Rotate, Posterize, Solarize, SolarizeAdd, Color, Contrast, Brightness,
-   Sharpness, ShearX, ShearY, TranslateX, TranslateY, Cutout, with the same
-   magnitude-to-argument rules (rotation up to 30 degrees, shear up to 0.3,
-   translation up to 100/224 and cutout half-size up to 40/224 of the image
-   size, i.e. big_vision's pixels at 224, enhancement factors 0.1..1.9; fill value
-   128). Geometric ops use nearest-neighbour sampling.
+3. RandAugment(`randaugment_layers`, `randaugment_magnitude`): the 16 ops of the
+   TPU EfficientNet / big_vision list, in NumPy (`transformer.data.randaugment`).
 4. normalization to float32, then mixup over the batch (big_vision's: one
    lam ~ Beta(a, a) per batch, lam = max(lam, 1 - lam), global row r mixed with
    global row r - 1, wrapping around).
@@ -70,16 +62,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import gzip
-import math
 import os
-import struct
-import zlib
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from transformer.data import tfds_reader
+from transformer.data.idx import read_idx
+from transformer.data.image_ops import (central_crop, inception_crop_box, pad_random_crop,
+                                        resize_bilinear, resize_small)
+from transformer.data.randaugment import randaugment
 from transformer.data.order import EpochOrder
 from transformer.data import Batch, DataError, host_slice, resolve_data_dir
 
@@ -179,52 +171,6 @@ def augment_config(**overrides):
   return ml_collections.ConfigDict(dataclasses.asdict(Augment(**overrides)))
 
 
-# ----------------------------------------------------------------------------- IDX files
-
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'),
-               0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
-
-
-def read_idx(path: str, ndim: int | None = None) -> np.ndarray:
-  """The array in an IDX file (optionally gzipped), checking its magic number and size.
-
-  IDX (LeCun's MNIST format): two zero bytes, a dtype code (0x08 = uint8), the
-  number of dimensions, then each dimension as a big-endian uint32, then the data.
-  `ndim` (3 for images, 1 for labels) is checked when given. Any problem is a
-  DataError naming the file.
-  """
-  if not os.path.exists(path):
-    raise DataError(f'IDX file {path} does not exist')
-  try:
-    opener = gzip.open if path.endswith('.gz') else open
-    with opener(path, 'rb') as f:
-      data = f.read()
-  except (OSError, EOFError, zlib.error) as e:
-    raise DataError(f'{path} cannot be read as {"gzip" if path.endswith(".gz") else "IDX"}: '
-                    f'{type(e).__name__}: {e}. The file is corrupt or truncated; '
-                    'download it again.') from e
-  if len(data) < 4:
-    raise DataError(f'{path} is too short to be an IDX file ({len(data)} bytes)')
-  magic = struct.unpack('>I', data[:4])[0]
-  code, dims = data[2], data[3]
-  if data[:2] != b'\0\0' or code not in _IDX_DTYPES or dims == 0:
-    raise DataError(f'{path} has IDX magic number 0x{magic:08x}, which is not valid '
-                    '(expected 0x00000801 for labels or 0x00000803 for images)')
-  if ndim is not None and dims != ndim:
-    raise DataError(f'{path} has IDX magic number 0x{magic:08x} ({dims} dimensions); '
-                    f'expected 0x{0x800 + ndim:08x} ({ndim} dimensions)')
-  header = 4 + 4 * dims
-  if len(data) < header:
-    raise DataError(f'{path} is truncated inside its IDX header')
-  shape = struct.unpack(f'>{dims}I', data[4:header])
-  dtype = np.dtype(_IDX_DTYPES[code])
-  expected = math.prod(shape) * dtype.itemsize
-  if len(data) - header != expected:
-    raise DataError(f'{path}: the IDX header says shape {shape} ({expected} bytes of data) '
-                    f'but the file holds {len(data) - header} bytes; it is corrupt or truncated')
-  return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder('='))
-
-
 def load_idx_split(data_dir: str, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   """(images uint8 [N, 28, 28, 1], labels int32 [N]) of an MNIST-style dataset's split."""
   folder = os.path.join(data_dir, INFO[dataset].raw_dir)
@@ -242,278 +188,6 @@ def load_idx_split(data_dir: str, dataset: str, split: str) -> tuple[np.ndarray,
     raise DataError(f'{paths[1]} has label {labels.max()}; {dataset} has '
                     f'{INFO[dataset].num_classes} classes')
   return images.astype(np.uint8)[..., None], labels.astype(np.int32)
-
-
-# ----------------------------------------------------------------------------- image ops
-
-def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
-  """Bilinear resize of an HWC image with half-pixel centers (tf.image.resize, no antialiasing).
-
-  Returns uint8 for uint8 input (rounded), float32 otherwise.
-  """
-  h, w = image.shape[:2]
-  if (h, w) == (height, width):
-    return image
-
-  def axis(n_in, n_out):
-    pos = (np.arange(n_out, dtype=np.float32) + 0.5) * (n_in / n_out) - 0.5
-    pos = np.clip(pos, 0, n_in - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, n_in - 1)
-    return lo, hi, (pos - lo).astype(np.float32)
-
-  y0, y1, wy = axis(h, height)
-  x0, x1, wx = axis(w, width)
-  img = image.astype(np.float32)
-  rows = img[y0] * (1 - wy)[:, None, None] + img[y1] * wy[:, None, None]
-  out = rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
-  if image.dtype == np.uint8:
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-  return out
-
-
-def resize_small(image: np.ndarray, size: int) -> np.ndarray:
-  """Resizes so that the shorter side is `size`, keeping the aspect ratio."""
-  h, w = image.shape[:2]
-  ratio = size / min(h, w)
-  return resize_bilinear(image, max(1, round(h * ratio)), max(1, round(w * ratio)))
-
-
-def central_crop(image: np.ndarray, size: int) -> np.ndarray:
-  h, w = image.shape[:2]
-  top, left = (h - size) // 2, (w - size) // 2
-  return image[top:top + size, left:left + size]
-
-
-def pad_random_crop(image: np.ndarray, padding: int, rng: np.random.Generator) -> np.ndarray:
-  """Zero-pads each side by `padding` pixels and crops back to the original size at random."""
-  h, w = image.shape[:2]
-  if padding == 0:
-    return image
-  padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)))
-  top, left = rng.integers(0, 2 * padding + 1, size=2)
-  return padded[top:top + h, left:left + w]
-
-
-def inception_crop_box(height: int, width: int, rng: np.random.Generator,
-                       min_area: float = 0.05, max_area: float = 1.0,
-                       ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                       attempts: int = 10) -> tuple[int, int, int, int]:
-  """(top, left, h, w) of a random box covering min_area..max_area of the image.
-
-  Aspect ratio log-uniform in `ratio`; up to `attempts` tries, else the whole image.
-  """
-  area = height * width
-  log_ratio = np.log(ratio)
-  for _ in range(attempts):
-    target = area * rng.uniform(min_area, max_area)
-    aspect = math.exp(rng.uniform(*log_ratio))
-    w = round(math.sqrt(target * aspect))
-    h = round(math.sqrt(target / aspect))
-    if 0 < w <= width and 0 < h <= height:
-      top = int(rng.integers(0, height - h + 1))
-      left = int(rng.integers(0, width - w + 1))
-      return top, left, h, w
-  return 0, 0, height, width
-
-
-# -- RandAugment (NumPy port of the TPU EfficientNet / big_vision autoaugment ops) ---------
-
-_FILL = 128
-_MAX_LEVEL = 10.0
-_TRANSLATE_FRACTION = 100 / 224   # big_vision translate_const=100 pixels at 224
-_CUTOUT_FRACTION = 40 / 224       # big_vision cutout_const=40 pixels at 224
-
-
-def _blend(degenerate: np.ndarray, image: np.ndarray, factor: float) -> np.ndarray:
-  """degenerate + factor * (image - degenerate), rounded and clipped to uint8."""
-  if factor == 1.0:
-    return image
-  degenerate = degenerate.astype(np.float32)
-  out = degenerate + np.float32(factor) * (image.astype(np.float32) - degenerate)
-  return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def _grayscale(image: np.ndarray) -> np.ndarray:
-  """[H, W, 1] float32 luminance (tf.image.rgb_to_grayscale weights); C=1 images as they are."""
-  if image.shape[-1] == 1:
-    return image.astype(np.float32)
-  weights = np.array([0.2989, 0.587, 0.114], np.float32)
-  return (image[..., :3].astype(np.float32) @ weights)[..., None]
-
-
-def _affine(image: np.ndarray, matrix: Sequence[float]) -> np.ndarray:
-  """Output pixel (x, y) takes input pixel (a0 x + a1 y + a2, b0 x + b1 y + b2); else fill."""
-  a0, a1, a2, b0, b1, b2 = matrix
-  h, w = image.shape[:2]
-  y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-  src_x = np.rint(a0 * x + a1 * y + a2).astype(np.int64)
-  src_y = np.rint(b0 * x + b1 * y + b2).astype(np.int64)
-  valid = (src_x >= 0) & (src_x < w) & (src_y >= 0) & (src_y < h)
-  out = np.full_like(image, _FILL)
-  out[valid] = image[src_y[valid], src_x[valid]]
-  return out
-
-
-def autocontrast(image, _=None):
-  out = np.empty_like(image)
-  for c in range(image.shape[-1]):
-    ch = image[..., c]
-    lo, hi = int(ch.min()), int(ch.max())
-    if hi > lo:
-      out[..., c] = np.clip((ch.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255)
-    else:
-      out[..., c] = ch
-  return out
-
-
-def equalize(image, _=None):
-  """Per-channel histogram equalization as PIL.ImageOps.equalize."""
-  out = np.empty_like(image)
-  for c in range(image.shape[-1]):
-    ch = image[..., c]
-    hist = np.bincount(ch.ravel(), minlength=256)
-    nonzero = hist[hist > 0]
-    step = (nonzero.sum() - nonzero[-1]) // 255
-    if step == 0:
-      out[..., c] = ch
-      continue
-    lut = (np.cumsum(hist) + step // 2) // step
-    lut = np.clip(np.concatenate([[0], lut[:-1]]), 0, 255).astype(np.uint8)
-    out[..., c] = lut[ch]
-  return out
-
-
-def invert(image, _=None):
-  return 255 - image
-
-
-def rotate(image, degrees):
-  h, w = image.shape[:2]
-  cy, cx = (h - 1) / 2, (w - 1) / 2
-  t = math.radians(degrees)
-  cos, sin = math.cos(t), math.sin(t)
-  # Inverse map: rotate the output coordinates by -degrees about the center.
-  return _affine(image, (cos, sin, cx - cos * cx - sin * cy, -sin, cos, cy + sin * cx - cos * cy))
-
-
-def posterize(image, bits):
-  shift = 8 - int(bits)
-  return ((image >> shift) << shift).astype(np.uint8)
-
-
-def solarize(image, threshold):
-  return np.where(image < threshold, image, 255 - image).astype(np.uint8)
-
-
-def solarize_add(image, addition, threshold=128):
-  added = np.clip(image.astype(np.int32) + int(addition), 0, 255).astype(np.uint8)
-  return np.where(image < threshold, added, image)
-
-
-def color(image, factor):
-  return _blend(np.broadcast_to(_grayscale(image), image.shape), image, factor)
-
-
-def contrast(image, factor):
-  mean = float(np.mean(_grayscale(image)))
-  return _blend(np.full(image.shape, mean, np.float32), image, factor)
-
-
-def brightness(image, factor):
-  return _blend(np.zeros_like(image), image, factor)
-
-
-def sharpness(image, factor):
-  """Blend with a 3x3 smoothed image (kernel [[1,1,1],[1,5,1],[1,1,1]]/13); border kept."""
-  h, w = image.shape[:2]
-  if h < 3 or w < 3:
-    return image
-  img = image.astype(np.float32)
-  smooth = img.copy()
-  acc = 4 * img[1:-1, 1:-1]   # center weight 5 = 1 (in the 3x3 sum) + 4
-  for dy in (-1, 0, 1):
-    for dx in (-1, 0, 1):
-      acc = acc + img[1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx]
-  smooth[1:-1, 1:-1] = np.rint(acc / 13)
-  return _blend(smooth, image, factor)
-
-
-def shear_x(image, level):
-  return _affine(image, (1, level, 0, 0, 1, 0))
-
-
-def shear_y(image, level):
-  return _affine(image, (1, 0, 0, level, 1, 0))
-
-
-def translate_x(image, pixels):
-  return _affine(image, (1, 0, -pixels, 0, 1, 0))
-
-
-def translate_y(image, pixels):
-  return _affine(image, (1, 0, 0, 0, 1, -pixels))
-
-
-def cutout(image, half_size, rng):
-  h, w = image.shape[:2]
-  cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
-  out = image.copy()
-  out[max(0, cy - half_size):min(h, cy + half_size),
-      max(0, cx - half_size):min(w, cx + half_size)] = _FILL
-  return out
-
-
-def _signed(value, rng):
-  return -value if rng.random() < 0.5 else value
-
-
-def _enhance_factor(level):
-  return level / _MAX_LEVEL * 1.8 + 0.1
-
-
-# name -> (op, argument from (level, image size, rng))
-RANDAUGMENT_OPS: dict[str, tuple[Callable, Callable]] = {
-    'AutoContrast': (autocontrast, lambda lv, s, r: None),
-    'Equalize': (equalize, lambda lv, s, r: None),
-    'Invert': (invert, lambda lv, s, r: None),
-    'Rotate': (rotate, lambda lv, s, r: _signed(lv / _MAX_LEVEL * 30.0, r)),
-    'Posterize': (posterize, lambda lv, s, r: int(lv / _MAX_LEVEL * 4)),
-    'Solarize': (solarize, lambda lv, s, r: int(lv / _MAX_LEVEL * 256)),
-    'SolarizeAdd': (solarize_add, lambda lv, s, r: int(lv / _MAX_LEVEL * 110)),
-    'Color': (color, lambda lv, s, r: _enhance_factor(lv)),
-    'Contrast': (contrast, lambda lv, s, r: _enhance_factor(lv)),
-    'Brightness': (brightness, lambda lv, s, r: _enhance_factor(lv)),
-    'Sharpness': (sharpness, lambda lv, s, r: _enhance_factor(lv)),
-    'ShearX': (shear_x, lambda lv, s, r: _signed(lv / _MAX_LEVEL * 0.3, r)),
-    'ShearY': (shear_y, lambda lv, s, r: _signed(lv / _MAX_LEVEL * 0.3, r)),
-    'TranslateX': (translate_x,
-                   lambda lv, s, r: _signed(lv / _MAX_LEVEL * _TRANSLATE_FRACTION * s, r)),
-    'TranslateY': (translate_y,
-                   lambda lv, s, r: _signed(lv / _MAX_LEVEL * _TRANSLATE_FRACTION * s, r)),
-    'Cutout': (None, lambda lv, s, r: int(lv / _MAX_LEVEL * _CUTOUT_FRACTION * s)),
-}
-_RANDAUGMENT_NAMES = tuple(RANDAUGMENT_OPS)
-
-
-def apply_randaugment_op(image: np.ndarray, name: str, magnitude: float,
-                         rng: np.random.Generator) -> np.ndarray:
-  op, arg = RANDAUGMENT_OPS[name]
-  value = arg(magnitude, min(image.shape[:2]), rng)
-  if name == 'Cutout':
-    return cutout(image, value, rng)
-  return op(image, value)
-
-
-def randaugment(image: np.ndarray, num_layers: int, magnitude: float,
-                rng: np.random.Generator) -> np.ndarray:
-  """RandAugment (uint8 HWC): each layer applies a random op with probability U(0.2, 0.8)."""
-  for _ in range(num_layers):
-    name = _RANDAUGMENT_NAMES[int(rng.integers(len(_RANDAUGMENT_NAMES)))]
-    prob = rng.uniform(0.2, 0.8)
-    if rng.random() < prob:
-      image = apply_randaugment_op(image, name, magnitude, rng)
-  return image
 
 
 # ----------------------------------------------------------------------------- splits
