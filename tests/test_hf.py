@@ -1,0 +1,109 @@
+"""Hugging Face checkpoints: this library's models give Hugging Face's outputs.
+
+The fixtures under tests/fixtures/hf/ (tiny random models saved by Hugging Face,
+with their outputs) were written by tests/fixtures/hf/make_fixtures.py with the
+torch and transformers of versions.json; CI needs neither.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from transformer import hf
+from transformer.models import DecoderLM
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
+
+
+def fixture(name):
+  hf_config, state = hf.read_checkpoint(os.path.join(FIXTURES, name))
+  return hf_config, state, dict(np.load(os.path.join(FIXTURES, name, 'outputs.npz')))
+
+
+@pytest.fixture(scope='module')
+def gpt2():
+  return fixture('gpt2')
+
+
+def test_fixtures_record_the_versions_that_made_them():
+  with open(os.path.join(FIXTURES, 'versions.json')) as f:
+    versions = json.load(f)
+  assert set(versions) == {'torch', 'transformers'}
+  total = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(FIXTURES)
+              for f in files)
+  assert total < 1_000_000, total
+
+
+def test_gpt2_logits_and_attention_weights_match_hugging_face(gpt2):
+  hf_config, state, out = gpt2
+  cfg, params = hf.from_hf(hf_config, state)
+  tokens, real = out['input_ids'], out['attention_mask'].astype(bool)
+  left_pad = jnp.asarray((~real).sum(1), jnp.int32)          # row 0 is left-padded
+  logits, inter = DecoderLM(cfg).apply({'params': params}, jnp.asarray(tokens), left_pad,
+                                       mutable=['intermediates'])
+  np.testing.assert_allclose(np.asarray(logits)[real], out['logits'][real], rtol=1e-5,
+                             atol=1e-5)
+  for i in range(cfg.num_decoder_layers):
+    ours = np.asarray(inter['intermediates']['decoder'][f'layer_{i}']['self_attention']
+                      ['attention_weights'][0])              # [batch, heads, q, k]
+    theirs = out[f'attention_{i}']
+    for b in range(tokens.shape[0]):
+      np.testing.assert_allclose(ours[b][:, real[b]], theirs[b][:, real[b]], rtol=1e-5,
+                                 atol=1e-6)
+
+
+def test_gpt2_cached_decoding_matches_hugging_face(gpt2):
+  hf_config, state, out = gpt2
+  cfg, params = hf.from_hf(hf_config, state)
+  tokens, real = out['input_ids'], out['attention_mask'].astype(bool)
+  left_pad = jnp.asarray((~real).sum(1), jnp.int32)
+  dcfg = cfg.replace(use_cache=True)
+  model = DecoderLM(dcfg)
+  cache = model.init(jax.random.PRNGKey(0),
+                     jnp.zeros((tokens.shape[0], cfg.max_len), jnp.int32))['cache']
+  steps = []
+  for t in range(tokens.shape[1]):
+    logits, state_ = model.apply({'params': params, 'cache': cache},
+                                 jnp.asarray(tokens[:, t:t + 1]), left_pad, mutable=['cache'])
+    cache = state_['cache']
+    steps.append(np.asarray(logits[:, 0]))
+  np.testing.assert_allclose(np.stack(steps, 1)[real], out['logits'][real], rtol=1e-5,
+                             atol=1e-5)
+
+
+def test_gpt2_export_gives_back_the_checkpoint(gpt2):
+  hf_config, state, _ = gpt2
+  cfg, params = hf.from_hf(hf_config, state)
+  back = hf.to_hf('gpt2', cfg, params)
+  for name, x in state.items():
+    if name.endswith(('.attn.bias', '.attn.masked_bias')):
+      continue
+    np.testing.assert_array_equal(back[name], x, err_msg=name)
+  assert set(back) - set(state) <= {'lm_head.weight'}
+
+
+def test_gpt2_bad_checkpoints_are_refused_with_the_tensors_named(gpt2, tmp_path):
+  hf_config, state, _ = gpt2
+  broken = dict(state)
+  del broken['transformer.h.1.ln_2.bias']
+  broken['transformer.h.0.extra.weight'] = np.zeros(3, np.float32)
+  broken['transformer.wpe.weight'] = np.zeros((5, 16), np.float32)
+  with pytest.raises(hf.ConversionError) as e:
+    hf.from_hf(hf_config, broken)
+  msg = str(e.value)
+  assert 'missing tensor h.1.ln_2.bias (expected shape (16,))' in msg
+  assert "unknown tensor(s) ['h.0.extra.weight']" in msg
+  assert 'tensor wpe.weight has shape (5, 16), expected (16, 16)' in msg
+  with pytest.raises(hf.ConversionError, match="model_type 'bart' is not supported"):
+    hf.from_hf({**hf_config, 'model_type': 'bart'}, state)
+  with pytest.raises(hf.ConversionError, match='activation_function'):
+    hf.from_hf({**hf_config, 'activation_function': 'relu'}, state)
+  with pytest.raises(hf.ConversionError, match='config.json does not exist'):
+    hf.read_checkpoint(str(tmp_path))
+  (tmp_path / 'config.json').write_text('{}')
+  with pytest.raises(hf.ConversionError, match='No weights in'):
+    hf.read_checkpoint(str(tmp_path))

@@ -1,0 +1,244 @@
+"""Hugging Face checkpoints in this library's parameter trees, and back.
+
+    hf_config, state = read_checkpoint('path/to/gpt2')      # config.json + *.safetensors
+    cfg, params = from_hf(hf_config, state)                  # a TransformerConfig and params
+    logits = DecoderLM(cfg).apply({'params': params}, tokens)
+    state = to_hf(hf_config['model_type'], cfg, params)      # tensor name -> array
+
+Supported so far: GPT-2 (`GPT2LMHeadModel`, into `DecoderLM`). A checkpoint
+is a local directory holding the model's `config.json` and its weights as
+safetensors (`model.safetensors`, or the shards of `model.safetensors.index.json`);
+PyTorch `pytorch_model.bin` files are read when torch is installed.
+Every tensor must be used and every parameter filled: unknown, missing or
+mis-shaped tensors stop the conversion with one `ConversionError` naming them.
+
+Weights are NumPy arrays throughout (no torch needed); tensors are float32
+unless the checkpoint stores another float dtype, which is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from transformer.model_config import TransformerConfig
+
+Params = dict[str, Any]
+
+
+class ConversionError(ValueError):
+  """A checkpoint that cannot be converted: the message says what and how to fix it."""
+
+
+# ---------------------------------------------------------------------------
+# Reading checkpoints.
+# ---------------------------------------------------------------------------
+
+def read_checkpoint(path: str) -> tuple[dict, dict[str, np.ndarray]]:
+  """(config.json as a dict, tensor name -> NumPy array) of a local Hugging Face model dir."""
+  config_path = os.path.join(path, 'config.json')
+  if not os.path.isfile(config_path):
+    raise ConversionError(f'{config_path} does not exist: point at a Hugging Face model '
+                          'directory (config.json and model.safetensors), e.g. one saved '
+                          'with save_pretrained() or downloaded with `huggingface-cli download`')
+  with open(config_path, encoding='utf-8') as f:
+    hf_config = json.load(f)
+  return hf_config, read_weights(path)
+
+
+def read_weights(path: str) -> dict[str, np.ndarray]:
+  from safetensors.numpy import load_file
+  single = os.path.join(path, 'model.safetensors')
+  index = os.path.join(path, 'model.safetensors.index.json')
+  if os.path.isfile(single):
+    return dict(load_file(single))
+  if os.path.isfile(index):
+    with open(index, encoding='utf-8') as f:
+      shards = sorted(set(json.load(f)['weight_map'].values()))
+    state = {}
+    for shard in shards:
+      state.update(load_file(os.path.join(path, shard)))
+    return state
+  torch_file = os.path.join(path, 'pytorch_model.bin')
+  if os.path.isfile(torch_file):
+    try:
+      import torch
+    except ImportError:
+      raise ConversionError(f'{torch_file} is a PyTorch file: install torch to read it, or '
+                            'save the model as safetensors (save_pretrained(..., '
+                            'safe_serialization=True))') from None
+    loaded = torch.load(torch_file, map_location='cpu', weights_only=True)
+    return {k: v.float().numpy() if v.is_floating_point() else v.numpy()
+            for k, v in loaded.items()}
+  raise ConversionError(f'No weights in {path}: expected model.safetensors, '
+                        'model.safetensors.index.json or pytorch_model.bin')
+
+
+# ---------------------------------------------------------------------------
+# Tensor bookkeeping shared by the architectures.
+# ---------------------------------------------------------------------------
+
+class _Tensors:
+  """Takes tensors by name from a state dict; reports missing, mis-shaped and unused ones."""
+
+  def __init__(self, state: Mapping[str, np.ndarray], prefix: str = '', ignore=()):
+    self.state = {k[len(prefix):] if prefix and k.startswith(prefix) else k: np.asarray(v)
+                  for k, v in state.items()}
+    self.used: set[str] = {k for k in self.state if any(k.endswith(s) for s in ignore)}
+    self.problems: list[str] = []
+
+  def take(self, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    if name not in self.state:
+      self.problems.append(f'missing tensor {name} (expected shape {shape})')
+      return None
+    self.used.add(name)
+    x = self.state[name]
+    if tuple(x.shape) != tuple(shape):
+      self.problems.append(f'tensor {name} has shape {tuple(x.shape)}, expected {shape}')
+      return None
+    return x
+
+  def finish(self, what: str) -> None:
+    unused = sorted(set(self.state) - self.used)
+    if unused:
+      self.problems.append(f'unknown tensor(s) {unused}')
+    if self.problems:
+      raise ConversionError(f'{what}: ' + '; '.join(self.problems))
+
+
+def _norm(t: _Tensors, name: str, d: int) -> dict:
+  return {'scale': t.take(f'{name}.weight', (d,)), 'bias': t.take(f'{name}.bias', (d,))}
+
+
+# ---------------------------------------------------------------------------
+# GPT-2.
+# ---------------------------------------------------------------------------
+
+def gpt2_model_config(hf: Mapping[str, Any]) -> TransformerConfig:
+  """GPT-2's config.json -> the DecoderLM config with the same architecture.
+
+  Pre-LN with a final norm, learned positions, tanh-approximated GELU ('gelu_new'),
+  biases everywhere, the output projection tied to the token embedding.
+  """
+  unsupported = [f'{k}={hf[k]!r}' for k, ok in (
+      ('activation_function', ('gelu_new', 'gelu_pytorch_tanh')),
+      ('scale_attn_weights', (True,)), ('scale_attn_by_inverse_layer_idx', (False,)),
+      ('reorder_and_upcast_attn', (False,))) if k in hf and hf[k] not in ok]
+  if unsupported:
+    raise ConversionError(f'GPT-2 settings this library does not implement: {unsupported}')
+  d = hf['n_embd']
+  return TransformerConfig(
+      vocab_size=hf['vocab_size'], d_model=d, num_heads=hf['n_head'],
+      d_ff=hf.get('n_inner') or 4 * d, num_encoder_layers=0, num_decoder_layers=hf['n_layer'],
+      max_len=hf['n_positions'], norm='layernorm', norm_position='pre',
+      norm_epsilon=hf.get('layer_norm_epsilon', 1e-5), activation='gelu',
+      positional='learned', scale_embeddings=False, share_embeddings=True,
+      logits_via_embedding=True, use_bias=True, dropout_rate=0.0, attention_dropout_rate=0.0,
+      deterministic=True)
+
+
+def gpt2_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Params:
+  """GPT2LMHeadModel (or GPT2Model) tensors -> DecoderLM params.
+
+  GPT-2's Conv1D weights are stored (in, out), as this library's kernels; its
+  fused c_attn columns are [query | key | value], each head-major.
+  """
+  # attn.bias / attn.masked_bias: causal-mask buffers of older checkpoints, not weights.
+  t = _Tensors(state, prefix='transformer.', ignore=('.attn.bias', '.attn.masked_bias'))
+  d, h, k, f = cfg.d_model, cfg.num_heads, cfg.qkv_dim, cfg.d_ff
+  wte = t.take('wte.weight', (cfg.vocab_size, d))
+  params: Params = {'embed': {'embedding': wte},
+                    'input': {'position': {'pos_embedding': t.take('wpe.weight',
+                                                                   (cfg.max_len, d))}}}
+  if 'lm_head.weight' in t.state:   # tied to wte in every GPT-2; refuse an untied one
+    head = t.take('lm_head.weight', (cfg.vocab_size, d))
+    if head is not None and wte is not None and not np.array_equal(head, wte):
+      t.problems.append('lm_head.weight differs from wte.weight: an untied output layer')
+  decoder: Params = {}
+  for i in range(cfg.num_decoder_layers):
+    p = f'h.{i}.'
+    qkv_w = t.take(p + 'attn.c_attn.weight', (d, 3 * h * k))
+    qkv_b = t.take(p + 'attn.c_attn.bias', (3 * h * k,))
+    attention = {}
+    for j, name in enumerate(('query', 'key', 'value')):
+      cols = slice(j * h * k, (j + 1) * h * k)
+      attention[name] = {
+          'kernel': None if qkv_w is None else qkv_w[:, cols].reshape(d, h, k),
+          'bias': None if qkv_b is None else qkv_b[cols].reshape(h, k)}
+    out_w = t.take(p + 'attn.c_proj.weight', (h * k, d))
+    attention['out'] = {'kernel': None if out_w is None else out_w.reshape(h, k, d),
+                        'bias': t.take(p + 'attn.c_proj.bias', (d,))}
+    decoder[f'layer_{i}'] = {
+        'self_attention': attention,
+        'self_attention_residual': {'norm': _norm(t, p + 'ln_1', d)},
+        'mlp': {'wi': {'kernel': t.take(p + 'mlp.c_fc.weight', (d, f)),
+                       'bias': t.take(p + 'mlp.c_fc.bias', (f,))},
+                'wo': {'kernel': t.take(p + 'mlp.c_proj.weight', (f, d)),
+                       'bias': t.take(p + 'mlp.c_proj.bias', (d,))}},
+        'mlp_residual': {'norm': _norm(t, p + 'ln_2', d)},
+    }
+  decoder['final_norm'] = _norm(t, 'ln_f', d)
+  params['decoder'] = decoder
+  t.finish('GPT-2 checkpoint')
+  return params
+
+
+def gpt2_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndarray]:
+  """DecoderLM params (of a GPT-2-shaped config) -> GPT2LMHeadModel tensors."""
+  d = cfg.d_model
+  s = {'transformer.wte.weight': params['embed']['embedding'],
+       'transformer.wpe.weight': params['input']['position']['pos_embedding']}
+  dec = params['decoder']
+  for i in range(cfg.num_decoder_layers):
+    lp, p = dec[f'layer_{i}'], f'transformer.h.{i}.'
+    att = lp['self_attention']
+    s[p + 'attn.c_attn.weight'] = np.concatenate(
+        [np.asarray(att[n]['kernel']).reshape(d, -1) for n in ('query', 'key', 'value')], 1)
+    s[p + 'attn.c_attn.bias'] = np.concatenate(
+        [np.asarray(att[n]['bias']).reshape(-1) for n in ('query', 'key', 'value')])
+    s[p + 'attn.c_proj.weight'] = np.asarray(att['out']['kernel']).reshape(-1, d)
+    s[p + 'attn.c_proj.bias'] = att['out']['bias']
+    for hf_name, ours in (('c_fc', 'wi'), ('c_proj', 'wo')):
+      s[p + f'mlp.{hf_name}.weight'] = lp['mlp'][ours]['kernel']
+      s[p + f'mlp.{hf_name}.bias'] = lp['mlp'][ours]['bias']
+    for hf_name, ours in (('ln_1', 'self_attention_residual'), ('ln_2', 'mlp_residual')):
+      s[p + hf_name + '.weight'] = lp[ours]['norm']['scale']
+      s[p + hf_name + '.bias'] = lp[ours]['norm']['bias']
+  s['transformer.ln_f.weight'] = dec['final_norm']['scale']
+  s['transformer.ln_f.bias'] = dec['final_norm']['bias']
+  s['lm_head.weight'] = params['embed']['embedding']
+  return {k: np.ascontiguousarray(np.asarray(v)) for k, v in s.items()}
+
+
+# ---------------------------------------------------------------------------
+# By model type.
+# ---------------------------------------------------------------------------
+
+# model_type (config.json) -> (model config, params from tensors, tensors from params, model)
+ARCHITECTURES: dict[str, tuple[Callable, Callable, Callable | None, str]] = {
+    'gpt2': (gpt2_model_config, gpt2_params, gpt2_state_dict, 'DecoderLM'),
+}
+
+
+def _architecture(model_type: str | None):
+  if model_type not in ARCHITECTURES:
+    raise ConversionError(f'model_type {model_type!r} is not supported; supported: '
+                          f'{sorted(ARCHITECTURES)}')
+  return ARCHITECTURES[model_type]
+
+
+def from_hf(hf_config: Mapping[str, Any],
+            state: Mapping[str, np.ndarray]) -> tuple[TransformerConfig, Params]:
+  """(TransformerConfig, params) of a Hugging Face config.json dict and its tensors."""
+  make_cfg, make_params, _, _ = _architecture(hf_config.get('model_type'))
+  cfg = make_cfg(hf_config)
+  return cfg, make_params(state, cfg)
+
+
+def to_hf(model_type: str, cfg: TransformerConfig, params: Params) -> dict[str, np.ndarray]:
+  """Tensors in the Hugging Face layout of `model_type` from this library's params."""
+  _, _, export, _ = _architecture(model_type)
+  return export(params, cfg)
