@@ -42,6 +42,7 @@ def get_config():
   c.dataset = 'imagenet2012'
   c.eval_split = 'validation'
   c.data_workers = -1
+  c.data_processes = 0       # grain worker processes making batches ahead (0: none)
   c.batch_size = 4096
   c.eval_batch_size = 1000
   epochs = 300

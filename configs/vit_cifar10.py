@@ -39,6 +39,7 @@ def get_config():
   c.dataset = 'cifar10'
   c.eval_split = 'test'
   c.data_workers = -1        # threads reading/augmenting images (-1: automatic)
+  c.data_processes = 0       # grain worker processes making batches ahead (0: none)
   c.batch_size = 512
   c.eval_batch_size = 1000
   epochs = 200

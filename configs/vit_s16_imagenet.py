@@ -49,6 +49,7 @@ def get_config():
   c.dataset = 'imagenet2012'
   c.eval_split = 'validation'
   c.data_workers = -1        # threads reading/augmenting images (-1: min(32, CPUs))
+  c.data_processes = 0       # grain worker processes making batches ahead (0: none)
   c.batch_size = 1024
   c.eval_batch_size = 1000   # 50 batches cover the 50,000 validation images
   epochs = 90

@@ -230,6 +230,24 @@ def test_prefetching_source_gives_the_same_batches():
     threaded.close()
 
 
+def test_worker_processes_give_the_batches_of_the_in_process_path():
+  """grain worker processes make the same (seed, step) batches, also after a jump (a resume)."""
+  a = images.Augment(crop='random', crop_padding=2, flip=True, randaugment_layers=2,
+                     randaugment_magnitude=9)
+  plain = toy_data(n=13, augment=a)
+  workers = toy_data(n=13, augment=a, worker_processes=2)
+  try:
+    for step in [0, 1, 2, 3, 7, 8]:   # 7: not the next step, so the workers restart there
+      got, want = workers.train_batch(step, 4, seed=3), plain.train_batch(step, 4, seed=3)
+      assert set(got) == set(want)
+      for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=f'step {step} {k}')
+  finally:
+    workers.close()
+  with pytest.raises(ValueError, match='worker_processes must be >= 0'):
+    toy_data(worker_processes=-1)
+
+
 # -- image ops ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('name', list(randaugment.RANDAUGMENT_OPS))

@@ -288,7 +288,7 @@ class ImageData:
                num_classes: int, image_size: int, num_channels: int,
                mean: Sequence[float], std: Sequence[float], augment: Augment = Augment(),
                native_size: int | None = None, class_names: Sequence[str] | None = None,
-               num_workers: int = 0, prefetch: bool | None = None):
+               num_workers: int = 0, prefetch: bool | None = None, worker_processes: int = 0):
     if 'train' not in splits:
       raise ValueError(f'{name}: an image source needs a train split, got {list(splits)}')
     if image_size <= 0:
@@ -310,6 +310,23 @@ class ImageData:
     self._prefetcher = (concurrent.futures.ThreadPoolExecutor(1, 'images-prefetch')
                         if prefetch else None)
     self._prefetched: dict[tuple, concurrent.futures.Future] = {}
+    if worker_processes < 0:
+      raise ValueError(f'worker_processes must be >= 0, got {worker_processes}')
+    self.worker_processes = worker_processes
+    self._workers = None     # (batch_size, seed, shard, next step, grain iterator)
+
+  def __getstate__(self):
+    """What a grain worker process receives: the data and settings, no threads or workers."""
+    state = dict(self.__dict__)
+    state.update(_pool=None, _prefetcher=None, _prefetched={}, _workers=None,
+                 worker_processes=0)
+    return state
+
+  def _close_workers(self) -> None:
+    """Stops the worker processes (if any); a later train_batch starts them again."""
+    if self._workers is not None:
+      self._workers[-1].close()
+      self._workers = None
 
   # -- helpers -----------------------------------------------------------------
 
@@ -412,6 +429,8 @@ class ImageData:
     if step < 0 or batch_size <= 0 or seed < 0:
       raise ValueError(f'need step >= 0, batch_size > 0, seed >= 0; got step={step}, '
                        f'batch_size={batch_size}, seed={seed}')
+    if self.worker_processes:
+      return self._batch_from_workers(step, batch_size, seed, tuple(shard))
     key = (step, batch_size, seed, tuple(shard))
     future = self._prefetched.pop(key, None)
     self._prefetched.clear()
@@ -419,6 +438,28 @@ class ImageData:
     if self._prefetcher is not None:
       nxt = (step + 1, batch_size, seed, tuple(shard))
       self._prefetched[nxt] = self._prefetcher.submit(self._make_train_batch, *nxt)
+    return batch
+
+  def _batch_from_workers(self, step: int, batch_size: int, seed: int,
+                          shard: tuple[int, int]) -> Batch:
+    """Training batches made ahead by `worker_processes` grain worker processes.
+
+    Worker w makes steps start + w, start + w + W, ... (each a pure function of
+    its step), and grain hands them back in step order, so the batches are those
+    of the in-process path. A request for any other step than the next one (a
+    resume, an evaluation's interruption does not count) restarts the workers there.
+    """
+    import grain   # imported on first use: worker processes are spawned, not forked
+    w = self._workers
+    if w is None or w[:3] != (batch_size, seed, shard) or w[3] != step:
+      self._close_workers()
+      steps = grain.MapDataset.range(step, 2**62).map(_TrainBatches(self, batch_size, seed,
+                                                                      shard))
+      it = iter(steps.to_iter_dataset().mp_prefetch(grain.MultiprocessingOptions(
+          num_workers=self.worker_processes, per_worker_buffer_size=2)))
+      w = (batch_size, seed, shard, step, it)
+    batch = next(w[-1])
+    self._workers = (batch_size, seed, shard, step + 1, w[-1])
     return batch
 
   def _make_train_batch(self, step: int, batch_size: int, seed: int,
@@ -470,6 +511,7 @@ class ImageData:
       yield {'images': images, 'labels': labels.astype(np.int32), 'weights': weights}
 
   def close(self) -> None:
+    self._close_workers()
     for ex in (self._prefetcher, self._pool):
       if ex is not None:
         ex.shutdown(wait=False, cancel_futures=True)
@@ -517,10 +559,21 @@ def _class_names_from_tfds(source, info: DatasetInfo):
     return info.class_names
 
 
+class _TrainBatches:
+  """step -> training batch of `data` (what each grain worker process runs)."""
+
+  def __init__(self, data: ImageData, batch_size: int, seed: int, shard: tuple[int, int]):
+    self.data, self.batch_size, self.seed, self.shard = data, batch_size, seed, shard
+
+  def __call__(self, step: int) -> Batch:
+    return self.data._make_train_batch(int(step), self.batch_size, self.seed, self.shard)
+
+
 def make_image_data(dataset: str, data_dir: str | None = None, *, image_size: int | None = None,
                     augment: Augment | Mapping[str, Any] | None = None,
                     tfds_data_dir: str | None = None, num_workers: int | None = None,
-                    prefetch: bool | None = None, validation_holdout: int = 0) -> ImageData:
+                    prefetch: bool | None = None, validation_holdout: int = 0,
+                    worker_processes: int = 0) -> ImageData:
   """The image data source for `dataset` ('mnist', 'fashion_mnist', 'cifar10', 'imagenet2012').
 
   Args:
@@ -533,6 +586,8 @@ def make_image_data(dataset: str, data_dir: str | None = None, *, image_size: in
     num_workers: threads reading and augmenting examples (default: 0 for datasets
       held in memory, min(32, CPUs) for ImageNet); > 0 also prefetches the next
       training batch in the background (unless prefetch=False).
+    worker_processes: > 0: training batches are made ahead by this many grain worker
+      processes (read, decode, augment in parallel, beyond the GIL); 0: in this process.
     validation_holdout: > 0: the last N training examples become the
       'validation' split and are left out of 'train' (for choosing a recipe
       without touching the test split).
@@ -567,4 +622,5 @@ def make_image_data(dataset: str, data_dir: str | None = None, *, image_size: in
                    image_size=image_size or info.image_size or IMAGENET_DEFAULT_SIZE,
                    num_channels=info.num_channels, mean=info.mean, std=info.std,
                    augment=augment, native_size=info.image_size, class_names=class_names,
-                   num_workers=num_workers, prefetch=prefetch)
+                   num_workers=num_workers, prefetch=prefetch,
+                   worker_processes=worker_processes)

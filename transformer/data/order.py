@@ -28,6 +28,12 @@ class EpochOrder:
     self._cache: dict[tuple[int, int], np.ndarray] = {}
     self._lock = threading.Lock()
 
+  def __getstate__(self):   # pickled into input worker processes: no lock, no cache
+    return {'n': self.n}
+
+  def __setstate__(self, state):
+    self.__init__(state['n'])
+
   def permutation(self, seed: int, epoch: int) -> np.ndarray:
     key = (seed, epoch)
     with self._lock:

@@ -11,6 +11,8 @@ on them with the shared engine. Config fields it reads besides the common ones:
   config.label_smoothing  (1 - e) * target + e / num_classes, training only.
   config.tfds_data_dir  optional TFDS data dir (else $TFDS_DATA_DIR).
   config.data_workers   optional threads reading/augmenting images (-1: automatic).
+  config.data_processes optional grain worker processes making training batches ahead
+                        (0: none; beyond the GIL, for heavy augmentation such as RandAugment).
   config.validation_holdout  N > 0: the last N training images are the 'validation'
                         split (evaluated during training) and are not trained on.
   config.init_from      optional: a workdir (or its checkpoints/ folder) of a
@@ -160,6 +162,10 @@ class ClassificationTask(Task):
     workers = config.get('data_workers', -1)
     if workers is not None and not isinstance(workers, int):
       problems.append(f'data_workers={workers!r} must be an integer (-1: automatic)')
+    processes = config.get('data_processes', 0)
+    if not isinstance(processes, int) or processes < 0:
+      problems.append(f'data_processes={processes!r} must be an integer >= 0 (0: make the '
+                      'training batches in the training process)')
     return problems
 
   def __init__(self, config, workdir):
@@ -170,7 +176,8 @@ class ClassificationTask(Task):
         config.dataset, config.data_dir or None, image_size=image_size,
         augment=config.get('augment'), tfds_data_dir=config.get('tfds_data_dir') or None,
         num_workers=None if workers is None or workers < 0 else workers,
-        validation_holdout=config.get('validation_holdout', 0) or 0)
+        validation_holdout=config.get('validation_holdout', 0) or 0,
+        worker_processes=config.get('data_processes', 0))
     self.num_classes = self.data.num_classes
     self.top5 = self.num_classes >= TOP5_MIN_CLASSES
     self.model_cfg = build_model_config(
