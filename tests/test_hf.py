@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from transformer import hf
-from transformer.models import DecoderLM
+from transformer.models import DecoderLM, EncoderOnly
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
 
@@ -107,3 +107,41 @@ def test_gpt2_bad_checkpoints_are_refused_with_the_tensors_named(gpt2, tmp_path)
   (tmp_path / 'config.json').write_text('{}')
   with pytest.raises(hf.ConversionError, match='No weights in'):
     hf.read_checkpoint(str(tmp_path))
+
+
+@pytest.fixture(scope='module')
+def bert():
+  return fixture('bert')
+
+
+def test_bert_heads_and_attention_weights_match_hugging_face(bert):
+  hf_config, state, out = bert
+  cfg, params = hf.from_hf(hf_config, state)
+  assert cfg.activation == 'gelu_exact' and cfg.norm_position == 'post'
+  real = out['attention_mask'].astype(bool)                 # row 0 ends with padding
+  (mlm, classes), inter = EncoderOnly(cfg).apply(
+      {'params': params}, jnp.asarray(out['input_ids']), jnp.asarray(out['token_type_ids']),
+      jnp.asarray(out['attention_mask']), head='both', mutable=['intermediates'])
+  np.testing.assert_allclose(np.asarray(mlm)[real], out['mlm_logits'][real], rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(np.asarray(classes), out['class_logits'], rtol=1e-5, atol=1e-5)
+  for i in range(cfg.num_encoder_layers):
+    ours = np.asarray(inter['intermediates']['encoder'][f'layer_{i}']['self_attention']
+                      ['attention_weights'][0])
+    np.testing.assert_allclose(ours, out[f'attention_{i}'], rtol=1e-5, atol=1e-6)
+  # Token types matter: the same tokens as one segment give other logits.
+  same_segment = EncoderOnly(cfg).apply({'params': params}, jnp.asarray(out['input_ids']),
+                                        None, jnp.asarray(out['attention_mask']))
+  assert np.abs(np.asarray(same_segment)[real] - out['mlm_logits'][real]).max() > 1e-2
+
+
+def test_bert_export_gives_back_the_checkpoint(bert):
+  hf_config, state, _ = bert
+  cfg, params = hf.from_hf(hf_config, state)
+  back = hf.to_hf('bert', cfg, params)
+  for name, x in state.items():
+    if name.startswith('cls.predictions.decoder') or name.endswith('_ids'):
+      continue
+    np.testing.assert_array_equal(back[name], x, err_msg=name)
+  with pytest.raises(hf.ConversionError, match='hidden_act'):
+    hf.from_hf({**hf_config, 'hidden_act': 'swish'}, state)

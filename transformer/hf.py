@@ -5,7 +5,8 @@
     logits = DecoderLM(cfg).apply({'params': params}, tokens)
     state = to_hf(hf_config['model_type'], cfg, params)      # tensor name -> array
 
-Supported so far: GPT-2 (`GPT2LMHeadModel`, into `DecoderLM`). A checkpoint
+Supported so far: GPT-2 (`GPT2LMHeadModel`, into `DecoderLM`) and BERT
+(`BertForPreTraining`, the layout of bert-base-uncased, into `EncoderOnly`). A checkpoint
 is a local directory holding the model's `config.json` and its weights as
 safetensors (`model.safetensors`, or the shards of `model.safetensors.index.json`);
 PyTorch `pytorch_model.bin` files are read when torch is installed.
@@ -214,12 +215,132 @@ def gpt2_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndar
 
 
 # ---------------------------------------------------------------------------
+# BERT.
+# ---------------------------------------------------------------------------
+
+_BERT_ACTIVATIONS = {'gelu': 'gelu_exact', 'gelu_new': 'gelu', 'gelu_pytorch_tanh': 'gelu',
+                     'relu': 'relu'}
+
+
+def bert_model_config(hf: Mapping[str, Any]) -> TransformerConfig:
+  """BERT's config.json -> the EncoderOnly config (post-LN, learned positions, 2 classes:
+  the next-sentence head of the pretraining checkpoints)."""
+  unsupported = []
+  if hf.get('hidden_act', 'gelu') not in _BERT_ACTIVATIONS:
+    unsupported.append(f"hidden_act={hf['hidden_act']!r}")
+  if hf.get('position_embedding_type', 'absolute') != 'absolute':
+    unsupported.append(f"position_embedding_type={hf['position_embedding_type']!r}")
+  if unsupported:
+    raise ConversionError(f'BERT settings this library does not implement: {unsupported}')
+  return TransformerConfig(
+      vocab_size=hf['vocab_size'], d_model=hf['hidden_size'],
+      num_heads=hf['num_attention_heads'], d_ff=hf['intermediate_size'],
+      num_encoder_layers=hf['num_hidden_layers'], num_decoder_layers=0,
+      max_len=hf['max_position_embeddings'], type_vocab_size=hf.get('type_vocab_size', 2),
+      pad_id=hf.get('pad_token_id') or 0, norm='layernorm', norm_position='post',
+      norm_epsilon=hf.get('layer_norm_eps', 1e-12),
+      activation=_BERT_ACTIVATIONS[hf.get('hidden_act', 'gelu')], positional='learned',
+      scale_embeddings=False, use_bias=True, num_classes=2, dropout_rate=0.0,
+      attention_dropout_rate=0.0, deterministic=True)
+
+
+def _linear(t: _Tensors, name: str, n_in: int, n_out: int) -> dict:
+  """A torch Linear (weight [out, in]) as a Dense {kernel [in, out], bias}."""
+  w = t.take(f'{name}.weight', (n_out, n_in))
+  return {'kernel': None if w is None else w.T, 'bias': t.take(f'{name}.bias', (n_out,))}
+
+
+def bert_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Params:
+  """BertForPreTraining tensors (the layout of bert-base-uncased) -> EncoderOnly params."""
+  t = _Tensors(state, ignore=('embeddings.position_ids', 'embeddings.token_type_ids'))
+  d, h, k, f, v = cfg.d_model, cfg.num_heads, cfg.qkv_dim, cfg.d_ff, cfg.vocab_size
+  e = 'bert.embeddings.'
+  word = t.take(e + 'word_embeddings.weight', (v, d))
+  params: Params = {
+      'embed': {'embedding': word},
+      'position': {'pos_embedding': t.take(e + 'position_embeddings.weight', (cfg.max_len, d))},
+      'type_embed': {'embedding': t.take(e + 'token_type_embeddings.weight',
+                                         (cfg.type_vocab_size, d))},
+      'embed_norm': _norm(t, e + 'LayerNorm', d),
+  }
+  encoder: Params = {}
+  for i in range(cfg.num_encoder_layers):
+    p = f'bert.encoder.layer.{i}.'
+    attention = {}
+    for name in ('query', 'key', 'value'):
+      lin = _linear(t, p + f'attention.self.{name}', d, h * k)
+      attention[name] = {
+          'kernel': None if lin['kernel'] is None else lin['kernel'].reshape(d, h, k),
+          'bias': None if lin['bias'] is None else lin['bias'].reshape(h, k)}
+    out = _linear(t, p + 'attention.output.dense', h * k, d)
+    attention['out'] = {'kernel': None if out['kernel'] is None else out['kernel'].reshape(h, k, d),
+                        'bias': out['bias']}
+    encoder[f'layer_{i}'] = {
+        'self_attention': attention,
+        'self_attention_residual': {'norm': _norm(t, p + 'attention.output.LayerNorm', d)},
+        'mlp': {'wi': _linear(t, p + 'intermediate.dense', d, f),
+                'wo': _linear(t, p + 'output.dense', f, d)},
+        'mlp_residual': {'norm': _norm(t, p + 'output.LayerNorm', d)},
+    }
+  params['encoder'] = encoder
+  c = 'cls.predictions.'
+  params['mlm_dense'] = _linear(t, c + 'transform.dense', d, d)
+  params['mlm_norm'] = _norm(t, c + 'transform.LayerNorm', d)
+  params['mlm_bias'] = t.take(c + 'bias', (v,))
+  for name in ('decoder.weight', 'decoder.bias'):   # tied copies, when saved
+    if c + name in t.state:
+      copy = t.take(c + name, (v, d) if name.endswith('weight') else (v,))
+      orig = word if name.endswith('weight') else params['mlm_bias']
+      if copy is not None and orig is not None and not np.array_equal(copy, orig):
+        t.problems.append(f'{c + name} differs from the tensor it is tied to')
+  params['pooler'] = _linear(t, 'bert.pooler.dense', d, d)
+  params['classifier'] = _linear(t, 'cls.seq_relationship', d, cfg.num_classes)
+  t.finish('BERT checkpoint')
+  return params
+
+
+def bert_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndarray]:
+  """EncoderOnly params (of a BERT-shaped config) -> BertForPreTraining tensors."""
+  d = cfg.d_model
+  s = {}
+
+  def linear(name, p, n_in):
+    s[name + '.weight'] = np.asarray(p['kernel']).reshape(n_in, -1).T
+    s[name + '.bias'] = np.asarray(p['bias']).reshape(-1)
+
+  def norm(name, p):
+    s[name + '.weight'], s[name + '.bias'] = p['scale'], p['bias']
+
+  e = 'bert.embeddings.'
+  s[e + 'word_embeddings.weight'] = params['embed']['embedding']
+  s[e + 'position_embeddings.weight'] = params['position']['pos_embedding']
+  s[e + 'token_type_embeddings.weight'] = params['type_embed']['embedding']
+  norm(e + 'LayerNorm', params['embed_norm'])
+  for i in range(cfg.num_encoder_layers):
+    lp, p = params['encoder'][f'layer_{i}'], f'bert.encoder.layer.{i}.'
+    for name in ('query', 'key', 'value'):
+      linear(p + f'attention.self.{name}', lp['self_attention'][name], d)
+    linear(p + 'attention.output.dense', lp['self_attention']['out'], d)
+    norm(p + 'attention.output.LayerNorm', lp['self_attention_residual']['norm'])
+    linear(p + 'intermediate.dense', lp['mlp']['wi'], d)
+    linear(p + 'output.dense', lp['mlp']['wo'], cfg.d_ff)
+    norm(p + 'output.LayerNorm', lp['mlp_residual']['norm'])
+  linear('cls.predictions.transform.dense', params['mlm_dense'], d)
+  norm('cls.predictions.transform.LayerNorm', params['mlm_norm'])
+  s['cls.predictions.bias'] = params['mlm_bias']
+  linear('bert.pooler.dense', params['pooler'], d)
+  linear('cls.seq_relationship', params['classifier'], d)
+  return {k: np.ascontiguousarray(np.asarray(v)) for k, v in s.items()}
+
+
+# ---------------------------------------------------------------------------
 # By model type.
 # ---------------------------------------------------------------------------
 
 # model_type (config.json) -> (model config, params from tensors, tensors from params, model)
 ARCHITECTURES: dict[str, tuple[Callable, Callable, Callable | None, str]] = {
     'gpt2': (gpt2_model_config, gpt2_params, gpt2_state_dict, 'DecoderLM'),
+    'bert': (bert_model_config, bert_params, bert_state_dict, 'EncoderOnly'),
 }
 
 

@@ -118,7 +118,8 @@ def make_norm(cfg: TransformerConfig, name: str | None = None) -> nn.Module:
   return LayerNorm(cfg.norm_epsilon, cfg.dtype, cfg.param_dtype, name=name)
 
 
-ACTIVATION_FNS = {'relu': nn.relu, 'gelu': nn.gelu, 'silu': nn.silu}
+ACTIVATION_FNS = {'relu': nn.relu, 'gelu': nn.gelu, 'silu': nn.silu,
+                  'gelu_exact': functools.partial(nn.gelu, approximate=False)}
 
 
 class FeedForward(nn.Module):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 NORMS = ('layernorm', 'rmsnorm')
 NORM_POSITIONS = ('post', 'pre')
-ACTIVATIONS = ('relu', 'gelu', 'silu')
+ACTIVATIONS = ('relu', 'gelu', 'gelu_exact', 'silu')   # gelu: tanh approximation; gelu_exact: erf
 POSITIONALS = ('sinusoidal', 'learned', 'rope', 'none')
 ATTENTION_IMPLS = ('einsum', 'xla', 'cudnn', 'auto')
 POOLS = ('cls', 'gap')
@@ -41,6 +41,7 @@ class TransformerConfig:
   logits_via_embedding: bool = True  # output projection = embedding^T
   scale_embeddings: bool = True      # multiply embeddings by sqrt(d_model)
   pad_id: int = 0
+  type_vocab_size: int = 0           # EncoderOnly (BERT): token-type (segment) embeddings; 0: none
 
   # Widths and depths.
   d_model: int = 512

@@ -1,7 +1,8 @@
-"""Encoder and decoder layers and stacks, and the three models.
+"""Encoder and decoder layers and stacks, and the models.
 
 - `EncoderDecoder`: the paper's translation model.
 - `DecoderLM`: a decoder-only (GPT-style) language model.
+- `EncoderOnly`: a BERT-style encoder with masked-LM and classification heads.
 - `ViT`: a Vision Transformer classifier (patch embedding + encoder stack).
 
 Residual blocks are post-LN as in the paper, `x = LN(x + Dropout(F(x)))`, or
@@ -18,8 +19,8 @@ import jax.numpy as jnp
 from transformer.attention import (MultiHeadAttention, combine_masks, padding_mask,
                                    segment_mask)
 from transformer.model_config import TransformerConfig
-from transformer.layers import (Dense, Embed, FeedForward, PositionalEncoding, make_norm,
-                                sincos_2d)
+from transformer.layers import (ACTIVATION_FNS, Dense, Embed, FeedForward, PositionalEncoding,
+                                make_norm, sincos_2d)
 
 Array = jax.Array
 
@@ -258,6 +259,79 @@ class DecoderLM(nn.Module):
       mask = combine_masks(mask, segment_mask(segments, segments))
     y = Decoder(cfg, name='decoder')(x, self_mask=mask, positions=positions)
     return _output_logits(embed, _logits_dense(cfg), y)
+
+
+HEADS = ('mlm', 'classify', 'both')
+
+
+class EncoderOnly(nn.Module):
+  """BERT (Devlin et al. 2019): a bidirectional encoder with two heads.
+
+  Input: token + position (cfg.positional, learned in BERT) + token-type
+  embeddings (cfg.type_vocab_size > 0: segment A/B), LayerNorm, dropout; then
+  the encoder stack (post-LN in BERT). Heads:
+  - 'mlm': masked-LM logits [batch, len, vocab]: Dense + activation + norm, then
+    the output projection tied to the token embedding, plus a bias per token;
+  - 'classify': [batch, num_classes] from the pooled first token ([CLS]):
+    Dense + tanh, then a classifier (BERT's next-sentence head has 2 classes).
+  `attention_mask` [batch, len] (1 = real token) defaults to tokens != pad_id.
+  `model.apply(v, tokens, types, head='both')` returns (mlm logits, class logits);
+  initialize with head='both' to create every parameter.
+  """
+  cfg: TransformerConfig
+
+  def setup(self):
+    cfg = self.cfg
+    self.embed = _embed(cfg, cfg.vocab_size, 'embed')
+    self.position = PositionalEncoding(cfg, name='position')
+    self.type_embed = (_embed(cfg, cfg.type_vocab_size, 'type_embed')
+                       if cfg.type_vocab_size else None)
+    self.embed_norm = make_norm(cfg, name='embed_norm')
+    self.dropout = nn.Dropout(cfg.dropout_rate, deterministic=cfg.deterministic)
+    self.encoder = Encoder(cfg)
+
+    def dense(n, name, out=('embed',)):
+      return Dense(n, ('embed',), out, dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name)
+
+    self.mlm_dense = dense(cfg.d_model, 'mlm_dense')
+    self.mlm_norm = make_norm(cfg, name='mlm_norm')
+    self.mlm_bias = self.param('mlm_bias', nn.with_logical_partitioning(
+        nn.initializers.zeros, ('vocab',)), (cfg.vocab_size,), cfg.param_dtype)
+    self.pooler = dense(cfg.d_model, 'pooler')
+    self.classifier = dense(cfg.num_classes, 'classifier', ('classes',))
+
+  def encode(self, tokens: Array, token_types: Array | None = None,
+             attention_mask: Array | None = None) -> Array:
+    cfg = self.cfg
+    if attention_mask is None:
+      attention_mask = tokens != cfg.pad_id
+    x = self.embed(tokens)
+    if cfg.scale_embeddings:
+      x = x * jnp.sqrt(jnp.float32(cfg.d_model)).astype(x.dtype)
+    x, positions = self.position(x)
+    if self.type_embed is not None:
+      x = x + self.type_embed(jnp.zeros_like(tokens) if token_types is None else token_types)
+    x = self.dropout(self.embed_norm(x))
+    mask = attention_mask.astype(bool)[:, None, None, :]
+    return self.encoder(nn.with_logical_constraint(x, ('batch', 'length', 'embed')), mask,
+                        positions)
+
+  def __call__(self, tokens: Array, token_types: Array | None = None,
+               attention_mask: Array | None = None, *, head: str = 'mlm'):
+    if head not in HEADS:
+      raise ValueError(f'head={head!r} is not one of {HEADS}')
+    cfg = self.cfg
+    h = self.encode(tokens, token_types, attention_mask)
+    outputs = []
+    if head in ('mlm', 'both'):
+      t = self.mlm_norm(ACTIVATION_FNS[cfg.activation](self.mlm_dense(h)))
+      logits = self.embed.attend(t) + self.mlm_bias.astype(t.dtype)
+      outputs.append(nn.with_logical_constraint(logits.astype(jnp.float32),
+                                                ('batch', 'length', 'vocab')))
+    if head in ('classify', 'both'):
+      pooled = jnp.tanh(self.pooler(h[:, 0]))
+      outputs.append(self.classifier(pooled).astype(jnp.float32))
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
 def conv_stem_layers(cfg: TransformerConfig) -> list[tuple[int, int]]:
