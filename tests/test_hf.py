@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from transformer import hf
-from transformer.models import DecoderLM, EncoderOnly
+from transformer.models import DecoderLM, EncoderDecoder, EncoderOnly
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
 
@@ -145,3 +145,52 @@ def test_bert_export_gives_back_the_checkpoint(bert):
     np.testing.assert_array_equal(back[name], x, err_msg=name)
   with pytest.raises(hf.ConversionError, match='hidden_act'):
     hf.from_hf({**hf_config, 'hidden_act': 'swish'}, state)
+
+
+@pytest.mark.parametrize('name', ['t5', 't5_v1_1'])
+def test_t5_logits_attention_and_cached_decoding_match_hugging_face(name):
+  """v1.0 (ReLU, tied output rescaled) and v1.1 (gated GELU, untied); relative position
+  bias in both stacks, head_dim 6 x 2 heads != d_model 16, a padded source row."""
+  hf_config, state, out = fixture(name)
+  cfg, params = hf.from_hf(hf_config, state)
+  src, tgt = jnp.asarray(out['input_ids']), jnp.asarray(out['decoder_input_ids'])
+  logits, inter = EncoderDecoder(cfg).apply({'params': params}, src, tgt,
+                                            mutable=['intermediates'])
+  np.testing.assert_allclose(np.asarray(logits), out['logits'], rtol=1e-5, atol=1e-5)
+  real = out['attention_mask'].astype(bool)
+  for i in range(cfg.num_encoder_layers):
+    ours = np.asarray(inter['intermediates']['encoder'][f'layer_{i}']['self_attention']
+                      ['attention_weights'][0])
+    theirs = out[f'encoder_attentions_{i}']
+    for b in range(2):      # padded queries: Hugging Face still attends from them; we don't care
+      np.testing.assert_allclose(ours[b][:, real[b]], theirs[b][:, real[b]], rtol=1e-5,
+                                 atol=1e-6)
+  for i in range(cfg.num_decoder_layers):
+    layer = inter['intermediates']['decoder'][f'layer_{i}']
+    np.testing.assert_allclose(np.asarray(layer['self_attention']['attention_weights'][0]),
+                               out[f'decoder_attentions_{i}'], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(layer['cross_attention']['attention_weights'][0]),
+                               out[f'cross_attentions_{i}'], rtol=1e-5, atol=1e-6)
+
+  # Cached decoding, one target token per step (the relative bias of the cached position).
+  dcfg = cfg.replace(use_cache=True, max_len=tgt.shape[1])
+  model = EncoderDecoder(dcfg)
+  cache = model.init(jax.random.PRNGKey(0), src, jnp.zeros_like(tgt))['cache']
+  encoded = model.apply({'params': params}, src, method='encode')
+  steps = []
+  for t in range(tgt.shape[1]):
+    step_logits, state_ = model.apply({'params': params, 'cache': cache}, encoded, src,
+                                      tgt[:, t:t + 1], method='decode', mutable=['cache'])
+    cache = state_['cache']
+    steps.append(np.asarray(step_logits[:, 0]))
+  np.testing.assert_allclose(np.stack(steps, 1), out['logits'], rtol=1e-5, atol=1e-5)
+
+  if name == 't5_v1_1':   # as saved before transformers 5: an untied lm_head, no rescale flag
+    old_config = {k: v for k, v in hf_config.items() if k != 'scale_decoder_outputs'}
+    old_config['tie_word_embeddings'] = False
+    old_cfg, old_params = hf.from_hf(old_config,
+                                     {**state, 'lm_head.weight': state['shared.weight']})
+    assert not old_cfg.logits_via_embedding and 'logits' in old_params
+    np.testing.assert_allclose(
+        np.asarray(EncoderDecoder(old_cfg).apply({'params': old_params}, src, tgt)),
+        out['logits'], rtol=1e-5, atol=1e-5)

@@ -12,6 +12,7 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from transformer.model_config import TransformerConfig
 from transformer.layers import Dense, rotary
@@ -76,17 +77,19 @@ def dot_product_attention(query: Array, key: Array, value: Array, *,
                           bias: Array | None = None, mask: Array | None = None,
                           dropout_rate: float = 0.0, dropout_rng: Array | None = None,
                           deterministic: bool = True, dtype=jnp.float32,
-                          return_weights: bool = False):
-  """softmax(Q K^T / sqrt(d_k) + bias) V, the reference einsum implementation.
+                          return_weights: bool = False, scale: float | None = None):
+  """softmax(Q K^T * scale + bias) V (scale: 1 / sqrt(d_k) unless given), the reference
+  einsum implementation.
 
   Logits and softmax are computed in float32. Masked positions get zero weight, so a
   query that may see no key at all gets an output of zeros.
   Returns the output [batch, q_len, heads, head_dim], and the weights
   [batch, heads, q_len, kv_len] as well when `return_weights`.
   """
-  d_k = query.shape[-1]
+  if scale is None:
+    scale = 1.0 / float(query.shape[-1]) ** 0.5
   logits = jnp.einsum('bqhd,bkhd->bhqk', query, key,
-                      preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(d_k))
+                      preferred_element_type=jnp.float32) * jnp.float32(scale)
   if bias is not None:
     logits = logits + bias.astype(jnp.float32)
   if mask is not None:
@@ -106,7 +109,8 @@ def dot_product_attention(query: Array, key: Array, value: Array, *,
 
 def fused_attention(query: Array, key: Array, value: Array, *, bias: Array | None = None,
                     mask: Array | None = None, is_causal: bool = False,
-                    implementation: str | None = None, dtype=jnp.float32) -> Array:
+                    implementation: str | None = None, dtype=jnp.float32,
+                    scale: float | None = None) -> Array:
   """`jax.nn.dot_product_attention`: XLA's fused path, or cuDNN flash attention.
 
   `is_causal` lets the kernel skip masked blocks (and is ANDed with `mask`). A query
@@ -122,7 +126,7 @@ def fused_attention(query: Array, key: Array, value: Array, *, bias: Array | Non
   out = jax.nn.dot_product_attention(
       query.astype(dtype), key.astype(dtype), value.astype(dtype),
       bias=None if bias is None else bias.astype(dtype),
-      mask=kernel_mask, is_causal=is_causal, implementation=implementation)
+      mask=kernel_mask, is_causal=is_causal, scale=scale, implementation=implementation)
   if mask is not None:
     # Causal alone always leaves key 0 visible; with a mask, a row may see nothing.
     q_len, k_len = query.shape[1], key.shape[1]
@@ -139,6 +143,52 @@ def combine_bias(a: Array | None, b: Array | None) -> Array | None:
   if b is None:
     return a
   return a + b
+
+
+def relative_position_bucket(relative: Array, bidirectional: bool, num_buckets: int,
+                             max_distance: int) -> Array:
+  """T5's bucket of each relative position (key position - query position).
+
+  Bidirectional: half the buckets for keys after the query, half for those at or
+  before it; causal: only distances to earlier keys count (later ones are bucket 0,
+  and masked anyway). In each half, distances below half of its buckets get a
+  bucket each; longer ones share logarithmically wider buckets up to
+  `max_distance`, beyond which all share the last.
+  """
+  bucket = jnp.zeros_like(relative)
+  if bidirectional:
+    num_buckets //= 2
+    bucket = bucket + (relative > 0).astype(relative.dtype) * num_buckets
+    n = jnp.abs(relative)
+  else:
+    n = jnp.maximum(-relative, 0)
+  exact = num_buckets // 2
+  log_ratio = (jnp.log(jnp.maximum(n, 1).astype(jnp.float32) / exact)
+               / np.log(max_distance / exact))
+  large = exact + (log_ratio * (num_buckets - exact)).astype(relative.dtype)
+  large = jnp.minimum(large, num_buckets - 1)
+  return bucket + jnp.where(n < exact, n, large)
+
+
+class RelativePositionBias(nn.Module):
+  """T5's position bias: a learned scalar per (bucket of key - query position, head).
+
+  `__call__(query_positions [b or 1, q], key_positions [b or 1, k])` ->
+  [b or 1, heads, q, k], added to the attention logits of every layer of a stack.
+  """
+  cfg: TransformerConfig
+  bidirectional: bool = True
+
+  @nn.compact
+  def __call__(self, query_positions: Array, key_positions: Array) -> Array:
+    cfg = self.cfg
+    table = self.param('rel_embedding', nn.with_logical_partitioning(
+        nn.initializers.normal(stddev=1.0), (None, 'heads')),
+                       (cfg.relative_buckets, cfg.num_heads), cfg.param_dtype)
+    relative = key_positions[:, None, :] - query_positions[:, :, None]      # [b, q, k]
+    buckets = relative_position_bucket(relative.astype(jnp.int32), self.bidirectional,
+                                       cfg.relative_buckets, cfg.relative_max_distance)
+    return jnp.transpose(jnp.take(table, buckets, axis=0), (0, 3, 1, 2)).astype(jnp.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -162,7 +212,9 @@ class MultiHeadAttention(nn.Module):
   Positions enter self-attention in one place, after the projections: with
   `cfg.positional='rope'` the queries and keys are rotated by `positions`
   [batch or 1, length] (each token's position, from the model's input layer)
-  before keys are cached, so a cached key keeps its own position.
+  before keys are cached, so a cached key keeps its own position; a position
+  bias (T5's relative bias, [batch or 1, heads, q_len, kv_len], computed once
+  per stack by `RelativePositionBias`) is added to the logits via `bias`.
 
   Grouped-query attention (`cfg.num_kv_heads` < num_heads; 1: multi-query):
   keys and values have num_kv_heads heads, each shared by num_heads //
@@ -176,7 +228,7 @@ class MultiHeadAttention(nn.Module):
   @nn.compact
   def __call__(self, x: Array | None, kv: Array | None = None, *, mask: Array | None = None,
                causal: bool = False, cross: bool = False,
-               positions: Array | None = None) -> Array | None:
+               positions: Array | None = None, bias: Array | None = None) -> Array | None:
     cfg = self.cfg
     head_dim = cfg.qkv_dim
 
@@ -216,6 +268,7 @@ class MultiHeadAttention(nn.Module):
 
     dropout_active = not cfg.deterministic and cfg.attention_dropout_rate > 0.0
     impl = cfg.attention_impl
+    scale = None if cfg.scale_attention else 1.0
     if impl == 'einsum' or dropout_active:
       # Attention dropout is only available on the reference path.
       groups = cfg.num_heads // cfg.kv_heads
@@ -224,12 +277,12 @@ class MultiHeadAttention(nn.Module):
       full_mask = combine_masks(mask, causal_mask(query.shape[1]) if causal else None)
       dropout_rng = self.make_rng('dropout') if dropout_active else None
       out, weights = dot_product_attention(
-          query, key, value, mask=full_mask,
+          query, key, value, bias=bias, mask=full_mask, scale=scale,
           dropout_rate=cfg.attention_dropout_rate, dropout_rng=dropout_rng,
           deterministic=cfg.deterministic, dtype=cfg.dtype, return_weights=True)
       self.sow('intermediates', 'attention_weights', weights)
     else:   # jax.nn.dot_product_attention groups query heads over fewer key/value heads
-      out = fused_attention(query, key, value, mask=mask, is_causal=causal,
+      out = fused_attention(query, key, value, bias=bias, mask=mask, is_causal=causal, scale=scale,
                             implementation=None if impl == 'auto' else impl, dtype=cfg.dtype)
 
     out = nn.with_logical_constraint(out, ('batch', 'length', 'heads', 'kv'))

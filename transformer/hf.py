@@ -5,8 +5,10 @@
     logits = DecoderLM(cfg).apply({'params': params}, tokens)
     state = to_hf(hf_config['model_type'], cfg, params)      # tensor name -> array
 
-Supported so far: GPT-2 (`GPT2LMHeadModel`, into `DecoderLM`) and BERT
-(`BertForPreTraining`, the layout of bert-base-uncased, into `EncoderOnly`). A checkpoint
+Supported so far: GPT-2 (`GPT2LMHeadModel`, into `DecoderLM`), BERT
+(`BertForPreTraining`, the layout of bert-base-uncased, into `EncoderOnly`) and
+T5 (`T5ForConditionalGeneration`, v1.0 and v1.1, into `EncoderDecoder`; import
+only). A checkpoint
 is a local directory holding the model's `config.json` and its weights as
 safetensors (`model.safetensors`, or the shards of `model.safetensors.index.json`);
 PyTorch `pytorch_model.bin` files are read when torch is installed.
@@ -334,6 +336,106 @@ def bert_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndar
 
 
 # ---------------------------------------------------------------------------
+# T5.
+# ---------------------------------------------------------------------------
+
+_T5_FFN = {'relu': ('relu', False), 'gated-gelu': ('gelu', True), 'gated-relu': ('relu', True),
+           'gated-silu': ('silu', True)}
+
+
+def t5_model_config(hf: Mapping[str, Any]) -> TransformerConfig:
+  """T5's config.json -> the EncoderDecoder config: pre-norm RMSNorm, no biases, no position
+  embeddings but a relative position bias per stack, unscaled attention logits, no embedding
+  scaling; v1.0 (relu, tied output with the d_model^-0.5 rescale) or v1.1 (gated-gelu,
+  untied output)."""
+  ffn = hf.get('feed_forward_proj', 'relu')
+  if ffn not in _T5_FFN:
+    raise ConversionError(f'T5 settings this library does not implement: '
+                          f'feed_forward_proj={ffn!r}')
+  activation, gated = _T5_FFN[ffn]
+  tied = hf.get('tie_word_embeddings', True)
+  # Saved by transformers >= 5: always tied, the rescale a field of its own; before, an untied
+  # output layer (v1.1) meant no rescale.
+  rescale = hf.get('scale_decoder_outputs', tied)
+  return TransformerConfig(
+      vocab_size=hf['vocab_size'], d_model=hf['d_model'], num_heads=hf['num_heads'],
+      head_dim=hf['d_kv'], d_ff=hf['d_ff'], num_encoder_layers=hf['num_layers'],
+      num_decoder_layers=hf.get('num_decoder_layers') or hf['num_layers'],
+      pad_id=hf.get('pad_token_id') or 0, norm='rmsnorm', norm_position='pre',
+      norm_epsilon=hf.get('layer_norm_epsilon', 1e-6), activation=activation, gated_ffn=gated,
+      use_bias=False, positional='none', position_bias='relative',
+      relative_buckets=hf.get('relative_attention_num_buckets', 32),
+      relative_max_distance=hf.get('relative_attention_max_distance', 128),
+      scale_attention=False, scale_embeddings=False, share_embeddings=True,
+      logits_via_embedding=tied, rescale_tied_logits=tied and rescale, dropout_rate=0.0,
+      attention_dropout_rate=0.0, deterministic=True)
+
+
+def t5_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Params:
+  """T5ForConditionalGeneration tensors -> EncoderDecoder params."""
+  t = _Tensors(state, ignore=('encoder.embed_tokens.weight', 'decoder.embed_tokens.weight'))
+  d, h, k, f, v = cfg.d_model, cfg.num_heads, cfg.qkv_dim, cfg.d_ff, cfg.vocab_size
+  shared = t.take('shared.weight', (v, d))
+  for copy in ('encoder.embed_tokens.weight', 'decoder.embed_tokens.weight'):
+    if copy in t.state and shared is not None and not np.array_equal(t.state[copy], shared):
+      t.problems.append(f'{copy} differs from shared.weight: untied input embeddings')
+
+  def attention(prefix):
+    out = {}
+    for ours, theirs in (('query', 'q'), ('key', 'k'), ('value', 'v')):
+      w = t.take(f'{prefix}.{theirs}.weight', (h * k, d))
+      out[ours] = {'kernel': None if w is None else w.T.reshape(d, h, k)}
+    w = t.take(f'{prefix}.o.weight', (d, h * k))
+    out['out'] = {'kernel': None if w is None else w.T.reshape(h, k, d)}
+    return out
+
+  def ffn(prefix):
+    def dense(name, n_in, n_out):
+      w = t.take(f'{prefix}.{name}.weight', (n_out, n_in))
+      return {'kernel': None if w is None else w.T}
+    if cfg.gated_ffn:   # T5 v1.1: wi_0 goes through the activation (our gate), wi_1 is linear
+      return {'wi_gate': dense('wi_0', d, f), 'wi': dense('wi_1', d, f), 'wo': dense('wo', f, d)}
+    return {'wi': dense('wi', d, f), 'wo': dense('wo', f, d)}
+
+  def norm(name):
+    return {'norm': {'scale': t.take(f'{name}.weight', (d,))}}
+
+  def stack(side, n_layers, cross):
+    out = {'relative_bias': {'rel_embedding': t.take(
+        f'{side}.block.0.layer.0.SelfAttention.relative_attention_bias.weight',
+        (cfg.relative_buckets, h))}}
+    for i in range(n_layers):
+      b = f'{side}.block.{i}.layer.'
+      layer = {'self_attention': attention(b + '0.SelfAttention'),
+               'self_attention_residual': norm(b + '0.layer_norm')}
+      j = 1
+      if cross:
+        layer['cross_attention'] = attention(b + '1.EncDecAttention')
+        layer['cross_attention_residual'] = norm(b + '1.layer_norm')
+        j = 2
+      layer['mlp'] = ffn(f'{b}{j}.DenseReluDense')
+      layer['mlp_residual'] = norm(f'{b}{j}.layer_norm')
+      out[f'layer_{i}'] = layer
+    out['final_norm'] = {'scale': t.take(f'{side}.final_layer_norm.weight', (d,))}
+    return out
+
+  params: Params = {'source_embed': {'embedding': shared},
+                    'encoder': stack('encoder', cfg.num_encoder_layers, False),
+                    'decoder': stack('decoder', cfg.num_decoder_layers, True)}
+  if cfg.logits_via_embedding:
+    if 'lm_head.weight' in t.state:
+      head = t.take('lm_head.weight', (v, d))
+      if head is not None and shared is not None and not np.array_equal(head, shared):
+        t.problems.append('lm_head.weight differs from shared.weight, but the config says '
+                          'tie_word_embeddings=true')
+  else:
+    w = t.take('lm_head.weight', (v, d))
+    params['logits'] = {'kernel': None if w is None else w.T}
+  t.finish('T5 checkpoint')
+  return params
+
+
+# ---------------------------------------------------------------------------
 # By model type.
 # ---------------------------------------------------------------------------
 
@@ -341,6 +443,7 @@ def bert_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndar
 ARCHITECTURES: dict[str, tuple[Callable, Callable, Callable | None, str]] = {
     'gpt2': (gpt2_model_config, gpt2_params, gpt2_state_dict, 'DecoderLM'),
     'bert': (bert_model_config, bert_params, bert_state_dict, 'EncoderOnly'),
+    't5': (t5_model_config, t5_params, None, 'EncoderDecoder'),
 }
 
 
@@ -362,4 +465,6 @@ def from_hf(hf_config: Mapping[str, Any],
 def to_hf(model_type: str, cfg: TransformerConfig, params: Params) -> dict[str, np.ndarray]:
   """Tensors in the Hugging Face layout of `model_type` from this library's params."""
   _, _, export, _ = _architecture(model_type)
+  if export is None:
+    raise ConversionError(f'exporting {model_type!r} to Hugging Face is not implemented')
   return export(params, cfg)

@@ -18,6 +18,7 @@ NORM_POSITIONS = ('post', 'pre')
 ACTIVATIONS = ('relu', 'gelu', 'gelu_exact', 'silu')   # gelu: tanh approximation; gelu_exact: erf
 POSITIONALS = ('sinusoidal', 'learned', 'rope', 'none')
 ATTENTION_IMPLS = ('einsum', 'xla', 'cudnn', 'auto')
+POSITION_BIASES = ('none', 'relative')
 POOLS = ('cls', 'gap')
 STEMS = ('patch', 'conv')
 # Compute and parameter dtypes by name. float16 is deliberately absent: its 5-bit
@@ -39,6 +40,7 @@ class TransformerConfig:
   target_vocab_size: int | None = None  # None: same as vocab_size
   share_embeddings: bool = True      # source and target embeddings are one matrix
   logits_via_embedding: bool = True  # output projection = embedding^T
+  rescale_tied_logits: bool = False  # T5 (tied): decoder output * d_model^-0.5 before E^T
   scale_embeddings: bool = True      # multiply embeddings by sqrt(d_model)
   pad_id: int = 0
   type_vocab_size: int = 0           # EncoderOnly (BERT): token-type (segment) embeddings; 0: none
@@ -61,6 +63,11 @@ class TransformerConfig:
   positional: str = 'sinusoidal'     # one of POSITIONALS; 'rope': rotary (Su et al. 2021),
                                      # queries and keys of self-attention rotated by position
   rope_base: float = 10000.0         # 'rope': wavelengths base^(2i/head_dim), i < head_dim/2
+  position_bias: str = 'none'        # one of POSITION_BIASES; 'relative': T5's bucketed relative
+                                     # position bias on self-attention logits, one table per stack
+  relative_buckets: int = 32         # 'relative': buckets (half per direction in the encoder)
+  relative_max_distance: int = 128   # 'relative': distances beyond share the last bucket
+  scale_attention: bool = True       # logits / sqrt(head_dim); T5: False (folded into its init)
   max_len: int = 512                 # longest sequence (learned PE, key/value cache)
   norm: str = 'layernorm'            # one of NORMS
   norm_position: str = 'post'        # 'post' (paper) or 'pre'
@@ -143,6 +150,9 @@ def validate(cfg: TransformerConfig) -> list[str]:
   one_of('norm_position', NORM_POSITIONS)
   one_of('activation', ACTIVATIONS)
   one_of('positional', POSITIONALS)
+  one_of('position_bias', POSITION_BIASES)
+  if cfg.position_bias == 'relative' and not 2 <= cfg.relative_buckets:
+    p.append(f'relative_buckets={cfg.relative_buckets} must be >= 2')
   one_of('attention_impl', ATTENTION_IMPLS)
   one_of('pool', POOLS)
   one_of('stem', STEMS)

@@ -16,8 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from transformer.attention import (MultiHeadAttention, combine_masks, padding_mask,
-                                   segment_mask)
+from transformer.attention import (MultiHeadAttention, RelativePositionBias, combine_masks,
+                                   padding_mask, segment_mask)
 from transformer.model_config import TransformerConfig
 from transformer.layers import (ACTIVATION_FNS, Dense, Embed, FeedForward, PositionalEncoding,
                                 make_norm, sincos_2d)
@@ -44,11 +44,12 @@ class EncoderLayer(nn.Module):
   cfg: TransformerConfig
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array | None, positions: Array | None = None) -> Array:
+  def __call__(self, x: Array, mask: Array | None, positions: Array | None = None,
+               bias: Array | None = None) -> Array:
     cfg = self.cfg
     attention = MultiHeadAttention(cfg, name='self_attention')
     x = Residual(cfg, name='self_attention_residual')(
-        x, lambda h: attention(h, mask=mask, positions=positions))
+        x, lambda h: attention(h, mask=mask, positions=positions, bias=bias))
     x = Residual(cfg, name='mlp_residual')(x, FeedForward(cfg, name='mlp'))
     return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
 
@@ -66,7 +67,7 @@ class DecoderLayer(nn.Module):
   @nn.compact
   def __call__(self, y: Array | None, encoded: Array | None = None, *,
                self_mask: Array | None = None, cross_mask: Array | None = None,
-               positions: Array | None = None) -> Array | None:
+               positions: Array | None = None, bias: Array | None = None) -> Array | None:
     cfg = self.cfg
     if self.cross:
       cross_attention = MultiHeadAttention(cfg, name='cross_attention')
@@ -74,7 +75,8 @@ class DecoderLayer(nn.Module):
         return cross_attention(None, encoded, cross=True)
     self_attention = MultiHeadAttention(cfg, name='self_attention')
     y = Residual(cfg, name='self_attention_residual')(
-        y, lambda h: self_attention(h, mask=self_mask, causal=True, positions=positions))
+        y, lambda h: self_attention(h, mask=self_mask, causal=True, positions=positions,
+                                    bias=bias))
     if self.cross:
       y = Residual(cfg, name='cross_attention_residual')(
           y, lambda h: cross_attention(h, encoded, mask=cross_mask, cross=True))
@@ -94,8 +96,14 @@ class Encoder(nn.Module):
   def __call__(self, x: Array, mask: Array | None, positions: Array | None = None) -> Array:
     cfg = self.cfg
     layer = _layer(EncoderLayer, cfg)
+    bias = None
+    if cfg.position_bias == 'relative':   # one table for the stack (T5)
+      if positions is None:
+        positions = jnp.arange(x.shape[1])[None]
+      bias = RelativePositionBias(cfg, bidirectional=True, name='relative_bias')(positions,
+                                                                                 positions)
     for i in range(cfg.num_encoder_layers):
-      x = layer(cfg, name=f'layer_{i}')(x, mask, positions)
+      x = layer(cfg, name=f'layer_{i}')(x, mask, positions, bias)
     if cfg.norm_position == 'pre':
       x = make_norm(cfg, name='final_norm')(x)
     return x
@@ -115,9 +123,18 @@ class Decoder(nn.Module):
                positions: Array | None = None) -> Array | None:
     cfg = self.cfg
     layer = _layer(DecoderLayer, cfg)
+    bias = None
+    if cfg.position_bias == 'relative' and y is not None:   # one table for the stack (T5)
+      if positions is None:
+        positions = jnp.arange(y.shape[1])[None]
+      # Cached decoding: the keys are the cache slots, slot j holding position j.
+      keys = jnp.arange(cfg.max_len)[None] if cfg.use_cache else positions
+      bias = RelativePositionBias(cfg, bidirectional=False, name='relative_bias')(positions,
+                                                                                  keys)
     for i in range(cfg.num_decoder_layers):
       out = layer(cfg, cross=self.cross, name=f'layer_{i}')(
-          y, encoded, self_mask=self_mask, cross_mask=cross_mask, positions=positions)
+          y, encoded, self_mask=self_mask, cross_mask=cross_mask, positions=positions,
+          bias=bias)
       y = out if y is not None else None
     if y is None:
       return None
@@ -160,7 +177,10 @@ def _logits_dense(cfg: TransformerConfig) -> Dense | None:
                dtype=cfg.dtype, param_dtype=cfg.param_dtype, name='logits')
 
 
-def _output_logits(embed: Embed, dense: Dense | None, y: Array) -> Array:
+def _output_logits(embed: Embed, dense: Dense | None, y: Array,
+                   cfg: TransformerConfig | None = None) -> Array:
+  if dense is None and cfg is not None and cfg.rescale_tied_logits:
+    y = y * jnp.asarray(cfg.d_model ** -0.5, y.dtype)   # T5 with tied embeddings
   logits = embed.attend(y) if dense is None else dense(y)
   return nn.with_logical_constraint(logits.astype(jnp.float32), ('batch', 'length', 'vocab'))
 
@@ -216,7 +236,7 @@ class EncoderDecoder(nn.Module):
       return self.decoder(None, encoded, cross_mask=cross_mask)
     y, positions = self.target_input(tgt_in, positions=tgt_positions)
     y = self.decoder(y, encoded, self_mask=self_mask, cross_mask=cross_mask, positions=positions)
-    return _output_logits(self.target_embed, self.logits_dense, y)
+    return _output_logits(self.target_embed, self.logits_dense, y, cfg)
 
   def __call__(self, src: Array, tgt_in: Array, *, src_segments: Array | None = None,
                tgt_segments: Array | None = None, src_positions: Array | None = None,
@@ -248,6 +268,9 @@ class DecoderLM(nn.Module):
     """Packed rows (several sequences per row): `segments` numbers them (1, 2, ...; 0 at
     padding) so no token attends across them, `positions` restart per sequence."""
     cfg = self.cfg
+    if left_pad is not None and cfg.position_bias == 'relative':
+      raise ValueError('left-padded prompts (left_pad) are not supported with the relative '
+                       'position bias; batch prompts of one length, or decode them one by one')
     embed = _embed(cfg, cfg.vocab_size, 'embed')
     x, positions = TokenInput(cfg, embed, use_cache=cfg.use_cache, name='input')(
         tokens, left_pad, positions)
@@ -258,7 +281,7 @@ class DecoderLM(nn.Module):
     if segments is not None:
       mask = combine_masks(mask, segment_mask(segments, segments))
     y = Decoder(cfg, name='decoder')(x, self_mask=mask, positions=positions)
-    return _output_logits(embed, _logits_dense(cfg), y)
+    return _output_logits(embed, _logits_dense(cfg), y, cfg)
 
 
 HEADS = ('mlm', 'classify', 'both')
