@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from transformer import hf
-from transformer.models import DecoderLM, EncoderDecoder, EncoderOnly
+from transformer.models import DecoderLM, EncoderDecoder, EncoderOnly, ViT
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
 
@@ -194,3 +194,17 @@ def test_t5_logits_attention_and_cached_decoding_match_hugging_face(name):
     np.testing.assert_allclose(
         np.asarray(EncoderDecoder(old_cfg).apply({'params': old_params}, src, tgt)),
         out['logits'], rtol=1e-5, atol=1e-5)
+
+
+def test_vit_logits_and_attention_weights_match_hugging_face():
+  hf_config, state, out = fixture('vit')
+  cfg, params = hf.from_hf(hf_config, state)
+  images = jnp.asarray(out['pixel_values'].transpose(0, 2, 3, 1))     # NCHW -> NHWC
+  logits, inter = ViT(cfg).apply({'params': params}, images, mutable=['intermediates'])
+  np.testing.assert_allclose(np.asarray(logits), out['logits'], rtol=1e-5, atol=1e-5)
+  for i in range(cfg.num_encoder_layers):
+    ours = inter['intermediates']['encoder'][f'layer_{i}']['self_attention'][
+        'attention_weights'][0]
+    np.testing.assert_allclose(np.asarray(ours), out[f'attention_{i}'], rtol=1e-5, atol=1e-6)
+  with pytest.raises(hf.ConversionError, match='not implemented'):
+    hf.to_hf('vit', cfg, params)

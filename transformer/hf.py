@@ -7,8 +7,8 @@
 
 Supported so far: GPT-2 (`GPT2LMHeadModel`, into `DecoderLM`), BERT
 (`BertForPreTraining`, the layout of bert-base-uncased, into `EncoderOnly`) and
-T5 (`T5ForConditionalGeneration`, v1.0 and v1.1, into `EncoderDecoder`; import
-only). A checkpoint
+T5 (`T5ForConditionalGeneration`, v1.0 and v1.1, into `EncoderDecoder`) and ViT
+(`ViTForImageClassification`, into `ViT`); T5 and ViT are import only. A checkpoint
 is a local directory holding the model's `config.json` and its weights as
 safetensors (`model.safetensors`, or the shards of `model.safetensors.index.json`);
 PyTorch `pytorch_model.bin` files are read when torch is installed.
@@ -436,6 +436,76 @@ def t5_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Params
 
 
 # ---------------------------------------------------------------------------
+# ViT.
+# ---------------------------------------------------------------------------
+
+def vit_model_config(hf: Mapping[str, Any]) -> TransformerConfig:
+  """ViT's config.json -> the ViT config (pre-LN, learned positions, class token)."""
+  act = hf.get('hidden_act', 'gelu')
+  if act not in _BERT_ACTIVATIONS:
+    raise ConversionError(f'ViT settings this library does not implement: hidden_act={act!r}')
+  labels = hf.get('id2label') or {}
+  return TransformerConfig(
+      d_model=hf['hidden_size'], num_heads=hf['num_attention_heads'],
+      d_ff=hf['intermediate_size'], num_encoder_layers=hf['num_hidden_layers'],
+      num_decoder_layers=0, image_size=hf['image_size'], patch_size=hf['patch_size'],
+      num_channels=hf.get('num_channels', 3), num_classes=len(labels) or 2, pool='cls',
+      norm='layernorm', norm_position='pre', norm_epsilon=hf.get('layer_norm_eps', 1e-12),
+      activation=_BERT_ACTIVATIONS[act], positional='learned', scale_embeddings=False,
+      use_bias=hf.get('qkv_bias', True), dropout_rate=0.0, attention_dropout_rate=0.0,
+      deterministic=True)
+
+
+def vit_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Params:
+  """ViTForImageClassification tensors -> ViT params.
+
+  The patch convolution [d, c, p, p] becomes the Dense over flattened (row, column,
+  channel) patches. Hugging Face gives the class token a position embedding too
+  (row 0); this library embeds positions of the patches only, so row 0 is added
+  into the class token (the same sum reaches the encoder).
+  """
+  t = _Tensors(state)
+  d, h, k, f = cfg.d_model, cfg.num_heads, cfg.qkv_dim, cfg.d_ff
+  p, c = cfg.patch_size, cfg.num_channels
+  n = (cfg.image_size // p) ** 2
+  e = 'vit.embeddings.'
+  conv = t.take(e + 'patch_embeddings.projection.weight', (d, c, p, p))
+  cls = t.take(e + 'cls_token', (1, 1, d))
+  pos = t.take(e + 'position_embeddings', (1, n + 1, d))
+  params: Params = {
+      'patch_embed': {'kernel': None if conv is None else conv.transpose(2, 3, 1, 0)
+                      .reshape(p * p * c, d),
+                      'bias': t.take(e + 'patch_embeddings.projection.bias', (d,))},
+      'cls_token': None if cls is None or pos is None else cls + pos[:, :1],
+      'pos_embedding': None if pos is None else pos[:, 1:],
+  }
+  encoder: Params = {}
+  for i in range(cfg.num_encoder_layers):
+    b = f'vit.encoder.layer.{i}.'
+    attention = {}
+    for name in ('query', 'key', 'value'):
+      lin = _linear(t, b + f'attention.attention.{name}', d, h * k)
+      attention[name] = {
+          'kernel': None if lin['kernel'] is None else lin['kernel'].reshape(d, h, k),
+          'bias': None if lin['bias'] is None else lin['bias'].reshape(h, k)}
+    out = _linear(t, b + 'attention.output.dense', h * k, d)
+    attention['out'] = {'kernel': None if out['kernel'] is None else out['kernel'].reshape(h, k, d),
+                        'bias': out['bias']}
+    encoder[f'layer_{i}'] = {
+        'self_attention': attention,
+        'self_attention_residual': {'norm': _norm(t, b + 'layernorm_before', d)},
+        'mlp': {'wi': _linear(t, b + 'intermediate.dense', d, f),
+                'wo': _linear(t, b + 'output.dense', f, d)},
+        'mlp_residual': {'norm': _norm(t, b + 'layernorm_after', d)},
+    }
+  encoder['final_norm'] = _norm(t, 'vit.layernorm', d)
+  params['encoder'] = encoder
+  params['head'] = _linear(t, 'classifier', d, cfg.num_classes)
+  t.finish('ViT checkpoint')
+  return params
+
+
+# ---------------------------------------------------------------------------
 # By model type.
 # ---------------------------------------------------------------------------
 
@@ -444,6 +514,7 @@ ARCHITECTURES: dict[str, tuple[Callable, Callable, Callable | None, str]] = {
     'gpt2': (gpt2_model_config, gpt2_params, gpt2_state_dict, 'DecoderLM'),
     'bert': (bert_model_config, bert_params, bert_state_dict, 'EncoderOnly'),
     't5': (t5_model_config, t5_params, None, 'EncoderDecoder'),
+    'vit': (vit_model_config, vit_params, None, 'ViT'),
 }
 
 
