@@ -1,0 +1,97 @@
+"""Masked language modeling (BERT's pretraining objective) with an encoder-only Transformer.
+
+Rows of the language-modeling data (transformer.data.lm: the stream datasets,
+windows of seq_len tokens) are masked as in BERT (Devlin et al. 2019, 3.1):
+each real token is selected with probability `config.mlm.mask_rate` (0.15);
+a selected token is replaced by [MASK] 80% of the time, by a random token 10%,
+and kept 10%; the loss is the cross-entropy of the original token at the
+selected positions only. [MASK] is one extra id after the data's vocabulary.
+
+The masking is drawn inside the step from the step's key (fold_in of the
+run's key and the step), so a batch's masks are a pure function of (seed,
+step) and resuming is exact; evaluation masks every batch with a key fixed by
+config.seed, so validation numbers of different checkpoints compare.
+
+Metrics: loss / nll over the selected tokens, `accuracy` (masked-token
+accuracy: argmax == original token at the selected positions), perplexity of
+the selected tokens, and `masked_tokens` (how many were selected).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from transformer import models
+from transformer.data import lm as lm_data
+from transformer.data import resolve_data_dir
+from transformer.experiment_config import build_model_config
+from transformer.tasks.base import Task, register, token_cross_entropy
+
+_MASK_STREAM = 0x6D6C6D   # folded into the step's key: the masks, apart from dropout's draws
+
+
+def mask_tokens(key: jax.Array, tokens: jax.Array, real: jax.Array, mask_id: int,
+                vocab_size: int, mask_rate: float = 0.15) -> tuple[jax.Array, jax.Array]:
+  """BERT's masking: (inputs, selected). `real` marks tokens that may be selected;
+  random replacements are drawn from ids 1 .. vocab_size - 1 (0 is padding)."""
+  k_select, k_kind, k_random = jax.random.split(key, 3)
+  selected = (jax.random.uniform(k_select, tokens.shape) < mask_rate) & real
+  kind = jax.random.uniform(k_kind, tokens.shape)
+  random_tokens = jax.random.randint(k_random, tokens.shape, 1, vocab_size, tokens.dtype)
+  inputs = jnp.where(selected & (kind < 0.8), jnp.asarray(mask_id, tokens.dtype),
+                     jnp.where(selected & (kind < 0.9), random_tokens, tokens))
+  return inputs, selected
+
+
+@register
+class MLMTask(Task):
+  """Masked-token prediction with `models.EncoderOnly` (BERT)."""
+  name = 'mlm'
+  weight_name = 'masked_tokens'
+  datasets = ('tiny_shakespeare', 'ptb')   # the stream datasets: every window is real text
+
+  @classmethod
+  def validate(cls, config):
+    problems = super().validate(config)
+    rate = config.get('mlm', {}).get('mask_rate', 0.15)
+    if not 0 < rate < 1:
+      problems.append(f'mlm.mask_rate={rate!r} must be in (0, 1)')
+    if config.get('packing', False):
+      problems.append('packing: the mlm task reads dense windows of a token stream')
+    return problems
+
+  def __init__(self, config, workdir):
+    super().__init__(config, workdir)
+    self.data = lm_data.make_lm_data(config.dataset, resolve_data_dir(config.data_dir),
+                                     seq_len=config.seq_len, workdir=workdir,
+                                     vocab_size=config.vocab_size or None,
+                                     tfds_data_dir=config.get('tfds_data_dir') or None)
+    self.mask_id = self.data.vocab_size            # one id past the data's vocabulary
+    self.mask_rate = float(config.get('mlm', {}).get('mask_rate', 0.15))
+    self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size + 1)
+
+  def model(self, train: bool) -> nn.Module:
+    return models.EncoderOnly(self.model_cfg.replace(deterministic=not train))
+
+  def init_inputs(self) -> tuple:
+    return (jnp.ones((1, self.config.seq_len), jnp.int32),)
+
+  def loss_sums(self, params, batch, rng, train):
+    tokens = batch['inputs']
+    key = jax.random.fold_in(rng if train else jax.random.PRNGKey(self.config.seed),
+                             _MASK_STREAM)
+    inputs, selected = mask_tokens(key, tokens, batch['weights'] > 0, self.mask_id,
+                                   self.data.vocab_size, self.mask_rate)
+    logits = self.model(train).apply(
+        {'params': params}, inputs, attention_mask=jnp.ones_like(tokens),
+        rngs={'dropout': rng} if train else None)
+    return token_cross_entropy(logits, tokens, selected.astype(jnp.float32),
+                               self.config.label_smoothing if train else 0.0)
+
+  def summarize(self, sums):
+    out = super().summarize(sums)
+    out['perplexity'] = float(np.exp(min(out['nll'], 50.0)))
+    return out
