@@ -208,3 +208,17 @@ def test_vit_logits_and_attention_weights_match_hugging_face():
     np.testing.assert_allclose(np.asarray(ours), out[f'attention_{i}'], rtol=1e-5, atol=1e-6)
   with pytest.raises(hf.ConversionError, match='not implemented'):
     hf.to_hf('vit', cfg, params)
+
+
+def test_attention_figures_of_imported_bert_and_gpt2(tmp_path):
+  from tools import visualize
+  for name, stack in (('bert', 'encoder'), ('gpt2', 'decoder')):
+    paths = visualize.hf_attention_figures(os.path.join(FIXTURES, name), str(tmp_path / name),
+                                           ids=['5', '6', '7', '8'])
+    assert [os.path.basename(p) for p in paths] == [f'{stack}_layer{i}_heads.png'
+                                                    for i in range(2)]
+    assert all(os.path.getsize(p) > 1000 for p in paths)
+  with pytest.raises(ValueError, match='tokenizer.json does not exist|tokenizers package'):
+    visualize.hf_attention_figures(os.path.join(FIXTURES, 'bert'), str(tmp_path), text='a b')
+  with pytest.raises(ValueError, match='BERT and GPT-2'):
+    visualize.hf_attention_figures(os.path.join(FIXTURES, 't5'), str(tmp_path), ids=['1'])

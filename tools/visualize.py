@@ -3,6 +3,7 @@
   python -m tools.visualize attention --config=configs/NAME.py --workdir=DIR \\
       [--text="..."] [--split=S --index=N] [--layer=-1] [--head=-1] \\
       [--kinds=encoder,decoder,cross] [--step=N] [--out=DIR/attention] [--config.FIELD=VALUE]
+  python -m tools.visualize attention --hf=DIR (--text="..." | --ids=101,7592,102) [--head=-1]
   python -m tools.visualize posenc [--length=100] [--width=512] \\
       [--config=configs/NAME.py --workdir=DIR] [--out=...]
 
@@ -28,6 +29,11 @@ forced here (`attention_impl='einsum'`, deterministic, no cache).
 --layer counts from 0 like the parameter names `layer_0`, ... (negative: from
 the end; default: the last layer). PNG files go to --out (default
 DIR/attention), named KIND_layerL_heads.png or KIND_layerL_headH.png.
+
+`attention --hf=DIR` draws every layer's self-attention of a Hugging Face
+checkpoint imported by transformer.hf (BERT: over the word pieces of --text,
+tokenized by DIR/tokenizer.json with the `tokenizers` package; GPT-2: causal),
+or over token ids given with --ids.
 
 `posenc` draws the paper's sinusoidal table for --length positions and
 --width features (default width: the config's d_model, else 512); given a
@@ -477,11 +483,64 @@ def attention_figures(config, workdir: str, out_dir: str, *, step: int | None = 
   raise ValueError(f'No attention figures for task {config.task!r}')
 
 
+# ----------------------------------------------------------------------------- Hugging Face
+
+def hf_tokens(hf_dir: str, text: str | None, ids: Sequence[int] | None) -> tuple[list, list]:
+  """(token ids, labels) of `text` by the checkpoint's own tokenizer.json (needs the
+  `tokenizers` package), or the given `ids` (labelled by number)."""
+  if ids:
+    return [int(i) for i in ids], [str(int(i)) for i in ids]
+  if text is None:
+    raise ValueError('pass --text="..." (tokenized by DIR/tokenizer.json) or --ids=1,2,3')
+  path = os.path.join(hf_dir, 'tokenizer.json')
+  try:
+    from tokenizers import Tokenizer
+  except ImportError:
+    raise ValueError('tokenizing --text needs the tokenizers package (pip install tokenizers); '
+                     'or pass token ids with --ids') from None
+  if not os.path.isfile(path):
+    raise ValueError(f'{path} does not exist: download the tokenizer with the model, or pass '
+                     'token ids with --ids')
+  encoding = Tokenizer.from_file(path).encode(text)
+  return list(encoding.ids), list(encoding.tokens)
+
+
+def hf_attention_figures(hf_dir: str, out_dir: str, *, text: str | None = None,
+                         ids: Sequence[int] | None = None, head: int = -1) -> list[str]:
+  """Every layer's self-attention of a Hugging Face checkpoint (BERT: bidirectional over
+  the word pieces; GPT-2: causal), one PNG per layer (all heads in a grid, or `head`)."""
+  from transformer import hf, models
+  hf_config, tensors = hf.read_checkpoint(hf_dir)
+  cfg, params = hf.from_hf(hf_config, tensors)
+  kind = hf.ARCHITECTURES[hf_config['model_type']][3]
+  if kind not in ('EncoderOnly', 'DecoderLM'):
+    raise ValueError(f'attention figures of imported checkpoints: BERT and GPT-2 (a '
+                     f'{hf_config["model_type"]!r} checkpoint has no text-only input here)')
+  tokens, labels = hf_tokens(hf_dir, text, ids)
+  if len(tokens) > cfg.max_len:
+    raise ValueError(f'{len(tokens)} tokens; the model has {cfg.max_len} positions')
+  model = getattr(models, kind)(cfg)
+  _, maps = attention_maps(model, params, jnp.asarray([tokens], jnp.int32))
+  stack = 'encoder' if kind == 'EncoderOnly' else 'decoder'
+  paths = []
+  for i in range(layer_count(maps, stack)):
+    weights = maps[f'{stack}/layer_{i}/self_attention']
+    what = 'self-attention' + ('' if stack == 'encoder' else ' (causal)')
+    title = (f'{hf_config["model_type"]} {what}, layer {i}'
+             f'{"" if head == -1 else f", head {head % weights.shape[1]}"}')
+    fig = plot_attention(weights[0], labels, labels, head=head, title=title)
+    paths.append(save(fig, os.path.join(out_dir, _name(stack, i, head, weights.shape[1]))))
+  return paths
+
+
 # ----------------------------------------------------------------------------- command line
 
 def _define_flags():
   from absl import flags
   flags.DEFINE_string('workdir', None, 'Directory the model was trained in.')
+  flags.DEFINE_string('hf', None, 'attention: a Hugging Face model directory (BERT or GPT-2: '
+                      'config.json + model.safetensors) instead of --workdir; every layer.')
+  flags.DEFINE_list('ids', None, '--hf: token ids to attend over (instead of --text).')
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
   flags.DEFINE_string('out', None, 'Folder for the PNG files (default: WORKDIR/attention; '
                       'posenc without --workdir: the current folder).')
@@ -511,7 +570,10 @@ def main(argv):
   train_lib.setup_logging()
   config, workdir = FLAGS.config, FLAGS.workdir
   out = FLAGS.out or (os.path.join(workdir, 'attention') if workdir else '.')
-  if argv[1] == 'attention':
+  if argv[1] == 'attention' and FLAGS.hf:
+    paths = hf_attention_figures(FLAGS.hf, FLAGS.out or os.path.join(FLAGS.hf, 'attention'),
+                                 text=FLAGS.text, ids=FLAGS.ids, head=FLAGS.head)
+  elif argv[1] == 'attention':
     if config is None or not workdir:
       raise app.UsageError('attention needs --workdir (a trained run; its config.json is the '
                            'config unless --config names a file).')
