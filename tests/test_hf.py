@@ -145,6 +145,13 @@ def test_bert_export_gives_back_the_checkpoint(bert):
     np.testing.assert_array_equal(back[name], x, err_msg=name)
   with pytest.raises(hf.ConversionError, match='hidden_act'):
     hf.from_hf({**hf_config, 'hidden_act': 'swish'}, state)
+  # TensorFlow-converted names (bert-base-uncased's LayerNorm gamma / beta) read the same.
+  tf_names = {k.replace('LayerNorm.weight', 'LayerNorm.gamma').replace('LayerNorm.bias',
+                                                                         'LayerNorm.beta'): v
+              for k, v in state.items()}
+  assert any(k.endswith('gamma') for k in tf_names)
+  _, tf_params = hf.from_hf(hf_config, tf_names)
+  np.testing.assert_array_equal(tf_params['embed_norm']['scale'], params['embed_norm']['scale'])
 
 
 @pytest.mark.parametrize('name', ['t5', 't5_v1_1'])

@@ -253,7 +253,14 @@ def _linear(t: _Tensors, name: str, n_in: int, n_out: int) -> dict:
 
 
 def bert_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Params:
-  """BertForPreTraining tensors (the layout of bert-base-uncased) -> EncoderOnly params."""
+  """BertForPreTraining tensors (the layout of bert-base-uncased) -> EncoderOnly params.
+
+  LayerNorm tensors named `gamma` / `beta` (checkpoints converted from TensorFlow, such
+  as bert-base-uncased's) are read as `weight` / `bias`, as Hugging Face does.
+  """
+  renames = {'.LayerNorm.gamma': '.LayerNorm.weight', '.LayerNorm.beta': '.LayerNorm.bias'}
+  state = {next((k[:-len(old)] + new for old, new in renames.items() if k.endswith(old)), k): v
+           for k, v in state.items()}
   t = _Tensors(state, ignore=('embeddings.position_ids', 'embeddings.token_type_ids'))
   d, h, k, f, v = cfg.d_model, cfg.num_heads, cfg.qkv_dim, cfg.d_ff, cfg.vocab_size
   e = 'bert.embeddings.'
