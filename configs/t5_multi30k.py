@@ -1,0 +1,50 @@
+"""A T5-style encoder-decoder on the Multi30k recipe (de -> en), beside the paper's model.
+
+  python train.py --config=configs/t5_multi30k.py --workdir=runs/t5_multi30k
+  python eval.py --workdir=runs/t5_multi30k --config.eval_split=test_2016_flickr   # once
+
+Everything is translate_multi30k's recipe (data, vocabulary, batches, 1,400
+steps, optimizer, schedule, decoding, widths and depths) except the model's
+T5 choices (Raffel et al. 2020; v1.1 feed-forward):
+- no position embeddings; a learned relative position bias (32 buckets up to
+  distance 128, bidirectional in the encoder, causal in the decoder, one table
+  per stack shared by its layers);
+- pre-norm RMSNorm without biases, no biases anywhere, a final norm per stack;
+- gated-GELU feed-forward of width 344 (~2/3 x 512: as many weights as the
+  paper-style model's 512-wide ReLU one);
+- no embedding scaling; the tied output projection sees the decoder output
+  times d_model^-0.5 (T5's rescale).
+One deviation from T5: attention logits keep the 1/sqrt(head_dim) scale.
+T5 drops it and folds it into its initialization of the query projection;
+this library initializes every projection alike (Xavier), so the scale
+stays (`model.scale_attention`; imported T5 checkpoints set it False).
+
+Result: not yet run (BLEU to be recorded beside translate_multi30k's, same steps
+and machine).
+"""
+
+from configs import translate_multi30k
+
+
+def get_config():
+  c = translate_multi30k.get_config()
+  c.model.update(dict(
+      norm='rmsnorm', norm_position='pre', use_bias=False, positional='none',
+      position_bias='relative', relative_buckets=32, relative_max_distance=128,
+      activation='gelu', gated_ffn=True, d_ff=344, scale_embeddings=False,
+      rescale_tied_logits=True))
+  return c
+
+
+# Reference and target for docs/RESULTS.md (python -m tools.report build).
+REFERENCE = dict(
+    metric='test_2016_flickr/tokenized_bleu',
+    higher_is_better=True,
+    reference=None,
+    source=('this repository: translate_multi30k (the paper-style model) on the same recipe, '
+            'results/translate_multi30k.json'),
+    target=None,                       # a comparison of architectures, not a target
+    time_budget_min=None,
+    runnable_here=True,
+    why=None,
+)
