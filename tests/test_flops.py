@@ -40,8 +40,14 @@ BASE = dict(d_model=64, num_heads=4, d_ff=96, vocab_size=50, max_len=32, determi
             dropout_rate=0.0)
 
 
-def test_lm_count_is_the_jaxpr_with_causal_attention_halved():
-  cfg = TransformerConfig(**BASE, num_encoder_layers=0, num_decoder_layers=3, head_dim=24)
+# Grouped-query keys/values and a gated feed-forward change the projections' count.
+SWITCHES = [{}, dict(num_kv_heads=2, gated_ffn=True, activation='silu', positional='rope')]
+
+
+@pytest.mark.parametrize('switches', SWITCHES)
+def test_lm_count_is_the_jaxpr_with_causal_attention_halved(switches):
+  cfg = TransformerConfig(**BASE, num_encoder_layers=0, num_decoder_layers=3, head_dim=24,
+                          **switches)
   model = models.DecoderLM(cfg)
   tokens = jnp.ones((3, 20), jnp.int32)
   params = jax.eval_shape(model.init, jax.random.key(0), tokens)
@@ -51,8 +57,9 @@ def test_lm_count_is_the_jaxpr_with_causal_attention_halved():
       measured - 0.5 * attention_full(cfg, 3, 20, 20, 3), rel=1e-12)
 
 
-def test_encoder_decoder_count_is_the_jaxpr():
-  cfg = TransformerConfig(**BASE, num_encoder_layers=2, num_decoder_layers=3)
+@pytest.mark.parametrize('switches', SWITCHES)
+def test_encoder_decoder_count_is_the_jaxpr(switches):
+  cfg = TransformerConfig(**BASE, num_encoder_layers=2, num_decoder_layers=3, **switches)
   model = models.EncoderDecoder(cfg)
   src, tgt = jnp.ones((2, 11), jnp.int32), jnp.ones((2, 7), jnp.int32)
   params = jax.eval_shape(model.init, jax.random.key(0), src, tgt)
