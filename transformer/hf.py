@@ -252,6 +252,26 @@ def _linear(t: _Tensors, name: str, n_in: int, n_out: int) -> dict:
   return {'kernel': None if w is None else w.T, 'bias': t.take(f'{name}.bias', (n_out,))}
 
 
+def _bert_layer(t: _Tensors, cfg: TransformerConfig, prefix: str, attention: str,
+                attention_norm: str, mlp_norm: str) -> Params:
+  """One encoder layer in the BERT / ViT layout (torch Linears, heads in the columns);
+  the norms' names differ: BERT's after each sub-layer, ViT's before."""
+  d, h, k, f = cfg.d_model, cfg.num_heads, cfg.qkv_dim, cfg.d_ff
+  att = {}
+  for name in ('query', 'key', 'value'):
+    lin = _linear(t, f'{prefix}{attention}.{name}', d, h * k)
+    att[name] = {'kernel': None if lin['kernel'] is None else lin['kernel'].reshape(d, h, k),
+                 'bias': None if lin['bias'] is None else lin['bias'].reshape(h, k)}
+  out = _linear(t, prefix + 'attention.output.dense', h * k, d)
+  att['out'] = {'kernel': None if out['kernel'] is None else out['kernel'].reshape(h, k, d),
+                'bias': out['bias']}
+  return {'self_attention': att,
+          'self_attention_residual': {'norm': _norm(t, prefix + attention_norm, d)},
+          'mlp': {'wi': _linear(t, prefix + 'intermediate.dense', d, f),
+                  'wo': _linear(t, prefix + 'output.dense', f, d)},
+          'mlp_residual': {'norm': _norm(t, prefix + mlp_norm, d)}}
+
+
 def bert_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Params:
   """BertForPreTraining tensors (the layout of bert-base-uncased) -> EncoderOnly params.
 
@@ -262,7 +282,7 @@ def bert_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Para
   state = {next((k[:-len(old)] + new for old, new in renames.items() if k.endswith(old)), k): v
            for k, v in state.items()}
   t = _Tensors(state, ignore=('embeddings.position_ids', 'embeddings.token_type_ids'))
-  d, h, k, f, v = cfg.d_model, cfg.num_heads, cfg.qkv_dim, cfg.d_ff, cfg.vocab_size
+  d, v = cfg.d_model, cfg.vocab_size
   e = 'bert.embeddings.'
   word = t.take(e + 'word_embeddings.weight', (v, d))
   params: Params = {
@@ -272,25 +292,9 @@ def bert_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Para
                                          (cfg.type_vocab_size, d))},
       'embed_norm': _norm(t, e + 'LayerNorm', d),
   }
-  encoder: Params = {}
-  for i in range(cfg.num_encoder_layers):
-    p = f'bert.encoder.layer.{i}.'
-    attention = {}
-    for name in ('query', 'key', 'value'):
-      lin = _linear(t, p + f'attention.self.{name}', d, h * k)
-      attention[name] = {
-          'kernel': None if lin['kernel'] is None else lin['kernel'].reshape(d, h, k),
-          'bias': None if lin['bias'] is None else lin['bias'].reshape(h, k)}
-    out = _linear(t, p + 'attention.output.dense', h * k, d)
-    attention['out'] = {'kernel': None if out['kernel'] is None else out['kernel'].reshape(h, k, d),
-                        'bias': out['bias']}
-    encoder[f'layer_{i}'] = {
-        'self_attention': attention,
-        'self_attention_residual': {'norm': _norm(t, p + 'attention.output.LayerNorm', d)},
-        'mlp': {'wi': _linear(t, p + 'intermediate.dense', d, f),
-                'wo': _linear(t, p + 'output.dense', f, d)},
-        'mlp_residual': {'norm': _norm(t, p + 'output.LayerNorm', d)},
-    }
+  encoder = {f'layer_{i}': _bert_layer(t, cfg, f'bert.encoder.layer.{i}.', 'attention.self',
+                                       'attention.output.LayerNorm', 'output.LayerNorm')
+             for i in range(cfg.num_encoder_layers)}
   params['encoder'] = encoder
   c = 'cls.predictions.'
   params['mlm_dense'] = _linear(t, c + 'transform.dense', d, d)
@@ -472,7 +476,7 @@ def vit_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Param
   into the class token (the same sum reaches the encoder).
   """
   t = _Tensors(state)
-  d, h, k, f = cfg.d_model, cfg.num_heads, cfg.qkv_dim, cfg.d_ff
+  d = cfg.d_model
   p, c = cfg.patch_size, cfg.num_channels
   n = (cfg.image_size // p) ** 2
   e = 'vit.embeddings.'
@@ -486,25 +490,10 @@ def vit_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Param
       'cls_token': None if cls is None or pos is None else cls + pos[:, :1],
       'pos_embedding': None if pos is None else pos[:, 1:],
   }
-  encoder: Params = {}
-  for i in range(cfg.num_encoder_layers):
-    b = f'vit.encoder.layer.{i}.'
-    attention = {}
-    for name in ('query', 'key', 'value'):
-      lin = _linear(t, b + f'attention.attention.{name}', d, h * k)
-      attention[name] = {
-          'kernel': None if lin['kernel'] is None else lin['kernel'].reshape(d, h, k),
-          'bias': None if lin['bias'] is None else lin['bias'].reshape(h, k)}
-    out = _linear(t, b + 'attention.output.dense', h * k, d)
-    attention['out'] = {'kernel': None if out['kernel'] is None else out['kernel'].reshape(h, k, d),
-                        'bias': out['bias']}
-    encoder[f'layer_{i}'] = {
-        'self_attention': attention,
-        'self_attention_residual': {'norm': _norm(t, b + 'layernorm_before', d)},
-        'mlp': {'wi': _linear(t, b + 'intermediate.dense', d, f),
-                'wo': _linear(t, b + 'output.dense', f, d)},
-        'mlp_residual': {'norm': _norm(t, b + 'layernorm_after', d)},
-    }
+  encoder = {f'layer_{i}': _bert_layer(t, cfg, f'vit.encoder.layer.{i}.',
+                                       'attention.attention', 'layernorm_before',
+                                       'layernorm_after')
+             for i in range(cfg.num_encoder_layers)}
   encoder['final_norm'] = _norm(t, 'vit.layernorm', d)
   params['encoder'] = encoder
   params['head'] = _linear(t, 'classifier', d, cfg.num_classes)
