@@ -319,8 +319,8 @@ def _copy_artifacts(workdir: str, dest: str, out: dict) -> None:
       shutil.copyfile(os.path.join(workdir, f), os.path.join(dest, f))
   translations = out['metrics_at_step'].get('translations_file')
   if translations:
-    src = translations if os.path.isabs(translations) else os.path.join(workdir, translations)
-    base = os.path.basename(src)
+    base = os.path.basename(translations)   # eval.py writes it into the workdir
+    src = os.path.join(workdir, base)
     shutil.copyfile(src, os.path.join(dest, base))
     out['metrics_at_step']['translations_file'] = base
   out['artifacts'] = os.path.relpath(dest, REPO) if dest.startswith(REPO) else dest

@@ -190,6 +190,11 @@ def _text(value) -> str:
 
 
 def _tfds_split(dataset, split, src, tgt, tfds_data_dir) -> _RawSplit:
+  if dataset not in _TFDS_ALIASES:
+    raise DataError(f'{dataset} has no TFDS version: set data_dir (or $TRANSFORMER_DATA_DIR) to '
+                    f'a folder with {_LOCAL_DIR[dataset]}/{{train,val,test_2016_flickr}}.{{en,de}}'
+                    '.gz (the raw files of github.com/multi30k/dataset data/task1/raw, as in '
+                    'shared/data).')
   tfds_split = _TFDS_ALIASES[dataset].get(split, split)
   raw = (f'{_LOCAL_DIR[dataset]}/<split>.{{de,en}} plain-text files, one sentence per line '
          '(train.de/train.en for training; newstest2014.* ships in shared/data)')
@@ -566,10 +571,8 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
                       'Put the raw files there (layout of shared/data/README.md), or unset '
                       'data_dir and $TRANSFORMER_DATA_DIR to read it from TFDS by name.')
     split_fn = lambda s: _local_split(data_dir, dataset, s, source_lang, target_lang)
-  elif dataset == 'multi30k':
-    raise DataError('multi30k has no TFDS version: set data_dir (or $TRANSFORMER_DATA_DIR) to a '
-                    'folder with multi30k/{train,val,test_2016_flickr}.{en,de}.gz (the raw files '
-                    'of github.com/multi30k/dataset data/task1/raw, as in shared/data).')
+  elif dataset not in _TFDS_ALIASES:
+    _tfds_split(dataset, 'train', source_lang, target_lang, tfds_data_dir)   # raises why
   else:
     split_fn = lambda s: _tfds_split(dataset, s, source_lang, target_lang, tfds_data_dir)
 
