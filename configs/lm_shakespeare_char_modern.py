@@ -13,8 +13,13 @@ switches, so the two validation losses compare the switches alone:
   344 ~ 2/3 x 512, so its three matrices hold about as many weights as the
   baseline's two (LLaMA's convention).
 
-Result: see results/lm_shakespeare_char_modern.json and benchmarks/RESULTS.md
-(validation loss at step 2,000 beside the baseline's, same machine).
+Result (results/lm_shakespeare_char_modern.json, 2026-12-03, the command above,
+2-core AMD EPYC CPU): validation loss 1.6640 at step 2,000 (whole split), against
+1.8585 for lm_shakespeare_char rerun the same hour on the same machine; 735,744
+parameters against 805,376; 2 min 28 s from the first to the last logged step
+(about 90 ms per step against the baseline's 80). Validation loss at steps
+500 / 1,000 / 1,500: 1.958 / 1.787 / 1.704 (baseline 2.248 / 2.033 / 1.916).
+Which switch contributes how much is not measured yet.
 """
 
 from configs import lm_shakespeare_char

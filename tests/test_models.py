@@ -426,8 +426,9 @@ def test_vit_matches_numpy(pool, positional, layers):
 # Causality and padding.
 # ---------------------------------------------------------------------------
 
-def test_decoder_lm_is_causal():
-  cfg = CFG
+@pytest.mark.parametrize('variant', ['paper', 'rope_gqa_swiglu'])
+def test_decoder_lm_is_causal(variant):
+  cfg = CFG.replace(**MODEL_VARIANTS[variant])
   tokens = np.asarray(tgt_tokens(3))
   params = helpers.init_params(DecoderLM(cfg), jnp.asarray(tokens))
   apply = apply_fn(DecoderLM, cfg)

@@ -313,7 +313,7 @@ class EncoderOnly(nn.Module):
     self.dropout = nn.Dropout(cfg.dropout_rate, deterministic=cfg.deterministic)
     self.encoder = Encoder(cfg)
 
-    def dense(n, name, out=('embed',)):
+    def dense(n, name, out=('mlp',)):   # d -> d: the output axis needs a name of its own
       return Dense(n, ('embed',), out, dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name)
 
     self.mlm_dense = dense(cfg.d_model, 'mlm_dense')

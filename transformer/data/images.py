@@ -450,13 +450,19 @@ class ImageData:
     resume, an evaluation's interruption does not count) restarts the workers there.
     """
     import grain   # imported on first use: worker processes are spawned, not forked
+    from absl import flags
+    if not flags.FLAGS.is_parsed():   # grain reads its absl flags; outside an absl app
+      flags.FLAGS.mark_as_parsed()    # (tests, notebooks) their defaults are the settings
     w = self._workers
     if w is None or w[:3] != (batch_size, seed, shard) or w[3] != step:
       self._close_workers()
       steps = grain.MapDataset.range(step, 2**62).map(_TrainBatches(self, batch_size, seed,
                                                                       shard))
-      it = iter(steps.to_iter_dataset().mp_prefetch(grain.MultiprocessingOptions(
-          num_workers=self.worker_processes, per_worker_buffer_size=2)))
+      # One batch at a time in each worker, at most two waiting: without the ReadOptions,
+      # grain's defaults (16 threads, 500 elements) would run hundreds of batches ahead.
+      it = iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=1))
+                .mp_prefetch(grain.MultiprocessingOptions(num_workers=self.worker_processes,
+                                                          per_worker_buffer_size=2)))
       w = (batch_size, seed, shard, step, it)
     batch = next(w[-1])
     self._workers = (batch_size, seed, shard, step + 1, w[-1])
