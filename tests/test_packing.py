@@ -19,11 +19,11 @@ CFG = helpers.tiny_model_cfg(vocab_size=17, max_len=16, num_encoder_layers=2,
                              num_decoder_layers=2)
 VARIANTS = {
     'post_ln_sinusoidal_einsum': {},
-    'pre_rmsnorm_learned_xla': dict(norm_position='pre', norm='rmsnorm', positional='learned',
-                                    attention_impl='xla'),
-    'rope_gqa_swiglu_xla': dict(norm_position='pre', norm='rmsnorm', positional='rope',
-                                num_kv_heads=1, activation='silu', gated_ffn=True,
-                                attention_impl='xla'),
+    # Rotary positions restart per packed sequence too (the sinusoidal table covers
+    # position lookups, learned tables included: one code path).
+    'pre_rmsnorm_rope_gqa_swiglu_xla': dict(norm_position='pre', norm='rmsnorm',
+                                            positional='rope', num_kv_heads=1, activation='silu',
+                                            gated_ffn=True, attention_impl='xla'),
 }
 
 
