@@ -16,6 +16,15 @@ from transformer.experiment_config import ConfigError, build_model_config
 from transformer.tasks.base import Task, register, token_cross_entropy
 
 
+def make_lm_source(config, workdir, **options):
+  """The language-modeling data of `config` (dataset, data_dir, seq_len, vocab_size,
+  tfds_data_dir), with `options` passed on to `lm_data.make_lm_data`."""
+  return lm_data.make_lm_data(config.dataset, resolve_data_dir(config.data_dir),
+                              seq_len=config.seq_len, workdir=workdir,
+                              vocab_size=config.vocab_size or None,
+                              tfds_data_dir=config.get('tfds_data_dir') or None, **options)
+
+
 @register
 class LMTask(Task):
   """Next-token prediction with a decoder-only Transformer."""
@@ -47,13 +56,10 @@ class LMTask(Task):
 
   def __init__(self, config, workdir):
     super().__init__(config, workdir)
-    self.data = lm_data.make_lm_data(config.dataset, resolve_data_dir(config.data_dir),
-                                     seq_len=config.seq_len, workdir=workdir,
-                                     vocab_size=config.vocab_size or None,
-                                     tfds_data_dir=config.get('tfds_data_dir') or None,
-                                     spm_max_sentences=config.get(
-                                         'spm_max_sentences', lm_data.LM1B_SPM_MAX_SENTENCES),
-                                     packing=bool(config.get('packing', False)))
+    self.data = make_lm_source(config, workdir,
+                               spm_max_sentences=config.get('spm_max_sentences',
+                                                            lm_data.LM1B_SPM_MAX_SENTENCES),
+                               packing=bool(config.get('packing', False)))
     if config.get('eval_stride', 0):
       if not hasattr(self.data, 'eval_stride'):
         raise ConfigError(f'eval_stride: {config.dataset} is evaluated sentence by sentence; '

@@ -25,10 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from transformer import models
-from transformer.data import lm as lm_data
-from transformer.data import resolve_data_dir
 from transformer.experiment_config import build_model_config
 from transformer.tasks.base import Task, register, token_cross_entropy
+from transformer.tasks.lm import make_lm_source
 
 _MASK_STREAM = 0x6D6C6D   # folded into the step's key: the masks, apart from dropout's draws
 
@@ -65,10 +64,7 @@ class MLMTask(Task):
 
   def __init__(self, config, workdir):
     super().__init__(config, workdir)
-    self.data = lm_data.make_lm_data(config.dataset, resolve_data_dir(config.data_dir),
-                                     seq_len=config.seq_len, workdir=workdir,
-                                     vocab_size=config.vocab_size or None,
-                                     tfds_data_dir=config.get('tfds_data_dir') or None)
+    self.data = make_lm_source(config, workdir)
     self.mask_id = self.data.vocab_size            # one id past the data's vocabulary
     self.mask_rate = float(config.get('mlm', {}).get('mask_rate', 0.15))
     self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size + 1)
