@@ -54,6 +54,9 @@ def get_config() -> ml_collections.ConfigDict:
   # from the data and seq_len.
   c.model_preset = ''
   c.model = model_fields()
+  # A workdir to start a fresh run from (fine-tuning): one trained by train.py or
+  # written by `python -m transformer.convert import` (transformer/pretrained.py).
+  c.init_from = ''
 
   # Training loop.
   c.seed = 0

@@ -74,7 +74,6 @@ def get_config():
   c.weight_decay = 0.05
   c.grad_clip_norm = 1.0
   c.label_smoothing = 0.1
-  c.init_from = ''
   return c
 
 

@@ -65,7 +65,6 @@ def get_config():
   c.weight_decay = 0.05
   c.grad_clip_norm = 1.0
   c.label_smoothing = 0.0
-  c.init_from = ''           # a pretrained workdir to fine-tune from (tasks/classification.py)
   return c
 
 

@@ -74,7 +74,6 @@ def get_config():
   c.weight_decay_mask = 'matrices'
   c.grad_clip_norm = 1.0
   c.label_smoothing = 0.0
-  c.init_from = ''
   return c
 
 

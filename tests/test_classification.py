@@ -12,7 +12,7 @@ from configs import vit_mnist
 from tests import helpers
 from transformer import checkpoint as ckpt_lib
 from transformer import model_config as model_config_lib
-from transformer import layers, models, tasks, train_lib
+from transformer import layers, models, pretrained, tasks, train_lib
 from transformer.data import DataError
 from transformer.metric_writer import read_metrics
 from transformer.tasks import classification
@@ -91,15 +91,15 @@ def test_resize_posemb_keeps_the_grid_at_the_same_size_and_resizes_smoothly():
 def test_adapt_params_resizes_posemb_and_reinitializes_a_new_head():
   old = random_vit_params(vit_cfg(image_size=8, num_classes=5), seed=1)
   new = random_vit_params(vit_cfg(image_size=16, num_classes=7), seed=2)
-  adapted, notes = classification.adapt_params(old, new)
+  adapted, notes = pretrained.adapt_params(old, new)
   assert adapted['pos_embedding'].shape == (1, 16, 8)
   np.testing.assert_allclose(adapted['pos_embedding'],
                              layers.resize_posemb(old['pos_embedding'], (4, 4)), rtol=1e-6)
   np.testing.assert_array_equal(adapted['head']['kernel'], new['head']['kernel'])   # as given
   np.testing.assert_array_equal(adapted['patch_embed']['kernel'], old['patch_embed']['kernel'])
   assert any('pos_embedding' in n for n in notes) and any('head' in n for n in notes)
-  with pytest.raises(ValueError, match='only pos_embedding and head'):
-    classification.adapt_params(old, random_vit_params(vit_cfg(d_model=12)))
+  with pytest.raises(ValueError, match='only pos_embedding and the heads'):
+    pretrained.adapt_params(old, random_vit_params(vit_cfg(d_model=12)))
 
 
 # -- the loss -------------------------------------------------------------------------------

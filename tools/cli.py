@@ -1,7 +1,9 @@
 """What every command-line entry point shares: the experiment config flag, user errors, provenance.
 
 - `define_config_flag(argv)`: `--config` as usual (a config file, then
-  `--config.FIELD=VALUE` overrides). Commands that read a trained workdir
+  `--config.FIELD=VALUE` overrides); a `.json` file is a run's own config.json
+  (`train.py --config=runs/a/config.json --workdir=runs/b` repeats run a).
+  Commands that read a trained workdir
   (eval.py, tools.visualize, tools.average) may leave `--config` out: the
   config is then the run's own `WORKDIR/config.json` (written by train.py
   with every override it was given), and `--config.FIELD=VALUE` still
@@ -33,10 +35,11 @@ from configs import base as base_config
 from transformer.checkpoint import CheckpointError
 from transformer.data import DataError
 from transformer.experiment_config import ConfigError
+from transformer.hf import ConversionError
 from transformer.train_lib import TrainingError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError, ConversionError)
 CONFIG_JSON = 'config.json'
 
 
@@ -87,7 +90,21 @@ def workdir_config(workdir: str) -> ml_collections.ConfigDict:
 
 def define_config_flag(argv: Sequence[str], default: str | None = None,
                        from_workdir: bool = False) -> None:
-  """Defines --config: a config file, or (from_workdir, no --config given) WORKDIR/config.json."""
+  """Defines --config: a config file (configs/NAME.py, or a run's config.json), or
+  (from_workdir, no --config given) WORKDIR/config.json."""
+  path = _flag_value(argv, 'config')
+  if path is not None and path.endswith('.json'):
+    # A run's (or a converted checkpoint's) config.json; absl's config_file flag reads
+    # only Python files, so the file is loaded here and its flag taken out of argv.
+    if not os.path.isfile(path):
+      raise SystemExit(f'error: --config={path}: no such file')
+    with open(path) as f:
+      config = config_from_json(f.read())
+    i = next(i for i, a in enumerate(argv) if a == '--config' or a.startswith('--config='))
+    del argv[i:i + (2 if argv[i] == '--config' else 1)]
+    config_flags.DEFINE_config_dict('config', config, f'The experiment config: {path}, then '
+                                    '--config.FIELD overrides.')
+    return
   if from_workdir and _flag_value(argv, 'config') is None:
     workdir = _flag_value(argv, 'workdir')
     if workdir and os.path.isfile(os.path.join(workdir, CONFIG_JSON)):

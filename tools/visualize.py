@@ -31,9 +31,10 @@ the end; default: the last layer). PNG files go to --out (default
 DIR/attention), named KIND_layerL_heads.png or KIND_layerL_headH.png.
 
 `attention --hf=DIR` draws every layer's self-attention of a Hugging Face
-checkpoint imported by transformer.hf (BERT: over the word pieces of --text,
-tokenized by DIR/tokenizer.json with the `tokenizers` package; GPT-2: causal),
-or over token ids given with --ids.
+checkpoint (DIR: its directory, or a workdir of `tools.convert import`),
+imported by transformer.hf (BERT: over the word pieces of --text, tokenized by
+its tokenizer.json with the `tokenizers` package; GPT-2: causal), or over token
+ids given with --ids.
 
 `posenc` draws the paper's sinusoidal table for --length positions and
 --width features (default width: the config's d_model, else 512); given a
@@ -44,6 +45,7 @@ other's, as in Dosovitskiy et al. 2021, Figure 7).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -509,10 +511,18 @@ def hf_attention_figures(hf_dir: str, out_dir: str, *, text: str | None = None,
                          ids: Sequence[int] | None = None, head: int = -1) -> list[str]:
   """Every layer's self-attention of a Hugging Face checkpoint (BERT: bidirectional over
   the word pieces; GPT-2: causal), one PNG per layer (all heads in a grid, or `head`)."""
-  from transformer import hf, models
-  hf_config, tensors = hf.read_checkpoint(hf_dir)
-  cfg, params = hf.from_hf(hf_config, tensors)
-  kind = hf.ARCHITECTURES[hf_config['model_type']][3]
+  from transformer import convert, hf, models
+  if os.path.isfile(os.path.join(hf_dir, 'config.json')) and os.path.isdir(
+      os.path.join(hf_dir, ckpt_lib.CHECKPOINT_DIR)):   # a workdir of `tools.convert import`
+    from tools import convert as convert_tool
+    cfg, params, kind = convert_tool.load(hf_dir)
+    with open(os.path.join(hf_dir, convert.HF_SUBDIR, 'config.json'), encoding='utf-8') as f:
+      hf_config = json.load(f)
+    hf_dir = os.path.join(hf_dir, convert.HF_SUBDIR)   # its tokenizer files
+  else:
+    hf_config, tensors = hf.read_checkpoint(hf_dir)
+    cfg, params = hf.from_hf(hf_config, tensors)
+    kind = hf.ARCHITECTURES[hf_config['model_type']].model
   if kind not in ('EncoderOnly', 'DecoderLM'):
     raise ValueError(f'attention figures of imported checkpoints: BERT and GPT-2 (a '
                      f'{hf_config["model_type"]!r} checkpoint has no text-only input here)')
@@ -539,7 +549,8 @@ def _define_flags():
   from absl import flags
   flags.DEFINE_string('workdir', None, 'Directory the model was trained in.')
   flags.DEFINE_string('hf', None, 'attention: a Hugging Face model directory (BERT or GPT-2: '
-                      'config.json + model.safetensors) instead of --workdir; every layer.')
+                      'config.json + model.safetensors), or a workdir of tools.convert import, '
+                      'instead of --workdir; every layer.')
   flags.DEFINE_list('ids', None, '--hf: token ids to attend over (instead of --text).')
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
   flags.DEFINE_string('out', None, 'Folder for the PNG files (default: WORKDIR/attention; '

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -216,6 +216,15 @@ def gpt2_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndar
   return {k: np.ascontiguousarray(np.asarray(v)) for k, v in s.items()}
 
 
+def gpt2_hf_config(cfg: TransformerConfig, params: Params) -> dict[str, Any]:
+  """GPT2LMHeadModel's config.json for a GPT-2-shaped DecoderLM config."""
+  return {'model_type': 'gpt2', 'architectures': ['GPT2LMHeadModel'],
+          'vocab_size': cfg.vocab_size, 'n_embd': cfg.d_model, 'n_head': cfg.num_heads,
+          'n_inner': cfg.d_ff, 'n_layer': cfg.num_decoder_layers, 'n_positions': cfg.max_len,
+          'layer_norm_epsilon': cfg.norm_epsilon, 'activation_function': 'gelu_new',
+          'tie_word_embeddings': True}
+
+
 # ---------------------------------------------------------------------------
 # BERT.
 # ---------------------------------------------------------------------------
@@ -327,7 +336,9 @@ def bert_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndar
   e = 'bert.embeddings.'
   s[e + 'word_embeddings.weight'] = params['embed']['embedding']
   s[e + 'position_embeddings.weight'] = params['position']['pos_embedding']
-  s[e + 'token_type_embeddings.weight'] = params['type_embed']['embedding']
+  s[e + 'token_type_embeddings.weight'] = (  # none: one segment, its embedding zero
+      params['type_embed']['embedding'] if 'type_embed' in params
+      else np.zeros((1, d), np.asarray(params['embed']['embedding']).dtype))
   norm(e + 'LayerNorm', params['embed_norm'])
   for i in range(cfg.num_encoder_layers):
     lp, p = params['encoder'][f'layer_{i}'], f'bert.encoder.layer.{i}.'
@@ -341,9 +352,26 @@ def bert_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndar
   linear('cls.predictions.transform.dense', params['mlm_dense'], d)
   norm('cls.predictions.transform.LayerNorm', params['mlm_norm'])
   s['cls.predictions.bias'] = params['mlm_bias']
-  linear('bert.pooler.dense', params['pooler'], d)
-  linear('cls.seq_relationship', params['classifier'], d)
+  if bert_hf_config(cfg, params)['architectures'] == ['BertForPreTraining']:
+    linear('bert.pooler.dense', params['pooler'], d)
+    linear('cls.seq_relationship', params['classifier'], d)
   return {k: np.ascontiguousarray(np.asarray(v)) for k, v in s.items()}
+
+
+def bert_hf_config(cfg: TransformerConfig, params: Params) -> dict[str, Any]:
+  """BERT's config.json for a BERT-shaped EncoderOnly config: BertForPreTraining when the
+  params have the pooler and 2-class head, else BertForMaskedLM."""
+  acts = {ours: theirs for theirs, ours in _BERT_ACTIVATIONS.items()
+          if theirs in ('gelu', 'gelu_new', 'relu')}
+  full = 'pooler' in params and 'classifier' in params and cfg.num_classes == 2
+  return {'model_type': 'bert',
+          'architectures': ['BertForPreTraining' if full else 'BertForMaskedLM'],
+          'vocab_size': cfg.vocab_size, 'hidden_size': cfg.d_model,
+          'num_attention_heads': cfg.num_heads, 'intermediate_size': cfg.d_ff,
+          'num_hidden_layers': cfg.num_encoder_layers, 'max_position_embeddings': cfg.max_len,
+          'type_vocab_size': max(cfg.type_vocab_size, 1), 'pad_token_id': cfg.pad_id,
+          'layer_norm_eps': cfg.norm_epsilon, 'hidden_act': acts.get(cfg.activation, cfg.activation),
+          'position_embedding_type': 'absolute', 'tie_word_embeddings': True}
 
 
 # ---------------------------------------------------------------------------
@@ -505,16 +533,36 @@ def vit_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Param
 # By model type.
 # ---------------------------------------------------------------------------
 
-# model_type (config.json) -> (model config, params from tensors, tensors from params, model)
-ARCHITECTURES: dict[str, tuple[Callable, Callable, Callable | None, str]] = {
-    'gpt2': (gpt2_model_config, gpt2_params, gpt2_state_dict, 'DecoderLM'),
-    'bert': (bert_model_config, bert_params, bert_state_dict, 'EncoderOnly'),
-    't5': (t5_model_config, t5_params, None, 'EncoderDecoder'),
-    'vit': (vit_model_config, vit_params, None, 'ViT'),
+class Architecture(NamedTuple):
+  model_config: Callable   # config.json dict -> TransformerConfig
+  params: Callable         # (tensors, TransformerConfig) -> params
+  state_dict: Callable | None   # (params, TransformerConfig) -> tensors; None: import only
+  hf_config: Callable | None    # (TransformerConfig, params) -> config.json dict
+  model: str               # the class in transformer.models
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    'gpt2': Architecture(gpt2_model_config, gpt2_params, gpt2_state_dict, gpt2_hf_config,
+                         'DecoderLM'),
+    'bert': Architecture(bert_model_config, bert_params, bert_state_dict, bert_hf_config,
+                         'EncoderOnly'),
+    't5': Architecture(t5_model_config, t5_params, None, None, 'EncoderDecoder'),
+    'vit': Architecture(vit_model_config, vit_params, None, None, 'ViT'),
 }
+# What a model of this library exports as, by its class.
+EXPORTS = {'DecoderLM': 'gpt2', 'EncoderOnly': 'bert'}
+
+# The fields that decide the architecture (and so the tensor layout); the rest
+# (dropout, dtypes, ...) do not travel with a checkpoint.
+_ARCHITECTURE_FIELDS = (
+    'd_model', 'num_heads', 'num_kv_heads', 'head_dim', 'd_ff', 'num_encoder_layers',
+    'num_decoder_layers', 'max_len', 'norm', 'norm_position', 'norm_epsilon', 'activation',
+    'gated_ffn', 'use_bias', 'positional', 'position_bias', 'scale_embeddings',
+    'scale_attention', 'logits_via_embedding', 'share_embeddings', 'rescale_tied_logits',
+    'vocab_size')
 
 
-def _architecture(model_type: str | None):
+def _architecture(model_type: str | None) -> Architecture:
   if model_type not in ARCHITECTURES:
     raise ConversionError(f'model_type {model_type!r} is not supported; supported: '
                           f'{sorted(ARCHITECTURES)}')
@@ -524,14 +572,37 @@ def _architecture(model_type: str | None):
 def from_hf(hf_config: Mapping[str, Any],
             state: Mapping[str, np.ndarray]) -> tuple[TransformerConfig, Params]:
   """(TransformerConfig, params) of a Hugging Face config.json dict and its tensors."""
-  make_cfg, make_params, _, _ = _architecture(hf_config.get('model_type'))
-  cfg = make_cfg(hf_config)
-  return cfg, make_params(state, cfg)
+  arch = _architecture(hf_config.get('model_type'))
+  cfg = arch.model_config(hf_config)
+  return cfg, arch.params(state, cfg)
 
 
 def to_hf(model_type: str, cfg: TransformerConfig, params: Params) -> dict[str, np.ndarray]:
   """Tensors in the Hugging Face layout of `model_type` from this library's params."""
-  _, _, export, _ = _architecture(model_type)
-  if export is None:
+  arch = _architecture(model_type)
+  if arch.state_dict is None:
     raise ConversionError(f'exporting {model_type!r} to Hugging Face is not implemented')
-  return export(params, cfg)
+  return arch.state_dict(params, cfg)
+
+
+def hf_config_of(model_type: str, cfg: TransformerConfig, params: Params) -> dict[str, Any]:
+  """The Hugging Face config.json of `cfg` as a `model_type` model.
+
+  Refuses (ConversionError naming the fields) a model whose architecture the
+  Hugging Face one cannot express, e.g. a GPT-2 export of a post-LN model with
+  sinusoidal positions: the config read back must give `cfg`'s architecture.
+  """
+  arch = _architecture(model_type)
+  if arch.hf_config is None:
+    raise ConversionError(f'exporting {model_type!r} to Hugging Face is not implemented')
+  hf_config = arch.hf_config(cfg, params)
+  try:
+    back = arch.model_config(hf_config)
+  except ConversionError as e:
+    raise ConversionError(f'this model cannot be exported as {model_type!r}: {e}') from None
+  differ = [f'{f}={getattr(cfg, f)!r} (a {model_type} model has {getattr(back, f)!r})'
+            for f in _ARCHITECTURE_FIELDS if getattr(cfg, f) != getattr(back, f)]
+  if differ:
+    raise ConversionError(f'this model cannot be exported as {model_type!r}: '
+                          + '; '.join(differ))
+  return hf_config

@@ -15,6 +15,7 @@ imports every module of the package, so a new family is one new file.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import flax.linen as nn
@@ -22,6 +23,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+
+from transformer import pretrained
+
+log = logging.getLogger('transformer')
 
 
 def token_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array,
@@ -101,12 +106,17 @@ class Task:
     return out
 
   def initial_params(self, params):
-    """Parameters a fresh run starts from (default: the random init, unchanged).
-
-    Tasks override this to start from other weights (classification's
-    `config.init_from` fine-tuning at another resolution).
-    """
-    return params
+    """Parameters a fresh run starts from: the random init, or with `config.init_from`
+    (a trained or converted workdir) its weights adapted to this model
+    (transformer/pretrained.py: a ViT's positions resized, a head of another class
+    count re-initialized)."""
+    source = self.config.get('init_from')
+    if not source:
+      return params
+    adapted, notes = pretrained.adapt_params(pretrained.restore_params(source),
+                                             jax.device_get(params))
+    log.info('Initialized from %s%s', source, ''.join(f'\n  {n}' for n in notes))
+    return adapted
 
   def evaluate_extra(self, params, writer, step: int) -> dict[str, Any]:
     """Family-specific evaluation run by eval.py (sampling, decoding, ...)."""

@@ -15,9 +15,9 @@ on them with the shared engine. Config fields it reads besides the common ones:
                         (0: none; beyond the GIL, for heavy augmentation such as RandAugment).
   config.validation_holdout  N > 0: the last N training images are the 'validation'
                         split (evaluated during training) and are not trained on.
-  config.init_from      optional: a workdir (or its checkpoints/ folder) of a
-                        pretrained ViT to start from, e.g. to fine-tune at another
-                        resolution or on another dataset (see `adapt_params`).
+  config.init_from      optional: a workdir of a pretrained ViT to start from, e.g.
+                        to fine-tune at another resolution or on another dataset
+                        (every task reads it: transformer/pretrained.py).
 
 Metrics are example-weighted sums: `loss` (cross-entropy against the training
 target: label-smoothed and mixed up when those are on; the plain cross-entropy
@@ -34,15 +34,12 @@ import logging
 import os
 from typing import Any
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
-from transformer import checkpoint as ckpt_lib
-from transformer import layers, models, sharding
+from transformer import models, sharding
 from transformer.data import images as image_data
 from transformer.experiment_config import build_model_config
 from transformer.tasks.base import Task, register
@@ -81,63 +78,6 @@ def classification_sums(logits: jax.Array, labels: jax.Array, weights: jax.Array
   return out
 
 
-# ----------------------------------------------------------------------------- fine-tuning
-
-def restore_params(path: str) -> dict:
-  """The params (NumPy) of the latest checkpoint of a workdir or its checkpoints/ folder."""
-  directory = path
-  if os.path.isdir(os.path.join(path, ckpt_lib.CHECKPOINT_DIR)):
-    directory = os.path.join(path, ckpt_lib.CHECKPOINT_DIR)
-  if not os.path.isdir(directory):
-    raise ckpt_lib.CheckpointError(f'init_from={path!r}: no such directory')
-  steps = sorted(int(n) for n in os.listdir(directory) if n.isdigit())
-  if not steps:
-    raise ckpt_lib.CheckpointError(f'init_from={path!r}: no checkpoint in {directory}')
-  state_dir = os.path.join(directory, str(steps[-1]), 'state')
-  with ocp.StandardCheckpointer() as checkpointer:
-    meta = checkpointer.metadata(state_dir)
-    tree = getattr(meta, 'item_metadata', meta)
-    target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), dict(tree))
-    state = checkpointer.restore(state_dir, target)
-  return state['params']
-
-
-def adapt_params(pretrained: dict, params: dict) -> tuple[dict, list[str]]:
-  """`params` with every leaf taken from `pretrained`, adapted where shapes differ.
-
-  - `pos_embedding` of another grid (a checkpoint at another resolution or
-    patch count): resized bilinearly with `layers.resize_posemb`;
-  - the classifier `head` of another class count: kept as initialized (zeros);
-  - a leaf missing from `pretrained` (e.g. a new pre-logits layer): kept as initialized.
-  Any other shape mismatch is an error. Returns (params, notes on what was adapted).
-  """
-  old = flax.traverse_util.flatten_dict(flax.core.unfreeze(pretrained))
-  new = flax.traverse_util.flatten_dict(flax.core.unfreeze(params))
-  out, notes = {}, []
-  for key, init in new.items():
-    name = '/'.join(key)
-    if key not in old:
-      out[key] = init
-      notes.append(f'{name}: not in the checkpoint, kept as initialized')
-      continue
-    value = np.asarray(old[key])
-    if value.shape == init.shape:
-      out[key] = jnp.asarray(value, init.dtype)
-    elif key[-1] == 'pos_embedding':
-      n = init.shape[1]
-      side = round(n ** 0.5)
-      if side * side != n:
-        raise ValueError(f'{name}: the new grid of {n} patches is not square')
-      out[key] = jnp.asarray(layers.resize_posemb(jnp.asarray(value), (side, side)), init.dtype)
-      notes.append(f'{name}: resized {value.shape} -> {init.shape}')
-    elif key[0] == 'head':
-      out[key] = init
-      notes.append(f'{name}: {value.shape} in the checkpoint, {init.shape} here; '
-                   're-initialized (new classes)')
-    else:
-      raise ValueError(f'{name}: shape {value.shape} in the checkpoint but {init.shape} in this '
-                       'model; only pos_embedding and head may differ')
-  return flax.traverse_util.unflatten_dict(out), notes
 
 
 # ----------------------------------------------------------------------------- the task
@@ -207,15 +147,6 @@ class ClassificationTask(Task):
       out['top5_accuracy'] = float(sums['correct_top5']) / w
     out[self.weight_name] = float(sums['weight'])
     return out
-
-  def initial_params(self, params):
-    """Fresh params, or those of config.init_from adapted to this model (`adapt_params`)."""
-    source = self.config.get('init_from')
-    if not source:
-      return params
-    adapted, notes = adapt_params(restore_params(source), jax.device_get(params))
-    log.info('Initialized from %s%s', source, ''.join(f'\n  {n}' for n in notes))
-    return adapted
 
   # -- eval.py -----------------------------------------------------------------
 

@@ -1,0 +1,122 @@
+"""Hugging Face checkpoints as workdirs and back (tools.convert, transformer.convert), and
+config.init_from, which starts any task from a trained or converted workdir."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import lm_shakespeare_char
+from tests import helpers
+from tools import cli
+from tools import convert as convert_tool
+from transformer import checkpoint as ckpt_lib
+from transformer import convert, hf, train_lib
+from transformer.experiment_config import ConfigError
+from transformer.models import DecoderLM, EncoderOnly
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
+TINY_LM = dict(d_model=16, num_heads=2, d_ff=32, num_decoder_layers=2, dropout_rate=0.0)
+
+
+def imported(name, workdir):
+  """`tools.convert import` of the fixture `name` into `workdir`, in this process."""
+  source = os.path.join(FIXTURES, name)
+  cfg, kind, hf_config = convert.import_hf(source, str(workdir))
+  config = convert_tool.converted_config(cfg, kind, hf_config, source, str(workdir))
+  (workdir / cli.CONFIG_JSON).write_text(config.to_json_best_effort(indent=2))
+  return config
+
+
+def test_import_command_writes_a_workdir_that_gives_hugging_faces_outputs(tmp_path):
+  workdir = tmp_path / 'bert'
+  res = helpers.run_python(['-m', 'tools.convert', 'import', f'--hf={FIXTURES}/bert',
+                            f'--workdir={workdir}'])
+  assert res.returncode == 0, res.stderr
+  config = cli.workdir_config(str(workdir))
+  assert (config.task, config.pretrained.model_type, config.pretrained.model) == (
+      'mlm', 'bert', 'EncoderOnly')
+  assert config.init_from == str(workdir) and config.model.d_model == 16
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['0']
+  assert (workdir / 'hf' / 'config.json').is_file()
+  cfg, params, kind = convert_tool.load(str(workdir))
+  out = dict(np.load(os.path.join(FIXTURES, 'bert', 'outputs.npz')))
+  real = out['attention_mask'].astype(bool)
+  mlm, classes = EncoderOnly(cfg).apply(
+      {'params': params}, jnp.asarray(out['input_ids']), jnp.asarray(out['token_type_ids']),
+      jnp.asarray(out['attention_mask']), head='both')
+  np.testing.assert_allclose(np.asarray(mlm)[real], out['mlm_logits'][real], rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(np.asarray(classes), out['class_logits'], rtol=1e-5, atol=1e-5)
+  with pytest.raises(ckpt_lib.CheckpointError, match='already holds checkpoints'):
+    convert.import_hf(os.path.join(FIXTURES, 'bert'), str(workdir))
+
+
+def test_export_of_an_imported_gpt2_gives_back_its_tensors_and_it_draws_attention(tmp_path):
+  workdir, out = tmp_path / 'gpt2', str(tmp_path / 'exported')
+  imported('gpt2', workdir)
+  cfg, params, kind = convert_tool.load(str(workdir))
+  assert convert.export_hf(cfg, params, kind, out) == 'gpt2'
+  original_config, original = hf.read_checkpoint(os.path.join(FIXTURES, 'gpt2'))
+  exported_config, exported = hf.read_checkpoint(out)
+  assert set(original) <= set(exported) <= set(original) | {'lm_head.weight'}
+  for name, value in original.items():
+    np.testing.assert_array_equal(exported[name], value, err_msg=name)
+  assert hf.gpt2_model_config(exported_config) == hf.gpt2_model_config(original_config)
+  from tools import visualize
+  paths = visualize.hf_attention_figures(str(workdir), str(tmp_path / 'maps'), ids=['3', '4', '5'])
+  assert [os.path.basename(p) for p in paths] == ['decoder_layer0_heads.png',
+                                                  'decoder_layer1_heads.png']
+
+
+def _saved_lm_workdir(workdir, model, seed=0):
+  """A workdir of the tiny Shakespeare LM with `model` fields holding random params at step
+  5 (a stand-in for a trained run: no training needed to test conversion)."""
+  config = helpers.tiny_config(lm_shakespeare_char, {**TINY_LM, **model}, seq_len=16)
+  exp = train_lib.Experiment(config, None)
+  rng = np.random.default_rng(seed)
+  state = jax.tree.map(lambda s: rng.normal(0, 0.5, size=s.shape).astype(s.dtype),
+                       exp.abstract_state)
+  checkpointer = ckpt_lib.Checkpointer(str(workdir / 'checkpoints'))
+  checkpointer.save(5, state)
+  checkpointer.close()
+  (workdir / cli.CONFIG_JSON).write_text(config.to_json_best_effort(indent=2))
+  return config, state
+
+
+def test_export_of_a_trained_lm_loads_back_with_the_same_logits(tmp_path, data_dir):
+  gpt2_shaped = dict(norm_position='pre', positional='learned', activation='gelu', use_bias=True,
+                     scale_embeddings=False, norm_epsilon=1e-5)
+  _, state = _saved_lm_workdir(tmp_path / 'run', gpt2_shaped)
+  cfg, params, kind = convert_tool.load(str(tmp_path / 'run'))
+  assert kind == 'DecoderLM'
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
+  convert.export_hf(cfg, params, kind, str(tmp_path / 'hf'))
+  back_cfg, back = hf.from_hf(*hf.read_checkpoint(str(tmp_path / 'hf')))
+  tokens = jnp.asarray(np.random.default_rng(1).integers(1, cfg.vocab_size, (2, 16)))
+  ours = DecoderLM(cfg.replace(deterministic=True)).apply({'params': params}, tokens)
+  theirs = DecoderLM(back_cfg).apply({'params': back}, tokens)
+  np.testing.assert_allclose(np.asarray(theirs), np.asarray(ours), rtol=1e-5, atol=1e-5)
+  # The paper's model (post-LN, sinusoidal positions) has no GPT-2 layout.
+  _saved_lm_workdir(tmp_path / 'paper', dict(gpt2_shaped, norm_position='post',
+                                              positional='sinusoidal'))
+  cfg, params, kind = convert_tool.load(str(tmp_path / 'paper'))
+  with pytest.raises(hf.ConversionError, match="norm_position='post'.*positional='sinusoidal'"):
+    convert.export_hf(cfg, params, kind, str(tmp_path / 'nope'))
+
+
+def test_init_from_starts_a_fresh_lm_run_and_names_a_mismatched_vocabulary(tmp_path, data_dir):
+  config, state = _saved_lm_workdir(tmp_path / 'pre', {}, seed=3)
+  config.init_from, config.seed = str(tmp_path / 'pre'), 7
+  fresh = train_lib.Experiment(config, None).restore_or_init(None)
+  assert int(fresh.step) == 0
+  for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
+  # A converted GPT-2 (a vocabulary of 50) on Shakespeare's characters: one clear message.
+  config = imported('gpt2', tmp_path / 'gpt2')
+  config.dataset = 'tiny_shakespeare'
+  with pytest.raises(ConfigError, match=r'embed/embedding has shape \(50, 16\)'):
+    train_lib.Experiment(config, None).restore_or_init(None)

@@ -1,0 +1,101 @@
+"""Hugging Face checkpoints in and out of this library.
+
+  python -m tools.convert import --hf=DIR_OR_HUB_NAME --workdir=OUT
+  python -m tools.convert export --workdir=DIR --out=HF_DIR [--step=N]
+
+import: a Hugging Face BERT, GPT-2, T5 or ViT (a local directory with config.json
+and model.safetensors, sharded safetensors or pytorch_model.bin; or a hub name
+such as bert-base-uncased when online with huggingface_hub installed) becomes a
+workdir of this library (transformer/convert.py): OUT/checkpoints/0 (Orbax),
+OUT/config.json (the family's task and the model's fields, init_from=OUT) and
+OUT/hf/ (config and tokenizer files). Then
+  python -m tools.visualize attention --hf=OUT --text="..."     # BERT, GPT-2
+  python train.py --config=OUT/config.json --config.dataset=... --workdir=RUN
+fine-tunes from it: every task starts a fresh run from config.init_from, a ViT
+at another resolution or class count included (transformer/pretrained.py); the
+data must use the checkpoint's vocabulary (text) or channels (images).
+
+export: a workdir trained by train.py (lm: a GPT-2-shaped DecoderLM; mlm: a
+BERT-shaped EncoderOnly) or converted by `import` (GPT-2, BERT) becomes
+HF_DIR/config.json + model.safetensors, which transformers' from_pretrained
+reads. A model that a Hugging Face architecture cannot express (sinusoidal
+positions for GPT-2, say) is refused with the fields named.
+Unknown, missing or mis-shaped tensors stop either direction with one message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+from tools import cli
+
+flags.DEFINE_string('hf', None, 'import: a Hugging Face model directory or hub name.')
+flags.DEFINE_string('workdir', None, 'import: the workdir to write; export: the one to read.')
+flags.DEFINE_string('out', None, 'export: the Hugging Face model directory to write.')
+flags.DEFINE_integer('step', None, 'export: the checkpoint step (default: the latest).')
+FLAGS = flags.FLAGS
+
+
+def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str):
+  """The experiment config of a converted workdir (what OUT/config.json holds)."""
+  from configs import base
+  from transformer import convert
+  c = base.get_config()
+  c.task = convert.TASKS[kind]
+  for k, v in convert.model_fields(cfg).items():
+    c.model[k] = tuple(v) if isinstance(v, list) else v
+  if kind != 'ViT':
+    c.seq_len = cfg.max_len
+  c.init_from = os.path.abspath(workdir)
+  c.pretrained = {'source': source, 'model_type': hf_config['model_type'], 'model': kind,
+                  'vocab_size': int(cfg.vocab_size)}
+  return c
+
+
+def load(workdir: str, step: int | None = None):
+  """(TransformerConfig, params, model class name) of a trained or converted workdir."""
+  from transformer import pretrained, tasks
+  from transformer.experiment_config import build_model_config
+  config = cli.workdir_config(workdir)
+  if config.get('pretrained'):
+    cfg = build_model_config(config, vocab_size=config.pretrained.vocab_size)
+    kind = config.pretrained.model
+  else:
+    task = tasks.make_task(config, workdir)
+    cfg, kind = task.model_cfg, type(task.model(False)).__name__
+  return cfg, pretrained.restore_params(workdir, step), kind
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in ('import', 'export'):
+    raise app.UsageError('Usage: python -m tools.convert import|export --flags ...')
+  from transformer import convert, train_lib
+  train_lib.setup_logging()
+  if not FLAGS.workdir:
+    raise app.UsageError('--workdir is required')
+  if argv[1] == 'import':
+    if not FLAGS.hf:
+      raise app.UsageError('import needs --hf=DIR (a Hugging Face model directory) or a hub name')
+    cfg, kind, hf_config = convert.import_hf(FLAGS.hf, FLAGS.workdir)
+    config = converted_config(cfg, kind, hf_config, FLAGS.hf, FLAGS.workdir)
+    with open(os.path.join(FLAGS.workdir, cli.CONFIG_JSON), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+    train_lib.log.info('Wrote %s: a %s (%s) with task %r; fine-tune with python train.py '
+                       '--config=%s --workdir=RUN', FLAGS.workdir, kind,
+                       hf_config['model_type'], config.task,
+                       os.path.join(FLAGS.workdir, cli.CONFIG_JSON))
+  else:
+    if not FLAGS.out:
+      raise app.UsageError('export needs --out=DIR (the Hugging Face model directory to write)')
+    cfg, params, kind = load(FLAGS.workdir, FLAGS.step)
+    model_type = convert.export_hf(cfg, params, kind, FLAGS.out)
+    train_lib.log.info('Wrote %s: %s', FLAGS.out, json.dumps(
+        {'model_type': model_type, 'files': sorted(os.listdir(FLAGS.out))}))
+
+
+if __name__ == '__main__':
+  cli.run(main)

@@ -1,0 +1,123 @@
+"""Hugging Face checkpoints as workdirs of this library, and workdirs back as Hugging Face
+checkpoints. The command is `python -m tools.convert` (tools/convert.py); this module
+is what it calls.
+
+A converted workdir holds
+  WORKDIR/checkpoints/0/   an Orbax checkpoint {'params': ...} (with fingerprints, like
+                           every checkpoint train.py writes)
+  WORKDIR/config.json      an experiment config (written by the command): the task of
+                           the model family, its TransformerConfig fields, `init_from`
+                           pointing at WORKDIR and `pretrained` (where it came from)
+  WORKDIR/hf/              the source's config.json and tokenizer files
+so `train.py --config=WORKDIR/config.json` fine-tunes from it (transformer/pretrained.py)
+and `tools.visualize attention --hf=WORKDIR` draws its attention.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from typing import Any
+
+import jax
+import numpy as np
+
+from transformer import checkpoint as ckpt_lib
+from transformer import hf
+from transformer.model_config import TransformerConfig
+
+# The family's task (config.task) by model class.
+TASKS = {'DecoderLM': 'lm', 'EncoderOnly': 'mlm', 'EncoderDecoder': 'translation',
+         'ViT': 'classification'}
+# Files of a Hugging Face model directory kept beside a conversion (tokenizers, configs).
+KEPT_FILES = ('config.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt',
+              'vocab.json', 'merges.txt', 'spiece.model', 'special_tokens_map.json',
+              'preprocessor_config.json', 'generation_config.json')
+HF_SUBDIR = 'hf'
+
+
+def fetch(source: str) -> str:
+  """A local Hugging Face model directory: `source` itself, or the hub model `source`
+  downloaded by huggingface_hub (needs the package and internet)."""
+  if os.path.isdir(source):
+    return source
+  try:
+    from huggingface_hub import snapshot_download
+  except ImportError:
+    raise hf.ConversionError(
+        f'{source!r} is not a local directory. To download it by hub name, install '
+        'huggingface_hub (pip install huggingface_hub) and be online; or download it '
+        'elsewhere (huggingface-cli download NAME --local-dir DIR) and pass DIR') from None
+  try:
+    path = snapshot_download(source, allow_patterns=list(KEPT_FILES) + ['*.safetensors',
+                                                                         '*.safetensors.index.json'])
+    if not any(n.endswith('.safetensors') for n in os.listdir(path)):
+      path = snapshot_download(source, allow_patterns=list(KEPT_FILES) + ['pytorch_model*.bin'])
+  except Exception as e:  # offline, unknown name, gated model: the hub says which
+    raise hf.ConversionError(f'cannot download {source!r} from the Hugging Face hub: '
+                             f'{type(e).__name__}: {e}') from e
+  return path
+
+
+def model_fields(cfg: TransformerConfig) -> dict[str, Any]:
+  """cfg as experiment-config `model` fields (JSON values; vocab_size and the engine's
+  fields are left to the experiment)."""
+  out = {}
+  for f in dataclasses.fields(cfg):
+    if f.name in ('vocab_size', 'deterministic', 'use_cache'):
+      continue
+    value = getattr(cfg, f.name)
+    if f.name in ('dtype', 'param_dtype'):
+      value = np.dtype(value).name
+    out[f.name] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def import_hf(source: str, workdir: str) -> tuple[TransformerConfig, str, dict]:
+  """Converts the Hugging Face model `source` (a directory or hub name) into WORKDIR's
+  checkpoint and hf/ files. Returns (model config, model class name, HF config.json).
+
+  Refuses a workdir that already holds checkpoints (it would mix two models).
+  """
+  ckpt_dir = os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR)
+  if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+    raise ckpt_lib.CheckpointError(f'{ckpt_dir} already holds checkpoints: convert into a new '
+                                   '--workdir')
+  path = fetch(source)
+  hf_config, tensors = hf.read_checkpoint(path)
+  cfg, params = hf.from_hf(hf_config, tensors)
+  kind = hf.ARCHITECTURES[hf_config['model_type']].model
+  os.makedirs(os.path.join(workdir, HF_SUBDIR), exist_ok=True)
+  for name in KEPT_FILES:
+    if os.path.isfile(os.path.join(path, name)):
+      shutil.copy(os.path.join(path, name), os.path.join(workdir, HF_SUBDIR, name))
+  checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=1)
+  try:
+    checkpointer.save(0, {'params': jax.tree.map(np.asarray, params)},
+                      meta={'converted_from': source, 'model_type': hf_config['model_type']})
+    checkpointer.wait()
+  finally:
+    checkpointer.close()
+  return cfg, kind, hf_config
+
+
+def export_hf(cfg: TransformerConfig, params: dict, kind: str, out: str) -> str:
+  """Writes OUT/config.json and OUT/model.safetensors: the model in the Hugging Face
+  layout of its family (DecoderLM: GPT-2, EncoderOnly: BERT). Returns the model_type."""
+  from safetensors.numpy import save_file
+  if kind not in hf.EXPORTS:
+    raise hf.ConversionError(f'a {kind} model cannot be exported (export supports '
+                             f'{sorted(hf.EXPORTS)}: GPT-2 and BERT layouts)')
+  model_type = hf.EXPORTS[kind]
+  params = jax.tree.map(np.asarray, params)
+  hf_config = hf.hf_config_of(model_type, cfg, params)
+  tensors = hf.to_hf(model_type, cfg, params)
+  os.makedirs(out, exist_ok=True)
+  save_file({k: np.ascontiguousarray(v, np.float32) if v.dtype != np.float32 else v
+             for k, v in tensors.items()}, os.path.join(out, 'model.safetensors'),
+            metadata={'format': 'pt'})
+  with open(os.path.join(out, 'config.json'), 'w', encoding='utf-8') as f:
+    json.dump(hf_config, f, indent=2)
+  return model_type
