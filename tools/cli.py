@@ -28,7 +28,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 import ml_collections
-from absl import app, flags
+from absl import app
 from ml_collections import config_flags
 
 from configs import base as base_config
