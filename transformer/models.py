@@ -88,6 +88,21 @@ def _layer(cls, cfg: TransformerConfig):
   return nn.remat(cls) if cfg.remat else cls
 
 
+def _stack_bias(cfg: TransformerConfig, positions: Array | None, length: int, *,
+                bidirectional: bool, cached: bool = False) -> tuple[Array | None, Array | None]:
+  """(T5's relative position bias for a stack, positions): one table shared by the
+  stack's layers, made inside the calling stack ('relative_bias'); (None, positions)
+  without one. `cached`: the keys are the cache's max_len slots."""
+  if cfg.position_bias != 'relative':
+    return None, positions
+  if positions is None:
+    positions = jnp.arange(length)[None]
+  keys = jnp.arange(cfg.max_len)[None] if cached else positions
+  bias = RelativePositionBias(cfg, bidirectional=bidirectional, name='relative_bias')(
+      positions, keys)
+  return bias, positions
+
+
 class Encoder(nn.Module):
   """Embedded inputs [batch, len, d] -> encoded [batch, len, d]."""
   cfg: TransformerConfig
@@ -96,12 +111,7 @@ class Encoder(nn.Module):
   def __call__(self, x: Array, mask: Array | None, positions: Array | None = None) -> Array:
     cfg = self.cfg
     layer = _layer(EncoderLayer, cfg)
-    bias = None
-    if cfg.position_bias == 'relative':   # one table for the stack (T5)
-      if positions is None:
-        positions = jnp.arange(x.shape[1])[None]
-      bias = RelativePositionBias(cfg, bidirectional=True, name='relative_bias')(positions,
-                                                                                 positions)
+    bias, positions = _stack_bias(cfg, positions, x.shape[1], bidirectional=True)
     for i in range(cfg.num_encoder_layers):
       x = layer(cfg, name=f'layer_{i}')(x, mask, positions, bias)
     if cfg.norm_position == 'pre':
@@ -124,13 +134,9 @@ class Decoder(nn.Module):
     cfg = self.cfg
     layer = _layer(DecoderLayer, cfg)
     bias = None
-    if cfg.position_bias == 'relative' and y is not None:   # one table for the stack (T5)
-      if positions is None:
-        positions = jnp.arange(y.shape[1])[None]
-      # Cached decoding: the keys are the cache slots, slot j holding position j.
-      keys = jnp.arange(cfg.max_len)[None] if cfg.use_cache else positions
-      bias = RelativePositionBias(cfg, bidirectional=False, name='relative_bias')(positions,
-                                                                                  keys)
+    if y is not None:   # cached decoding: the keys are the cache slots, slot j position j
+      bias, positions = _stack_bias(cfg, positions, y.shape[1], bidirectional=False,
+                                    cached=cfg.use_cache)
     for i in range(cfg.num_decoder_layers):
       out = layer(cfg, cross=self.cross, name=f'layer_{i}')(
           y, encoded, self_mask=self_mask, cross_mask=cross_mask, positions=positions,
