@@ -40,7 +40,9 @@ def restore_params(path: str, step: int | None = None) -> dict:
     raise ckpt_lib.CheckpointError(f'init_from={path!r}: no checkpoint in {directory}')
   if step is not None and step not in steps:
     raise ckpt_lib.CheckpointError(f'{path}: no checkpoint of step {step}; there are {steps}')
-  state_dir = os.path.join(directory, str(steps[-1] if step is None else step), 'state')
+  # Absolute: Orbax finds no item metadata under a relative path (orbax-checkpoint 0.12.8).
+  state_dir = os.path.abspath(os.path.join(directory, str(steps[-1] if step is None else step),
+                                           'state'))
   try:
     with ocp.StandardCheckpointer() as checkpointer:
       meta = checkpointer.metadata(state_dir)
