@@ -18,7 +18,7 @@ from transformer import checkpoint as ckpt_lib
 from transformer import train_lib
 from transformer.data import DataError
 from transformer.data import lm as lm_data
-from transformer.metric_writer import MetricWriter, read_metrics
+from transformer.metric_writer import MetricWriter
 from transformer.tasks import lm as lm_task
 
 TINY_MODEL = dict(d_model=16, num_heads=2, d_ff=32, num_decoder_layers=1)

@@ -1,12 +1,19 @@
-"""Masked language modeling: BERT's masking rule, and the mlm task training on PTB's text."""
+"""Masked language modeling: BERT's masking rule, the mlm task training on PTB's text, and
+fine-tuning the result as a sentence classifier (text_classification)."""
+
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import mlm_ptb
+import pytest
+
+from configs import mlm_ptb, sst2_from_mlm_ptb
 from tests import helpers
-from transformer import train_lib
+from transformer import pretrained, train_lib
+from transformer.data import DataError
+from transformer.data import text_classification as text_data
 from transformer.tasks.mlm import mask_tokens
 
 
@@ -33,19 +40,68 @@ def test_masking_follows_bert_rates_and_leaves_padding_alone():
   np.testing.assert_array_equal(np.asarray(again), inputs)           # a pure function of the key
 
 
-def test_mlm_task_trains_on_ptb_and_counts_only_masked_tokens(tmp_path, require_data):
-  require_data('ptb')
-  c = helpers.tiny_config(mlm_ptb, dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1,
-                                        max_len=16),
-                          seq_len=16, batch_size=8, eval_batch_size=32, eval_max_batches=2,
-                          num_train_steps=3, warmup_steps=1, log_every_steps=1,
-                          eval_every_steps=3, checkpoint_every_steps=3)
-  train_lib.train_and_evaluate(c, str(tmp_path))
-  train = helpers.records(str(tmp_path), 'train')
-  val = helpers.records(str(tmp_path), 'validation')
+TINY_BERT = dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1, max_len=16)
+TINY_RUN = dict(seq_len=16, batch_size=8, eval_batch_size=32, eval_max_batches=2,
+                num_train_steps=3, warmup_steps=1, log_every_steps=1, eval_every_steps=3,
+                checkpoint_every_steps=3)
+
+
+def _sentences(n, seed):
+  """n (sentence, label) pairs of PTB words: label 1 when profits rose (a stand-in for
+  SST-2's files: the test checks the pipeline, not a result)."""
+  rng = np.random.default_rng(seed)
+  subjects = ['the company', 'the bank', 'its parent', 'the firm']
+  out = []
+  for _ in range(n):
+    label = int(rng.integers(2))
+    out.append((f"{rng.choice(subjects)} said profits {'rose' if label else 'fell'} sharply",
+                label))
+  return out
+
+
+def _write_tsv(path, pairs):
+  path.write_text('sentence\tlabel\n' + ''.join(f'{s}\t{l}\n' for s, l in pairs))
+
+
+def test_mlm_task_trains_on_ptb_and_a_classifier_fine_tunes_from_it(tmp_path, require_data):
+  shared = require_data('ptb')
+  c = helpers.tiny_config(mlm_ptb, TINY_BERT, **TINY_RUN)
+  train_lib.train_and_evaluate(c, str(tmp_path / 'mlm'))
+  train = helpers.records(str(tmp_path / 'mlm'), 'train')
+  val = helpers.records(str(tmp_path / 'mlm'), 'validation')
   assert [r['step'] for r in train] == [1, 2, 3]
   for r in train:   # about 15% of 8 x 16 tokens per step
     assert 8 <= r['masked_tokens'] <= 32 and np.isfinite(r['loss'])
   (v,) = val
   assert 0.08 * 2 * 32 * 16 <= v['masked_tokens'] <= 0.22 * 2 * 32 * 16
   assert 0.0 <= v['accuracy'] <= 1.0 and v['perplexity'] > 1.0
+  # Fine-tuning: a sentence classifier starts from the MLM run's encoder and embeddings.
+  data = tmp_path / 'data'
+  (data / 'sst2').mkdir(parents=True)
+  os.symlink(os.path.join(shared, 'ptb'), data / 'ptb')
+  _write_tsv(data / 'sst2' / 'train.tsv', _sentences(40, 0))
+  _write_tsv(data / 'sst2' / 'dev.tsv', _sentences(12, 1))
+  f = helpers.tiny_config(sst2_from_mlm_ptb, TINY_BERT, **TINY_RUN, data_dir=str(data),
+                          init_from=str(tmp_path / 'mlm'))
+  exp = train_lib.Experiment(f, None)
+  start = exp.restore_or_init(None)
+  mlm_params = pretrained.restore_params(str(tmp_path / 'mlm'))
+  for name in ('embed', 'position', 'embed_norm', 'encoder'):
+    for a, b in zip(jax.tree.leaves(start.params[name]), jax.tree.leaves(mlm_params[name])):
+      np.testing.assert_array_equal(a, b)
+  assert 'classifier' in start.params and 'classifier' not in mlm_params
+  assert exp.task.data.num_classes == 2 and exp.task.data.num_examples('validation') == 12
+  batch = exp.task.data.train_batch(0, 8, 0)
+  assert batch['inputs'].shape == (8, 16) and (batch['inputs'][:, 6:] == 0).all()  # 6 words
+  train_lib.train_and_evaluate(f, str(tmp_path / 'sst2'))
+  (v,) = helpers.records(str(tmp_path / 'sst2'), 'validation')
+  assert v['examples'] == 12 and 0.0 <= v['accuracy'] <= 1.0 and np.isfinite(v['loss'])
+
+
+def test_text_classification_files_are_checked(tmp_path):
+  (tmp_path / 'x.tsv').write_text('text\tlabel\nfine\t1\n')
+  with pytest.raises(DataError, match='with a "sentence" and a "label" one'):
+    text_data._read_tsv(str(tmp_path / 'x.tsv'))
+  (tmp_path / 'y.tsv').write_text('sentence\tlabel\nfine\tpositive\n')
+  with pytest.raises(DataError, match='y.tsv line 2: expected a sentence and an integer label'):
+    text_data._read_tsv(str(tmp_path / 'y.tsv'))

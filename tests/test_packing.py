@@ -6,12 +6,11 @@ import os
 
 import numpy as np
 import pytest
-import jax
 import jax.numpy as jnp
 
 from tests import helpers
 from transformer.data import lm as lm_data
-from transformer.data.packing import PackedEpochs, greedy_row_starts, pack_row
+from transformer.data.packing import greedy_row_starts, pack_row
 from transformer.models import DecoderLM, EncoderDecoder
 from transformer.tasks.base import token_cross_entropy
 

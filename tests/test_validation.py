@@ -19,7 +19,7 @@ from transformer.tasks import base
 
 def test_every_task_module_registers_its_task():
   names = [m.name for m in pkgutil.iter_modules(tasks.__path__) if m.name != 'base']
-  assert set(names) == {'lm', 'translation', 'classification', 'mlm'}
+  assert set(names) == {'lm', 'translation', 'classification', 'mlm', 'text_classification'}
   for name in names:
     module = importlib.import_module(f'transformer.tasks.{name}')
     registered = [cls for cls in tasks.TASKS.values() if cls.__module__ == module.__name__]

@@ -346,7 +346,7 @@ class EncoderOnly(nn.Module):
                         positions)
 
   def __call__(self, tokens: Array, token_types: Array | None = None,
-               attention_mask: Array | None = None, *, head: str = 'mlm'):
+               attention_mask: Array | None = None, head: str = 'mlm'):
     if head not in HEADS:
       raise ValueError(f'head={head!r} is not one of {HEADS}')
     cfg = self.cfg

@@ -13,8 +13,6 @@ three together (= lm_shakespeare_char_modern).
 Result: not yet run at this commit (see results/sweep_shakespeare_switches.md once it is).
 """
 
-from tools import sweep
-
 BASE = 'configs/lm_shakespeare_char.py'
 SWIGLU = {'model.gated_ffn': True, 'model.activation': 'silu', 'model.d_ff': 344}
 
