@@ -52,6 +52,8 @@ def test_import_command_writes_a_workdir_that_gives_hugging_faces_outputs(tmp_pa
   np.testing.assert_allclose(np.asarray(classes), out['class_logits'], rtol=1e-5, atol=1e-5)
   with pytest.raises(ckpt_lib.CheckpointError, match='already holds checkpoints'):
     convert.import_hf(os.path.join(FIXTURES, 'bert'), str(workdir))
+  res = helpers.run_python(['eval.py', f'--workdir={workdir}'])   # weights, not a run
+  assert res.returncode == 2 and 'holds a converted bert checkpoint' in res.stderr, res.stderr
 
 
 def test_export_of_an_imported_gpt2_gives_back_its_tensors_and_it_draws_attention(tmp_path):

@@ -38,6 +38,13 @@ KEPT_FILES = ('config.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.t
 HF_SUBDIR = 'hf'
 
 
+def is_converted(config, workdir: str) -> bool:
+  """Whether `workdir` is one `tools.convert import` wrote (its config's init_from is itself),
+  not a run fine-tuned from one."""
+  return bool(config.get('pretrained')) and bool(config.get('init_from')) and (
+      os.path.abspath(config.init_from) == os.path.abspath(workdir))
+
+
 def fetch(source: str) -> str:
   """A local Hugging Face model directory: `source` itself, or the hub model `source`
   downloaded by huggingface_hub (needs the package and internet)."""

@@ -22,7 +22,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from transformer import bleu, checkpoint as ckpt_lib, decoding, train_lib
+from transformer import bleu, checkpoint as ckpt_lib, convert, decoding, train_lib
 from transformer.progress import Progress
 from transformer.data import DataError
 from transformer.experiment_config import ConfigError
@@ -36,6 +36,13 @@ def load_trained(config, workdir: str, step: int | None = None,
   'avg': the averaged checkpoint of `python -m tools.average`. Raises
   CheckpointError when there is none (no silent random initialization).
   """
+  if convert.is_converted(config, workdir):
+    raise ConfigError(
+        f'{workdir} holds a converted {config.pretrained.get("model_type")} checkpoint '
+        '(tools.convert import), weights without a training state or this library\'s data '
+        f'pipeline: fine-tune it (train.py --config={workdir}/config.json --workdir=RUN '
+        '--config.dataset=...), export it, or draw its attention (tools.visualize attention '
+        f'--hf={workdir})')
   sub = ckpt_lib.AVERAGED_DIR if checkpoint == 'avg' else ckpt_lib.CHECKPOINT_DIR
   ckpt_dir = os.path.join(workdir, sub)
   if not os.path.isdir(ckpt_dir):
