@@ -75,6 +75,11 @@ def test_a_changed_architecture_is_refused_on_resume(tmp_path, data_dir):
   assert 'delete' not in message.lower()
   assert (tmp_path / 'config.json').read_bytes() == config_json     # untouched
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == steps
+  # Without config.json (a workdir moved while its last save was written), the copy of the
+  # config in the newest checkpoint's meta is the reference.
+  (tmp_path / 'config.json').unlink()
+  with pytest.raises(ConfigError, match=r'(?s)meta/metadata.*model.d_model: 16 -> 32'):
+    train_lib.train_and_evaluate(tiny(num_train_steps=4, **{'model.d_model': 32}), work)
 
 
 def test_a_changed_schedule_resumes_with_a_warning(tmp_path, data_dir, caplog):

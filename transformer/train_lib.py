@@ -567,11 +567,25 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str) -> None
   """
   path = os.path.join(workdir, 'config.json')
   ckpt_dir = os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR)
-  has_checkpoints = os.path.isdir(ckpt_dir) and any(n.isdigit() for n in os.listdir(ckpt_dir))
-  if not (has_checkpoints and os.path.isfile(path)):
+  steps = (sorted(int(n) for n in os.listdir(ckpt_dir) if n.isdigit())
+           if os.path.isdir(ckpt_dir) else [])
+  if not steps:
     return
-  with open(path) as f:
-    saved = flax.traverse_util.flatten_dict(json.load(f), sep='.')
+  if os.path.isfile(path):
+    with open(path) as f:
+      saved = json.load(f)
+  else:   # config.json lost (a workdir moved while its last save was written): the meta's copy
+    meta = os.path.join(ckpt_dir, str(steps[-1]), 'meta', 'metadata')
+    try:
+      with open(meta) as f:
+        saved = json.loads(json.load(f)['config'])
+    except (OSError, ValueError, KeyError, TypeError):
+      log.warning('%s has checkpoints but no config.json, and checkpoint %d has no readable '
+                  'config: resuming without checking that the config is the same', workdir,
+                  steps[-1])
+      return
+    path = meta
+  saved = flax.traverse_util.flatten_dict(saved, sep='.')
   now = flax.traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')
   changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
   fixed = [k for k in changed if k.split('.')[0] in RESUME_FIXED]
@@ -581,8 +595,8 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str) -> None
     return ''.join(f'\n  - {k}: {saved.get(k)!r} -> {now.get(k)!r}' for k in keys)
   if fixed and not config.get('allow_config_change', False):
     raise ConfigError(
-        f'{workdir} holds checkpoints of another model or data: these fields differ from its '
-        f'config.json (saved -> now):{describe(fixed)}\nTrain in a new --workdir, or resume '
+        f'{workdir} holds checkpoints of another model or data: these fields differ from '
+        f'{path} (saved -> now):{describe(fixed)}\nTrain in a new --workdir, or resume '
         'with the new values anyway with --config.allow_config_change=True.')
   if fixed:
     log.warning('Resuming with changed model/data fields (allow_config_change=True):%s',
