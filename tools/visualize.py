@@ -512,8 +512,9 @@ def hf_attention_figures(hf_dir: str, out_dir: str, *, text: str | None = None,
   """Every layer's self-attention of a Hugging Face checkpoint (BERT: bidirectional over
   the word pieces; GPT-2: causal), one PNG per layer (all heads in a grid, or `head`)."""
   from transformer import convert, hf, models
-  if os.path.isfile(os.path.join(hf_dir, 'config.json')) and os.path.isdir(
-      os.path.join(hf_dir, ckpt_lib.CHECKPOINT_DIR)):   # a workdir of `tools.convert import`
+  from tools import cli
+  if os.path.isdir(os.path.join(hf_dir, ckpt_lib.CHECKPOINT_DIR)) and convert.is_converted(
+      cli.workdir_config(hf_dir), hf_dir):   # a workdir of `tools.convert import`
     from tools import convert as convert_tool
     cfg, params, kind = convert_tool.load(hf_dir)
     with open(os.path.join(hf_dir, convert.HF_SUBDIR, 'config.json'), encoding='utf-8') as f:

@@ -122,8 +122,8 @@ def export_hf(cfg: TransformerConfig, params: dict, kind: str, out: str) -> str:
   hf_config = hf.hf_config_of(model_type, cfg, params)
   tensors = hf.to_hf(model_type, cfg, params)
   os.makedirs(out, exist_ok=True)
-  save_file({k: np.ascontiguousarray(v, np.float32) if v.dtype != np.float32 else v
-             for k, v in tensors.items()}, os.path.join(out, 'model.safetensors'),
+  save_file({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()},
+            os.path.join(out, 'model.safetensors'),
             metadata={'format': 'pt'})
   with open(os.path.join(out, 'config.json'), 'w', encoding='utf-8') as f:
     json.dump(hf_config, f, indent=2)

@@ -93,6 +93,11 @@ def read_text(path: str) -> str:
                     f'iconv -f latin1 -t utf-8') from e
 
 
+def feature_text(value) -> str:
+  """A TFDS text feature (bytes, or str) as str."""
+  return value.decode('utf-8') if isinstance(value, (bytes, np.bytes_)) else str(value)
+
+
 def read_lines(path: str) -> list[str]:
   """`read_text(path)` as stripped lines (a final newline adds no empty line)."""
   lines = read_text(path).split('\n')

@@ -58,7 +58,7 @@ import numpy as np
 from transformer.data import tfds_reader
 from transformer.data.order import EpochOrder
 from transformer.data.packing import PackedEpochs, pack_row
-from transformer.data import (Batch, DataError, host_slice, read_text, require_files,
+from transformer.data import (Batch, DataError, feature_text, host_slice, read_text, require_files,
                               resolve_data_dir)
 from transformer.data.tokenizers import (BOS_ID, EOS_ID, CharTokenizer, SentencePieceTokenizer,
                                          WordTokenizer, load_or_train_sentencepiece)
@@ -326,10 +326,6 @@ def _tfds_splits(name: str, splits: tuple[str, ...], tfds_data_dir: str | None) 
   return tfds_reader.open_splits(name, splits, tfds_data_dir, raw_hint=_RAW_LAYOUT[name])
 
 
-def _text(value) -> str:
-  return value.decode('utf-8') if isinstance(value, (bytes, np.bytes_)) else str(value)
-
-
 class _TextColumn(Sequence):
   """A TFDS data source seen as a sequence of str (its 'text' feature)."""
 
@@ -342,7 +338,7 @@ class _TextColumn(Sequence):
   def __getitem__(self, i):
     if isinstance(i, slice):
       return [self[j] for j in range(*i.indices(len(self)))]
-    return _text(self._source[i][self._feature])
+    return feature_text(self._source[i][self._feature])
 
 
 def _char_ids(tokenizer: CharTokenizer, text: str) -> np.ndarray:
@@ -357,7 +353,7 @@ def _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir) -> StreamLMDat
     texts = {'train': text[:cut], 'validation': text[cut:]}
   else:   # TFDS's own split (char-rnn's 90/5/5), each split one string
     sources = _tfds_splits('tiny_shakespeare', ('train', 'validation', 'test'), tfds_data_dir)
-    texts = {s: _text(src[0]['text']) for s, src in sources.items()}
+    texts = {s: feature_text(src[0]['text']) for s, src in sources.items()}
     text = ''.join(texts.values())
   tokenizer = CharTokenizer.from_text(text)
   streams = {s: _char_ids(tokenizer, t) for s, t in texts.items()}

@@ -20,7 +20,8 @@ from typing import Iterator
 
 import numpy as np
 
-from transformer.data import Batch, DataError, host_slice, read_text, require_files, tfds_reader
+from transformer.data import (Batch, DataError, feature_text, host_slice, read_text,
+                              require_files, tfds_reader)
 from transformer.data.order import EpochOrder
 
 TFDS_NAMES = {'sst2': 'glue/sst2'}
@@ -52,9 +53,7 @@ def _read_tfds(name: str, tfds_data_dir: str | None) -> dict:
   out = {}
   for split, source in sources.items():
     examples = [source[i] for i in range(len(source))]
-    text = [e['sentence'].decode('utf-8') if isinstance(e['sentence'], bytes)
-            else str(e['sentence']) for e in examples]
-    out[split] = (text, np.asarray([int(e['label']) for e in examples], np.int32))
+    out[split] = ([feature_text(e['sentence']) for e in examples], np.asarray([int(e['label']) for e in examples], np.int32))
   return out
 
 
