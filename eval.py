@@ -20,8 +20,9 @@ from tools import cli
 
 flags.DEFINE_string('workdir', None, 'Directory the model was trained in.')
 flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate (default: the latest).')
-flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'avg'],
-                  "'avg': the averaged checkpoint from `python -m tools.average`.")
+flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'avg', 'best'],
+                  "'avg': the averaged checkpoint from `python -m tools.average`; 'best': the "
+                  'best by config.best_metric (WORKDIR/checkpoints_best).')
 cli.define_config_flag(sys.argv, from_workdir=True)
 FLAGS = flags.FLAGS
 
@@ -34,28 +35,27 @@ def main(argv):
   if FLAGS.config is None:
     raise app.UsageError(f'{FLAGS.workdir}/config.json does not exist: pass '
                          '--config=configs/NAME.py, or point --workdir at a trained run.')
-  from transformer import distributed, host, inference, train_lib
+  from transformer import distributed, host, inference, logs
+  from transformer.engine import evaluate
   from transformer.metric_writer import MetricWriter
   host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
-  train_lib.setup_logging()
+  logs.setup_logging()
   distributed.initialize()
   config = FLAGS.config
   exp, state = inference.load_trained(config, FLAGS.workdir, FLAGS.step, FLAGS.checkpoint)
-  plain = exp.unreplicate(state)                            # pmap: without the device axis
-  step = int(plain.step)
+  step = int(state.step)
   writer = MetricWriter(FLAGS.workdir)
   metrics = exp.evaluate(state.params, config.eval_split, config.eval_max_batches)
   metrics['checkpoint'] = FLAGS.checkpoint
-  extra = exp.task.evaluate_extra(plain.params, writer, step)
-  printable = {k: v for k, v in extra.items() if not isinstance(v, (list, dict))}
+  printable, extra = evaluate.run_evaluators(exp, state.params, writer, step)
   metrics.update(printable)
   writer.write(step, config.eval_split, metrics)
-  train_lib.log.info('eval %s step %d: %s', config.eval_split, step, train_lib.format_metrics(
+  logs.log.info('eval %s step %d: %s', config.eval_split, step, logs.format_metrics(
       {k: v for k, v in metrics.items() if not k.endswith('signature')}))
   if extra.get('confusion_matrix_csv'):
     from tools import visualize
     metrics_png = visualize.confusion_png(extra['confusion_matrix_csv'])
-    train_lib.log.info('confusion matrix: %s and %s', extra['confusion_matrix_csv'], metrics_png)
+    logs.log.info('confusion matrix: %s and %s', extra['confusion_matrix_csv'], metrics_png)
   for k, v in extra.items():
     if isinstance(v, list):
       for item in v:

@@ -28,8 +28,9 @@ from tools import cli
 
 flags.DEFINE_string('workdir', None, 'Directory the model was trained in.')
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
-flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'avg'],
-                  "'avg': the averaged checkpoint from `python -m tools.average`.")
+flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'avg', 'best'],
+                  "'avg': the averaged checkpoint from `python -m tools.average`; 'best': the "
+                  'best by config.best_metric (WORKDIR/checkpoints_best).')
 flags.DEFINE_string('input', '-', "Text lines to translate / prompts; '-': stdin.")
 flags.DEFINE_string('output', '-', "Where the outputs go, one per line; '-': stdout.")
 flags.DEFINE_string('images', None, 'Classification: a folder of image files.')
@@ -69,13 +70,13 @@ def _write_text(path: str, text: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from transformer import inference, train_lib
-  train_lib.setup_logging(sys.stderr)   # stdout carries the outputs
+  from transformer import inference, logs
+  logs.setup_logging(sys.stderr)   # stdout carries the outputs
   if FLAGS.score:
     if not FLAGS.references:
       raise app.UsageError('--score needs --references=FILE (and --input=HYPOTHESES)')
     result = inference.score(_read_lines(FLAGS.input), _read_lines(FLAGS.references))
-    print(train_lib.format_metrics(result))
+    print(logs.format_metrics(result))
     return
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required: the directory the model was trained in.')
@@ -94,7 +95,7 @@ def main(argv):
   else:
     lines = _read_lines(FLAGS.input)
   exp, state = inference.load_trained(config, FLAGS.workdir, FLAGS.step, FLAGS.checkpoint)
-  params = exp.unreplicate(state).params
+  params = state.params
   if config.task == 'classification':
     rows = inference.classify_images(exp, params, paths,
                                      progress=inference.Progress(len(paths), 'images'))

@@ -2,7 +2,7 @@
 
 Resumes automatically from the newest good checkpoint in DIR; a change to the
 model or data fields of a run being resumed is refused (see
-train_lib.check_resume_config). Appends metrics to DIR/metrics.jsonl and
+transformer.workdir.check_resume). Appends metrics to DIR/metrics.jsonl and
 TensorBoard event files under DIR/tensorboard, the console lines to
 DIR/train.log, and how the run was launched to DIR/command.txt. User errors
 (an invalid config, a missing dataset, ...) print one message and exit with
@@ -29,14 +29,14 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required: the directory for checkpoints and metrics.')
-  from transformer import distributed, host, train_lib
+  from transformer import distributed, engine, host, logs
   host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
-  train_lib.setup_logging()
+  logs.setup_logging()
   distributed.initialize()
   if FLAGS.print_config or FLAGS.dry_run:
     cli.print_run_description(FLAGS.config, FLAGS.workdir, dry_run=FLAGS.dry_run)
     return
-  train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir, command=cli.command_text())
+  engine.train_and_evaluate(FLAGS.config, FLAGS.workdir, command=cli.command_text())
 
 
 if __name__ == '__main__':

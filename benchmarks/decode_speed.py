@@ -62,15 +62,11 @@ FLAGS = flags.FLAGS
 
 
 def _experiment(config):
-  from transformer import checkpoint as ckpt_lib, train_lib
-  exp = train_lib.Experiment(config, FLAGS.workdir or None)
-  if FLAGS.workdir:
-    ckpt = ckpt_lib.Checkpointer(os.path.join(FLAGS.workdir, ckpt_lib.CHECKPOINT_DIR))
-    state = exp.restore_or_init(ckpt)
-    ckpt.close()
-  else:
-    state = exp.init_state()
-  return exp, state
+  from transformer import engine, inference
+  if FLAGS.workdir:   # the verified restore; an error when the workdir holds no checkpoint
+    return inference.load_trained(config, FLAGS.workdir)
+  exp = engine.Experiment(config, None)
+  return exp, exp.init_state()
 
 
 def translation(config) -> list[dict]:
@@ -198,9 +194,9 @@ def ragged_rows(params, cfg, n: int) -> list[dict]:
 
 def main(argv):
   del argv
-  from transformer import host, train_lib
+  from transformer import host, logs
   host.tune_allocator()
-  train_lib.setup_logging()
+  logs.setup_logging()
   config = FLAGS.config
   rows = translation(config) if config.task == 'translation' else language_model(config)
   print(f'device: {jax.devices()[0].device_kind} x {jax.device_count()}')

@@ -28,10 +28,11 @@ def ours(workdir: str, hf_dir: str) -> None:
   import jax
   import jax.numpy as jnp
 
-  from tools import cli, convert
+  from tools import convert
   from transformer import models, tasks
+  from transformer import workdir as workdir_lib
   from transformer.tasks import mlm
-  config = cli.workdir_config(workdir)
+  config = workdir_lib.read_config(workdir)
   task = tasks.make_task(config, workdir)
   cfg, params, kind = convert.load(workdir)
   cfg = cfg.replace(deterministic=True)

@@ -57,10 +57,10 @@ def op_totals(trace_dir: str) -> tuple[dict, collections.Counter]:
 
 def main(argv):
   del argv
-  from transformer import host, train_lib
+  from transformer import engine, host
   host.tune_allocator()
   config = FLAGS.config
-  exp = train_lib.Experiment(config, tempfile.mkdtemp(prefix='profile_step_'))  # for a vocabulary
+  exp = engine.Experiment(config, tempfile.mkdtemp(prefix='profile_step_'))  # for a vocabulary
   state = exp.init_state()
   n = FLAGS.warmup + FLAGS.steps
   batches = [exp.task.data.train_batch(i, config.batch_size, config.seed) for i in range(n)]

@@ -6,7 +6,7 @@
 
 Builds the train state of the config's model (default: the paper's base
 translation model, shared 37,000-token vocabulary, Adam) exactly as training
-does (`train_lib.Experiment.init_state`: created directly in its shardings) on
+does (`engine.Experiment.init_state`: created directly in its shardings) on
 every device of this process, then reports for device 0: the bytes of the
 parameter and optimizer-state shards it holds (sum of addressable shard
 bytes), their share of one full replica, and the allocator's own count where
@@ -64,10 +64,10 @@ def model_only_task(config, vocab_size):
 
 def measure(config, preset: str, vocab_size: int) -> dict:
   import jax
-  from transformer import sharding, train_lib
+  from transformer import engine, sharding
   c = config.copy_and_resolve_references()
   c.parallelism = preset
-  exp = train_lib.Experiment(c, None, task=model_only_task(c, vocab_size))
+  exp = engine.Experiment(c, None, task=model_only_task(c, vocab_size))
   state = exp.unreplicate(exp.init_state())
   jax.block_until_ready(state)
   dev = jax.devices()[0]
@@ -90,9 +90,9 @@ def measure(config, preset: str, vocab_size: int) -> dict:
 def main(argv):
   del argv
   import jax
-  from transformer import host, train_lib
+  from transformer import host, logs
   host.tune_allocator()
-  train_lib.setup_logging()
+  logs.setup_logging()
   config = FLAGS.config
   vocab = FLAGS.vocab_size or config.vocab_size
   rows = [measure(config, p, vocab) for p in FLAGS.presets]

@@ -158,10 +158,10 @@ def summary(times: list[float]) -> dict:
 def measure(config, rounds: int, per_round: int, warmup: int, threads: int = 0,
             with_compile: bool = True) -> dict:
   import torch
-  from transformer import train_lib
+  from transformer import engine
   if threads:
     torch.set_num_threads(threads)
-  exp = train_lib.Experiment(config, None)
+  exp = engine.Experiment(config, None)
   state = exp.init_state()
   n = warmup + rounds * per_round + 1
   batches = [exp.task.data.train_batch(i, config.batch_size, config.seed) for i in range(n)]

@@ -59,11 +59,11 @@ def _shapes(batch) -> tuple:
 
 
 def measure(config, steps: int, warmup: int, evaluate: bool = True, workdir: str = '') -> dict:
-  from transformer import train_lib
+  from transformer import engine
   if not workdir:
     import tempfile
     workdir = tempfile.mkdtemp(prefix='train_speed_')
-  exp = train_lib.Experiment(config, workdir)
+  exp = engine.Experiment(config, workdir)
   state = exp.init_state()
   batches = [exp.task.data.train_batch(i, config.batch_size, config.seed)
              for i in range(steps + warmup + 1)]
@@ -93,7 +93,7 @@ def measure(config, steps: int, warmup: int, evaluate: bool = True, workdir: str
   med = statistics.median(times)
   from transformer import flops
   step_flops = statistics.mean(
-      flops.train_flops(flops.batch_forward_flops(config.task, exp.task.model_cfg, b))
+      exp.task.train_flops(b)
       for b in batches[warmup + 1:])
   # Every device of the mesh runs the step: MFU is over their summed peak.
   devices = jax.local_devices() if exp.pmap else list(exp.mesh.devices.flat)

@@ -7,9 +7,14 @@ import pytest
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data'   # beside the repo
 
-# Tests read real datasets from ../shared/data unless told otherwise.
+# Tests read real datasets from ../shared/data unless told otherwise. A relative path (the
+# README's `TRANSFORMER_DATA_DIR=../shared/data`) is made absolute here, against the directory
+# pytest starts in, so that tests which change directory, link to it or start subprocesses
+# elsewhere read the same folder.
 if not os.environ.get('TRANSFORMER_DATA_DIR') and SHARED_DATA.is_dir():
   os.environ['TRANSFORMER_DATA_DIR'] = str(SHARED_DATA)
+elif os.environ.get('TRANSFORMER_DATA_DIR'):
+  os.environ['TRANSFORMER_DATA_DIR'] = os.path.abspath(os.environ['TRANSFORMER_DATA_DIR'])
 
 
 @pytest.fixture(scope='session')

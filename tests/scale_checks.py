@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 from configs import translate_multi30k  # noqa: E402
 from tests import helpers  # noqa: E402
-from transformer import flops, tasks, train_lib  # noqa: E402
+from transformer import engine, flops, tasks  # noqa: E402
 
 # Deterministic (no dropout), float32, reference attention; label smoothing on,
 # as in the recipe. 16-row granularity: 8 devices x 2 micro-batches.
@@ -79,7 +79,7 @@ def main(out_path: str, workdir: str) -> None:
   for name, (parallelism, k) in CASES.items():
     c = config.copy_and_resolve_references()
     c.parallelism, c.grad_accum_steps = parallelism, k
-    exps[name] = train_lib.Experiment(c, workdir, task=task)
+    exps[name] = engine.Experiment(c, workdir, task=task)
   plain = exps['jit_k1'].unreplicate(exps['jit_k1'].init_state())
   params = jax.device_get(plain.params)
 
@@ -111,7 +111,7 @@ def main(out_path: str, workdir: str) -> None:
     for k in (1, 2):
       c = config.copy_and_resolve_references()
       c.grad_accum_steps = k
-      exp = train_lib.Experiment(c, workdir, task=task)
+      exp = engine.Experiment(c, workdir, task=task)
       if split == 'contiguous':
         exp._micro_batches = contiguous_split
       state = exp.init_state()

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from configs import lm_shakespeare_char  # noqa: E402
 from tests import helpers  # noqa: E402
 from transformer import checkpoint as ckpt_lib  # noqa: E402
-from transformer import sharding, train_lib  # noqa: E402
+from transformer import engine, sharding  # noqa: E402
 
 STEPS = 3
 # Tiny, float32, reference attention, no dropout: deterministic, and heads (8),
@@ -92,7 +92,7 @@ def presets(out):
 
   Returns {preset: (experiment, state)}.
   """
-  ref = train_lib.Experiment(tiny_config(), None, devices=jax.devices()[:1])
+  ref = engine.Experiment(tiny_config(), None, devices=jax.devices()[:1])
   out['reference_losses'], ref_state = run_steps(ref)
   ref_params = jax.device_get(ref_state.params)
   abstract = jax.eval_shape(ref._init_state_boxed, jax.random.PRNGKey(0))
@@ -102,7 +102,7 @@ def presets(out):
   out['presets'] = {}
   states = {}
   for name, mesh in CASES.items():
-    exp = train_lib.Experiment(tiny_config(name, **mesh), None)
+    exp = engine.Experiment(tiny_config(name, **mesh), None)
     losses, state = run_steps(exp)
     params = jax.device_get(exp.unreplicate(state).params)
     rec = {'losses': losses, 'mesh': dict(exp.mesh.shape), 'data_shard': exp.data_shard,
@@ -137,7 +137,7 @@ def checkpoint_across_meshes(out, writer, state):
         'pmap': (tiny_config('pmap'), None),
     }
     for name, (config, devices) in targets.items():
-      exp = train_lib.Experiment(config, None, devices=devices)
+      exp = engine.Experiment(config, None, devices=devices)
       restored = exp.unreplicate(exp.restore_or_init(ckpt))
       params = jax.device_get(restored.params)
       rec = {'step': int(restored.step), 'mesh': dict(exp.mesh.shape),

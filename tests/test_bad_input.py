@@ -11,7 +11,7 @@ import pytest
 
 from configs import lm_ptb, translate_multi30k
 from tests import helpers
-from transformer import train_lib
+from transformer import engine
 from transformer.data import DataError
 
 
@@ -31,7 +31,7 @@ def _lm(d):
 
 def _experiment_error(config) -> str:
   with pytest.raises(DataError) as e:
-    train_lib.Experiment(config, None)   # builds the data; nothing is compiled before it
+    engine.Experiment(config, None)   # builds the data; nothing is compiled before it
   return str(e.value)
 
 
@@ -74,7 +74,7 @@ def test_truncated_gzip(tmp_path, data_dir):
   os.chmod(path, 0o644)
   path.write_bytes(data[:len(data) // 2])
   with pytest.raises(DataError) as e:
-    train_lib.Experiment(_translation(d, tmp_path), str(tmp_path / 'run'))
+    engine.Experiment(_translation(d, tmp_path), str(tmp_path / 'run'))
   assert f'{path} cannot be read' in str(e.value) and 'corrupt or truncated' in str(e.value)
 
 
@@ -87,7 +87,7 @@ def test_translation_sides_with_different_line_counts(tmp_path, data_dir):
   with gzip.open(path, 'wt', encoding='utf-8') as f:
     f.write('\n'.join(lines[:-5]))
   with pytest.raises(DataError) as e:
-    train_lib.Experiment(_translation(d, tmp_path), str(tmp_path / 'run'))
+    engine.Experiment(_translation(d, tmp_path), str(tmp_path / 'run'))
   message = str(e.value)
   from transformer.data import read_lines
   assert 'train.de.gz has 29000 lines' in message

@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from transformer import checkpoint as ckpt_lib
+from transformer import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Orbax's reader threads may report a failed read after restore() has raised it: noise.
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptio
 
 
 @flax.struct.dataclass
-class State:   # the shape of train_lib.TrainState, as average_checkpoints needs it
+class State:   # the shape of engine.TrainState, as average_checkpoints needs it
   step: jax.Array
   params: dict
 
@@ -323,9 +324,9 @@ def test_averaging_over_a_damaged_step_names_it(tmp_path):
   DAMAGE['data files: a few flipped bits'](str(tmp_path / 'checkpoints' / '2'))
   bad = r"checkpoints/2 cannot be restored: array .params\['w'\] does not match"
   with pytest.raises(ckpt_lib.CheckpointError, match=bad):
-    ckpt_lib.average_checkpoints(str(tmp_path), ABSTRACT, num=3)
+    workdir_lib.average_checkpoints(str(tmp_path), ABSTRACT, num=3)
   assert not os.path.exists(tmp_path / 'checkpoints_avg' / '3')
-  step, steps = ckpt_lib.average_checkpoints(str(tmp_path), ABSTRACT, num=1)   # step 3 alone
+  step, steps = workdir_lib.average_checkpoints(str(tmp_path), ABSTRACT, num=1)   # step 3 alone
   avg, meta = ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints_avg')).restore(ABSTRACT)
   assert (step, steps, meta['averaged_steps']) == (3, [3], [3]) and equal(avg, make_state(3))
 
@@ -358,11 +359,11 @@ def _train(workdir, checkpoint_every):
 def _state_of(workdir, step):
   """The full train state (and meta) of a checkpoint, read with the run's own abstract state."""
   from configs import lm_shakespeare_char
-  from transformer import train_lib
+  from transformer import engine
   c = lm_shakespeare_char.get_config()
   c.model.update(d_model=32, num_heads=2, d_ff=64, num_decoder_layers=1)
   c.update(dict(seq_len=16, batch_size=4, warmup_steps=2, num_train_steps=STEPS))
-  exp = train_lib.Experiment(c, str(workdir))
+  exp = engine.Experiment(c, str(workdir))
   return ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).restore(
       exp.abstract_state, step)
 

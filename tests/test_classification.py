@@ -12,7 +12,7 @@ from configs import vit_mnist
 from tests import helpers
 from transformer import checkpoint as ckpt_lib
 from transformer import model_config as model_config_lib
-from transformer import layers, models, pretrained, tasks, train_lib
+from transformer import engine, layers, models, pretrained, tasks
 from transformer.data import DataError
 from transformer.metric_writer import read_metrics
 from transformer.tasks import classification
@@ -138,7 +138,7 @@ def test_classification_sums_match_numpy():
 def test_few_steps_train_and_evaluate_write_accuracy(tmp_path, data_dir):
   c = tiny(num_train_steps=3, learning_rate=3e-3)
   c.augment.update(dict(crop='random', crop_padding=2, mixup=0.2))   # the batch fields of mixup
-  out = train_lib.train_and_evaluate(c, str(tmp_path))
+  out = engine.train_and_evaluate(c, str(tmp_path))
   assert out['step'] == 3 and 0 <= out['accuracy'] <= 1 and np.isfinite(out['loss'])
   recs = read_metrics(str(tmp_path))
   train = [r for r in recs if r['split'] == 'train']
@@ -162,7 +162,7 @@ def test_validation_is_the_last_5000_training_images_and_not_trained_on(data_dir
 
 
 def test_evaluate_counts_every_test_image_once(data_dir):
-  exp = train_lib.Experiment(tiny(eval_batch_size=768), None)
+  exp = engine.Experiment(tiny(eval_batch_size=768), None)
   metrics = exp.evaluate(exp.init_state().params, 'test')
   assert metrics['examples'] == 10000   # 14 batches of 768, the last one padded
 
@@ -197,13 +197,13 @@ def test_fine_tuning_at_another_resolution_starts_from_the_checkpoint(tmp_path, 
   pre = tiny()
   rng = np.random.default_rng(0)   # a "pretrained" state: random values, no compilation
   state = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype),
-                       train_lib.Experiment(pre, None).abstract_state)
+                       engine.Experiment(pre, None).abstract_state)
   ckpt = ckpt_lib.Checkpointer(str(tmp_path / 'pre' / 'checkpoints'))
   ckpt.save(7, state)
   ckpt.close()
   fine = tiny(init_from=str(tmp_path / 'pre'))
   fine.model.image_size = 14     # MNIST resized to 14x14: a 2x2 grid instead of 4x4
-  exp2 = train_lib.Experiment(fine, None)
+  exp2 = engine.Experiment(fine, None)
   state2 = exp2.restore_or_init(None)
   assert int(state2.step) == 0
   assert state2.params['pos_embedding'].shape == (1, 4, 16)
@@ -218,4 +218,4 @@ def test_fine_tuning_at_another_resolution_starts_from_the_checkpoint(tmp_path, 
 
 def test_missing_data_is_a_data_error_naming_the_path(tmp_path):
   with pytest.raises(DataError, match='mnist/train-images-idx3-ubyte.gz'):
-    train_lib.Experiment(tiny(data_dir=str(tmp_path)), None)
+    engine.Experiment(tiny(data_dir=str(tmp_path)), None)

@@ -10,10 +10,10 @@ import pytest
 
 from configs import lm_shakespeare_char
 from tests import helpers
-from tools import cli
 from tools import convert as convert_tool
 from transformer import checkpoint as ckpt_lib
-from transformer import convert, hf, train_lib
+from transformer import convert, engine, hf
+from transformer import workdir as workdir_lib
 from transformer.experiment_config import ConfigError
 from transformer.models import DecoderLM, EncoderOnly
 
@@ -26,7 +26,7 @@ def imported(name, workdir):
   source = os.path.join(FIXTURES, name)
   cfg, kind, hf_config = convert.import_hf(source, str(workdir))
   config = convert_tool.converted_config(cfg, kind, hf_config, source, str(workdir))
-  (workdir / cli.CONFIG_JSON).write_text(config.to_json_best_effort(indent=2))
+  (workdir / workdir_lib.CONFIG_JSON).write_text(config.to_json_best_effort(indent=2))
   return config
 
 
@@ -35,7 +35,7 @@ def test_import_command_writes_a_workdir_that_gives_hugging_faces_outputs(tmp_pa
   res = helpers.run_python(['-m', 'tools.convert', 'import', f'--hf={FIXTURES}/bert',
                             f'--workdir={workdir}'])
   assert res.returncode == 0, res.stderr
-  config = cli.workdir_config(str(workdir))
+  config = workdir_lib.read_config(str(workdir))
   assert (config.task, config.pretrained.model_type, config.pretrained.model) == (
       'mlm', 'bert', 'EncoderOnly')
   assert config.init_from == str(workdir) and config.model.d_model == 16
@@ -77,14 +77,14 @@ def _saved_lm_workdir(workdir, model, seed=0):
   """A workdir of the tiny Shakespeare LM with `model` fields holding random params at step
   5 (a stand-in for a trained run: no training needed to test conversion)."""
   config = helpers.tiny_config(lm_shakespeare_char, {**TINY_LM, **model}, seq_len=16)
-  exp = train_lib.Experiment(config, None)
+  exp = engine.Experiment(config, None)
   rng = np.random.default_rng(seed)
   state = jax.tree.map(lambda s: rng.normal(0, 0.5, size=s.shape).astype(s.dtype),
                        exp.abstract_state)
   checkpointer = ckpt_lib.Checkpointer(str(workdir / 'checkpoints'))
   checkpointer.save(5, state)
   checkpointer.close()
-  (workdir / cli.CONFIG_JSON).write_text(config.to_json_best_effort(indent=2))
+  (workdir / workdir_lib.CONFIG_JSON).write_text(config.to_json_best_effort(indent=2))
   return config, state
 
 
@@ -113,7 +113,7 @@ def test_export_of_a_trained_lm_loads_back_with_the_same_logits(tmp_path, data_d
 def test_init_from_starts_a_fresh_lm_run_and_names_a_mismatched_vocabulary(tmp_path, data_dir):
   config, state = _saved_lm_workdir(tmp_path / 'pre', {}, seed=3)
   config.init_from, config.seed = os.path.relpath(tmp_path / 'pre'), 7   # relative paths too
-  fresh = train_lib.Experiment(config, None).restore_or_init(None)
+  fresh = engine.Experiment(config, None).restore_or_init(None)
   assert int(fresh.step) == 0
   for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(a, b)
@@ -121,4 +121,4 @@ def test_init_from_starts_a_fresh_lm_run_and_names_a_mismatched_vocabulary(tmp_p
   config = imported('gpt2', tmp_path / 'gpt2')
   config.dataset = 'tiny_shakespeare'
   with pytest.raises(ConfigError, match=r'embed/embedding has shape \(50, 16\)'):
-    train_lib.Experiment(config, None).restore_or_init(None)
+    engine.Experiment(config, None).restore_or_init(None)

@@ -193,3 +193,24 @@ def test_bleu_of_references_against_themselves_is_100(m30k):
   assert bleu.tokenized_bleu(lower, refs).score < 100
   assert bleu.tokenized_bleu(lower, refs, lowercase=True).score == pytest.approx(100.0)
   assert bleu.tokenize("Don't stop-here.") == "Don ' t stop - here ."
+
+
+def test_only_the_writer_process_trains_the_sentencepiece_model(tmp_path):
+  """On a multi-host run every process trained and wrote the same SentencePiece file; now
+  process 0 trains it, the others wait at a barrier and load it."""
+  from transformer.data.tokenizers import Processes, load_or_train_sentencepiece
+  sentences = [f'a dog runs after ball number {i} in the park' for i in range(300)]
+  path = str(tmp_path / 'spm.model')
+  calls = []
+
+  def reader_wait(name):   # process 1 waits while process 0 trains and saves
+    calls.append(name)
+    load_or_train_sentencepiece(path, lambda: sentences, 60, Processes(writer=True, count=2))
+
+  def never_read():
+    raise AssertionError('a non-writer process read the training sentences')
+
+  tok = load_or_train_sentencepiece(path, never_read, 60,
+                                    Processes(writer=False, count=2, wait=reader_wait))
+  assert calls == ['sentencepiece:spm.model'] and os.path.exists(path)
+  assert tok.decode(tok.encode('a dog runs')) == 'a dog runs'

@@ -108,6 +108,13 @@ def test_decoding_past_the_cache_raises_instead_of_clamping():
   _, full = step(SRC[:, :1].repeat(CFG.max_len, axis=1), cache)
   with pytest.raises(ValueError, match='cache overflow'):
     step(SRC[:, :1], full)
+  # Under jit the index is a tracer: the write past the end makes the output NaN (it was
+  # clamped, silently overwriting the last slot, with finite logits).
+  jitted = jax.jit(step)
+  inside, _ = jitted(SRC[:, :1], decoding.init_cache(CFG, 3))
+  assert np.all(np.isfinite(np.asarray(inside)))
+  past, _ = jitted(SRC[:, :1], full)
+  assert np.all(np.isnan(np.asarray(past)))
 
 
 @pytest.mark.parametrize('positional', ['sinusoidal', 'rope'])   # learned: sinusoidal's lookup

@@ -87,3 +87,31 @@ def test_peak_table_and_mfu_inputs():
   assert flops.peak_flops('TPU v5p') == 459e12
   assert flops.peak_flops('cpu') is None
   assert flops.train_flops(2.0) == 6.0
+
+
+@pytest.mark.parametrize('head', ['mlm', 'classify'])
+def test_encoder_only_count_is_the_jaxpr(head):
+  cfg = TransformerConfig(**BASE, num_encoder_layers=2, num_decoder_layers=0, num_classes=3)
+  model = models.EncoderOnly(cfg)
+  tokens = jnp.ones((2, 9), jnp.int32)
+  params = jax.eval_shape(model.init, jax.random.key(0), tokens, None, None, head)
+  measured = jaxpr_dot_flops(lambda p: model.apply(p, tokens, head=head), params)
+  assert flops.encoder_only_forward_flops(cfg, 2, 9, head) == pytest.approx(measured, rel=1e-12)
+
+
+def test_every_task_counts_its_training_flops(data_dir):
+  """flops dispatched on the task's name and knew three of five tasks: mlm and
+  text_classification logged no TFLOP/s or MFU. Now each task counts its own batch."""
+  from configs import mlm_ptb
+  from tests import helpers
+  from transformer import tasks
+  c = helpers.tiny_config(mlm_ptb, dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1),
+                          seq_len=8, batch_size=2)
+  task = tasks.make_task(c, None)
+  batch = task.data.train_batch(0, 2, 0)
+  assert task.train_flops(batch) == pytest.approx(
+      3 * flops.encoder_only_forward_flops(task.model_cfg, 2, 8, 'mlm'))
+  assert set(tasks.TASKS) == {'lm', 'translation', 'classification', 'mlm',
+                              'text_classification'}
+  for name, cls in tasks.TASKS.items():
+    assert cls.forward_flops is not tasks.Task.forward_flops, name

@@ -10,8 +10,8 @@ import sacrebleu
 from configs import lm_shakespeare_char, vit_mnist
 from tests import helpers
 from tests.test_translation import tiny as tiny_translation
-from tools import cli
-from transformer import inference, train_lib
+from transformer import engine, inference
+from transformer import workdir as workdir_lib
 from transformer.data import DataError
 
 SOURCES = ['Ein Mann fährt Fahrrad.', 'Zwei Hunde spielen im Schnee.',
@@ -22,8 +22,8 @@ SOURCES = ['Ein Mann fährt Fahrrad.', 'Zwei Hunde spielen im Schnee.',
 def translation_run(tmp_path_factory, require_data):
   require_data('multi30k')
   workdir = str(tmp_path_factory.mktemp('m30k'))
-  train_lib.train_and_evaluate(tiny_translation(num_train_steps=2), workdir)
-  config = cli.workdir_config(workdir)
+  engine.train_and_evaluate(tiny_translation(num_train_steps=2), workdir)
+  config = workdir_lib.read_config(workdir)
   exp, state = inference.load_trained(config, workdir)
   return workdir, exp, state.params
 
@@ -73,7 +73,7 @@ def test_prompts_of_different_lengths_are_continued(tmp_path, require_data):
                                                     num_decoder_layers=1),
                           seq_len=16, batch_size=4, eval_batch_size=8, eval_max_batches=1,
                           num_train_steps=2, warmup_steps=1, log_every_steps=1)
-  train_lib.train_and_evaluate(c, workdir)
+  engine.train_and_evaluate(c, workdir)
   prompts = ['ROMEO:', 'KING HENRY:', 'O']
   (tmp_path / 'p.txt').write_text('\n'.join(prompts) + '\n')
   res = helpers.run_python(['generate.py', f'--workdir={workdir}',
@@ -82,7 +82,7 @@ def test_prompts_of_different_lengths_are_continued(tmp_path, require_data):
   assert res.returncode == 0, res.stderr[-3000:]
   blocks = res.stdout.split('=== prompt ')[1:]
   assert len(blocks) == 3
-  config = cli.workdir_config(workdir)
+  config = workdir_lib.read_config(workdir)
   config.sample.temperature = 0.0
   exp, state = inference.load_trained(config, workdir)
   expected = inference.continue_prompts(exp, state.params, prompts, 4)
@@ -103,8 +103,8 @@ def test_a_folder_of_images_is_classified_as_the_eval_split(tmp_path, require_da
                                           num_encoder_layers=1),
                           batch_size=16, eval_batch_size=64, eval_max_batches=1,
                           num_train_steps=2, warmup_steps=1, log_every_steps=1)
-  train_lib.train_and_evaluate(c, workdir)
-  exp, state = inference.load_trained(cli.workdir_config(workdir), workdir)
+  engine.train_and_evaluate(c, workdir)
+  exp, state = inference.load_trained(workdir_lib.read_config(workdir), workdir)
   batch = next(exp.task.data.eval_batches('test', 64))
   logits = np.asarray(exp.task.model(False).apply({'params': state.params}, batch['images']))
   folder = tmp_path / 'digits'

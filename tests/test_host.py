@@ -64,7 +64,7 @@ def test_opt_out_leaves_malloc_alone():
 def test_building_an_experiment_leaves_malloc_alone(monkeypatch, data_dir):
   """The library never tunes the allocator itself; entry points call tune_allocator."""
   from configs import lm_shakespeare_char
-  from transformer import host, train_lib
+  from transformer import engine, host
 
   def refuse():
     raise AssertionError('the library called host.tune_allocator()')
@@ -72,7 +72,7 @@ def test_building_an_experiment_leaves_malloc_alone(monkeypatch, data_dir):
   c = lm_shakespeare_char.get_config()
   c.model.update(d_model=16, num_heads=2, d_ff=32, num_decoder_layers=1)
   c.seq_len, c.batch_size = 8, 2
-  exp = train_lib.Experiment(c, None)
+  exp = engine.Experiment(c, None)
   assert exp.task.name == 'lm'
 
 

@@ -15,7 +15,8 @@ import pytest
 from configs import lm_shakespeare_char
 from tests import helpers
 from transformer import checkpoint as ckpt_lib
-from transformer import train_lib
+from transformer import engine, errors
+from transformer import workdir as workdir_lib
 from transformer.data import DataError
 from transformer.data import lm as lm_data
 from transformer.metric_writer import MetricWriter
@@ -55,7 +56,7 @@ def poison(monkeypatch):
 
 def test_a_nan_step_is_skipped_and_training_goes_on(poison, tmp_path, data_dir):
   poison.update({2})                       # the third step's loss is NaN
-  exp = train_lib.Experiment(tiny(), None)
+  exp = engine.Experiment(tiny(), None)
   state = exp.init_state()
   snapshots, bad = [], []
   with exp.context():
@@ -73,7 +74,7 @@ def test_a_nan_step_is_skipped_and_training_goes_on(poison, tmp_path, data_dir):
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(snapshots[3][1]))
 
   # The loop logs it and keeps going; a window of only bad steps has no loss (null, not NaN).
-  out = train_lib.train_and_evaluate(tiny(num_train_steps=5), str(tmp_path))
+  out = engine.train_and_evaluate(tiny(num_train_steps=5), str(tmp_path))
   assert out['step'] == 5 and np.isfinite(out['loss'])
   train = helpers.records(str(tmp_path), 'train')
   assert [r['bad_steps'] for r in train] == [0, 0, 1, 0, 0]
@@ -85,12 +86,12 @@ def test_bad_steps_in_a_row_stop_training_and_keep_the_last_checkpoint(poison, t
                                                                        data_dir):
   poison.update({4, 5, 6, 7, 8})
   c = tiny(num_train_steps=10, checkpoint_every_steps=2, max_bad_steps=3)
-  with pytest.raises(train_lib.TrainingError, match=r'not finite for 3 steps in a row '
+  with pytest.raises(errors.TrainingError, match=r'not finite for 3 steps in a row '
                                                     r'\(steps 5-7; max_bad_steps=3\)'):
-    train_lib.train_and_evaluate(c, str(tmp_path))
+    engine.train_and_evaluate(c, str(tmp_path))
   ckpt = ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints'))
   assert ckpt.steps == [2, 4, 6]   # written before or during the bad run, all finite
-  state, _ = ckpt.restore(train_lib.Experiment(c, None).abstract_state)
+  state, _ = ckpt.restore(engine.Experiment(c, None).abstract_state)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
   assert all(isinstance(json.loads(line), dict)     # strict JSON throughout
              for line in open(tmp_path / 'metrics.jsonl'))
@@ -109,7 +110,7 @@ def test_metrics_jsonl_is_strict_json(tmp_path):
 
 
 def test_log_records_throughput_and_profile_window(tmp_path, data_dir):
-  out = train_lib.train_and_evaluate(tiny(num_train_steps=6, profile_steps=(2, 4)),
+  out = engine.train_and_evaluate(tiny(num_train_steps=6, profile_steps=(2, 4)),
                                      str(tmp_path))
   assert out['step'] == 6
   train = helpers.records(str(tmp_path), 'train')
@@ -122,32 +123,32 @@ def test_log_records_throughput_and_profile_window(tmp_path, data_dir):
 
 
 def test_a_second_training_on_a_workdir_stops_at_once(tmp_path, data_dir):
-  lock = train_lib.WorkdirLock(str(tmp_path))
+  lock = workdir_lib.Lock(str(tmp_path))
   try:
-    with pytest.raises(train_lib.TrainingError, match=rf'in use by another training process '
+    with pytest.raises(errors.TrainingError, match=rf'in use by another training process '
                                                       rf'\(pid {os.getpid()} '):
-      train_lib.train_and_evaluate(tiny(num_train_steps=1), str(tmp_path))
+      engine.train_and_evaluate(tiny(num_train_steps=1), str(tmp_path))
     assert not (tmp_path / 'checkpoints').exists()   # it stopped before touching anything
   finally:
     lock.release()
   # Released (as on exit or a crash): the workdir is free again.
-  assert train_lib.train_and_evaluate(tiny(num_train_steps=1), str(tmp_path))['step'] == 1
+  assert engine.train_and_evaluate(tiny(num_train_steps=1), str(tmp_path))['step'] == 1
 
 
 def test_the_lock_is_released_when_its_process_dies(tmp_path):
   holder = subprocess.Popen(
       [sys.executable, '-c', 'import sys, time; sys.path.insert(0, sys.argv[1]); '
-       'from transformer import train_lib; lock = train_lib.WorkdirLock(sys.argv[2]); '
+       'from transformer import workdir as workdir_lib; lock = workdir_lib.Lock(sys.argv[2]); '
        'print("locked", flush=True); time.sleep(60)', helpers.REPO, str(tmp_path)],
       stdout=subprocess.PIPE, text=True)
   try:
     assert holder.stdout.readline().strip() == 'locked'
-    with pytest.raises(train_lib.TrainingError, match=f'pid {holder.pid} '):
-      train_lib.WorkdirLock(str(tmp_path))
+    with pytest.raises(errors.TrainingError, match=f'pid {holder.pid} '):
+      workdir_lib.Lock(str(tmp_path))
   finally:
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=30)
-  train_lib.WorkdirLock(str(tmp_path)).release()   # no stale lock after kill -9
+  workdir_lib.Lock(str(tmp_path)).release()   # no stale lock after kill -9
 
 
 @pytest.mark.parametrize('split,message', [
@@ -155,7 +156,7 @@ def test_the_lock_is_released_when_its_process_dies(tmp_path):
 ])
 def test_a_bad_eval_split_fails_before_the_first_step(tmp_path, data_dir, split, message):
   with pytest.raises(DataError, match=message):
-    train_lib.train_and_evaluate(tiny(num_train_steps=2, eval_split=split), str(tmp_path))
+    engine.train_and_evaluate(tiny(num_train_steps=2, eval_split=split), str(tmp_path))
   assert not (tmp_path / 'checkpoints').exists()
   assert not (tmp_path / 'metrics.jsonl').exists()
 
@@ -163,8 +164,8 @@ def test_a_bad_eval_split_fails_before_the_first_step(tmp_path, data_dir, split,
 def test_a_failing_evaluation_keeps_the_checkpoint_of_its_step(monkeypatch, tmp_path, data_dir):
   def broken(self, params, split, max_batches=-1):
     raise RuntimeError('evaluation broke')
-  monkeypatch.setattr(train_lib.Experiment, 'evaluate', broken)
+  monkeypatch.setattr(engine.Experiment, 'evaluate', broken)
   c = tiny(num_train_steps=4, eval_every_steps=2, checkpoint_every_steps=1000)
   with pytest.raises(RuntimeError, match='evaluation broke'):
-    train_lib.train_and_evaluate(c, str(tmp_path))
+    engine.train_and_evaluate(c, str(tmp_path))
   assert ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints')).steps == [2]

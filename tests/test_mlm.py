@@ -11,7 +11,8 @@ import pytest
 
 from configs import mlm_ptb, sst2_from_mlm_ptb
 from tests import helpers
-from transformer import pretrained, train_lib
+from transformer import engine
+from transformer import workdir as workdir_lib
 from transformer.data import DataError
 from transformer.data import text_classification as text_data
 from transformer.tasks.mlm import mask_tokens
@@ -66,7 +67,7 @@ def _write_tsv(path, pairs):
 def test_mlm_task_trains_on_ptb_and_a_classifier_fine_tunes_from_it(tmp_path, require_data):
   shared = require_data('ptb')
   c = helpers.tiny_config(mlm_ptb, TINY_BERT, **TINY_RUN)
-  train_lib.train_and_evaluate(c, str(tmp_path / 'mlm'))
+  engine.train_and_evaluate(c, str(tmp_path / 'mlm'))
   train = helpers.records(str(tmp_path / 'mlm'), 'train')
   val = helpers.records(str(tmp_path / 'mlm'), 'validation')
   assert [r['step'] for r in train] == [1, 2, 3]
@@ -83,9 +84,9 @@ def test_mlm_task_trains_on_ptb_and_a_classifier_fine_tunes_from_it(tmp_path, re
   _write_tsv(data / 'sst2' / 'dev.tsv', _sentences(12, 1))
   f = helpers.tiny_config(sst2_from_mlm_ptb, TINY_BERT, **TINY_RUN, data_dir=str(data),
                           init_from=str(tmp_path / 'mlm'))
-  exp = train_lib.Experiment(f, None)
+  exp = engine.Experiment(f, None)
   start = exp.restore_or_init(None)
-  mlm_params = pretrained.restore_params(str(tmp_path / 'mlm'))
+  mlm_params = workdir_lib.restore_params(str(tmp_path / 'mlm'))
   for name in ('embed', 'position', 'embed_norm', 'encoder'):
     for a, b in zip(jax.tree.leaves(start.params[name]), jax.tree.leaves(mlm_params[name])):
       np.testing.assert_array_equal(a, b)
@@ -93,7 +94,7 @@ def test_mlm_task_trains_on_ptb_and_a_classifier_fine_tunes_from_it(tmp_path, re
   assert exp.task.data.num_classes == 2 and exp.task.data.num_examples('validation') == 12
   batch = exp.task.data.train_batch(0, 8, 0)
   assert batch['inputs'].shape == (8, 16) and (batch['inputs'][:, 6:] == 0).all()  # 6 words
-  train_lib.train_and_evaluate(f, str(tmp_path / 'sst2'))
+  engine.train_and_evaluate(f, str(tmp_path / 'sst2'))
   (v,) = helpers.records(str(tmp_path / 'sst2'), 'validation')
   assert v['examples'] == 12 and 0.0 <= v['accuracy'] <= 1.0 and np.isfinite(v['loss'])
 

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests import helpers
-from transformer import train_lib
+from transformer import engine
 
 SYNC = 5   # config.preemption_sync_every_steps
 FLAGS = ['--config=configs/lm_shakespeare_char.py', '--config.model.d_model=16',
@@ -95,7 +95,7 @@ def test_eval_py_decodes_a_share_on_each_process_and_gathers_them(tmp_path, data
   work = str(tmp_path)
   overrides = {'decoding.max_eval_sentences': 24,   # 6 batches of 4: 3 per process
                **test_translation.M30K_TEST}
-  train_lib.train_and_evaluate(test_translation.tiny(num_train_steps=3, **overrides), work)
+  engine.train_and_evaluate(test_translation.tiny(num_train_steps=3, **overrides), work)
   args = ['eval.py', '--config=configs/translate_multi30k.py',
           *test_translation.flags(**overrides)]
   one = helpers.run_python([*args, f'--workdir={work}'])

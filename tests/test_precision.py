@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from configs import lm_shakespeare_char
-from transformer import attention, models, train_lib
+from transformer import attention, engine, models
 from transformer.attention import dot_product_attention, fused_attention
 from transformer.model_config import DTYPES, TransformerConfig, from_dict
 
@@ -163,7 +163,7 @@ def lm_losses(dtype, steps=200):
   c.model.update(dict(d_model=64, num_heads=4, d_ff=256, num_decoder_layers=2, dtype=dtype))
   c.update(dict(seq_len=32, batch_size=16, num_train_steps=steps, warmup_steps=20,
                 learning_rate=3e-3, min_learning_rate=3e-4))
-  exp = train_lib.Experiment(c, None)
+  exp = engine.Experiment(c, None)
   state, sums = exp.init_state(), []
   for step in range(steps):
     batch = exp.put_batch(exp.task.data.train_batch(step, c.batch_size, c.seed))

@@ -22,7 +22,7 @@ from configs import lm_shakespeare_char
 from tests import helpers
 from transformer import checkpoint as ckpt_lib
 from transformer import model_config as model_config_lib
-from transformer import models, sharding, train_lib, validation
+from transformer import engine, models, sharding, validation
 from transformer.experiment_config import ConfigError
 from transformer.metric_writer import read_metrics
 
@@ -263,7 +263,7 @@ def test_two_processes_train_like_one_process_with_eight_devices(runs):
   # one-process run's parameters.
   c = tiny_config()
   c.model.num_heads = 8
-  exp = train_lib.Experiment(c, None)
+  exp = engine.Experiment(c, None)
   state = exp.restore_or_init(ckpt_lib.Checkpointer(os.path.join(runs.two, 'checkpoints')))
   assert int(state.step) == 3
   params = helpers.by_path(state.params)

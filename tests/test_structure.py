@@ -117,9 +117,9 @@ def test_find_cycle_finds_one_and_only_one():
 
 def test_imports_are_read_inside_functions_and_resolved_to_modules(tmp_path):
   modules = library_modules()
-  src = LIBRARY / 'train_lib.py'
+  src = LIBRARY / 'engine' / 'loop.py'
   found = {t for t, _, _ in imports_of(src, modules)}
-  assert {'transformer.tasks', 'transformer.sharding', 'transformer.checkpoint'} <= found
+  assert {'transformer.tasks', 'transformer.workdir', 'transformer.checkpoint'} <= found
   # A lazy import inside a function is seen and marked nested.
   fake = tmp_path / 'fake.py'
   fake.write_text('import os\n\ndef f():\n  from transformer import models\n')

@@ -15,7 +15,7 @@ import pytest
 from configs import lm_shakespeare_char, vit_mnist, wmt14_ende_base
 from tests import helpers
 from tests.test_translation import TINY as TINY_TRANSLATION
-from transformer import train_lib
+from transformer import engine
 from transformer.data import DataError, images, tfds_reader
 
 tfds = pytest.importorskip('tensorflow_datasets')
@@ -100,7 +100,7 @@ def no_raw_data(monkeypatch):
 
 
 def _train(config, workdir):
-  out = train_lib.train_and_evaluate(config, workdir)
+  out = engine.train_and_evaluate(config, workdir)
   assert out['step'] == config.num_train_steps and np.isfinite(out['loss'])
   return out
 

@@ -14,7 +14,8 @@ import pytest
 from configs import lm1b, lm_ptb, lm_shakespeare_char
 from tests import helpers
 from transformer import checkpoint as ckpt_lib
-from transformer import train_lib, validation
+from transformer import engine, validation
+from transformer import workdir as workdir_lib
 from transformer.experiment_config import ConfigError
 from transformer.data import DataError
 from transformer.metric_writer import read_metrics
@@ -47,7 +48,7 @@ def lm1b_standin(tmp_path):
 
 @pytest.mark.parametrize('module', [lm_shakespeare_char, lm_ptb])
 def test_one_step_and_eval_write_metrics(module, tmp_path, data_dir):
-  out = train_lib.train_and_evaluate(tiny(module, num_train_steps=1), str(tmp_path))
+  out = engine.train_and_evaluate(tiny(module, num_train_steps=1), str(tmp_path))
   assert out['step'] == 1 and np.isfinite(out['loss'])
   recs = read_metrics(str(tmp_path))
   assert {r['split'] for r in recs} == {'train', 'validation'}
@@ -60,19 +61,19 @@ def test_lm1b_standin_trains_and_keeps_its_vocabulary(tmp_path, lm1b_standin):
   c = tiny(lm1b, num_train_steps=2, vocab_size=300, data_dir=lm1b_standin)
   c.model.dtype = 'float32'
   c.model.attention_impl = 'einsum'
-  out = train_lib.train_and_evaluate(c, str(tmp_path))
+  out = engine.train_and_evaluate(c, str(tmp_path))
   assert np.isfinite(out['loss'])
   spm = tmp_path / 'spm_lm1b.model'
   mtime = spm.stat().st_mtime_ns
   c.num_train_steps = 3
-  train_lib.train_and_evaluate(c, str(tmp_path))   # resumes, reuses the vocabulary
+  engine.train_and_evaluate(c, str(tmp_path))   # resumes, reuses the vocabulary
   assert spm.stat().st_mtime_ns == mtime
   assert [r['step'] for r in helpers.records(str(tmp_path), 'train')] == [1, 2, 3]
 
 
 def test_few_steps_reduce_the_loss(tmp_path, data_dir):
   c = tiny(num_train_steps=30, learning_rate=3e-3, warmup_steps=5, schedule='constant')
-  train_lib.train_and_evaluate(c, str(tmp_path))
+  engine.train_and_evaluate(c, str(tmp_path))
   losses = [r['loss'] for r in helpers.records(str(tmp_path), 'train')]
   assert np.mean(losses[-5:]) < losses[0] - 0.5, losses
 
@@ -81,10 +82,10 @@ def test_resume_gives_identical_metrics(tmp_path, data_dir):
   c = tiny(num_train_steps=8, checkpoint_every_steps=100, eval_every_steps=4)
   c.model.dropout_rate = 0.1   # exercise the dropout RNG across the resume
   full, split = str(tmp_path / 'full'), str(tmp_path / 'split')
-  train_lib.train_and_evaluate(c, full)
-  train_lib.train_and_evaluate(c, split, stop_at=3)   # interrupted after step 3
+  engine.train_and_evaluate(c, full)
+  engine.train_and_evaluate(c, split, stop_at=3)   # interrupted after step 3
   assert ckpt_lib.Checkpointer(os.path.join(split, 'checkpoints')).steps == [3]
-  train_lib.train_and_evaluate(c, split)
+  engine.train_and_evaluate(c, split)
   timing = ('time', 'step_time_ms', 'tflops_per_device', 'mfu', 'peak_memory_gib')
   strip = lambda recs: [{k: v for k, v in r.items() if k not in timing  # noqa: E731
                          and not k.endswith('_per_sec')} for r in recs]
@@ -94,7 +95,7 @@ def test_resume_gives_identical_metrics(tmp_path, data_dir):
 def test_grad_accumulation_matches_one_big_batch(data_dir):
   c1 = tiny(num_train_steps=1)
   c2 = tiny(num_train_steps=1, grad_accum_steps=2)
-  e1, e2 = train_lib.Experiment(c1, None), train_lib.Experiment(c2, None)
+  e1, e2 = engine.Experiment(c1, None), engine.Experiment(c2, None)
   batch = e1.task.data.train_batch(0, c1.batch_size, c1.seed)
   s1, m1 = e1.train_step(e1.init_state(), e1.put_batch(batch))
   s2, m2 = e2.train_step(e2.init_state(), e2.put_batch(batch))
@@ -105,11 +106,11 @@ def test_grad_accumulation_matches_one_big_batch(data_dir):
 
 def test_checkpoint_averaging_is_the_mean_of_params(tmp_path, data_dir):
   c = tiny(num_train_steps=3, checkpoint_every_steps=1, keep_checkpoints=5)
-  train_lib.train_and_evaluate(c, str(tmp_path))
-  exp = train_lib.Experiment(c, str(tmp_path))
+  engine.train_and_evaluate(c, str(tmp_path))
+  exp = engine.Experiment(c, str(tmp_path))
   ckpt = ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints'))
   states = [ckpt.restore(exp.abstract_state, s)[0] for s in (2, 3)]
-  step, steps = ckpt_lib.average_checkpoints(str(tmp_path), exp.abstract_state, num=2)
+  step, steps = workdir_lib.average_checkpoints(str(tmp_path), exp.abstract_state, num=2)
   assert (step, steps) == (3, [2, 3])
   avg, meta = ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints_avg')).restore(exp.abstract_state)
   assert meta['averaged_steps'] == [2, 3]
@@ -138,16 +139,16 @@ def test_invalid_config_names_the_field(field, value, message):
 def test_missing_data_dir_is_a_clear_error(tmp_path):
   c = tiny(data_dir=str(tmp_path / 'nowhere'))
   with pytest.raises(DataError, match='nowhere'):
-    train_lib.Experiment(c, None)
+    engine.Experiment(c, None)
   empty = tmp_path / 'empty'
   empty.mkdir()
   with pytest.raises(DataError, match='tiny_shakespeare'):
-    train_lib.Experiment(tiny(data_dir=str(empty)), None)
+    engine.Experiment(tiny(data_dir=str(empty)), None)
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path, data_dir):
   c = tiny(num_train_steps=1)
-  train_lib.train_and_evaluate(c, str(tmp_path))
+  engine.train_and_evaluate(c, str(tmp_path))
   state_dir = tmp_path / 'checkpoints' / '1' / 'state'
   for root, _, files in os.walk(state_dir):
     for f in files:
@@ -155,7 +156,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, data_dir):
         with open(os.path.join(root, f), 'wb') as fh:
           fh.write(b'garbage')
   with pytest.raises(ckpt_lib.CheckpointError, match='cannot be restored'):
-    train_lib.train_and_evaluate(tiny(num_train_steps=2), str(tmp_path))
+    engine.train_and_evaluate(tiny(num_train_steps=2), str(tmp_path))
 
 
 # -- subprocess tests: the real commands, signals, several devices ---------------------------
@@ -238,3 +239,68 @@ def test_train_step_on_two_devices_matches_one(tmp_path, data_dir):
   l1 = [r['loss'] for r in helpers.records(str(tmp_path / 'one'), 'train')]
   l2 = [r['loss'] for r in helpers.records(str(tmp_path / 'two'), 'train')]
   np.testing.assert_allclose(l1, l2, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- engine concerns
+
+def test_parameter_init_and_the_step_keys_are_different_halves_of_the_seed(data_dir):
+  """The init key and the dropout/mask stream were the same PRNGKey(seed)."""
+  c = tiny(seed=7)
+  exp = engine.Experiment(c, None)
+  state = exp.init_state()
+  seed_key = jax.random.PRNGKey(7)
+  init_key, step_key = jax.random.split(seed_key)
+  assert np.array_equal(np.asarray(state.rng), np.asarray(step_key))
+  assert not np.array_equal(np.asarray(state.rng), np.asarray(seed_key))
+  def init(key):
+    variables = exp.task.model(train=False).init({'params': key}, *exp.task.init_inputs())
+    return [np.asarray(getattr(x, 'value', x)) for x in jax.tree.leaves(variables['params'])]
+  params = [np.asarray(x) for x in jax.tree.leaves(state.params)]
+  for a, b in zip(params, init(init_key)):     # jit vs eager: within an ulp
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  kernel = max(range(len(params)), key=lambda i: params[i].size)
+  assert not np.allclose(params[kernel], init(seed_key)[kernel])
+
+
+def test_evaluators_run_during_training_and_the_best_checkpoint_is_kept(tmp_path, data_dir):
+  from transformer import inference
+  work = str(tmp_path)
+  c = tiny(num_train_steps=6, eval_every_steps=2, extra_eval_every_steps=3,
+           checkpoint_every_steps=6, keep_checkpoints=1, best_metric='loss', learning_rate=0.05,
+           warmup_steps=1, schedule='constant', **{'sample.prompt': 'ROMEO:',
+                                                   'sample.num_tokens': 5})
+  engine.train_and_evaluate(c, work)
+  evals = helpers.records(work, 'validation')
+  assert [r['step'] for r in evals] == [2, 4, 6]   # loss every 2; LM samples are no metric
+  samples = open(os.path.join(work, 'samples.txt')).read()
+  assert 'step 3' in samples and 'step 6' in samples and 'step 2' not in samples
+  losses = {r['step']: r['loss'] for r in evals}
+  best_step = min(losses, key=losses.get)
+  best = workdir_lib.checkpoint_steps(workdir_lib.checkpoint_dir(work, 'best'))
+  assert best == [best_step]
+  meta = ckpt_lib.read_meta(workdir_lib.checkpoint_dir(work, 'best'), best_step)
+  assert meta['best_metric'] == 'loss' and meta['best_value'] == pytest.approx(losses[best_step])
+  exp, state = inference.load_trained(c, work, checkpoint='best')
+  assert int(state.step) == best_step
+  again = exp.evaluate(state.params, c.eval_split, c.eval_max_batches)
+  assert again['loss'] == pytest.approx(losses[best_step], rel=1e-5)
+
+
+def test_a_best_metric_the_evaluation_lacks_is_refused_before_training(tmp_path, data_dir):
+  with pytest.raises(ConfigError, match="best_metric='bleu' is not a metric"):
+    engine.train_and_evaluate(tiny(num_train_steps=2, best_metric='bleu'), str(tmp_path))
+  assert not workdir_lib.has_checkpoints(str(tmp_path))
+
+
+def test_the_loop_closes_the_data_however_it_ends(tmp_path, data_dir, monkeypatch):
+  """Image data's worker threads and processes were never stopped; the loop's finally closes
+  the data, also when training stops with an error."""
+  from transformer.data import lm as lm_data
+  closed = []
+  monkeypatch.setattr(lm_data.StreamLMData, 'close', lambda self: closed.append(1),
+                      raising=False)
+  engine.train_and_evaluate(tiny(num_train_steps=1), str(tmp_path / 'a'))
+  assert closed == [1]
+  with pytest.raises(ConfigError):
+    engine.train_and_evaluate(tiny(num_train_steps=2, best_metric='bleu'), str(tmp_path / 'b'))
+  assert closed == [1, 1]

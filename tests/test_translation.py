@@ -9,7 +9,7 @@ import pytest
 
 from configs import translate_multi30k, wmt14_ende_base, wmt14_ende_big
 from tests import helpers
-from transformer import tasks, train_lib
+from transformer import engine, tasks
 from transformer.experiment_config import ConfigError
 from transformer.data.tokenizers import EOS_ID
 
@@ -38,7 +38,7 @@ def flags(**overrides):
 
 def test_multi30k_trains_then_eval_py_writes_bleu_and_translations(tmp_path, data_dir):
   workdir = str(tmp_path)
-  out = train_lib.train_and_evaluate(tiny(num_train_steps=3), workdir)
+  out = engine.train_and_evaluate(tiny(num_train_steps=3), workdir)
   assert out['step'] == 3 and np.isfinite(out['loss'])
   train = helpers.records(workdir, 'train')
   assert [r['step'] for r in train] == [1, 2, 3]
@@ -83,7 +83,7 @@ def wmt_standin(tmp_path, data_dir):
 def test_wmt_configs_run_on_a_local_standin(module, tmp_path, wmt_standin):
   c = tiny(module, num_train_steps=2, data_dir=wmt_standin, bucket_boundaries=(24,))
   workdir = str(tmp_path / 'run')
-  out = train_lib.train_and_evaluate(c, workdir)
+  out = engine.train_and_evaluate(c, workdir)
   assert out['step'] == 2 and np.isfinite(out['loss'])
   assert [r['step'] for r in helpers.records(workdir, 'newstest2013')] == [2]   # validation
   assert (tmp_path / 'run' / 'spm_wmt14_translate_de_en.model').exists()

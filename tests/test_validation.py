@@ -12,7 +12,7 @@ import ml_collections
 import pytest
 
 from configs import lm_shakespeare_char, translate_multi30k, vit_mnist
-from transformer import tasks, train_lib, validation
+from transformer import engine, tasks, validation
 from transformer.experiment_config import ConfigError
 from transformer.tasks import base
 
@@ -20,6 +20,7 @@ from transformer.tasks import base
 def test_every_task_module_registers_its_task():
   names = [m.name for m in pkgutil.iter_modules(tasks.__path__) if m.name != 'base']
   assert set(names) == {'lm', 'translation', 'classification', 'mlm', 'text_classification'}
+  assert {m.__name__.rpartition('.')[2] for m in tasks.FAMILIES} == set(names)
   for name in names:
     module = importlib.import_module(f'transformer.tasks.{name}')
     registered = [cls for cls in tasks.TASKS.values() if cls.__module__ == module.__name__]
@@ -110,9 +111,44 @@ def test_classification_checks_augmentation_before_reading_any_data(tmp_path):
   c.augment.crop = 'zoom'
   c.data_dir = str(tmp_path / 'nowhere')         # never opened: validation comes first
   with pytest.raises(ConfigError, match=r"augment: .*crop='zoom' is not one of"):
-    train_lib.Experiment(c, None)
+    engine.Experiment(c, None)
 
 
 def test_shipped_configs_are_valid():
   for module in (lm_shakespeare_char, translate_multi30k, vit_mnist):
     validation.validate(module.get_config())
+
+
+def test_a_stray_file_in_the_tasks_folder_registers_nothing(tmp_path):
+  """Tasks were discovered by importing every file of the package, so an editor's backup
+  (lm_old.py) registered a task; the families are now listed in transformer/tasks/__init__.py."""
+  import shutil
+  import subprocess
+  import sys
+
+  from tests import helpers
+  copy = tmp_path / 'transformer'
+  shutil.copytree(helpers.REPO + '/transformer', copy,
+                  ignore=shutil.ignore_patterns('__pycache__'))
+  (copy / 'tasks' / 'lm_old.py').write_text(
+      'from transformer.tasks.base import Task, register\n\n'
+      '@register\nclass Stray(Task):\n  name = "stray"\n')
+  probe = 'import transformer.tasks as t; print(sorted(t.TASKS))'
+  out = subprocess.run([sys.executable, '-c', probe], cwd=tmp_path, capture_output=True,
+                       text=True, check=True, env={'PYTHONPATH': str(tmp_path),
+                                                   'JAX_PLATFORMS': 'cpu'}).stdout
+  assert "'stray'" not in out and "'lm'" in out and "'mlm'" in out
+
+
+def test_a_sample_prompt_longer_than_the_model_is_a_config_error(data_dir):
+  """Sampling with a prompt of max_len tokens or more failed opaquely inside decoding."""
+  c = lm_shakespeare_char.get_config()
+  c.update(dict(seq_len=8, extra_eval_every_steps=10))
+  c.model.update(dict(d_model=16, num_heads=2, d_ff=32, num_decoder_layers=1))
+  c.sample.prompt = 'ROMEO: a prompt longer than eight characters'
+  with pytest.raises(ConfigError, match='prompt is 44 tokens long; the model has 8 positions'):
+    tasks.make_task(c, None)
+  c.extra_eval_every_steps = 0        # eval.py only: checked when it samples
+  task = tasks.make_task(c, None)
+  with pytest.raises(ConfigError, match='shorten the prompt'):
+    task.evaluate_extra(None, None, 0)

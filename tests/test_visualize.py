@@ -15,7 +15,8 @@ from configs import lm_shakespeare_char, translate_multi30k, vit_fashion_mnist
 from tests import helpers
 from transformer import checkpoint as ckpt_lib
 from tools import visualize
-from transformer import models, tasks, train_lib
+from transformer import engine, models, tasks
+from transformer import workdir as workdir_lib
 from transformer.attention import causal_mask, dot_product_attention, padding_mask
 from transformer.model_config import TransformerConfig
 from transformer.data.tokenizers import BOS_ID, EOS_ID
@@ -181,8 +182,8 @@ def tiny_config(module, **fields):
 
 def fresh_checkpoint(config, workdir):
   """A workdir with a step-0 checkpoint of a randomly initialized model (no training)."""
-  exp = train_lib.Experiment(config, workdir)
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR))
+  exp = engine.Experiment(config, workdir)
+  ckpt = ckpt_lib.Checkpointer(workdir_lib.checkpoint_dir(workdir))
   ckpt.save(0, exp.unreplicate(exp.init_state()))
   ckpt.close()
   return exp

@@ -8,8 +8,8 @@ import pytest
 
 from configs import lm_shakespeare_char, translate_multi30k
 from tests import helpers
-from tools import cli
-from transformer import train_lib, validation
+from transformer import engine, validation
+from transformer import workdir as workdir_lib
 from transformer.experiment_config import ConfigError
 
 # Overrides a user would give train.py; eval.py must not need them again.
@@ -31,10 +31,10 @@ def tiny(**overrides):
 def test_config_json_round_trips_with_types():
   for module in (lm_shakespeare_char, translate_multi30k):
     c = module.get_config()
-    loaded = cli.config_from_json(c.to_json_best_effort())
+    loaded = workdir_lib.config_from_json(c.to_json_best_effort())
     assert json.loads(loaded.to_json_best_effort()) == json.loads(c.to_json_best_effort())
     validation.validate(loaded)
-  loaded = cli.config_from_json(translate_multi30k.get_config().to_json_best_effort())
+  loaded = workdir_lib.config_from_json(translate_multi30k.get_config().to_json_best_effort())
   assert isinstance(loaded.bucket_boundaries, tuple)
   loaded.model.num_heads = 8            # an unset model field keeps its type: ints only
   with pytest.raises(TypeError):
@@ -64,11 +64,11 @@ def test_eval_py_reads_the_runs_config_without_overrides(tmp_path, data_dir):
 
 def test_a_changed_architecture_is_refused_on_resume(tmp_path, data_dir):
   work = str(tmp_path)
-  train_lib.train_and_evaluate(tiny(num_train_steps=2), work)
+  engine.train_and_evaluate(tiny(num_train_steps=2), work)
   config_json = (tmp_path / 'config.json').read_bytes()
   steps = sorted(os.listdir(tmp_path / 'checkpoints'))
   with pytest.raises(ConfigError) as e:
-    train_lib.train_and_evaluate(tiny(num_train_steps=4, **{'model.d_model': 32}), work)
+    engine.train_and_evaluate(tiny(num_train_steps=4, **{'model.d_model': 32}), work)
   message = str(e.value)
   assert 'model.d_model: 16 -> 32' in message
   assert 'new --workdir' in message and 'allow_config_change=True' in message
@@ -79,14 +79,14 @@ def test_a_changed_architecture_is_refused_on_resume(tmp_path, data_dir):
   # config in the newest checkpoint's meta is the reference.
   (tmp_path / 'config.json').unlink()
   with pytest.raises(ConfigError, match=r'(?s)meta/metadata.*model.d_model: 16 -> 32'):
-    train_lib.train_and_evaluate(tiny(num_train_steps=4, **{'model.d_model': 32}), work)
+    engine.train_and_evaluate(tiny(num_train_steps=4, **{'model.d_model': 32}), work)
 
 
 def test_a_changed_schedule_resumes_with_a_warning(tmp_path, data_dir, caplog):
   work = str(tmp_path)
-  train_lib.train_and_evaluate(tiny(num_train_steps=2), work)
+  engine.train_and_evaluate(tiny(num_train_steps=2), work)
   with caplog.at_level('WARNING', logger='transformer'):
-    out = train_lib.train_and_evaluate(tiny(num_train_steps=3, learning_rate=5e-4), work)
+    out = engine.train_and_evaluate(tiny(num_train_steps=3, learning_rate=5e-4), work)
   assert out['step'] == 3
   assert 'learning_rate: 0.001 -> 0.0005' in caplog.text
   assert 'num_train_steps: 2 -> 3' in caplog.text
@@ -96,7 +96,7 @@ def test_a_changed_schedule_resumes_with_a_warning(tmp_path, data_dir, caplog):
 @pytest.mark.parametrize('args,message', [
     (['train.py', '--config=configs/lm_shakespeare_char.py', '--config.model.num_heads=3'],
      'error: Invalid config:'),
-    (['eval.py', '--config=configs/lm_shakespeare_char.py'], 'error: No checkpoints in'),
+    (['eval.py', '--config=configs/lm_shakespeare_char.py'], 'error: No checkpoint in'),
 ])
 def test_user_errors_exit_2_with_the_message_only(tmp_path, args, message):
   res = helpers.run_python([*args, f'--workdir={tmp_path}'])
@@ -120,13 +120,15 @@ def test_semantic_warnings_name_what_will_happen():
 def test_describe_and_dry_run_report_the_real_model(tmp_path, data_dir):
   import jax
   c = tiny(model_preset='', **{'model.num_decoder_layers': 2})
-  d = train_lib.describe(c, None)
-  exp = train_lib.Experiment(c, None)
+  from transformer.engine import inspect
+  with inspect.scratch_task(c, None) as task:
+    d = inspect.describe(c, task)
+    r = inspect.dry_run(c, task)
+  exp = engine.Experiment(c, None)
   params = jax.tree.leaves(exp.unreplicate(exp.init_state()).params)
   assert d['parameters'] == sum(x.size for x in params)
   assert d['model_config'].num_decoder_layers == 2 and d['model_config'].d_model == 16
   assert d['train_flops_per_step'] > 0
-  r = train_lib.dry_run(c, None)
   assert r['params_bytes_per_device'] == 4 * d['parameters']         # float32, one device
   assert r['opt_state_bytes_per_device'] >= 2 * r['params_bytes_per_device']   # Adam's mu, nu
   assert r['compile_seconds'] > 0 and r['step_seconds'] > 0
@@ -139,11 +141,117 @@ def test_describe_and_dry_run_report_the_real_model(tmp_path, data_dir):
 
 def test_a_checkpoint_of_another_model_names_the_parameters(tmp_path, data_dir):
   from transformer import checkpoint as ckpt_lib
-  train_lib.train_and_evaluate(tiny(num_train_steps=1), str(tmp_path))
-  other = train_lib.Experiment(tiny(**{'model.d_model': 24}), None)
+  engine.train_and_evaluate(tiny(num_train_steps=1), str(tmp_path))
+  other = engine.Experiment(tiny(**{'model.d_model': 24}), None)
   with pytest.raises(ckpt_lib.CheckpointError) as e:
     ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints')).restore(other.abstract_state)
   message = str(e.value)
   assert 'written by another model' in message
   assert 'params/decoder/final_norm/scale: (16,) in the checkpoint, (24,) in this model' in message
   assert 'delete' not in message.lower()
+
+
+# ----------------------------------------------------------------------------- the workdir module
+
+def test_checkpoint_steps_counts_only_folders_that_hold_a_checkpoint(tmp_path):
+  d = tmp_path / 'checkpoints'
+  for name in ('3', '7', '12'):
+    (d / name / 'state').mkdir(parents=True)
+  (d / '9').mkdir()                                     # a stray empty folder
+  (d / '15.orbax-checkpoint-tmp' / 'state').mkdir(parents=True)   # a save in progress
+  (d / '5.unreadable' / 'state').mkdir(parents=True)    # set aside
+  assert workdir_lib.checkpoint_steps(str(d)) == [3, 7, 12]
+  assert workdir_lib.has_checkpoints(str(tmp_path))
+  assert not workdir_lib.has_checkpoints(str(tmp_path), 'best')
+  with pytest.raises(ConfigError, match="checkpoint='newest' is not one of"):
+    workdir_lib.checkpoint_dir(str(tmp_path), 'newest')
+
+
+def test_restore_without_a_checkpoint_is_an_error_not_a_fresh_model(tmp_path):
+  from transformer.errors import CheckpointError
+  (tmp_path / 'checkpoints' / '4').mkdir(parents=True)   # a run that died before its first save
+  for which in ('latest', 'avg', 'best'):
+    with pytest.raises(CheckpointError, match='nothing to restore'):
+      workdir_lib.restore(str(tmp_path), which=which)
+  with pytest.raises(CheckpointError, match='nothing to restore'):
+    workdir_lib.restore_params(str(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('entry', ['eval.py', 'generate.py'])
+def test_eval_and_generate_refuse_a_workdir_that_holds_no_checkpoint(entry, tmp_path, data_dir):
+  """The bug: eval.py evaluated a randomly initialised model and exited 0 ('eval validation
+  step 0: loss 4.5160 ...') when checkpoints/ held no step; generate.py generated from one."""
+  work = tmp_path / 'w'
+  (work / 'checkpoints').mkdir(parents=True)
+  workdir_lib.write_config(tiny(), str(work))
+  res = helpers.run_python([entry, f'--workdir={work}'], input='ROMEO:\n')
+  assert res.returncode == 2, res.stdout + res.stderr
+  assert 'No checkpoint in' in res.stderr and 'Train first' in res.stderr
+  assert 'Traceback' not in res.stderr
+  assert 'eval validation' not in res.stdout and '=== prompt' not in res.stdout
+
+
+def test_init_from_reads_verified_params_and_falls_back_from_a_corrupt_step(tmp_path, data_dir):
+  """init_from went straight to Orbax: no fingerprint check, so a damaged array was fine-tuned
+  from. Now it is the verified restore: the damaged newest step is skipped with a warning."""
+  import numpy as np
+  work = str(tmp_path / 'pre')
+  engine.train_and_evaluate(tiny(num_train_steps=4, checkpoint_every_steps=2), work)
+  good = workdir_lib.restore_params(work, step=2)
+  newest = workdir_lib.restore_params(work)
+  assert not all(np.array_equal(a, b) for a, b in zip(_leaves(good), _leaves(newest)))
+  _flip_bytes_of_largest_file(tmp_path / 'pre' / 'checkpoints' / '4' / 'state')
+  restored = workdir_lib.restore_params(work)
+  assert all(np.array_equal(a, b) for a, b in zip(_leaves(good), _leaves(restored)))
+
+
+def _leaves(tree):
+  import jax
+  return jax.tree.leaves(tree)
+
+
+def _flip_bytes_of_largest_file(folder):
+  """A few flipped bits in the arrays' data (Orbax restores them without error)."""
+  files = [p for p in folder.glob('ocdbt.process_0/d/*') if p.is_file()]
+  largest = max(files, key=lambda p: p.stat().st_size)
+  data = bytearray(largest.read_bytes())
+  for k in (len(data) // 2, len(data) // 2 + 7, len(data) // 3):
+    data[k] ^= 0x10
+  largest.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize('task,field,old,new', [
+    ('mlm', 'mlm.mask_rate', 0.15, 0.3),
+    ('text_classification', 'vocab_from', 'ptb', 'tiny_shakespeare'),
+    ('classification', 'validation_holdout', 5000, 0),
+    ('translation', 'spm_model_type', 'bpe', 'unigram'),
+])
+def test_a_resume_may_not_change_a_task_s_own_data_fields(tmp_path, task, field, old, new):
+  """RESUME_FIXED named task fields by hand and missed validation_holdout, vocab_from and the
+  MLM mask rate; each task now declares its own (Task.resume_fixed)."""
+  import ml_collections
+
+  from transformer import config_schema, tasks
+  saved = config_schema.get_config()
+  saved.task = task
+  top, _, sub = field.partition('.')
+  saved[top] = ml_collections.ConfigDict({sub: old}) if sub else old
+  (tmp_path / 'checkpoints' / '1' / 'state').mkdir(parents=True)
+  workdir_lib.write_config(saved, str(tmp_path))
+  now = workdir_lib.read_config(str(tmp_path))
+  helpers.set_field(now, field, new)
+  with pytest.raises(ConfigError, match=f'{field}: {old!r} -> {new!r}'):
+    workdir_lib.check_resume(now, str(tmp_path), tasks.TASKS[task].resume_fixed)
+
+
+@pytest.mark.slow
+def test_print_config_of_a_translation_run_writes_nothing(tmp_path, data_dir):
+  """--print_config built the task in the workdir, so it trained a SentencePiece model there."""
+  work = tmp_path / 'w'
+  res = helpers.run_python(['train.py', '--config=configs/translate_multi30k.py', '--print_config',
+                            f'--workdir={work}', '--config.vocab_size=300',
+                            '--config.spm_max_sentences=2000'])
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert 'parameters: ' in res.stdout and 'train FLOPs per step: ' in res.stdout
+  assert not work.exists()

@@ -25,13 +25,15 @@ def main(argv):
   if not FLAGS.workdir or FLAGS.config is None:
     raise app.UsageError('--workdir (a trained run, with its config.json) is required; '
                          '--config too if it has no config.json.')
-  from transformer import checkpoint as ckpt_lib, host, train_lib
+  from transformer import engine, host, logs
+  from transformer import workdir as workdir_lib
   host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
-  train_lib.setup_logging()
-  exp = train_lib.Experiment(FLAGS.config, FLAGS.workdir)
-  step, steps = ckpt_lib.average_checkpoints(FLAGS.workdir, exp.abstract_state, FLAGS.num)
-  train_lib.log.info('Averaged checkpoints %s into %s/%s/%d', steps, FLAGS.workdir,
-               ckpt_lib.AVERAGED_DIR, step)
+  logs.setup_logging()
+  workdir_lib.require_checkpoints(FLAGS.workdir)   # before building anything
+  exp = engine.Experiment(FLAGS.config, FLAGS.workdir)
+  step, steps = workdir_lib.average_checkpoints(FLAGS.workdir, exp.abstract_state, FLAGS.num)
+  logs.log.info('Averaged checkpoints %s into %s/%d', steps,
+                workdir_lib.checkpoint_dir(FLAGS.workdir, 'avg'), step)
 
 
 if __name__ == '__main__':

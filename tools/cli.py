@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import shlex
@@ -31,16 +30,10 @@ import ml_collections
 from absl import app
 from ml_collections import config_flags
 
-from configs import base as base_config
-from transformer.checkpoint import CheckpointError
-from transformer.data import DataError
-from transformer.experiment_config import ConfigError
-from transformer.hf import ConversionError
-from transformer.train_lib import TrainingError
+from transformer import workdir as workdir_lib
+from transformer.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError, ConversionError)
-CONFIG_JSON = 'config.json'
 
 
 # ----------------------------------------------------------------------------- the config flag
@@ -55,39 +48,6 @@ def _flag_value(argv: Sequence[str], name: str) -> str | None:
   return None
 
 
-def _typed(value: Any, like: Any = None) -> Any:
-  """A JSON value as a config field: lists as tuples, dicts as ConfigDicts."""
-  if isinstance(value, dict):
-    out = like if isinstance(like, ml_collections.ConfigDict) else ml_collections.ConfigDict()
-    for k, v in value.items():
-      current = out.get(k) if k in out else None
-      if k in out and v is None:
-        continue   # keep the template's typed placeholder
-      out[k] = _typed(v, current)
-    return out
-  if isinstance(value, list):
-    return tuple(_typed(v) for v in value)
-  return value
-
-
-def config_from_json(text: str) -> ml_collections.ConfigDict:
-  """An experiment config from its JSON (WORKDIR/config.json), typed like configs/base.py.
-
-  The base config gives every common field its type (so `--config.model.num_heads=8`
-  overrides an unset model field); fields of a task's own are taken as they are.
-  """
-  return _typed(json.loads(text), base_config.get_config())
-
-
-def workdir_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, CONFIG_JSON)
-  if not os.path.isfile(path):
-    raise ConfigError(f'{path} does not exist: pass --config=configs/NAME.py (with the '
-                      'overrides the run was trained with), or point --workdir at a trained run')
-  with open(path) as f:
-    return config_from_json(f.read())
-
-
 def define_config_flag(argv: Sequence[str], default: str | None = None,
                        from_workdir: bool = False) -> None:
   """Defines --config: a config file (configs/NAME.py, or a run's config.json), or
@@ -99,7 +59,7 @@ def define_config_flag(argv: Sequence[str], default: str | None = None,
     if not os.path.isfile(path):
       raise SystemExit(f'error: --config={path}: no such file')
     with open(path) as f:
-      config = config_from_json(f.read())
+      config = workdir_lib.config_from_json(f.read())
     i = next(i for i, a in enumerate(argv) if a == '--config' or a.startswith('--config='))
     del argv[i:i + (2 if argv[i] == '--config' else 1)]
     config_flags.DEFINE_config_dict('config', config, f'The experiment config: {path}, then '
@@ -107,9 +67,9 @@ def define_config_flag(argv: Sequence[str], default: str | None = None,
     return
   if from_workdir and _flag_value(argv, 'config') is None:
     workdir = _flag_value(argv, 'workdir')
-    if workdir and os.path.isfile(os.path.join(workdir, CONFIG_JSON)):
+    if workdir and os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_JSON)):
       config_flags.DEFINE_config_dict(
-          'config', workdir_config(workdir),
+          'config', workdir_lib.read_config(workdir),
           f'The experiment config: {workdir}/config.json, then --config.FIELD overrides.')
       return
   config_flags.DEFINE_config_file('config', default, 'Experiment config file.', lock_config=True)
@@ -122,7 +82,7 @@ def run(main: Callable[[list[str]], Any]) -> None:
   def guarded(argv):
     try:
       return main(argv)
-    except USER_ERRORS as e:
+    except UserError as e:
       sys.stdout.flush()
       print(f'error: {e}', file=sys.stderr, flush=True)
       # Skip interpreter teardown: Orbax's background threads print asyncio noise
@@ -172,8 +132,10 @@ def print_run_description(config: ml_collections.ConfigDict, workdir: str,
   """train.py --print_config / --dry_run: what the run would be, and (dry run) its first steps."""
   import dataclasses
 
-  from transformer import train_lib
-  d = train_lib.describe(config, workdir)
+  from transformer.engine import inspect
+  with inspect.scratch_task(config, workdir) as task:
+    d = inspect.describe(config, task)
+    r = inspect.dry_run(config, task) if dry_run else None
   print('# experiment config (resolved)')
   print(config.to_json_best_effort(indent=2))
   print('# model config (after presets)')
@@ -183,8 +145,7 @@ def print_run_description(config: ml_collections.ConfigDict, workdir: str,
   flops = d['train_flops_per_step']
   print(f'train FLOPs per step: {flops:.4g} (batch {d["batch_shapes"]})' if flops else
         'train FLOPs per step: not counted for this task')
-  if dry_run:
-    r = train_lib.dry_run(config, workdir)
+  if r is not None:
     print(f'compile: {r["compile_seconds"]:.1f} s; step: {1000 * r["step_seconds"]:.1f} ms '
           f'(mean of 3); loss {r["loss"]:.4f}')
     print(f'per device: params {r["params_bytes_per_device"] / 2**20:.1f} MiB, optimizer state '

@@ -41,9 +41,8 @@ FLAGS = flags.FLAGS
 
 def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str):
   """The experiment config of a converted workdir (what OUT/config.json holds)."""
-  from configs import base
-  from transformer import convert
-  c = base.get_config()
+  from transformer import config_schema, convert
+  c = config_schema.get_config()
   c.task = convert.TASKS[kind]
   for k, v in convert.model_fields(cfg).items():
     c.model[k] = tuple(v) if isinstance(v, list) else v
@@ -57,23 +56,25 @@ def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str)
 
 def load(workdir: str, step: int | None = None):
   """(TransformerConfig, params, model class name) of a trained or converted workdir."""
-  from transformer import pretrained, tasks
+  from transformer import tasks
+  from transformer import workdir as workdir_lib
   from transformer.experiment_config import build_model_config
-  config = cli.workdir_config(workdir)
+  config = workdir_lib.read_config(workdir)
   if config.get('pretrained'):
     cfg = build_model_config(config, vocab_size=config.pretrained.vocab_size)
     kind = config.pretrained.model
   else:
     task = tasks.make_task(config, workdir)
     cfg, kind = task.model_cfg, type(task.model(False)).__name__
-  return cfg, pretrained.restore_params(workdir, step), kind
+  return cfg, workdir_lib.restore_params(workdir, step), kind
 
 
 def main(argv):
   if len(argv) != 2 or argv[1] not in ('import', 'export'):
     raise app.UsageError('Usage: python -m tools.convert import|export --flags ...')
-  from transformer import convert, train_lib
-  train_lib.setup_logging()
+  from transformer import convert, logs
+  from transformer import workdir as workdir_lib
+  logs.setup_logging()
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required')
   if argv[1] == 'import':
@@ -81,18 +82,16 @@ def main(argv):
       raise app.UsageError('import needs --hf=DIR (a Hugging Face model directory) or a hub name')
     cfg, kind, hf_config = convert.import_hf(FLAGS.hf, FLAGS.workdir)
     config = converted_config(cfg, kind, hf_config, FLAGS.hf, FLAGS.workdir)
-    with open(os.path.join(FLAGS.workdir, cli.CONFIG_JSON), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-    train_lib.log.info('Wrote %s: a %s (%s) with task %r; fine-tune with python train.py '
-                       '--config=%s --workdir=RUN', FLAGS.workdir, kind,
-                       hf_config['model_type'], config.task,
-                       os.path.join(FLAGS.workdir, cli.CONFIG_JSON))
+    workdir_lib.write_config(config, FLAGS.workdir)
+    logs.log.info('Wrote %s: a %s (%s) with task %r; fine-tune with python train.py '
+                  '--config=%s --workdir=RUN', FLAGS.workdir, kind, hf_config['model_type'],
+                  config.task, os.path.join(FLAGS.workdir, workdir_lib.CONFIG_JSON))
   else:
     if not FLAGS.out:
       raise app.UsageError('export needs --out=DIR (the Hugging Face model directory to write)')
     cfg, params, kind = load(FLAGS.workdir, FLAGS.step)
     model_type = convert.export_hf(cfg, params, kind, FLAGS.out)
-    train_lib.log.info('Wrote %s: %s', FLAGS.out, json.dumps(
+    logs.log.info('Wrote %s: %s', FLAGS.out, json.dumps(
         {'model_type': model_type, 'files': sorted(os.listdir(FLAGS.out))}))
 
 

@@ -58,8 +58,8 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 
-from transformer import checkpoint as ckpt_lib
-from transformer import host, layers, train_lib
+from transformer import host, inference, layers, logs
+from transformer import workdir as workdir_lib
 from transformer.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 ATTENTION_KINDS = ('encoder', 'decoder', 'cross')   # encoder self, decoder self, cross
@@ -449,15 +449,9 @@ def learned_position_tables(params) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- restoring
 
 def restore(config, workdir: str, step: int | None = None):
-  """(task, params, step) of the latest (or `step`) checkpoint of `workdir`, plain layout."""
-  ckpt_dir = os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR)
-  if not os.path.isdir(ckpt_dir):
-    raise ckpt_lib.CheckpointError(f'No checkpoints in {ckpt_dir}: train first with train.py '
-                                   f'--workdir={workdir}')
-  exp = train_lib.Experiment(config, workdir)
-  checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=10**6)
-  state, _ = checkpointer.restore(exp.abstract_state, step)   # the plain state (no device axis)
-  checkpointer.close()
+  """(task, params, step) of the newest good (or `step`) checkpoint of `workdir`, plain layout
+  (inference.load_trained: verified; an error when there is none)."""
+  exp, state = inference.load_trained(config, workdir, step)
   return exp.task, state.params, int(state.step)
 
 
@@ -512,9 +506,8 @@ def hf_attention_figures(hf_dir: str, out_dir: str, *, text: str | None = None,
   """Every layer's self-attention of a Hugging Face checkpoint (BERT: bidirectional over
   the word pieces; GPT-2: causal), one PNG per layer (all heads in a grid, or `head`)."""
   from transformer import convert, hf, models
-  from tools import cli
-  if os.path.isdir(os.path.join(hf_dir, ckpt_lib.CHECKPOINT_DIR)) and convert.is_converted(
-      cli.workdir_config(hf_dir), hf_dir):   # a workdir of `tools.convert import`
+  if workdir_lib.has_checkpoints(hf_dir) and convert.is_converted(
+      workdir_lib.read_config(hf_dir), hf_dir):   # a workdir of `tools.convert import`
     from tools import convert as convert_tool
     cfg, params, kind = convert_tool.load(hf_dir)
     with open(os.path.join(hf_dir, convert.HF_SUBDIR, 'config.json'), encoding='utf-8') as f:
@@ -579,7 +572,7 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in ('attention', 'posenc'):
     raise app.UsageError('Usage: python -m tools.visualize attention|posenc --flags ...')
   host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
-  train_lib.setup_logging()
+  logs.setup_logging()
   config, workdir = FLAGS.config, FLAGS.workdir
   out = FLAGS.out or (os.path.join(workdir, 'attention') if workdir else '.')
   if argv[1] == 'attention' and FLAGS.hf:

@@ -257,8 +257,9 @@ class MultiHeadAttention(nn.Module):
       query = rotary(query, positions, cfg.rope_base)
       key = rotary(key, positions, cfg.rope_base)
 
+    overflow = None
     if cfg.use_cache and causal and kv is None:
-      key, value, cache_mask = self._update_cache(key, value)
+      key, value, cache_mask, overflow = self._update_cache(key, value)
       mask = combine_masks(mask, cache_mask)
       causal = False  # the cache mask already hides future positions
     elif causal:
@@ -285,6 +286,8 @@ class MultiHeadAttention(nn.Module):
       out = fused_attention(query, key, value, bias=bias, mask=mask, is_causal=causal, scale=scale,
                             implementation=None if impl == 'auto' else impl, dtype=cfg.dtype)
 
+    if overflow is not None:   # a write past the cache under jit: never a silent wrong answer
+      out = jnp.where(overflow, jnp.asarray(jnp.nan, out.dtype), out)
     out = nn.with_logical_constraint(out, ('batch', 'length', 'heads', 'kv'))
     return Dense(cfg.d_model, ('heads', 'kv'), ('embed',), num_contract=2,
                  use_bias=cfg.use_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
@@ -306,7 +309,12 @@ class MultiHeadAttention(nn.Module):
     return key, value
 
   def _update_cache(self, key: Array, value: Array):
-    """Writes this step's keys/values into the cache; returns the full cache and its mask."""
+    """Writes this step's keys/values into the cache.
+
+    Returns the full cache, its mask, and `overflow`: None, or (under jit, where
+    the write index is not known while tracing) a traced flag that the write
+    went past the cache, which turns this layer's output into NaN.
+    """
     cfg = self.cfg
     is_initialized = self.has_variable('cache', 'cached_key')
     batch, length, heads, head_dim = key.shape
@@ -316,18 +324,20 @@ class MultiHeadAttention(nn.Module):
     index = self.variable('cache', 'cache_index', lambda: jnp.zeros((), jnp.int32))
     if not is_initialized:
       # Initialization call (with the full-length dummy input): just make the cache.
-      return key, value, causal_mask(length)
+      return key, value, causal_mask(length), None
     i = index.value
     # A write past the end would be clamped by dynamic_update_slice (silently
     # overwriting the last slots). The decoders in transformer.decoding check
-    # their lengths before tracing; here the check catches what is knowable:
-    # a block longer than the cache, or an overflow with a concrete index.
-    if length > cfg.max_len or (not isinstance(i, jax.core.Tracer)
-                                and int(i) + length > cfg.max_len):
+    # their lengths before tracing. Here: a block longer than the cache, or an
+    # overflow at a concrete index (eager), raises; under jit the index is a
+    # tracer, so the overflow becomes a flag that makes the output NaN.
+    traced = isinstance(i, jax.core.Tracer)
+    if length > cfg.max_len or (not traced and int(i) + length > cfg.max_len):
       raise ValueError(
           f'key/value cache overflow: writing {length} position(s) at index '
-          f'{i if not isinstance(i, jax.core.Tracer) else "?"} of a cache of '
+          f'{"?" if traced else int(i)} of a cache of '
           f'cfg.max_len={cfg.max_len}; decode fewer tokens or raise model.max_len')
+    overflow = (i + length > cfg.max_len) if traced else None
     key = jax.lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype),
                                        (0, i, 0, 0))
     value = jax.lax.dynamic_update_slice(cached_value.value,
@@ -337,4 +347,4 @@ class MultiHeadAttention(nn.Module):
     # Query t (absolute position i + t) sees cache slots <= i + t.
     q_pos = i + jnp.arange(length)[:, None]
     k_pos = jnp.arange(cfg.max_len)[None, :]
-    return key, value, (k_pos <= q_pos)[None, None]
+    return key, value, (k_pos <= q_pos)[None, None], overflow

@@ -1,6 +1,6 @@
-"""Checkpoints through Orbax's CheckpointManager, and checkpoint averaging.
+"""Checkpoints through Orbax's CheckpointManager, verified by fingerprints.
 
-Layout: WORKDIR/checkpoints/<step>/{state,meta}. Orbax writes each checkpoint
+Layout of a folder of checkpoints: <step>/{state,meta}. Orbax writes each checkpoint
 into `<step>.orbax-checkpoint-tmp` and renames it when complete, so a process
 killed at any moment leaves only whole checkpoints and temporaries behind; the
 first save of a Checkpointer removes the temporaries. `meta` is JSON: the
@@ -13,14 +13,16 @@ warning; a bad step asked for by number is an error. Bad steps above the one
 restored are moved aside (`<step>.unreadable`, kept for inspection) at the
 first save, so that training can write those steps again.
 
-Averaged checkpoints (`average_checkpoints`) go to WORKDIR/checkpoints_avg and
-are read by eval.py with `--checkpoint=avg`.
+Which folders of a workdir hold checkpoints, and restoring from them, is
+transformer/workdir.py's.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import shutil
 from typing import Any
 
@@ -29,17 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
+from transformer.errors import CheckpointError  # noqa: F401  (re-exported)
 
-CHECKPOINT_DIR = 'checkpoints'
-AVERAGED_DIR = 'checkpoints_avg'
 TMP_SUFFIX = '.orbax-checkpoint-tmp'   # what Orbax 0.12 appends to a checkpoint being written
 ASIDE_SUFFIX = '.unreadable'            # Orbax lists only numeric names: this hides a bad step
 
 log = logging.getLogger('transformer')
-
-
-class CheckpointError(RuntimeError):
-  """A checkpoint is missing or cannot be restored; the message says which and why."""
 
 
 # ---------------------------------------------------------------------------
@@ -76,6 +73,11 @@ def fingerprints(tree: Any) -> dict[str, str]:
   flat, _ = jax.tree_util.tree_flatten_with_path(_fingerprint_tree(tree))
   return {jax.tree_util.keystr(path): '%08x%08x' % tuple(np.asarray(jax.device_get(v)))
           for path, v in flat}
+
+
+def _normal_key(key: str) -> str:
+  """A fingerprint's tree path as 'params/decoder/...', from jax's keystr of any container."""
+  return '/'.join(a or b or c for a, b, c in re.findall(r"\['([^']*)'\]|\.(\w+)|\[(\d+)\]", key))
 
 
 def _on_every_host(ok: bool) -> bool:
@@ -185,7 +187,10 @@ class Checkpointer:
         log.debug('Checkpoint step %d has no fingerprints (written before they were stored); '
                   'restored without the integrity check', step)
       else:
-        now = fingerprints(state)
+        # By array name, whatever container held it: a state restored as a plain dict
+        # (transformer.workdir.restore without a model) names '.params' as "['params']".
+        saved = {_normal_key(p): v for p, v in saved.items()}
+        now = {_normal_key(p): v for p, v in fingerprints(state).items()}
         wrong = [p for p in now if p in saved and saved[p] != now[p]]
         if wrong:
           more = f' (and {len(wrong) - 1} more)' if len(wrong) > 1 else ''
@@ -271,28 +276,11 @@ class Checkpointer:
     self._manager.close()
 
 
-def average_checkpoints(workdir: str, abstract_state: Any, num: int = 5,
-                        output_dir: str | None = None) -> tuple[int, list[int]]:
-  """Averages the params of the last `num` checkpoints into a new checkpoint.
-
-  Every checkpoint is verified as it is read (a bad one is a CheckpointError
-  naming it). The result keeps the rest of the latest state (step, optimizer
-  state) and is saved at the latest step under WORKDIR/checkpoints_avg.
-  Returns (step, averaged steps).
-  """
-  ckpt = Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), keep=10**6)
-  steps = ckpt.steps[-num:]
-  if not steps:
-    raise CheckpointError(f'No checkpoints to average in {ckpt.directory}')
-  total, latest = None, None
-  for step in steps:
-    state, _ = ckpt.restore(abstract_state, step)
-    params = jax.tree.map(lambda x: x.astype(jnp.float32), state.params)
-    total = params if total is None else jax.tree.map(jnp.add, total, params)
-    latest = state
-  avg = jax.tree.map(lambda t, p: (t / len(steps)).astype(p.dtype), total, latest.params)
-  out = Checkpointer(output_dir or os.path.join(workdir, AVERAGED_DIR), keep=10**6)
-  out.save(steps[-1], latest.replace(params=avg), meta={'averaged_steps': steps})
-  out.close()
-  ckpt.close()
-  return steps[-1], steps
+def read_meta(directory: str, step: int) -> dict:
+  """The JSON meta saved with checkpoint `step` of `directory` ({} when unreadable)."""
+  try:
+    with open(os.path.join(directory, str(step), 'meta', 'metadata')) as f:
+      meta = json.load(f)
+  except (OSError, ValueError):
+    return {}
+  return meta if isinstance(meta, dict) else {}

@@ -25,7 +25,8 @@ import jax
 import numpy as np
 
 from transformer import checkpoint as ckpt_lib
-from transformer import hf
+from transformer import config_schema, hf
+from transformer import workdir as workdir_lib
 from transformer.model_config import TransformerConfig
 
 # The family's task (config.task) by model class.
@@ -35,7 +36,7 @@ TASKS = {'DecoderLM': 'lm', 'EncoderOnly': 'mlm', 'EncoderDecoder': 'translation
 KEPT_FILES = ('config.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt',
               'vocab.json', 'merges.txt', 'spiece.model', 'special_tokens_map.json',
               'preprocessor_config.json', 'generation_config.json')
-HF_SUBDIR = 'hf'
+HF_SUBDIR = workdir_lib.HF_DIR
 
 
 def is_converted(config, workdir: str) -> bool:
@@ -73,7 +74,7 @@ def model_fields(cfg: TransformerConfig) -> dict[str, Any]:
   fields are left to the experiment)."""
   out = {}
   for f in dataclasses.fields(cfg):
-    if f.name in ('vocab_size', 'deterministic', 'use_cache'):
+    if f.name in config_schema.ENGINE_FIELDS:
       continue
     value = getattr(cfg, f.name)
     if f.name in ('dtype', 'param_dtype'):
@@ -88,7 +89,7 @@ def import_hf(source: str, workdir: str) -> tuple[TransformerConfig, str, dict]:
 
   Refuses a workdir that already holds checkpoints (it would mix two models).
   """
-  ckpt_dir = os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR)
+  ckpt_dir = workdir_lib.checkpoint_dir(workdir)
   if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
     raise ckpt_lib.CheckpointError(f'{ckpt_dir} already holds checkpoints: convert into a new '
                                    '--workdir')

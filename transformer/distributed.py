@@ -14,6 +14,9 @@ import logging
 import os
 
 import jax
+from jax.experimental import multihost_utils
+
+from transformer.data.tokenizers import Processes
 
 log = logging.getLogger('transformer')
 
@@ -37,3 +40,10 @@ def initialize() -> None:
            jax.process_count(), jax.local_device_count(), jax.device_count())
   if jax.process_index() != 0:
     log.setLevel(logging.WARNING)
+
+
+def processes() -> Processes:
+  """This job's processes for the data layer: process 0 writes shared files (a SentencePiece
+  model), every process waits for it at a barrier."""
+  return Processes(writer=jax.process_index() == 0, count=jax.process_count(),
+                   wait=multihost_utils.sync_global_devices)

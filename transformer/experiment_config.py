@@ -18,10 +18,7 @@ import ml_collections
 
 from transformer import model_config as model_config_lib
 from transformer import optim, sharding
-
-
-class ConfigError(ValueError):
-  """An invalid experiment config; the message names each field and what is allowed."""
+from transformer.errors import ConfigError  # noqa: F401  (re-exported)
 
 
 def raise_if_problems(problems: list[str], title: str = 'Invalid config') -> None:
@@ -49,6 +46,11 @@ def common_problems(config: ml_collections.ConfigDict) -> list[str]:
   check(len(window) == 0 or (len(window) == 2 and all(isinstance(v, int) for v in window)
                              and 0 <= window[0] < window[1]),
         f'profile_steps={tuple(window)!r} must be () or (start, stop) with 0 <= start < stop')
+  extra = config.get('extra_eval_every_steps', 0)
+  check(isinstance(extra, int) and extra >= 0,
+        f'extra_eval_every_steps={extra!r} must be an integer >= 0 (0: evaluators only in eval.py)')
+  check(config.get('best_mode', '') in ('', 'max', 'min'),
+        f"best_mode={config.get('best_mode')!r} must be 'max', 'min' or '' (by the metric)")
   for name in ('warmup_steps', 'eval_batch_size', 'vocab_size'):
     check(config.get(name, 0) >= 0, f'{name}={config.get(name)!r} must be >= 0')
   check(config.learning_rate > 0, f'learning_rate={config.learning_rate} must be > 0')

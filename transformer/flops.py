@@ -112,6 +112,16 @@ def encdec_forward_flops(cfg: TransformerConfig, batch: int, source_len: int,
           + logits_flops(cfg, batch * target_len))
 
 
+def encoder_only_forward_flops(cfg: TransformerConfig, batch: int, length: int,
+                               head: str = 'mlm') -> float:
+  """EncoderOnly (BERT) over [batch, length]: the encoder, then the masked-LM logits over
+  every position (head 'mlm') or the [CLS] classifier (head 'classify')."""
+  out = encoder_flops(cfg, batch, length)
+  if head == 'mlm':
+    return out + logits_flops(cfg, batch * length)
+  return out + batch * 2.0 * cfg.d_model * (cfg.d_model + cfg.num_classes)
+
+
 def vit_forward_flops(cfg: TransformerConfig, batch: int) -> float:
   """ViT over [batch, image_size, image_size, num_channels] images."""
   p = cfg.patch_size
@@ -136,24 +146,3 @@ def vit_forward_flops(cfg: TransformerConfig, batch: int) -> float:
 def train_flops(forward: float) -> float:
   """Forward + backward: 3 x the forward FLOPs."""
   return 3.0 * forward
-
-
-def batch_train_flops(task: str, cfg: TransformerConfig, batch: dict) -> float | None:
-  """Training FLOPs of one batch, or None for a task without a FLOP count."""
-  try:
-    return train_flops(batch_forward_flops(task, cfg, batch))
-  except (ValueError, KeyError):
-    return None
-
-
-def batch_forward_flops(task: str, cfg: TransformerConfig, batch: dict) -> float:
-  """Forward FLOPs of one training batch of the given task, from its (padded) array shapes."""
-  if task == 'lm':
-    b, t = batch['inputs'].shape
-    return lm_forward_flops(cfg, b, t)
-  if task == 'translation':
-    b, s = batch['inputs'].shape
-    return encdec_forward_flops(cfg, b, s, batch['targets'].shape[1])
-  if task == 'classification':
-    return vit_forward_flops(cfg, batch['images'].shape[0])
-  raise ValueError(f'no FLOP count for task {task!r}')

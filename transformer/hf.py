@@ -28,12 +28,9 @@ from typing import Any, Callable, Mapping, NamedTuple
 import numpy as np
 
 from transformer.model_config import TransformerConfig
+from transformer.errors import ConversionError  # noqa: F401  (re-exported)
 
 Params = dict[str, Any]
-
-
-class ConversionError(ValueError):
-  """A checkpoint that cannot be converted: the message says what and how to fix it."""
 
 
 # ---------------------------------------------------------------------------

@@ -22,19 +22,23 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from transformer import bleu, checkpoint as ckpt_lib, convert, decoding, train_lib
+from transformer import bleu, convert, decoding, engine
+from transformer import workdir as workdir_lib
 from transformer.progress import Progress
 from transformer.data import DataError
 from transformer.experiment_config import ConfigError
 
 
 def load_trained(config, workdir: str, step: int | None = None,
-                 checkpoint: str = 'latest') -> tuple[train_lib.Experiment, train_lib.TrainState]:
+                 checkpoint: str = 'latest') -> tuple[engine.Experiment, engine.TrainState]:
   """The experiment of `config` and its state restored from WORKDIR's checkpoints.
 
   checkpoint 'latest': WORKDIR/checkpoints (the newest good one, or `step`);
-  'avg': the averaged checkpoint of `python -m tools.average`. Raises
-  CheckpointError when there is none (no silent random initialization).
+  'avg': the averaged checkpoint of `python -m tools.average`; 'best': the best
+  by config.best_metric. The state is plain (no pmap device axis), restored
+  onto the experiment's mesh through `workdir.restore` (verified). Raises
+  CheckpointError when there is no checkpoint, before anything is built (no
+  silent random initialization).
   """
   if convert.is_converted(config, workdir):
     raise ConfigError(
@@ -43,18 +47,9 @@ def load_trained(config, workdir: str, step: int | None = None,
         f'pipeline: fine-tune it (train.py --config={workdir}/config.json --workdir=RUN '
         '--config.dataset=...), export it, or draw its attention (tools.visualize attention '
         f'--hf={workdir})')
-  sub = ckpt_lib.AVERAGED_DIR if checkpoint == 'avg' else ckpt_lib.CHECKPOINT_DIR
-  ckpt_dir = os.path.join(workdir, sub)
-  if not os.path.isdir(ckpt_dir):
-    raise ckpt_lib.CheckpointError(
-        f'No checkpoints in {ckpt_dir}: train first with train.py --workdir={workdir}' +
-        (', then run python -m tools.average' if checkpoint == 'avg' else ''))
-  exp = train_lib.Experiment(config, workdir)
-  checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=10**6)
-  try:
-    state = exp.restore_or_init(checkpointer, step)
-  finally:
-    checkpointer.close()
+  workdir_lib.require_checkpoints(workdir, checkpoint)
+  exp = engine.Experiment(config, workdir)
+  state, _, _ = workdir_lib.restore(workdir, exp.abstract_state, step, which=checkpoint)
   return exp, state
 
 

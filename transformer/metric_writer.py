@@ -15,6 +15,8 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from transformer import workdir as workdir_lib
+
 
 def _plain(v):
   """A JSON value: arrays to numbers or lists, and non-finite floats to null (strict JSON)."""
@@ -32,12 +34,12 @@ class MetricWriter:
 
   def __init__(self, workdir: str, enabled: bool | None = None):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.path = os.path.join(workdir, workdir_lib.METRICS)
     self._tb = None
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      self._tb = SummaryWriter(os.path.join(workdir, workdir_lib.TENSORBOARD))
 
   def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
     if not self.enabled:
@@ -64,7 +66,7 @@ class MetricWriter:
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  path = os.path.join(workdir, 'metrics.jsonl')
+  path = os.path.join(workdir, workdir_lib.METRICS)
   if not os.path.exists(path):
     return []
   with open(path) as f:

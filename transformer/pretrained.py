@@ -1,9 +1,10 @@
 """Starting a run from other weights: `config.init_from` (fine-tuning).
 
 `config.init_from` names a workdir (or its checkpoints/ folder): one trained
-by train.py, or one written by `python -m transformer.convert import` from a
+by train.py, or one written by `python -m tools.convert import` from a
 Hugging Face checkpoint. A fresh run of any task takes every parameter from
-that workdir's latest checkpoint (`restore_params`), adapted to the new model
+that workdir's newest good checkpoint (`workdir.restore_params`: verified
+against its fingerprints), adapted to the new model
 where the two may legitimately differ (`adapt_params`); the optimizer starts
 fresh at step 0. Resuming a run that already has checkpoints ignores
 `init_from` (its own checkpoint wins).
@@ -11,48 +12,15 @@ fresh at step 0. Resuming a run that already has checkpoints ignores
 
 from __future__ import annotations
 
-import os
-
 import flax
-import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
-from transformer import checkpoint as ckpt_lib
 from transformer import layers
 from transformer.experiment_config import ConfigError
 
 # Parameters that may be re-initialized when their shape changed: task heads.
 HEAD_NAMES = ('head', 'classifier')
-
-
-def restore_params(path: str, step: int | None = None) -> dict:
-  """The params (NumPy) of the latest (or `step`) checkpoint of a workdir or its
-  checkpoints/ folder."""
-  directory = path
-  if os.path.isdir(os.path.join(path, ckpt_lib.CHECKPOINT_DIR)):
-    directory = os.path.join(path, ckpt_lib.CHECKPOINT_DIR)
-  if not os.path.isdir(directory):
-    raise ckpt_lib.CheckpointError(f'init_from={path!r}: no such directory')
-  steps = sorted(int(n) for n in os.listdir(directory) if n.isdigit())
-  if not steps:
-    raise ckpt_lib.CheckpointError(f'init_from={path!r}: no checkpoint in {directory}')
-  if step is not None and step not in steps:
-    raise ckpt_lib.CheckpointError(f'{path}: no checkpoint of step {step}; there are {steps}')
-  # Absolute: Orbax finds no item metadata under a relative path (orbax-checkpoint 0.12.8).
-  state_dir = os.path.abspath(os.path.join(directory, str(steps[-1] if step is None else step),
-                                           'state'))
-  try:
-    with ocp.StandardCheckpointer() as checkpointer:
-      meta = checkpointer.metadata(state_dir)
-      tree = getattr(meta, 'item_metadata', meta)
-      target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), dict(tree))
-      state = checkpointer.restore(state_dir, target)
-  except Exception as e:  # Orbax raises many types for missing or garbled files
-    raise ckpt_lib.CheckpointError(f'init_from={path!r}: cannot read {state_dir}: '
-                                   f'{type(e).__name__}: {e}') from e
-  return state['params']
 
 
 def adapt_params(pretrained: dict, params: dict) -> tuple[dict, list[str]]:

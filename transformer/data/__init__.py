@@ -14,12 +14,10 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
+from transformer.errors import DataError  # noqa: F401  (re-exported)
+
 Batch = dict[str, np.ndarray]
 DATA_DIR_ENV = 'TRANSFORMER_DATA_DIR'
-
-
-class DataError(ValueError):
-  """A dataset is missing or malformed; the message says where we looked and what to do."""
 
 
 class Tokenizer(Protocol):

@@ -517,6 +517,7 @@ class ImageData:
       yield {'images': images, 'labels': labels.astype(np.int32), 'weights': weights}
 
   def close(self) -> None:
+    """Stops the worker processes and threads (the training loop's `finally` calls it)."""
     self._close_workers()
     for ex in (self._prefetcher, self._pool):
       if ex is not None:

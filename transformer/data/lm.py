@@ -61,7 +61,8 @@ from transformer.data.packing import PackedEpochs, pack_row
 from transformer.data import (Batch, DataError, feature_text, host_slice, read_text, require_files,
                               resolve_data_dir)
 from transformer.data.tokenizers import (BOS_ID, EOS_ID, CharTokenizer, SentencePieceTokenizer,
-                                         WordTokenizer, load_or_train_sentencepiece)
+                                         Processes, WordTokenizer,
+                                         load_or_train_sentencepiece)
 
 DATASETS = ('tiny_shakespeare', 'ptb', 'lm1b')
 SAMPLINGS = ('random_windows', 'epoch')
@@ -384,7 +385,7 @@ def _spm_sample(sentences: Sequence[str], max_sentences: int):
 
 
 def _lm1b(data_dir, seq_len, workdir, vocab_size, tfds_data_dir, spm_max_sentences,
-          spm_model_type, packing=False) -> SentenceLMData:
+          spm_model_type, packing=False, processes=Processes()) -> SentenceLMData:
   if workdir is None:
     raise ValueError('lm1b needs a workdir: its SentencePiece model is saved at workdir/spm_lm1b.model')
   if data_dir:
@@ -398,7 +399,7 @@ def _lm1b(data_dir, seq_len, workdir, vocab_size, tfds_data_dir, spm_max_sentenc
   path = os.path.join(workdir, 'spm_lm1b.model')
   tokenizer = load_or_train_sentencepiece(
       path, lambda: _spm_sample(sentences['train'], spm_max_sentences), vocab_size,
-      model_type=spm_model_type, max_sentences=spm_max_sentences)
+      processes, model_type=spm_model_type, max_sentences=spm_max_sentences)
   if tokenizer.vocab_size > vocab_size:
     raise DataError(f'{path} has {tokenizer.vocab_size} pieces but vocab_size={vocab_size}: it was '
                     'trained for another config. Delete it (or use another workdir) to retrain.')
@@ -410,7 +411,8 @@ def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
                  sampling: str | None = None, tfds_data_dir: str | None = None,
                  spm_max_sentences: int = LM1B_SPM_MAX_SENTENCES,
                  spm_model_type: str = 'unigram',
-                 packing: bool = False) -> StreamLMData | SentenceLMData:
+                 packing: bool = False,
+                 processes: Processes = Processes()) -> StreamLMData | SentenceLMData:
   """The LM data source for `dataset` ('tiny_shakespeare', 'ptb' or 'lm1b').
 
   Args:
@@ -430,6 +432,8 @@ def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
     packing: lm1b: several sentences per training row (data/packing.py), with
       `segments` and `positions` in the batch. The stream datasets are dense
       already (every row is real text).
+    processes: lm1b: which process trains the SentencePiece model (the others
+      wait for it and load it; tokenizers.Processes).
 
   Splits: tiny_shakespeare 'train', 'validation' (nanoGPT's 90/10 split of
   input.txt; from TFDS: its 'train', 'validation', 'test'); ptb 'train',
@@ -449,7 +453,7 @@ def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
   data_dir = resolve_data_dir(data_dir)
   if dataset == 'lm1b':
     return _lm1b(data_dir, seq_len, workdir, vocab_size, tfds_data_dir, spm_max_sentences,
-                 spm_model_type, packing)
+                 spm_model_type, packing, processes)
   sampling = sampling or DEFAULT_SAMPLING[dataset]
   if dataset == 'tiny_shakespeare':
     data = _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir)

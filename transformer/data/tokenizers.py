@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from typing import Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
@@ -119,11 +119,39 @@ class SentencePieceTokenizer:
     return self._sp.decode(ids)
 
 
+class Processes(NamedTuple):
+  """Which process of a job this is, for files that one process writes and all read.
+
+  `writer`: this process writes shared files (process 0); `wait(name)`: returns
+  once every process has called it with `name` (a barrier). The default is a
+  single process. The engine builds the multi-process one from JAX
+  (transformer.distributed.processes), so this package needs no JAX.
+  """
+  writer: bool = True
+  wait: Callable[[str], None] = lambda name: None
+  count: int = 1
+
+
 def load_or_train_sentencepiece(path: str, sentences_fn, vocab_size: int,
+                                processes: Processes = Processes(),
                                 **train_kwargs) -> SentencePieceTokenizer:
-  """Reuses the model at `path` (resume, eval.py), else trains one and saves it there."""
+  """Reuses the model at `path` (resume, eval.py), else trains one and saves it there.
+
+  With several processes, only the writer (process 0) trains and saves; the
+  others wait for it at a barrier and load the saved model, so every process
+  has the same vocabulary and no two write the same file.
+  """
+  if processes.count > 1:
+    if processes.writer and not os.path.exists(path):
+      _train_and_save(path, sentences_fn, vocab_size, train_kwargs)
+    processes.wait(f'sentencepiece:{os.path.basename(path)}')
+    return SentencePieceTokenizer.load(path)
   if os.path.exists(path):
     return SentencePieceTokenizer.load(path)
+  return _train_and_save(path, sentences_fn, vocab_size, train_kwargs)
+
+
+def _train_and_save(path, sentences_fn, vocab_size, train_kwargs) -> SentencePieceTokenizer:
   tok = SentencePieceTokenizer.train(sentences_fn(), vocab_size, **train_kwargs)
   tok.save(path)
   with open(path + '.json', 'w') as f:

@@ -74,7 +74,7 @@ import numpy as np
 from transformer.data import tfds_reader
 from transformer.data.packing import PackedEpochs, pack_row
 from transformer.data import Batch, DataError, host_slice, read_lines, resolve_data_dir
-from transformer.data.tokenizers import BOS_ID, EOS_ID, load_or_train_sentencepiece
+from transformer.data.tokenizers import BOS_ID, EOS_ID, Processes, load_or_train_sentencepiece
 
 log = logging.getLogger('transformer')
 
@@ -531,7 +531,8 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
                           boundaries: Sequence[int] | None = None,
                           tfds_data_dir: str | None = None,
                           spm_max_sentences: int = SPM_MAX_SENTENCES,
-                          spm_model_type: str = 'bpe', packing: bool = False) -> TranslationData:
+                          spm_model_type: str = 'bpe', packing: bool = False,
+                          processes: Processes = Processes()) -> TranslationData:
   """The translation data source for `dataset` (see the module doc).
 
   Args:
@@ -540,6 +541,8 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
       $TRANSFORMER_DATA_DIR); None reads the WMT datasets from TFDS by name.
     workdir: where the shared SentencePiece model lives (spm_path; trained on
       first use from the training pairs, reused afterwards).
+    processes: which process trains that model (the others wait for it and load
+      it; tokenizers.Processes).
     source_lang, target_lang: 'de' / 'en' in either direction.
     vocab_size: SentencePiece pieces (an upper bound: small corpora may give fewer).
     max_len: the longest pair (pieces + EOS on each side) used in training;
@@ -583,7 +586,8 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
     holder['train'] = split_fn('train')
     return _spm_sentences(holder['train'], spm_max_sentences)
 
-  tokenizer = load_or_train_sentencepiece(path, sentences, vocab_size, model_type=spm_model_type,
+  tokenizer = load_or_train_sentencepiece(path, sentences, vocab_size, processes,
+                                          model_type=spm_model_type,
                                           max_sentences=spm_max_sentences)
   if tokenizer.vocab_size > vocab_size:
     raise DataError(f'{path} has {tokenizer.vocab_size} pieces but vocab_size={vocab_size}: it was '

@@ -6,7 +6,7 @@ A task owns its data source and model, turns a batch into a loss, reports
 metrics as *sums* (so that evaluation over a whole split is token- or
 example-weighted, not an average of batch averages), and does the family's
 extra evaluation work in eval.py (sampling text, decoding and BLEU, a
-confusion matrix). The training loop in train_lib.py knows nothing else.
+confusion matrix). The engine (transformer/engine/) knows nothing else.
 
 A task registers itself with the `@register` decorator under its `name`, and
 checks its own config fields in `validate(config)`; `transformer.tasks`
@@ -24,7 +24,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from transformer import flops as flops_lib
 from transformer import pretrained
+from transformer import workdir as workdir_lib
 
 log = logging.getLogger('transformer')
 
@@ -70,6 +72,9 @@ class Task:
   name = 'task'
   weight_name = 'tokens'
   datasets: tuple[str, ...] = ()   # values of config.dataset the task accepts
+  # Config fields of this task's own that a resumed run may not change (its data and
+  # batches), besides the common ones in transformer.workdir.RESUME_FIXED.
+  resume_fixed: tuple[str, ...] = ()
 
   @classmethod
   def validate(cls, config: ml_collections.ConfigDict) -> list[str]:
@@ -98,6 +103,17 @@ class Task:
     """Sums for one batch: at least `objective` (minimized in training) and `weight`."""
     raise NotImplementedError
 
+  def forward_flops(self, batch) -> float | None:
+    """Analytic forward FLOPs of one training batch (from its padded shapes); None: not
+    counted."""
+    return None
+
+  def train_flops(self, batch) -> float | None:
+    """Training FLOPs of one batch (3 x forward), or None: TFLOP/s and MFU are then not
+    reported."""
+    forward = self.forward_flops(batch)
+    return None if forward is None else flops_lib.train_flops(forward)
+
   def summarize(self, sums: dict[str, float]) -> dict[str, float]:
     """Turns summed metrics into reported ones (means, perplexity, accuracy)."""
     w = max(float(sums['weight']), 1e-9)
@@ -113,7 +129,7 @@ class Task:
     source = self.config.get('init_from')
     if not source:
       return params
-    adapted, notes = pretrained.adapt_params(pretrained.restore_params(source),
+    adapted, notes = pretrained.adapt_params(workdir_lib.restore_params(source),
                                              jax.device_get(params))
     log.info('Initialized from %s%s', source, ''.join(f'\n  {n}' for n in notes))
     return adapted

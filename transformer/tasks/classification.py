@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from transformer import models, sharding
+from transformer import flops, models, sharding
 from transformer.data import images as image_data
 from transformer.experiment_config import build_model_config
 from transformer.tasks.base import Task, register
@@ -88,6 +88,7 @@ class ClassificationTask(Task):
   name = 'classification'
   weight_name = 'examples'
   datasets = image_data.DATASETS
+  resume_fixed = ('augment', 'validation_holdout')
 
   @classmethod
   def validate(cls, config):
@@ -139,6 +140,9 @@ class ClassificationTask(Task):
         logits, batch['labels'], batch['weights'],
         label_smoothing=self.config.label_smoothing if train else 0.0,
         mix_labels=batch.get('mix_labels'), mix_ratio=batch.get('mix_ratio'), top5=self.top5)
+
+  def forward_flops(self, batch):
+    return flops.vit_forward_flops(self.model_cfg, batch['images'].shape[0])
 
   def summarize(self, sums):
     w = max(float(sums['weight']), 1e-9)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from transformer import decoding, models
+from transformer import decoding, distributed, flops, models
 from transformer.data import lm as lm_data
 from transformer.data import resolve_data_dir
 from transformer.experiment_config import ConfigError, build_model_config
@@ -22,7 +22,8 @@ def make_lm_source(config, workdir, **options):
   return lm_data.make_lm_data(config.dataset, resolve_data_dir(config.data_dir),
                               seq_len=config.seq_len, workdir=workdir,
                               vocab_size=config.vocab_size or None,
-                              tfds_data_dir=config.get('tfds_data_dir') or None, **options)
+                              tfds_data_dir=config.get('tfds_data_dir') or None,
+                              processes=distributed.processes(), **options)
 
 
 @register
@@ -66,6 +67,21 @@ class LMTask(Task):
                           'sliding windows apply to the stream datasets (tiny_shakespeare, ptb)')
       self.data.eval_stride = config.eval_stride
     self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size)
+    if config.get('extra_eval_every_steps', 0):   # sampling during training: check it now
+      self._sample_prompt()
+
+  def _sample_prompt(self) -> list[int]:
+    """config.sample.prompt's token ids; a ConfigError when empty or too long for the model."""
+    text = self.config.sample.prompt
+    if not text:
+      raise ConfigError('config.sample.prompt is empty: give a prompt to sample from '
+                        '(e.g. --config.sample.prompt="ROMEO:")')
+    prompt = self.data.tokenizer.encode(text)
+    if len(prompt) >= self.model_cfg.max_len:
+      raise ConfigError(f'config.sample.prompt is {len(prompt)} tokens long; the model has '
+                        f'{self.model_cfg.max_len} positions (model.max_len): shorten the '
+                        'prompt to leave room for the samples')
+    return prompt
 
   def model(self, train: bool) -> nn.Module:
     return models.DecoderLM(self.model_cfg.replace(deterministic=not train))
@@ -83,6 +99,9 @@ class LMTask(Task):
     sums['padded_tokens'] = jnp.float32(batch['targets'].size)
     return sums
 
+  def forward_flops(self, batch):
+    return flops.lm_forward_flops(self.model_cfg, *batch['inputs'].shape)
+
   def summarize(self, sums):
     out = super().summarize(sums)
     out['perplexity'] = float(np.exp(min(out['nll'], 50.0)))
@@ -93,10 +112,7 @@ class LMTask(Task):
   def evaluate_extra(self, params, writer, step):
     s = self.config.sample
     tok = self.data.tokenizer
-    if not s.prompt:
-      raise ValueError('config.sample.prompt is empty: give a prompt to sample from '
-                       '(e.g. --config.sample.prompt="ROMEO:")')
-    prompt = tok.encode(s.prompt)
+    prompt = self._sample_prompt()
     prompts = jnp.asarray([prompt] * s.num_samples, jnp.int32)
     num_tokens = min(s.num_tokens, self.model_cfg.max_len - len(prompt) + 1)
     eos = getattr(tok, 'eos_id', None)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from transformer import models
+from transformer import flops, models
 from transformer.experiment_config import build_model_config
 from transformer.tasks.base import Task, register, token_cross_entropy
 from transformer.tasks.lm import make_lm_source
@@ -51,6 +51,7 @@ class MLMTask(Task):
   name = 'mlm'
   weight_name = 'masked_tokens'
   datasets = ('tiny_shakespeare', 'ptb')   # the stream datasets: every window is real text
+  resume_fixed = ('mlm',)
 
   @classmethod
   def validate(cls, config):
@@ -86,6 +87,9 @@ class MLMTask(Task):
         rngs={'dropout': rng} if train else None)
     return token_cross_entropy(logits, tokens, selected.astype(jnp.float32),
                                self.config.label_smoothing if train else 0.0)
+
+  def forward_flops(self, batch):
+    return flops.encoder_only_forward_flops(self.model_cfg, *batch['inputs'].shape, head='mlm')
 
   def summarize(self, sums):
     out = super().summarize(sums)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from transformer import models
+from transformer import distributed, flops, models
 from transformer.data import lm as lm_data
 from transformer.data import resolve_data_dir
 from transformer.data import text_classification as text_data
@@ -32,6 +32,7 @@ class TextClassificationTask(Task):
   name = 'text_classification'
   weight_name = 'examples'
   datasets = tuple(text_data.TFDS_NAMES)   # and any NAME with GLUE's TSV files under data_dir
+  resume_fixed = ('vocab_from',)
 
   @classmethod
   def validate(cls, config):
@@ -50,7 +51,8 @@ class TextClassificationTask(Task):
     data_dir = resolve_data_dir(config.data_dir)
     vocabulary = lm_data.make_lm_data(config.vocab_from, data_dir, seq_len=config.seq_len,
                                       workdir=workdir, vocab_size=config.vocab_size or None,
-                                      tfds_data_dir=config.get('tfds_data_dir') or None)
+                                      tfds_data_dir=config.get('tfds_data_dir') or None,
+                                      processes=distributed.processes())
     self.data = text_data.make_text_classification_data(
         config.dataset, data_dir, vocabulary.tokenizer, config.seq_len,
         tfds_data_dir=config.get('tfds_data_dir') or None)
@@ -68,6 +70,10 @@ class TextClassificationTask(Task):
                                      rngs={'dropout': rng} if train else None)
     return classification_sums(logits, batch['labels'], batch['weights'],
                                label_smoothing=self.config.label_smoothing if train else 0.0)
+
+  def forward_flops(self, batch):
+    return flops.encoder_only_forward_flops(self.model_cfg, *batch['inputs'].shape,
+                                            head='classify')
 
   def summarize(self, sums):
     w = max(float(sums['weight']), 1e-9)

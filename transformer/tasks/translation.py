@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from transformer import bleu, decoding, models
+from transformer import bleu, decoding, distributed, flops, models
 from transformer.data import translation as tr_data
 from transformer.data.tokenizers import EOS_ID
 from transformer.experiment_config import build_model_config, raise_if_problems
@@ -113,6 +113,8 @@ class TranslationTask(Task):
   """Sequence-to-sequence translation with `models.EncoderDecoder`."""
   name = 'translation'
   datasets = tr_data.DATASETS
+  resume_fixed = ('source_lang', 'target_lang', 'tokens_per_batch', 'spm_model_type',
+                  'spm_max_sentences', 'bucket_boundaries')
 
   @classmethod
   def validate(cls, config):
@@ -131,7 +133,7 @@ class TranslationTask(Task):
         tfds_data_dir=config.get('tfds_data_dir', None) or None,
         spm_max_sentences=config.get('spm_max_sentences', tr_data.SPM_MAX_SENTENCES),
         spm_model_type=config.get('spm_model_type', 'bpe'),
-        packing=bool(config.get('packing', False)))
+        packing=bool(config.get('packing', False)), processes=distributed.processes())
     overrides = {}
     if not config.model or config.model.get('max_len', None) is None:
       overrides['max_len'] = config.seq_len + self.decoding['extra_len']
@@ -157,6 +159,10 @@ class TranslationTask(Task):
     sums['source_tokens'] = jnp.sum((batch['inputs'] != 0) & real_row).astype(jnp.float32)
     sums['padded_tokens'] = jnp.float32(batch['inputs'].size + w.size)
     return sums
+
+  def forward_flops(self, batch):
+    b, s = batch['inputs'].shape
+    return flops.encdec_forward_flops(self.model_cfg, b, s, batch['targets'].shape[1])
 
   def summarize(self, sums):
     out = super().summarize(sums)

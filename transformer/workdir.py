@@ -1,0 +1,354 @@
+"""The run directory (workdir): its layout, its config, its lock, and restoring what it holds.
+
+One module owns every file name of a workdir:
+
+  WORKDIR/config.json          the run's resolved experiment config (train.py writes it)
+  WORKDIR/command.txt          how each launch was made (appended once per launch)
+  WORKDIR/train.log            the console lines of process 0
+  WORKDIR/train.lock[.N]       held while a training process (process N) runs
+  WORKDIR/metrics.jsonl        one JSON object per logged step or evaluation
+  WORKDIR/tensorboard/         TensorBoard event files
+  WORKDIR/checkpoints/<step>/  Orbax checkpoints (transformer/checkpoint.py)
+  WORKDIR/checkpoints_avg/     the average of the last N (python -m tools.average)
+  WORKDIR/checkpoints_best/    the best checkpoint by config.best_metric
+  WORKDIR/profile/             profiler traces (config.profile_steps)
+  WORKDIR/hf/                  a converted checkpoint's Hugging Face files (tools.convert)
+  WORKDIR/<task files>         a vocabulary, translations, confusion matrices
+
+and the operations on it: reading and writing config.json (typed by the
+config schema), the lock, the check a resumed run must pass, and `restore`,
+the one way anything reads a checkpoint: through the verifying
+`Checkpointer`, with a user error when there is nothing to restore (never a
+silent random initialization).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from typing import Any, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from transformer import checkpoint as ckpt_lib
+from transformer import config_schema
+from transformer.errors import CheckpointError, ConfigError, TrainingError
+
+log = logging.getLogger('transformer')
+
+CONFIG_JSON = 'config.json'
+COMMAND_TXT = 'command.txt'
+TRAIN_LOG = 'train.log'
+LOCK = 'train.lock'
+METRICS = 'metrics.jsonl'
+TENSORBOARD = 'tensorboard'
+PROFILE = 'profile'
+HF_DIR = 'hf'
+CHECKPOINTS = 'checkpoints'
+# --checkpoint=NAME of eval.py / generate.py -> the folder of checkpoints it reads.
+CHECKPOINT_DIRS = {'latest': CHECKPOINTS, 'avg': 'checkpoints_avg', 'best': 'checkpoints_best'}
+
+
+def checkpoint_dir(workdir: str, which: str = 'latest') -> str:
+  """The folder of `which` checkpoints: 'latest' (training's), 'avg' or 'best'."""
+  if which not in CHECKPOINT_DIRS:
+    raise ConfigError(f'checkpoint={which!r} is not one of {tuple(CHECKPOINT_DIRS)}')
+  return os.path.join(workdir, CHECKPOINT_DIRS[which])
+
+
+def checkpoint_steps(directory: str) -> list[int]:
+  """The steps saved in a folder of checkpoints: numeric sub-folders that hold files.
+
+  The one definition of "has checkpoints" (an empty numeric folder, a save in
+  progress `<step>.orbax-checkpoint-tmp` and a set-aside `<step>.unreadable`
+  hold none).
+  """
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return []
+  return sorted(int(n) for n in names
+                if n.isdigit() and os.path.isdir(os.path.join(directory, n))
+                and os.listdir(os.path.join(directory, n)))
+
+
+def has_checkpoints(workdir: str, which: str = 'latest') -> bool:
+  return bool(checkpoint_steps(checkpoint_dir(workdir, which)))
+
+
+# ----------------------------------------------------------------------------- config.json
+
+def _typed(value: Any, like: Any = None) -> Any:
+  """A JSON value as a config field: lists as tuples, dicts as ConfigDicts."""
+  if isinstance(value, dict):
+    out = like if isinstance(like, ml_collections.ConfigDict) else ml_collections.ConfigDict()
+    for k, v in value.items():
+      current = out.get(k) if k in out else None
+      if k in out and v is None:
+        continue   # keep the template's typed placeholder
+      out[k] = _typed(v, current)
+    return out
+  if isinstance(value, list):
+    return tuple(_typed(v) for v in value)
+  return value
+
+
+def config_from_json(text: str) -> ml_collections.ConfigDict:
+  """An experiment config from its JSON (WORKDIR/config.json), typed like the schema.
+
+  The schema gives every common field its type (so `--config.model.num_heads=8`
+  overrides an unset model field); fields of a task's own are taken as they are.
+  """
+  return _typed(json.loads(text), config_schema.get_config())
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """WORKDIR/config.json as a config; a ConfigError when there is none."""
+  path = os.path.join(workdir, CONFIG_JSON)
+  if not os.path.isfile(path):
+    raise ConfigError(f'{path} does not exist: pass --config=configs/NAME.py (with the '
+                      'overrides the run was trained with), or point --workdir at a trained run')
+  with open(path) as f:
+    return config_from_json(f.read())
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """WORKDIR/config.json (process 0)."""
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, CONFIG_JSON), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
+def append_command(workdir: str, text: str) -> None:
+  """Appends how this launch was made (tools.cli.command_text) to WORKDIR/command.txt."""
+  if text and jax.process_index() == 0:
+    with open(os.path.join(workdir, COMMAND_TXT), 'a') as f:
+      f.write(text)
+
+
+def log_to_file(workdir: str) -> logging.Handler | None:
+  """Copies this project's log lines to WORKDIR/train.log (process 0); remove it when done."""
+  if jax.process_index() != 0:
+    return None
+  handler = logging.FileHandler(os.path.join(workdir, TRAIN_LOG))
+  handler.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
+  log.addHandler(handler)
+  return handler
+
+
+# ----------------------------------------------------------------------------- the lock
+
+class Lock:
+  """One training per workdir: an exclusive lock on WORKDIR/train.lock (one file per process).
+
+  flock is released by the OS when the process ends, however it ends (a crash
+  or kill -9 included), so a stale file never blocks a new run; the file holds
+  the owner's pid, host and command for the message.
+  """
+
+  def __init__(self, workdir: str):
+    suffix = f'.{jax.process_index()}' if jax.process_count() > 1 else ''
+    self.path = os.path.join(workdir, f'{LOCK}{suffix}')
+    self._file = open(self.path, 'a+')
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      self._file.seek(0)
+      owner = self._file.read().strip() or 'unknown'
+      self._file.close()
+      raise TrainingError(
+          f'{workdir} is in use by another training process ({owner}). Wait for it to finish '
+          'or stop it, or train in another --workdir.') from None
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(f'pid {os.getpid()} on {socket.gethostname()} since '
+                     f'{time.strftime("%Y-%m-%d %H:%M:%S")}: {" ".join(sys.argv)}\n')
+    self._file.flush()
+
+  def release(self) -> None:
+    if not self._file.closed:
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
+
+
+# ----------------------------------------------------------------------------- resuming
+
+# Fields no resumed run may change: they define the model, its data and the batches.
+# Each task adds its own (Task.resume_fixed).
+RESUME_FIXED = ('task', 'dataset', 'seed', 'batch_size', 'seq_len', 'vocab_size',
+                'model_preset', 'model', 'grad_accum_steps', 'packing')
+# Fields it may change, with a warning: the optimizer and schedule.
+RESUME_WARN = ('optimizer', 'learning_rate', 'schedule', 'warmup_steps', 'min_learning_rate',
+               'b1', 'b2', 'eps', 'weight_decay', 'weight_decay_mask', 'grad_clip_norm',
+               'label_smoothing', 'num_train_steps')
+
+
+def _saved_config(workdir: str, steps: list[int]) -> tuple[dict | None, str]:
+  """The config the checkpoints were trained with: config.json, or the newest checkpoint's copy
+  (config.json lost: a workdir moved while its last save was written)."""
+  path = os.path.join(workdir, CONFIG_JSON)
+  if os.path.isfile(path):
+    with open(path) as f:
+      return json.load(f), path
+  meta_path = os.path.join(workdir, CHECKPOINTS, str(steps[-1]), 'meta', 'metadata')
+  try:
+    saved = ckpt_lib.read_meta(os.path.join(workdir, CHECKPOINTS), steps[-1])['config']
+    return json.loads(saved), meta_path
+  except (ValueError, KeyError, TypeError):
+    return None, meta_path
+
+
+def check_resume(config: ml_collections.ConfigDict, workdir: str,
+                 task_fixed: Sequence[str] = ()) -> None:
+  """Before a run resumes from WORKDIR's checkpoints: refuses model/data changes, warns of others.
+
+  Compares `config` with the config the checkpoints were trained with. Raises
+  ConfigError listing every changed field of RESUME_FIXED + `task_fixed` (the
+  task's own model and data fields) and the two ways out; logs a warning
+  listing changed optimizer or schedule fields. Does nothing for a fresh workdir.
+  """
+  steps = checkpoint_steps(os.path.join(workdir, CHECKPOINTS))
+  if not steps:
+    return
+  saved, path = _saved_config(workdir, steps)
+  if saved is None:
+    log.warning('%s has checkpoints but no config.json, and checkpoint %d has no readable '
+                'config: resuming without checking that the config is the same', workdir,
+                steps[-1])
+    return
+  saved = flax.traverse_util.flatten_dict(saved, sep='.')
+  now = flax.traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')
+  changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+  fixed_fields = set(RESUME_FIXED) | set(task_fixed)
+  fixed = [k for k in changed if k in fixed_fields or k.split('.')[0] in fixed_fields]
+  warned = [k for k in changed if k.split('.')[0] in RESUME_WARN]
+
+  def listed(keys):
+    return ''.join(f'\n  - {k}: {saved.get(k)!r} -> {now.get(k)!r}' for k in keys)
+  if fixed and not config.get('allow_config_change', False):
+    raise ConfigError(
+        f'{workdir} holds checkpoints of another model or data: these fields differ from '
+        f'{path} (saved -> now):{listed(fixed)}\nTrain in a new --workdir, or resume '
+        'with the new values anyway with --config.allow_config_change=True.')
+  if fixed:
+    log.warning('Resuming with changed model/data fields (allow_config_change=True):%s',
+                listed(fixed))
+  if warned:
+    log.warning('Resuming with changed optimizer/schedule fields:%s', listed(warned))
+
+
+# ----------------------------------------------------------------------------- restoring
+
+def _checkpoints_folder(path: str, which: str = 'latest') -> str:
+  """`path` is a workdir (its `which` checkpoints) or a folder of checkpoints itself."""
+  sub = checkpoint_dir(path, which)
+  return sub if os.path.isdir(sub) or not checkpoint_steps(path) else path
+
+
+def _abstract_from_metadata(directory: str, step: int) -> Any:
+  """A NumPy restore target shaped like the checkpoint's own arrays (no model needed)."""
+  # Absolute: Orbax finds no item metadata under a relative path (orbax-checkpoint 0.12.8).
+  state_dir = os.path.abspath(os.path.join(directory, str(step), 'state'))
+  try:
+    with ocp.StandardCheckpointer() as reader:
+      meta = reader.metadata(state_dir)
+  except Exception as e:  # noqa: BLE001  Orbax raises many types for missing or garbled files
+    raise CheckpointError(f'cannot read the metadata of {state_dir}: {type(e).__name__}: '
+                          f'{str(e)[:300]}') from e
+  tree = getattr(meta, 'item_metadata', meta)
+  return jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), dict(tree))
+
+
+def require_checkpoints(path: str, which: str = 'latest') -> str:
+  """The folder of `which` checkpoints of `path` (a workdir or such a folder), once it is known
+  to hold one; else a CheckpointError saying so and what to do (checked before anything
+  is built)."""
+  directory = _checkpoints_folder(path, which)
+  if not checkpoint_steps(directory):
+    hint = {'avg': ', then python -m tools.average', 'best': ' with config.best_metric set'}
+    raise CheckpointError(
+        f'No checkpoint in {directory}: nothing to restore. Train first (train.py '
+        f'--workdir={path}{hint.get(which, "")}), or point at a workdir that holds one.')
+  return directory
+
+
+def restore(path: str, abstract_state: Any = None, step: int | None = None,
+            which: str = 'latest',
+            checkpointer: ckpt_lib.Checkpointer | None = None) -> tuple[Any, dict, int]:
+  """(state, meta, step) of the newest good (or `step`) checkpoint: the one restore path.
+
+  `path` is a workdir (its `which` checkpoints: 'latest', 'avg', 'best') or a
+  folder of checkpoints. `abstract_state` gives the shapes and shardings to
+  restore into (None: the checkpoint's own shapes, as NumPy arrays). Every
+  array is checked against the fingerprints saved with it
+  (`Checkpointer.restore`: a damaged newest checkpoint falls back to the one
+  before with a warning). `checkpointer`: the training loop's own, so that the
+  steps it fell back from are set aside at its first save.
+
+  Raises CheckpointError when there is no checkpoint to restore (never a
+  random initialization in its place) or none is readable.
+  """
+  directory = (checkpointer.directory if checkpointer is not None
+               else require_checkpoints(path, which))
+  steps = checkpoint_steps(directory)
+  if step is not None and step not in steps:
+    raise CheckpointError(f'No checkpoint for step {step} in {directory}; available steps: '
+                          f'{steps}')
+  if abstract_state is None:
+    abstract_state = _abstract_from_metadata(directory, steps[-1] if step is None else step)
+  own = checkpointer is None
+  if own:
+    checkpointer = ckpt_lib.Checkpointer(directory, keep=10**6)
+  try:
+    state, meta = checkpointer.restore(abstract_state, step)
+  finally:
+    if own:
+      checkpointer.close()
+  restored = int(meta.get('step', step if step is not None else steps[-1]))
+  log.info('Restored checkpoint at step %d from %s', restored, directory)
+  return state, meta, restored
+
+
+def restore_params(path: str, step: int | None = None) -> dict:
+  """The params (NumPy) of the newest good (or `step`) checkpoint of a workdir or its
+  checkpoints/ folder, verified (config.init_from, tools.convert export)."""
+  if not os.path.isdir(path):
+    raise CheckpointError(f'{path!r}: no such directory')
+  state, _, _ = restore(path, step=step)
+  return state['params']
+
+
+def average_checkpoints(workdir: str, abstract_state: Any, num: int = 5,
+                        output_dir: str | None = None) -> tuple[int, list[int]]:
+  """Averages the params of the last `num` checkpoints into a new checkpoint.
+
+  Every checkpoint is verified as it is read (`restore`: a bad one is a
+  CheckpointError naming it). The result keeps the rest of the latest state
+  (step, optimizer state) and is saved at the latest step under
+  WORKDIR/checkpoints_avg. Returns (step, averaged steps).
+  """
+  directory = checkpoint_dir(workdir)
+  steps = checkpoint_steps(directory)[-num:]
+  if not steps:
+    raise CheckpointError(f'No checkpoints to average in {directory}')
+  total, latest = None, None
+  for step in steps:
+    state, _, _ = restore(workdir, abstract_state, step)
+    params = jax.tree.map(lambda x: x.astype(jnp.float32), state.params)
+    total = params if total is None else jax.tree.map(jnp.add, total, params)
+    latest = state
+  avg = jax.tree.map(lambda t, p: (t / len(steps)).astype(p.dtype), total, latest.params)
+  out = ckpt_lib.Checkpointer(output_dir or checkpoint_dir(workdir, 'avg'), keep=10**6)
+  out.save(steps[-1], latest.replace(params=avg), meta={'averaged_steps': steps})
+  out.close()
+  return steps[-1], steps
