@@ -15,7 +15,7 @@ AdamW at 1e-4 with 10% warmup, linear decay, 2,000 steps of 32 sentences
 
 Result: not run here: no copy of SST-2 (or of any labelled text) is available
 offline on this machine (shared/data/README.md); the pipeline is tested end to
-end on a tiny stand-in in tests/test_mlm.py.
+end on a tiny stand-in in tests/tasks/test_mlm.py.
 """
 
 from configs import base, mlm_ptb

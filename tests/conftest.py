@@ -1,4 +1,15 @@
-"""Shared pytest setup: the data directory (helpers shared by the test files: helpers.py)."""
+"""Shared pytest setup: the data directory, the compilation cache, the tiers.
+
+(Helpers shared by the test files: helpers.py.)
+
+- Tiers: every test under tests/integration/ (real processes, signals, multi-process and
+  multi-device runs) is marked `slow`, as are the longer end-to-end tests elsewhere;
+  `pytest -m "not slow" tests` is the quick tier for development, `pytest tests` the whole
+  suite (what CI runs). Markers are strict (pytest.ini): a typo in one is an error.
+- JAX's persistent compilation cache (in .pytest_cache/jax, shared by the test processes and
+  every subprocess they start): the same tiny models are compiled by many tests and many
+  `python train.py` launches; each compiles once per machine.
+"""
 
 import os
 import pathlib
@@ -15,6 +26,21 @@ if not os.environ.get('TRANSFORMER_DATA_DIR') and SHARED_DATA.is_dir():
   os.environ['TRANSFORMER_DATA_DIR'] = str(SHARED_DATA)
 elif os.environ.get('TRANSFORMER_DATA_DIR'):
   os.environ['TRANSFORMER_DATA_DIR'] = os.path.abspath(os.environ['TRANSFORMER_DATA_DIR'])
+
+# Read by JAX at import (this module is imported before any test module imports JAX), and
+# inherited by the subprocesses the tests start.
+_CACHE = pathlib.Path(__file__).resolve().parents[1] / '.pytest_cache' / 'jax'
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', str(_CACHE))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+
+_INTEGRATION = pathlib.Path(__file__).resolve().parent / 'integration'
+
+
+def pytest_collection_modifyitems(config, items):
+  for item in items:
+    if _INTEGRATION in pathlib.Path(str(item.fspath)).parents:
+      item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope='session')

@@ -160,3 +160,15 @@ print(len(names), host._done, 'matplotlib' in sys.modules)
   assert int(out[0]) > 20
   assert out[1] == 'None', 'importing the library tuned malloc'
   assert out[2] == 'False', 'importing the library imported matplotlib'
+
+
+def test_ci_runs_the_readme_test_command_exactly():
+  """CI once passed only because .ci/run made the data path absolute, while the README's
+  relative form failed a test from a fresh clone: the two must be the same line."""
+  readme = (REPO / 'README.md').read_text()
+  commands = [line.split('  #')[0].strip() for line in readme.splitlines()
+              if line.rstrip().endswith('# run the tests')]
+  assert len(commands) == 1, 'README.md must give one test command marked "# run the tests"'
+  ci = [line.strip() for line in (REPO / '.ci' / 'run').read_text().splitlines()]
+  assert commands[0] in ci
+  assert 'TRANSFORMER_DATA_DIR=../shared/data' in commands[0]   # the relative form a user types

@@ -190,8 +190,8 @@ class Checkpointer:
         # By array name, whatever container held it: a state restored as a plain dict
         # (transformer.workdir.restore without a model) names '.params' as "['params']".
         saved = {_normal_key(p): v for p, v in saved.items()}
-        now = {_normal_key(p): v for p, v in fingerprints(state).items()}
-        wrong = [p for p in now if p in saved and saved[p] != now[p]]
+        now = fingerprints(state)
+        wrong = [p for p, v in now.items() if saved.get(_normal_key(p), v) != v]
         if wrong:
           more = f' (and {len(wrong) - 1} more)' if len(wrong) > 1 else ''
           raise CheckpointError(f'array {wrong[0]}{more} does not match the fingerprint saved '

@@ -114,11 +114,13 @@ def encdec_forward_flops(cfg: TransformerConfig, batch: int, source_len: int,
 
 def encoder_only_forward_flops(cfg: TransformerConfig, batch: int, length: int,
                                head: str = 'mlm') -> float:
-  """EncoderOnly (BERT) over [batch, length]: the encoder, then the masked-LM logits over
-  every position (head 'mlm') or the [CLS] classifier (head 'classify')."""
+  """EncoderOnly (BERT) over [batch, length]: the encoder, then the masked-LM head over
+  every position (a d x d transform, then the logits; head 'mlm') or the [CLS] pooler and
+  classifier (head 'classify')."""
   out = encoder_flops(cfg, batch, length)
   if head == 'mlm':
-    return out + logits_flops(cfg, batch * length)
+    tokens = batch * length
+    return out + 2.0 * cfg.d_model * cfg.d_model * tokens + logits_flops(cfg, tokens)
   return out + batch * 2.0 * cfg.d_model * (cfg.d_model + cfg.num_classes)
 
 

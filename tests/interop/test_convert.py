@@ -17,7 +17,7 @@ from transformer import workdir as workdir_lib
 from transformer.experiment_config import ConfigError
 from transformer.models import DecoderLM, EncoderOnly
 
-FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
+FIXTURES = os.path.join(helpers.REPO, 'tests', 'fixtures', 'hf')
 TINY_LM = dict(d_model=16, num_heads=2, d_ff=32, num_decoder_layers=2, dropout_rate=0.0)
 
 

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import helpers
+
+ROOT = helpers.REPO
 
 # In a fresh process: optionally tune, malloc 40 MB, and report how many bytes
 # glibc serves with mmap (mallinfo2().hblkhd) while the block is live.

@@ -14,7 +14,7 @@ import pytest
 
 from configs import lm_shakespeare_char, vit_mnist, wmt14_ende_base
 from tests import helpers
-from tests.test_translation import TINY as TINY_TRANSLATION
+from tests.tasks.test_translation import TINY as TINY_TRANSLATION
 from transformer import engine
 from transformer.data import DataError, images, tfds_reader
 

@@ -9,7 +9,7 @@ import sacrebleu
 
 from configs import lm_shakespeare_char, vit_mnist
 from tests import helpers
-from tests.test_translation import tiny as tiny_translation
+from tests.tasks.test_translation import tiny as tiny_translation
 from transformer import engine, inference
 from transformer import workdir as workdir_lib
 from transformer.data import DataError

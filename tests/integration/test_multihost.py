@@ -91,7 +91,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_eval_py_decodes_a_share_on_each_process_and_gathers_them(tmp_path, data_dir):
-  from tests import test_translation
+  from tests.tasks import test_translation
   work = str(tmp_path)
   overrides = {'decoding.max_eval_sentences': 24,   # 6 batches of 4: 3 per process
                **test_translation.M30K_TEST}

@@ -94,7 +94,7 @@ def test_encoder_only_count_is_the_jaxpr(head):
   cfg = TransformerConfig(**BASE, num_encoder_layers=2, num_decoder_layers=0, num_classes=3)
   model = models.EncoderOnly(cfg)
   tokens = jnp.ones((2, 9), jnp.int32)
-  params = jax.eval_shape(model.init, jax.random.key(0), tokens, None, None, head)
+  params = jax.eval_shape(lambda k: model.init(k, tokens, head=head), jax.random.key(0))
   measured = jaxpr_dot_flops(lambda p: model.apply(p, tokens, head=head), params)
   assert flops.encoder_only_forward_flops(cfg, 2, 9, head) == pytest.approx(measured, rel=1e-12)
 

@@ -19,10 +19,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tests import helpers
 from transformer import checkpoint as ckpt_lib
 from transformer import workdir as workdir_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = helpers.REPO
 # Orbax's reader threads may report a failed read after restore() has raised it: noise.
 pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
 

@@ -13,10 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests import helpers
 from transformer import hf
 from transformer.models import DecoderLM, EncoderDecoder, EncoderOnly, ViT
 
-FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
+FIXTURES = os.path.join(helpers.REPO, 'tests', 'fixtures', 'hf')
 
 
 def fixture(name):
