@@ -4,14 +4,15 @@ A sweep file is an ordinary experiment config (its `get_config()` is the base
 of every trial) with a `get_sweep()` that returns the trials as a list of
 override dicts, keyed by dotted config fields:
 
-  from tools import sweep
+  from transformer import sweep_space as sweep
 
   def get_sweep():
     return sweep.product(sweep.axis('learning_rate', [3e-4, 1e-3]),
                          sweep.axis('model.dropout_rate', [0.0, 0.2]))   # 4 trials
 
-`axis`, `product`, `zipped` and `chain` build such lists; any list of dicts
-will do. A sweep file may also name an experiment config to sweep instead of
+`axis`, `product`, `zipped` and `chain` (transformer/sweep_space.py, the
+library's, so that sweep files never import a tool) build such lists; any list
+of dicts will do. A sweep file may also name an experiment config to sweep instead of
 defining its own: `BASE = 'configs/lm_shakespeare_char.py'`.
 
   python -m tools.sweep run --sweep=configs/sweeps/shakespeare_lr.py --parent=runs/lr
@@ -35,7 +36,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
-import itertools
 import json
 import math
 import os
@@ -44,50 +44,14 @@ import shlex
 import subprocess
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from transformer.metric_writer import read_metrics
+from transformer.sweep_space import Trial
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP_FILE = 'sweep.json'      # in the parent: the sweep file, base config and trial list
 TRIAL_FILE = 'trial.json'      # in each trial: overrides, status, return code, times
-
-Trial = dict[str, Any]
-
-
-# ----------------------------------------------------------------------------- building sweeps
-
-def axis(field: str, values: Iterable[Any]) -> list[Trial]:
-  """One field taking each of `values`: [{field: v} for v in values]."""
-  return [{field: v} for v in values]
-
-
-def product(*sweeps: Sequence[Trial]) -> list[Trial]:
-  """Every combination (the Cartesian product) of the given sweeps, later ones varying fastest."""
-  return [_merge(combo) for combo in itertools.product(*sweeps)]
-
-
-def zipped(*sweeps: Sequence[Trial]) -> list[Trial]:
-  """The i-th trials of the given equally long sweeps merged: zip, not product."""
-  lengths = {len(s) for s in sweeps}
-  if len(lengths) > 1:
-    raise ValueError(f'zipped sweeps must have equal lengths, got {sorted(lengths)}')
-  return [_merge(combo) for combo in zip(*sweeps)]
-
-
-def chain(*sweeps: Sequence[Trial]) -> list[Trial]:
-  """The trials of each sweep one after the other."""
-  return [dict(t) for s in sweeps for t in s]
-
-
-def _merge(trials: Iterable[Trial]) -> Trial:
-  out: Trial = {}
-  for t in trials:
-    clash = set(out) & set(t)
-    if clash:
-      raise ValueError(f'fields {sorted(clash)} are set twice in one trial')
-    out.update(t)
-  return out
 
 
 # ----------------------------------------------------------------------------- loading

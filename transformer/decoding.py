@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from transformer.model_config import TransformerConfig
-from transformer.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from transformer.token_ids import BOS_ID, EOS_ID, PAD_ID
 from transformer.models import DecoderLM, EncoderDecoder
 
 Array = jax.Array

@@ -18,7 +18,7 @@ validation loss (whole split) at step 1,000: 3e-3: 1.961, 1e-3: 2.060,
 3e-4: 2.245.
 """
 
-from tools import sweep
+from transformer import sweep_space as sweep
 
 BASE = 'configs/lm_shakespeare_char.py'
 

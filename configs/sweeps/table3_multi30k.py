@@ -78,7 +78,7 @@ fastest, which says more about early optimization speed than about final
 quality.
 """
 
-from tools import sweep
+from transformer import sweep_space as sweep
 
 BASE = 'configs/translate_multi30k.py'
 

@@ -9,6 +9,7 @@ import pytest
 
 from tests import helpers
 from tools import sweep
+from transformer import sweep_space
 
 TINY = ['--config.model.d_model=16', '--config.model.num_heads=2', '--config.model.d_ff=32',
         '--config.model.num_decoder_layers=1', '--config.seq_len=8', '--config.batch_size=2',
@@ -18,20 +19,20 @@ TINY = ['--config.model.d_model=16', '--config.model.num_heads=2', '--config.mod
 
 
 def test_product_zip_chain():
-  grid = sweep.product(sweep.axis('a', [1, 2]), sweep.axis('b.c', ['x', 'y', 'z']))
+  grid = sweep_space.product(sweep_space.axis('a', [1, 2]), sweep_space.axis('b.c', ['x', 'y', 'z']))
   assert grid == [{'a': a, 'b.c': b} for a in (1, 2) for b in 'xyz']
-  assert sweep.zipped(sweep.axis('a', [1, 2]), sweep.axis('b', [3, 4])) == [
+  assert sweep_space.zipped(sweep_space.axis('a', [1, 2]), sweep_space.axis('b', [3, 4])) == [
       {'a': 1, 'b': 3}, {'a': 2, 'b': 4}]
-  assert sweep.chain(sweep.axis('a', [1]), sweep.axis('b', [2])) == [{'a': 1}, {'b': 2}]
+  assert sweep_space.chain(sweep_space.axis('a', [1]), sweep_space.axis('b', [2])) == [{'a': 1}, {'b': 2}]
   with pytest.raises(ValueError, match='equal lengths'):
-    sweep.zipped(sweep.axis('a', [1, 2]), sweep.axis('b', [3]))
+    sweep_space.zipped(sweep_space.axis('a', [1, 2]), sweep_space.axis('b', [3]))
   with pytest.raises(ValueError, match='set twice'):
-    sweep.product(sweep.axis('a', [1]), sweep.axis('a', [2]))
+    sweep_space.product(sweep_space.axis('a', [1]), sweep_space.axis('a', [2]))
 
 
 def test_trial_names_are_unique_and_safe():
-  trials = sweep.product(sweep.axis('model.positional', ['learned', 'sinusoidal']),
-                         sweep.axis('learning_rate', [1e-3, 3e-3]))
+  trials = sweep_space.product(sweep_space.axis('model.positional', ['learned', 'sinusoidal']),
+                         sweep_space.axis('learning_rate', [1e-3, 3e-3]))
   names = [sweep.trial_name(i, t) for i, t in enumerate(trials)]
   assert len(set(names)) == 4 and all('/' not in n and ' ' not in n for n in names)
   assert names[1] == '001_model.positional=learned_learning_rate=0.003'
@@ -40,10 +41,10 @@ def test_trial_names_are_unique_and_safe():
 def _write_sweep(tmp_path, values):
   path = tmp_path / 'my_sweep.py'
   path.write_text(textwrap.dedent(f"""
-      from tools import sweep
+      from transformer import sweep_space
       BASE = 'configs/lm_shakespeare_char.py'
       def get_sweep():
-        return sweep.axis('learning_rate', {values!r})
+        return sweep_space.axis('learning_rate', {values!r})
       """))
   return str(path)
 

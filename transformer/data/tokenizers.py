@@ -15,7 +15,7 @@ from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+from transformer.token_ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: F401  (re-exported)
 
 
 class CharTokenizer:

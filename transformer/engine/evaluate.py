@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 from transformer import checkpoint as ckpt_lib
+from transformer import tasks
 from transformer import workdir as workdir_lib
 from transformer.engine.experiment import Experiment
 from transformer.errors import ConfigError, DataError
@@ -46,7 +47,12 @@ def run_evaluators(exp: Experiment, params, writer, step: int) -> tuple[dict, di
   """The task's evaluation of `params` (plain layout) at `step`: (its numbers and strings, for
   metrics.jsonl; all of its results, examples and lists included). The caller writes the
   first with the split's loss metrics, as one record."""
-  extra = exp.task.evaluate_extra(params, writer, step)
+  task = exp.task
+  sums = None
+  if type(task).evaluator_sums is not tasks.Task.evaluator_sums:
+    sums = exp.split_sums(task.evaluator_sums, params, exp.config.eval_split,
+                          exp.config.eval_max_batches)
+  extra = task.evaluate_extra(params, writer, step, sums)
   return {k: v for k, v in extra.items() if not isinstance(v, (list, dict))}, extra
 
 

@@ -58,6 +58,7 @@ class Experiment:
     self.config = config
     self.workdir = workdir
     self.pmap = config.parallelism == 'pmap'
+    self._sum_steps = {}   # split_sums: a compiled step per function
     self.task = task if task is not None else tasks.make_task(config, workdir)
     sizes, rules, from_preset = sharding.resolve(config)
     try:
@@ -269,6 +270,33 @@ class Experiment:
     if not totals:
       raise ValueError(f'Split {split!r} produced no evaluation batches')
     return self.task.summarize(totals)
+
+  def split_sums(self, fn, params, split: str, max_batches: int = -1) -> dict[str, np.ndarray]:
+    """`fn(params, batch)` -> {name: array}, summed over every batch of `split` (or
+    max_batches) with the steps' shardings and this process's rows: what a task's
+    evaluator adds up over a split (classification: the confusion matrix).
+
+    `params` in the plain layout (pmap: replicated here, and the sums psummed).
+    """
+    if fn not in self._sum_steps:
+      if self.pmap:
+        p_fn = jax.pmap(lambda p, b: jax.lax.psum(fn(p, b), 'batch'), axis_name='batch')
+        self._sum_steps[fn] = lambda p, b: self.unreplicate(p_fn(p, b))
+      else:
+        self._sum_steps[fn] = jax.jit(fn, in_shardings=(self.state_sharding.params,
+                                                        self.batch_sharding))
+    step = self._sum_steps[fn]
+    params = self.replicate(params)
+    bs = self.config.eval_batch_size or self.config.batch_size
+    totals: dict[str, np.ndarray] = {}
+    with self.context():
+      for i, batch in enumerate(self.task.data.eval_batches(split, bs, self.data_shard)):
+        if 0 <= max_batches <= i:
+          break
+        for k, v in jax.device_get(step(params, self.put_batch(batch))).items():
+          v = np.asarray(v, np.float64)
+          totals[k] = totals[k] + v if k in totals else v
+    return totals
 
   def restore_or_init(self, checkpointer=None, step: int | None = None) -> TrainState:
     """The newest good (or `step`) checkpoint of `checkpointer`, in the steps' layout; a fresh

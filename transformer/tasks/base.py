@@ -134,6 +134,16 @@ class Task:
     log.info('Initialized from %s%s', source, ''.join(f'\n  {n}' for n in notes))
     return adapted
 
-  def evaluate_extra(self, params, writer, step: int) -> dict[str, Any]:
-    """Family-specific evaluation run by eval.py (sampling, decoding, ...)."""
+  def evaluator_sums(self, params, batch) -> dict[str, jax.Array]:
+    """Per-batch sums that `evaluate_extra` needs over the whole split (classification: the
+    confusion matrix). The engine runs this over the split with its own shardings and
+    host layout (`Experiment.split_sums`) and passes the totals in; a task that needs
+    none leaves it as it is."""
+    return {}
+
+  def evaluate_extra(self, params, writer, step: int,
+                     sums: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The family's own evaluation (sampling, decoding and BLEU, a confusion matrix), run by
+    eval.py and, every config.extra_eval_every_steps, during training. `params` in the
+    plain layout; `sums`: the split's totals of `evaluator_sums`."""
     return {}

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from transformer import flops, models, sharding
+from transformer import flops, models
 from transformer.data import images as image_data
 from transformer.experiment_config import build_model_config
 from transformer.tasks.base import Task, register
@@ -124,7 +124,6 @@ class ClassificationTask(Task):
     self.model_cfg = build_model_config(
         config, vocab_size=1, image_size=self.data.image_size,
         num_channels=self.data.num_channels, num_classes=self.num_classes)
-    self._confusion_step = None
 
   def model(self, train: bool) -> nn.Module:
     return models.ViT(self.model_cfg.replace(deterministic=not train))
@@ -154,38 +153,20 @@ class ClassificationTask(Task):
 
   # -- eval.py -----------------------------------------------------------------
 
-  def confusion_matrix(self, params, split: str, batch_size: int,
-                       max_batches: int = -1) -> np.ndarray:
-    """int64 [classes, classes]: rows the true class, columns the predicted one."""
-    if self._confusion_step is None:
-      c = self.num_classes
+  def evaluator_sums(self, params, batch):
+    """The confusion counts of one batch: [classes, classes], rows the true class, columns
+    the predicted one (padding rows weigh 0)."""
+    c = self.num_classes
+    logits = self.model(False).apply({'params': params}, batch['images'])
+    truth = jax.nn.one_hot(batch['labels'], c, dtype=jnp.float32) * batch['weights'][:, None]
+    pred = jax.nn.one_hot(jnp.argmax(logits, -1), c, dtype=jnp.float32)
+    return {'confusion': jnp.einsum('bi,bj->ij', truth, pred)}
 
-      def step(params, batch):
-        logits = self.model(False).apply({'params': params}, batch['images'])
-        truth = jax.nn.one_hot(batch['labels'], c, dtype=jnp.float32) * batch['weights'][:, None]
-        pred = jax.nn.one_hot(jnp.argmax(logits, -1), c, dtype=jnp.float32)
-        return jnp.einsum('bi,bj->ij', truth, pred)
-      self._confusion_step = jax.jit(step)
-    leaf = jax.tree.leaves(params)[0]
-    mesh = getattr(getattr(leaf, 'sharding', None), 'mesh', None)
-    if not isinstance(mesh, jax.sharding.Mesh) or mesh.axis_names != sharding.MESH_AXES:
-      mesh = None   # e.g. unreplicated pmap parameters: run on their devices as they are
-    shard = sharding.host_batch_shard(mesh) if mesh is not None else (0, 1)
-    total = np.zeros((self.num_classes, self.num_classes), np.float64)
-    with sharding.mesh_context(mesh, sharding.resolve(self.config)[1]):
-      for i, batch in enumerate(self.data.eval_batches(split, batch_size, shard)):
-        if 0 <= max_batches <= i:
-          break
-        if mesh is not None:
-          batch = sharding.put_batch(batch, mesh, shard)
-        total += np.asarray(jax.device_get(self._confusion_step(params, batch)), np.float64)
-    return np.rint(total).astype(np.int64)
-
-  def evaluate_extra(self, params, writer, step: int) -> dict[str, Any]:
-    """Confusion matrix of the eval split -> WORKDIR/confusion_matrix_<split>_step<N>.csv."""
+  def evaluate_extra(self, params, writer, step: int, sums=None) -> dict[str, Any]:
+    """Confusion matrix of the eval split -> WORKDIR/confusion_matrix_<split>_step<N>.csv
+    (`sums['confusion']`: evaluator_sums over the split, added up by the engine)."""
     cfg = self.config
-    matrix = self.confusion_matrix(params, cfg.eval_split, cfg.eval_batch_size or cfg.batch_size,
-                                   cfg.eval_max_batches)
+    matrix = np.rint(sums['confusion']).astype(np.int64)
     names = self.data.class_names
     counts = matrix.sum(1)
     per_class = np.where(counts > 0, np.diag(matrix) / np.maximum(counts, 1), np.nan)

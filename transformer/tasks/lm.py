@@ -109,7 +109,7 @@ class LMTask(Task):
       out['real_token_fraction'] = float(sums['weight']) / float(sums['padded_tokens'])
     return out
 
-  def evaluate_extra(self, params, writer, step):
+  def evaluate_extra(self, params, writer, step, sums=None):
     s = self.config.sample
     tok = self.data.tokenizer
     prompt = self._sample_prompt()

@@ -52,7 +52,7 @@ from jax.experimental import multihost_utils
 
 from transformer import bleu, decoding, distributed, flops, models
 from transformer.data import translation as tr_data
-from transformer.data.tokenizers import EOS_ID
+from transformer.token_ids import EOS_ID
 from transformer.experiment_config import build_model_config, raise_if_problems
 from transformer.progress import Progress
 from transformer.tasks.base import Task, register, token_cross_entropy
@@ -246,7 +246,7 @@ class TranslationTask(Task):
                              for x in (tokens_out, lengths))
     return [self.detokenize(tokens_out[i, :lengths[i]]) for i in range(num)]
 
-  def evaluate_extra(self, params, writer, step):
+  def evaluate_extra(self, params, writer, step, sums=None):
     d = self.decoding
     split = self.config.eval_split
     sources, references = self.data.texts(split)
