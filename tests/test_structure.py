@@ -172,3 +172,56 @@ def test_ci_runs_the_readme_test_command_exactly():
   ci = [line.strip() for line in (REPO / '.ci' / 'run').read_text().splitlines()]
   assert commands[0] in ci
   assert 'TRANSFORMER_DATA_DIR=../shared/data' in commands[0]   # the relative form a user types
+
+
+def documented_imports() -> dict[str, set[str]]:
+  """docs/ARCHITECTURE.md's table of library modules: {module or package: what it may import}.
+
+  Columns: names (0-23), what they hold (24-75), the library modules they may import (76-;
+  'leaf'/'leaves': none). A row whose name column is empty, or follows a name ending in a
+  comma, continues the row above.
+  """
+  text = (REPO / 'docs' / 'ARCHITECTURE.md').read_text()
+  block = text.split('Inside the library, from the leaves up')[1].split('```')[1]
+  rows: list[list[str]] = []
+  for line in block.strip('\n').splitlines():
+    name, deps = line[:24].strip(), line[76:].strip()
+    if name and not (rows and rows[-1][0].endswith(',')):
+      rows.append([name, deps])
+    else:
+      rows[-1][0] += ' ' + name if name else ''
+      rows[-1][1] += ' ' + deps if deps else ''
+  table = {}
+  for names, deps in rows:
+    allowed = set() if deps in ('leaf', 'leaves') else {
+        d.strip() for d in deps.split(',') if d.strip()}
+    for name in names.split(','):
+      table[name.strip().rstrip('/')] = allowed
+  return table
+
+
+def _table_key(module: str) -> str:
+  """'transformer.data.lm' -> 'data' (a package's row), 'transformer.workdir' -> 'workdir'."""
+  parts = module.split('.')[1:]
+  return parts[0] if parts else ''
+
+
+def test_every_library_module_imports_only_what_architecture_md_documents():
+  table = documented_imports()
+  assert {'errors', 'workdir', 'engine', 'tasks', 'data'} <= set(table)
+  graph, _, _ = import_graph()
+  undocumented, wrong = set(), []
+  for module, targets in graph.items():
+    key = _table_key(module)
+    if not key:          # transformer/__init__.py
+      continue
+    if key not in table:
+      undocumented.add(key)
+      continue
+    for target in targets:
+      tkey = _table_key(target)
+      if tkey != key and tkey not in table[key]:
+        wrong.append(f'{module} imports {target}: not in its row ({sorted(table[key])})')
+  assert not undocumented, f'modules missing from docs/ARCHITECTURE.md: {sorted(undocumented)}'
+  assert not wrong, '\n'.join(wrong)
+  assert not set(table) - {_table_key(m) for m in graph}, 'documented modules that do not exist'

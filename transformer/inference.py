@@ -26,7 +26,7 @@ from transformer import bleu, convert, decoding, engine
 from transformer import workdir as workdir_lib
 from transformer.progress import Progress
 from transformer.data import DataError
-from transformer.experiment_config import ConfigError
+from transformer.errors import ConfigError
 
 
 def load_trained(config, workdir: str, step: int | None = None,

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transformer import layers
-from transformer.experiment_config import ConfigError
+from transformer.errors import ConfigError
 
 # Parameters that may be re-initialized when their shape changed: task heads.
 HEAD_NAMES = ('head', 'classifier')
