@@ -35,6 +35,7 @@ prompts of different lengths (1 to 4K tokens) generated as one left-padded
 batch against one prompt at a time (same tokens checked).
 """
 
+import dataclasses
 import os
 import statistics
 import sys
@@ -77,7 +78,8 @@ def translation(config) -> list[dict]:
   rows = []
   base_cfg = task.model_cfg
   for method in FLAGS.methods:
-    task.decoding['method'] = method
+    task.settings = dataclasses.replace(task.settings, decoding=dataclasses.replace(
+        task.settings.decoding, method=method))
     outputs = {}
     for cross_cache in (False, True):     # before / after caching the cross-attention K/V
       task.model_cfg = base_cfg.replace(cache_cross_kv=cross_cache)
@@ -90,7 +92,7 @@ def translation(config) -> list[dict]:
       sec = statistics.median(times)
       outputs[cross_cache] = hyps
       pieces = sum(len(task.data.tokenizer.encode(h)) + 1 for h in hyps)
-      name = method if method == 'greedy' else f"beam {task.decoding['beam_size']}"
+      name = method if method == 'greedy' else f'beam {task.settings.decoding.beam_size}'
       rows.append({'method': f"{name}, cross K/V {'cached' if cross_cache else 'per step'}",
                    'sentences': len(sources), 'seconds': sec,
                    'sentences_per_s': len(sources) / sec, 'pieces_per_s': pieces / sec,

@@ -138,6 +138,11 @@ def print_run_description(config: ml_collections.ConfigDict, workdir: str,
     r = inspect.dry_run(config, task) if dry_run else None
   print('# experiment config (resolved)')
   print(config.to_json_best_effort(indent=2))
+  settings = d['task'].settings.describe()
+  if settings:
+    print(f'# {config.task} task settings (defaults filled in)')
+    for name, value in settings.items():
+      print(f'  {name}: {value}')
   print('# model config (after presets)')
   for field in dataclasses.fields(d['model_config']):
     print(f'  {field.name}: {getattr(d["model_config"], field.name)}')

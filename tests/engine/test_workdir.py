@@ -254,4 +254,7 @@ def test_print_config_of_a_translation_run_writes_nothing(tmp_path, data_dir):
                             '--config.spm_max_sentences=2000'])
   assert res.returncode == 0, res.stderr[-2000:]
   assert 'parameters: ' in res.stdout and 'train FLOPs per step: ' in res.stdout
+  assert '# translation task settings (defaults filled in)' in res.stdout
+  assert '  tokens_per_batch: 4096' in res.stdout   # the multi30k config's, or the default
+  assert "eos_rule': 'all'" in res.stdout             # decoding, with its defaults
   assert not work.exists()

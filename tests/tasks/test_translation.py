@@ -1,5 +1,6 @@
 """The translation task on the shared engine: Multi30k and the WMT configs, tiny and short."""
 
+import dataclasses
 import gzip
 import os
 
@@ -117,8 +118,8 @@ class _Writer:
 
 
 def test_evaluate_extra_writes_translations_in_the_split_order(task, monkeypatch):
-  monkeypatch.setitem(task.decoding, 'max_eval_sentences', 10)
-  monkeypatch.setitem(task.decoding, 'batch_size', 3)
+  monkeypatch.setattr(task, 'settings', dataclasses.replace(task.settings, decoding=dataclasses.replace(
+      task.settings.decoding, max_eval_sentences=10, batch_size=3)))
 
   def echo(params, src):   # a "model" that copies its source: output = source pieces + EOS
     return np.asarray(src)

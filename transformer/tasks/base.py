@@ -15,8 +15,9 @@ imports every module of the package, so a new family is one new file.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -27,6 +28,7 @@ import numpy as np
 from transformer import flops as flops_lib
 from transformer import pretrained
 from transformer import workdir as workdir_lib
+from transformer.experiment_config import raise_if_problems
 
 log = logging.getLogger('transformer')
 
@@ -56,6 +58,73 @@ def token_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Arra
           'correct': jnp.sum(correct * weights), 'weight': jnp.sum(weights)}
 
 
+# ---------------------------------------------------------------------------
+# Task settings: the config fields a task reads beyond the common ones.
+# ---------------------------------------------------------------------------
+
+def setting(default: Any, doc: str, *, fixed: bool = False,
+            check: Callable[[Any], str | None] | None = None,
+            parse: Callable[[Any], Any] | None = None):
+  """A field of a task's settings: its default (written here once), what it is, whether a
+  resumed run may change it (`fixed`: it defines the data or the batches), `check(value)`
+  -> what is wrong with it (the text after 'FIELD=VALUE ') or None, and `parse(raw)`: the
+  value from the config's (a ValueError or TypeError is reported as a problem)."""
+  return dataclasses.field(default=default, metadata={'doc': doc, 'fixed': fixed,
+                                                      'check': check, 'parse': parse})
+
+
+def positive_int(value) -> str | None:
+  return None if isinstance(value, int) and value > 0 else 'must be a positive integer'
+
+
+def one_of(options: Sequence[Any]) -> Callable[[Any], str | None]:
+  return lambda value: None if value in options else f'is not one of {tuple(options)}'
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """Base of a task's settings: a frozen dataclass of `setting` fields (a field whose
+  default is itself Settings reads a config block, e.g. `config.decoding`)."""
+
+  @classmethod
+  def read(cls, source: Mapping[str, Any] | None, prefix: str = '') -> tuple[Any, list[str]]:
+    """(settings, problems) from an experiment config (or one of its blocks): each field's
+    value where the config sets it, else its default; problems name the field and why."""
+    source = source if source is not None else {}
+    values, problems = {}, []
+    for f in dataclasses.fields(cls):
+      name, meta = f'{prefix}{f.name}', f.metadata
+      raw = source.get(f.name) if f.name in source else None
+      if dataclasses.is_dataclass(f.default) and isinstance(f.default, Settings):
+        block = raw.to_dict() if hasattr(raw, 'to_dict') else dict(raw or {})
+        known = {g.name for g in dataclasses.fields(f.default)}
+        unknown = sorted(set(block) - known)
+        if unknown:
+          problems.append(f'{f.name}: unknown field(s) {unknown}; known: {sorted(known)}')
+        value, more = type(f.default).read({k: v for k, v in block.items() if k in known},
+                                           prefix=f'{name}.')
+        problems += more
+      elif meta.get('parse') is not None:
+        try:
+          value = meta['parse'](raw)
+        except (TypeError, ValueError) as e:
+          problems.append(f'{name}: {e}')
+          value = f.default
+      else:
+        value = f.default if raw is None else raw
+        if isinstance(value, list):
+          value = tuple(value)
+        why = meta['check'](value) if meta.get('check') else None
+        if why:
+          problems.append(f'{name}={value!r} {why}')
+      values[f.name] = value
+    return cls(**values), problems
+
+  def describe(self) -> dict[str, Any]:
+    """The settings as plain values (for --print_config)."""
+    return dataclasses.asdict(self)
+
+
 TASKS: dict[str, type['Task']] = {}
 
 
@@ -68,29 +137,42 @@ def register(cls: type['Task']) -> type['Task']:
 
 
 class Task:
-  """Base class. Subclasses set `self.data` and `self.model_cfg` in __init__."""
+  """Base class. Subclasses set `self.data` and `self.model_cfg` in __init__.
+
+  `settings_class`: the task's own config fields (a frozen `Settings` dataclass);
+  `self.settings` holds their values for this run, read and checked once.
+  `resume_fixed` (derived from it): the fields a resumed run may not change, besides
+  the common ones in transformer.workdir.RESUME_FIXED.
+  """
   name = 'task'
   weight_name = 'tokens'
   datasets: tuple[str, ...] = ()   # values of config.dataset the task accepts
-  # Config fields of this task's own that a resumed run may not change (its data and
-  # batches), besides the common ones in transformer.workdir.RESUME_FIXED.
+  settings_class: type[Settings] = Settings
   resume_fixed: tuple[str, ...] = ()
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    cls.resume_fixed = tuple(f.name for f in dataclasses.fields(cls.settings_class)
+                             if f.metadata.get('fixed'))
 
   @classmethod
   def validate(cls, config: ml_collections.ConfigDict) -> list[str]:
     """Problems with the fields this task reads (empty when they are valid).
 
-    Runs before any data is read; subclasses extend the base check of
-    `config.dataset`.
+    Runs before any data is read: the dataset, and the task's settings; subclasses
+    add the checks that involve other fields.
     """
+    problems = []
     if config.get('dataset') not in cls.datasets:
-      return [f'dataset={config.get("dataset")!r} is not a {cls.name!r} dataset; '
-              f'allowed: {cls.datasets}']
-    return []
+      problems.append(f'dataset={config.get("dataset")!r} is not a {cls.name!r} dataset; '
+                      f'allowed: {cls.datasets}')
+    return problems + cls.settings_class.read(config)[1]
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | None):
     self.config = config
     self.workdir = workdir
+    self.settings, problems = self.settings_class.read(config)
+    raise_if_problems(problems)   # also when built without validation
 
   def model(self, train: bool) -> nn.Module:
     raise NotImplementedError

@@ -1,23 +1,15 @@
 """Image classification with a Vision Transformer.
 
 The task reads images from `transformer.data.images` and trains `models.ViT`
-on them with the shared engine. Config fields it reads besides the common ones:
-
-  config.dataset        'mnist' | 'fashion_mnist' | 'cifar10' | 'imagenet2012'
-  config.model          ViT fields (patch_size, pool, positional, ...); image_size
-                        is the model resolution (default: the dataset's own, 224 for
-                        ImageNet); num_channels and num_classes come from the data.
-  config.augment        training augmentation: the fields of `images.Augment`.
-  config.label_smoothing  (1 - e) * target + e / num_classes, training only.
-  config.tfds_data_dir  optional TFDS data dir (else $TFDS_DATA_DIR).
-  config.data_workers   optional threads reading/augmenting images (-1: automatic).
-  config.data_processes optional grain worker processes making training batches ahead
-                        (0: none; beyond the GIL, for heavy augmentation such as RandAugment).
-  config.validation_holdout  N > 0: the last N training images are the 'validation'
-                        split (evaluated during training) and are not trained on.
-  config.init_from      optional: a workdir of a pretrained ViT to start from, e.g.
-                        to fine-tune at another resolution or on another dataset
-                        (every task reads it: transformer/pretrained.py).
+on them with the shared engine. Its own config fields, with their defaults and
+checks, are `ClassificationSettings` below (augment, validation_holdout,
+data_workers, data_processes); `train.py --print_config` prints their values.
+Common fields read here: dataset ('mnist' | 'fashion_mnist' | 'cifar10' |
+'imagenet2012'), model (ViT fields; image_size is the model resolution, default
+the dataset's own, 224 for ImageNet; num_channels and num_classes come from the
+data), label_smoothing ((1 - e) * target + e / num_classes, training only),
+tfds_data_dir, init_from (a pretrained ViT's workdir, e.g. to fine-tune at
+another resolution or on another dataset: transformer/pretrained.py).
 
 Metrics are example-weighted sums: `loss` (cross-entropy against the training
 target: label-smoothed and mixed up when those are on; the plain cross-entropy
@@ -30,6 +22,7 @@ also draws it as a PNG beside it).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -42,7 +35,7 @@ import numpy as np
 from transformer import flops, models
 from transformer.data import images as image_data
 from transformer.experiment_config import build_model_config
-from transformer.tasks.base import Task, register
+from transformer.tasks.base import Settings, Task, register, setting
 
 log = logging.getLogger('transformer')
 TOP5_MIN_CLASSES = 100   # report top-5 accuracy for datasets with at least this many classes
@@ -82,43 +75,42 @@ def classification_sums(logits: jax.Array, labels: jax.Array, weights: jax.Array
 
 # ----------------------------------------------------------------------------- the task
 
+def _int_at_least(low: int, what: str):
+  return lambda v: None if isinstance(v, int) and v >= low else f'must be an integer >= {low} {what}'
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationSettings(Settings):
+  augment: image_data.Augment = setting(
+      image_data.Augment(), 'training augmentation (config.augment: the fields of '
+      'data.images.Augment)', fixed=True, parse=image_data.Augment.from_config)
+  validation_holdout: int = setting(0, "N > 0: the last N training images are the "
+                                    "'validation' split", fixed=True,
+                                    check=_int_at_least(0, '(0: none)'))
+  data_workers: int = setting(-1, 'threads reading and augmenting images (-1: automatic)',
+                              check=_int_at_least(-1, '(-1: automatic)'))
+  data_processes: int = setting(0, 'grain worker processes making training batches ahead',
+                                check=_int_at_least(0, '(0: make the training batches in the '
+                                                    'training process)'))
+
+
 @register
 class ClassificationTask(Task):
   """Image classification with a ViT; example-weighted metrics."""
   name = 'classification'
   weight_name = 'examples'
   datasets = image_data.DATASETS
-  resume_fixed = ('augment', 'validation_holdout')
-
-  @classmethod
-  def validate(cls, config):
-    problems = super().validate(config)
-    try:
-      image_data.Augment.from_config(config.get('augment'))
-    except (TypeError, ValueError) as e:
-      problems.append(f'augment: {e}')
-    holdout = config.get('validation_holdout', 0) or 0
-    if not isinstance(holdout, int) or holdout < 0:
-      problems.append(f'validation_holdout={holdout!r} must be an integer >= 0 (0: none)')
-    workers = config.get('data_workers', -1)
-    if workers is not None and not isinstance(workers, int):
-      problems.append(f'data_workers={workers!r} must be an integer (-1: automatic)')
-    processes = config.get('data_processes', 0)
-    if not isinstance(processes, int) or processes < 0:
-      problems.append(f'data_processes={processes!r} must be an integer >= 0 (0: make the '
-                      'training batches in the training process)')
-    return problems
+  settings_class = ClassificationSettings
 
   def __init__(self, config, workdir):
     super().__init__(config, workdir)
+    s = self.settings
     image_size = (config.model.get('image_size') if config.model else None) or None
-    workers = config.get('data_workers', -1)
     self.data = image_data.make_image_data(
-        config.dataset, config.data_dir or None, image_size=image_size,
-        augment=config.get('augment'), tfds_data_dir=config.get('tfds_data_dir') or None,
-        num_workers=None if workers is None or workers < 0 else workers,
-        validation_holdout=config.get('validation_holdout', 0) or 0,
-        worker_processes=config.get('data_processes', 0))
+        config.dataset, config.data_dir or None, image_size=image_size, augment=s.augment,
+        tfds_data_dir=config.get('tfds_data_dir') or None,
+        num_workers=None if s.data_workers < 0 else s.data_workers,
+        validation_holdout=s.validation_holdout, worker_processes=s.data_processes)
     self.num_classes = self.data.num_classes
     self.top5 = self.num_classes >= TOP5_MIN_CLASSES
     self.model_cfg = build_model_config(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import flax.linen as nn
@@ -13,7 +14,8 @@ from transformer import decoding, distributed, flops, models
 from transformer.data import lm as lm_data
 from transformer.data import resolve_data_dir
 from transformer.experiment_config import ConfigError, build_model_config
-from transformer.tasks.base import Task, register, token_cross_entropy
+from transformer.tasks.base import (Settings, Task, positive_int, register, setting,
+                                    token_cross_entropy)
 
 
 def make_lm_source(config, workdir, **options):
@@ -26,11 +28,22 @@ def make_lm_source(config, workdir, **options):
                               processes=distributed.processes(), **options)
 
 
+@dataclasses.dataclass(frozen=True)
+class LMSettings(Settings):
+  eval_stride: int = setting(0, 'stream datasets: evaluate sliding windows advancing by this '
+                             'many tokens, each scoring only its new ones (0: non-overlapping '
+                             'windows); checked against seq_len in validate')
+  spm_max_sentences: int = setting(lm_data.LM1B_SPM_MAX_SENTENCES, "lm1b: sentences sampled "
+                                   'to train its SentencePiece model', fixed=True,
+                                   check=positive_int)
+
+
 @register
 class LMTask(Task):
   """Next-token prediction with a decoder-only Transformer."""
   name = 'lm'
   datasets = lm_data.DATASETS
+  settings_class = LMSettings
 
   @classmethod
   def validate(cls, config):
@@ -49,7 +62,7 @@ class LMTask(Task):
         problems.append(f"sample.top_k={s.get('top_k')!r} must be an integer >= 0 (0: off)")
       if not 0 < s.get('top_p', 1.0) <= 1:
         problems.append(f"sample.top_p={s.get('top_p')!r} must be in (0, 1]")
-    stride = config.get('eval_stride', 0)
+    stride = cls.settings_class.read(config)[0].eval_stride
     if not isinstance(stride, int) or not 0 <= stride < config.seq_len:
       problems.append(f'eval_stride={stride!r} must be 0 (non-overlapping windows) or in '
                       f'[1, seq_len={config.seq_len}) (sliding windows)')
@@ -58,14 +71,13 @@ class LMTask(Task):
   def __init__(self, config, workdir):
     super().__init__(config, workdir)
     self.data = make_lm_source(config, workdir,
-                               spm_max_sentences=config.get('spm_max_sentences',
-                                                            lm_data.LM1B_SPM_MAX_SENTENCES),
+                               spm_max_sentences=self.settings.spm_max_sentences,
                                packing=bool(config.get('packing', False)))
-    if config.get('eval_stride', 0):
+    if self.settings.eval_stride:
       if not hasattr(self.data, 'eval_stride'):
         raise ConfigError(f'eval_stride: {config.dataset} is evaluated sentence by sentence; '
                           'sliding windows apply to the stream datasets (tiny_shakespeare, ptb)')
-      self.data.eval_stride = config.eval_stride
+      self.data.eval_stride = self.settings.eval_stride
     self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size)
     if config.get('extra_eval_every_steps', 0):   # sampling during training: check it now
       self._sample_prompt()

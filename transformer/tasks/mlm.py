@@ -19,6 +19,8 @@ the selected tokens, and `masked_tokens` (how many were selected).
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -26,7 +28,7 @@ import numpy as np
 
 from transformer import flops, models
 from transformer.experiment_config import build_model_config
-from transformer.tasks.base import Task, register, token_cross_entropy
+from transformer.tasks.base import Settings, Task, register, setting, token_cross_entropy
 from transformer.tasks.lm import make_lm_source
 
 _MASK_STREAM = 0x6D6C6D   # folded into the step's key: the masks, apart from dropout's draws
@@ -45,20 +47,31 @@ def mask_tokens(key: jax.Array, tokens: jax.Array, real: jax.Array, mask_id: int
   return inputs, selected
 
 
+def _rate(value):
+  return None if isinstance(value, (int, float)) and 0 < value < 1 else 'must be in (0, 1)'
+
+
+@dataclasses.dataclass(frozen=True)
+class Masking(Settings):
+  mask_rate: float = setting(0.15, 'share of real tokens selected (BERT: 0.15)', check=_rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class MLMSettings(Settings):
+  mlm: Masking = setting(Masking(), 'the masking (config.mlm)', fixed=True)
+
+
 @register
 class MLMTask(Task):
   """Masked-token prediction with `models.EncoderOnly` (BERT)."""
   name = 'mlm'
   weight_name = 'masked_tokens'
   datasets = ('tiny_shakespeare', 'ptb')   # the stream datasets: every window is real text
-  resume_fixed = ('mlm',)
+  settings_class = MLMSettings
 
   @classmethod
   def validate(cls, config):
     problems = super().validate(config)
-    rate = config.get('mlm', {}).get('mask_rate', 0.15)
-    if not 0 < rate < 1:
-      problems.append(f'mlm.mask_rate={rate!r} must be in (0, 1)')
     if config.get('packing', False):
       problems.append('packing: the mlm task reads dense windows of a token stream')
     return problems
@@ -67,7 +80,7 @@ class MLMTask(Task):
     super().__init__(config, workdir)
     self.data = make_lm_source(config, workdir)
     self.mask_id = self.data.vocab_size            # one id past the data's vocabulary
-    self.mask_rate = float(config.get('mlm', {}).get('mask_rate', 0.15))
+    self.mask_rate = float(self.settings.mlm.mask_rate)
     self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size + 1)
 
   def model(self, train: bool) -> nn.Module:

@@ -15,6 +15,8 @@ Metrics are example-weighted: `loss` (cross-entropy), `accuracy`, `examples`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -23,8 +25,17 @@ from transformer.data import lm as lm_data
 from transformer.data import resolve_data_dir
 from transformer.data import text_classification as text_data
 from transformer.experiment_config import build_model_config
-from transformer.tasks.base import Task, register
+from transformer.tasks.base import Settings, Task, register, setting
 from transformer.tasks.classification import classification_sums
+
+
+@dataclasses.dataclass(frozen=True)
+class TextClassificationSettings(Settings):
+  vocab_from: str = setting('', 'the dataset whose vocabulary the pretrained model uses, one of '
+                            f'{lm_data.DATASETS}', fixed=True,
+                            check=lambda v: None if v in lm_data.DATASETS else (
+                                'is not one of the datasets with a vocabulary: name the one '
+                                f'the pretrained model uses, one of {lm_data.DATASETS}'))
 
 
 @register
@@ -32,7 +43,7 @@ class TextClassificationTask(Task):
   name = 'text_classification'
   weight_name = 'examples'
   datasets = tuple(text_data.TFDS_NAMES)   # and any NAME with GLUE's TSV files under data_dir
-  resume_fixed = ('vocab_from',)
+  settings_class = TextClassificationSettings
 
   @classmethod
   def validate(cls, config):
@@ -41,15 +52,12 @@ class TextClassificationTask(Task):
       problems.append(f'dataset={config.get("dataset")!r}: name a sentence-classification '
                       f'dataset ({cls.datasets} by TFDS, or any in GLUE\'s TSV layout under '
                       'data_dir)')
-    if config.get('vocab_from') not in lm_data.DATASETS:
-      problems.append(f'vocab_from={config.get("vocab_from")!r}: name the dataset whose '
-                      f'vocabulary the pretrained model uses, one of {lm_data.DATASETS}')
-    return problems
+    return problems + cls.settings_class.read(config)[1]
 
   def __init__(self, config, workdir):
     super().__init__(config, workdir)
     data_dir = resolve_data_dir(config.data_dir)
-    vocabulary = lm_data.make_lm_data(config.vocab_from, data_dir, seq_len=config.seq_len,
+    vocabulary = lm_data.make_lm_data(self.settings.vocab_from, data_dir, seq_len=config.seq_len,
                                       workdir=workdir, vocab_size=config.vocab_size or None,
                                       tfds_data_dir=config.get('tfds_data_dir') or None,
                                       processes=distributed.processes())

@@ -1,26 +1,13 @@
 """Translation: the paper's encoder-decoder Transformer on sentence pairs.
 
-Config fields read here besides the common ones (configs/base.py):
-
-  source_lang, target_lang  'en' -> 'de' by default (the paper's direction)
-  seq_len                   the longest training pair, pieces + EOS per side
-                            (longer ones are skipped; eval truncates them)
-  tokens_per_batch          per side, padding included, of a global batch
-  packing                   training rows hold several pairs (segment ids, positions
-                            restarting per pair) instead of length buckets
-  batch_size                the row granularity: every batch has a multiple of
-                            batch_size rows (so devices, hosts and
-                            grad_accum_steps divide it); not the row count
-  eval_batch_size           rows per evaluation batch (0: batch_size)
-  vocab_size                shared SentencePiece vocabulary (0: 8000)
-  spm_model_type            'bpe' (default) or 'unigram'
-  spm_max_sentences         sentences sampled to train the vocabulary
-  bucket_boundaries         bucket lengths (empty: data.translation.default_boundaries)
-  tfds_data_dir             the TFDS data dir for the WMT datasets ('' : default)
-  decoding                  ConfigDict(method='beam'|'greedy', beam_size=4,
-                            alpha=0.6, extra_len=50, max_eval_sentences=-1,
-                            batch_size=64, eos_rule='all'|'top_k'): decoding
-                            in eval.py (eos_rule: see decoding.beam_search)
+The task's own config fields, their defaults and checks, are `TranslationSettings`
+(and `Decoding`, the `config.decoding` block) below; `train.py --print_config`
+prints their values. Common fields read here: seq_len (the longest training pair,
+pieces + EOS per side; longer ones are skipped, eval truncates them), packing
+(training rows hold several pairs), batch_size (the row granularity: every batch
+has a multiple of batch_size rows, so devices, hosts and grad_accum_steps divide
+it), eval_batch_size, vocab_size (the shared SentencePiece vocabulary, 0: 8000),
+tfds_data_dir.
 
 The decoder's position limit `model.max_len` defaults to seq_len +
 decoding.extra_len, so sources of up to seq_len tokens decode to their full
@@ -40,6 +27,7 @@ split's order) and BLEU is computed against the raw references:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -53,51 +41,57 @@ from jax.experimental import multihost_utils
 from transformer import bleu, decoding, distributed, flops, models
 from transformer.data import translation as tr_data
 from transformer.token_ids import EOS_ID
-from transformer.experiment_config import build_model_config, raise_if_problems
+from transformer.experiment_config import build_model_config
 from transformer.progress import Progress
-from transformer.tasks.base import Task, register, token_cross_entropy
+from transformer.tasks.base import (Settings, Task, one_of, positive_int, register, setting,
+                                    token_cross_entropy)
 
 log = logging.getLogger('transformer')
 
 DEFAULT_VOCAB = 8000
-DEFAULT_TOKENS_PER_BATCH = 4096
-DECODING_DEFAULTS = {'method': 'beam', 'beam_size': 4, 'alpha': 0.6, 'extra_len': 50,
-                     'max_eval_sentences': -1, 'batch_size': 64, 'eos_rule': 'all'}
 DECODING_METHODS = ('greedy', 'beam')
 
 
-def decoding_settings(config) -> dict:
-  """`config.decoding` over DECODING_DEFAULTS (validated by TranslationTask.validate)."""
-  d = dict(DECODING_DEFAULTS)
-  if config.get('decoding') is not None:
-    d.update(config.decoding.to_dict())
-  return d
+def _eos_rule(value):
+  if value in decoding.EOS_RULES:
+    return None
+  return (f"is not one of {decoding.EOS_RULES} ('all': every EOS among the 2K candidates "
+          "finishes, as in the paper's tensor2tensor; 'top_k': only EOS ranked in the top K, "
+          'as Hugging Face)')
 
 
-def _decoding_problems(config) -> list[str]:
-  problems = []
-  if config.get('decode') is not None:
-    problems.append('config.decode was renamed config.decoding (the decoding settings: '
-                    'method, beam_size, alpha, ...); use --config.decoding.FIELD=VALUE')
-  d = decoding_settings(config)
-  unknown = sorted(set(d) - set(DECODING_DEFAULTS))
-  if unknown:
-    problems.append(f'decoding: unknown field(s) {unknown}; known: {sorted(DECODING_DEFAULTS)}')
-  if d['eos_rule'] not in decoding.EOS_RULES:
-    problems.append(f"decoding.eos_rule={d['eos_rule']!r} is not one of {decoding.EOS_RULES} "
-                    "('all': every EOS among the 2K candidates finishes, as in the paper's "
-                    "tensor2tensor; 'top_k': only EOS ranked in the top K, as Hugging Face)")
-  if d['method'] not in DECODING_METHODS:
-    problems.append(f"decoding.method={d['method']!r} is not one of {DECODING_METHODS}")
-  for name in ('beam_size', 'batch_size'):
-    if not isinstance(d[name], int) or d[name] <= 0:
-      problems.append(f'decoding.{name}={d[name]!r} must be a positive integer')
-  if not isinstance(d['extra_len'], int) or d['extra_len'] < 1:
-    problems.append(f"decoding.extra_len={d['extra_len']!r} must be an integer >= 1")
-  tpb = config.get('tokens_per_batch', DEFAULT_TOKENS_PER_BATCH)
-  if not isinstance(tpb, int) or tpb <= 0:
-    problems.append(f'tokens_per_batch={tpb!r} must be a positive integer')
-  return problems
+def _at_least_one(value):
+  return None if isinstance(value, int) and value >= 1 else 'must be an integer >= 1'
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoding(Settings):
+  """config.decoding: how eval.py, the evaluator and generate.py decode."""
+  method: str = setting('beam', "'beam' (beam search) or 'greedy'", check=one_of(DECODING_METHODS))
+  beam_size: int = setting(4, 'beams per sentence', check=positive_int)
+  alpha: float = setting(0.6, 'GNMT length penalty ((5 + len) / 6) ** alpha')
+  extra_len: int = setting(50, 'output length limit: source length + extra_len (the paper: 50)',
+                           check=_at_least_one)
+  max_eval_sentences: int = setting(-1, 'sentences of eval_split decoded by the evaluator '
+                                    '(-1: all)')
+  batch_size: int = setting(64, 'sentences decoded together', check=positive_int)
+  eos_rule: str = setting('all', 'which EOS candidates finish a beam (decoding.beam_search)',
+                          check=_eos_rule)
+
+
+@dataclasses.dataclass(frozen=True)
+class TranslationSettings(Settings):
+  source_lang: str = setting('en', 'source language (the paper: en -> de)', fixed=True)
+  target_lang: str = setting('de', 'target language', fixed=True)
+  tokens_per_batch: int = setting(4096, 'tokens per side of a global batch, padding included',
+                                  fixed=True, check=positive_int)
+  bucket_boundaries: tuple = setting((), 'bucket lengths (empty: '
+                                     'data.translation.default_boundaries)', fixed=True)
+  spm_model_type: str = setting('bpe', "SentencePiece model: 'bpe' or 'unigram'", fixed=True,
+                                check=one_of(('bpe', 'unigram')))
+  spm_max_sentences: int = setting(tr_data.SPM_MAX_SENTENCES, 'sentences sampled to train the '
+                                   'shared vocabulary', fixed=True, check=positive_int)
+  decoding: Decoding = setting(Decoding(), 'decoding settings (config.decoding)')
 
 
 def _decode_length(n: int, max_len: int) -> int:
@@ -113,30 +107,31 @@ class TranslationTask(Task):
   """Sequence-to-sequence translation with `models.EncoderDecoder`."""
   name = 'translation'
   datasets = tr_data.DATASETS
-  resume_fixed = ('source_lang', 'target_lang', 'tokens_per_batch', 'spm_model_type',
-                  'spm_max_sentences', 'bucket_boundaries')
+
+  settings_class = TranslationSettings
 
   @classmethod
   def validate(cls, config):
-    return super().validate(config) + _decoding_problems(config)
+    problems = super().validate(config)
+    if config.get('decode') is not None:
+      problems.append('config.decode was renamed config.decoding (the decoding settings: '
+                      'method, beam_size, alpha, ...); use --config.decoding.FIELD=VALUE')
+    return problems
 
   def __init__(self, config, workdir):
     super().__init__(config, workdir)
-    raise_if_problems(_decoding_problems(config))   # also when built without validation
-    self.decoding = decoding_settings(config)
+    s = self.settings
     self.data = tr_data.make_translation_data(
-        config.dataset, config.data_dir, workdir=workdir,
-        source_lang=config.get('source_lang', 'en'), target_lang=config.get('target_lang', 'de'),
-        vocab_size=config.vocab_size or DEFAULT_VOCAB, max_len=config.seq_len,
-        tokens_per_batch=config.get('tokens_per_batch', DEFAULT_TOKENS_PER_BATCH),
-        boundaries=list(config.get('bucket_boundaries', None) or []) or None,
-        tfds_data_dir=config.get('tfds_data_dir', None) or None,
-        spm_max_sentences=config.get('spm_max_sentences', tr_data.SPM_MAX_SENTENCES),
-        spm_model_type=config.get('spm_model_type', 'bpe'),
+        config.dataset, config.data_dir, workdir=workdir, source_lang=s.source_lang,
+        target_lang=s.target_lang, vocab_size=config.vocab_size or DEFAULT_VOCAB,
+        max_len=config.seq_len, tokens_per_batch=s.tokens_per_batch,
+        boundaries=list(s.bucket_boundaries) or None,
+        tfds_data_dir=config.get('tfds_data_dir') or None,
+        spm_max_sentences=s.spm_max_sentences, spm_model_type=s.spm_model_type,
         packing=bool(config.get('packing', False)), processes=distributed.processes())
     overrides = {}
     if not config.model or config.model.get('max_len', None) is None:
-      overrides['max_len'] = config.seq_len + self.decoding['extra_len']
+      overrides['max_len'] = config.seq_len + s.decoding.extra_len
     self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size, **overrides)
 
   def model(self, train: bool) -> nn.Module:
@@ -176,11 +171,10 @@ class TranslationTask(Task):
 
   def translate_tokens(self, params, src: np.ndarray) -> np.ndarray:
     """Source rows [B, S] (pieces + EOS, padded) -> output ids [B, N] (y1 ... EOS, padding)."""
-    d = self.decoding
+    d = self.settings.decoding
     return np.asarray(decoding.translate(params, self.model_cfg, jnp.asarray(src, jnp.int32),
-                                         method=d['method'], beam_size=d['beam_size'],
-                                         alpha=d['alpha'], extra_len=d['extra_len'],
-                                         eos_rule=d['eos_rule']))
+                                         method=d.method, beam_size=d.beam_size, alpha=d.alpha,
+                                         extra_len=d.extra_len, eos_rule=d.eos_rule))
 
   def detokenize(self, ids) -> str:
     ids = np.asarray(ids).tolist()
@@ -216,7 +210,7 @@ class TranslationTask(Task):
     max_len = self.config.seq_len
     sources = [list(s)[:max_len - 1] for s in sources]
     order = np.argsort([len(s) for s in sources], kind='stable')
-    rows = min(self.decoding['batch_size'], num)
+    rows = min(self.settings.decoding.batch_size, num)
     index, count = jax.process_index(), jax.process_count()
     if count > 1:   # this process's full copy, however the parameters are sharded
       params = multihost_utils.process_allgather(params, tiled=True)
@@ -247,11 +241,10 @@ class TranslationTask(Task):
     return [self.detokenize(tokens_out[i, :lengths[i]]) for i in range(num)]
 
   def evaluate_extra(self, params, writer, step, sums=None):
-    d = self.decoding
+    d = self.settings.decoding
     split = self.config.eval_split
     sources, references = self.data.texts(split)
-    num = len(sources) if d['max_eval_sentences'] < 0 else min(d['max_eval_sentences'],
-                                                               len(sources))
+    num = len(sources) if d.max_eval_sentences < 0 else min(d.max_eval_sentences, len(sources))
     t0 = time.perf_counter()
     hyps = self.translate_split(params, split, num)
     seconds = time.perf_counter() - t0
@@ -264,14 +257,14 @@ class TranslationTask(Task):
     detok = bleu.corpus_bleu(hyps, refs)
     tok = bleu.tokenized_bleu(hyps, refs)
     tok_lc = bleu.tokenized_bleu(hyps, refs, lowercase=True)
-    method = (f"beam search (beam {d['beam_size']}, alpha {d['alpha']}, eos_rule {d['eos_rule']})"
-              if d['method'] == 'beam' else 'greedy')
+    method = (f'beam search (beam {d.beam_size}, alpha {d.alpha}, eos_rule {d.eos_rule})'
+              if d.method == 'beam' else 'greedy')
     examples = [f'source:    {sources[i]}\nreference: {refs[i]}\noutput:    {hyps[i]}'
                 for i in range(min(3, num))]
     for e in examples:
       writer.write_text(step, f'translations_{split}', e)
     log.info('%s: decoded %d sentences (%s, max length +%d) in %.1f s; BLEU %.2f (%s), '
-             'tokenized BLEU %.2f', split, num, method, d['extra_len'], seconds, detok.score,
+             'tokenized BLEU %.2f', split, num, method, d.extra_len, seconds, detok.score,
              detok.signature, tok.score)
     return {'bleu': detok.score, 'bleu_signature': detok.signature,
             'tokenized_bleu': tok.score, 'tokenized_bleu_signature': tok.signature,
