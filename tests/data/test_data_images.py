@@ -230,6 +230,7 @@ def test_prefetching_source_gives_the_same_batches():
     threaded.close()
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_batches_of_the_in_process_path():
   """grain worker processes make the same (seed, step) batches, also after a jump (a resume)."""
   a = images.Augment(crop='random', crop_padding=2, flip=True, randaugment_layers=2,

@@ -57,6 +57,7 @@ def test_one_step_and_eval_write_metrics(module, tmp_path, data_dir):
   assert ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints')).steps == [1]
 
 
+@pytest.mark.slow
 def test_lm1b_standin_trains_and_keeps_its_vocabulary(tmp_path, lm1b_standin):
   c = tiny(lm1b, num_train_steps=2, vocab_size=300, data_dir=lm1b_standin)
   c.model.dtype = 'float32'
@@ -78,6 +79,7 @@ def test_few_steps_reduce_the_loss(tmp_path, data_dir):
   assert np.mean(losses[-5:]) < losses[0] - 0.5, losses
 
 
+@pytest.mark.slow
 def test_resume_gives_identical_metrics(tmp_path, data_dir):
   c = tiny(num_train_steps=8, checkpoint_every_steps=100, eval_every_steps=4)
   c.model.dropout_rate = 0.1   # exercise the dropout RNG across the resume
@@ -179,6 +181,7 @@ def _wait_for_checkpoint(workdir, proc, timeout=180):
   raise AssertionError('no checkpoint appeared')
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_completes(tmp_path, data_dir):
   workdir = str(tmp_path)
   args = ['train.py', '--config=configs/lm_shakespeare_char.py', f'--workdir={workdir}',
@@ -199,6 +202,7 @@ def test_kill_9_then_resume_completes(tmp_path, data_dir):
   assert ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).latest_step() == final
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data_dir):
   workdir = str(tmp_path)
   proc = _popen(['train.py', '--config=configs/lm_shakespeare_char.py', f'--workdir={workdir}',
@@ -215,6 +219,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data_dir):
   assert 'checkpoint saved' in out
 
 
+@pytest.mark.slow
 def test_eval_py_restores_evaluates_and_samples(tmp_path, data_dir):
   workdir = str(tmp_path)
   flags = ['--config=configs/lm_shakespeare_char.py', f'--workdir={workdir}', *TINY_FLAGS,
@@ -229,6 +234,7 @@ def test_eval_py_restores_evaluates_and_samples(tmp_path, data_dir):
   assert 'step 2' in samples
 
 
+@pytest.mark.slow
 def test_train_step_on_two_devices_matches_one(tmp_path, data_dir):
   flags = ['--config=configs/lm_shakespeare_char.py', *TINY_FLAGS, '--config.num_train_steps=3']
   one = helpers.run_python(['train.py', *flags, f'--workdir={tmp_path / "one"}'])

@@ -41,6 +41,7 @@ def test_config_json_round_trips_with_types():
     loaded.model.num_heads = 'eight'
 
 
+@pytest.mark.slow
 def test_eval_py_reads_the_runs_config_without_overrides(tmp_path, data_dir):
   work = str(tmp_path)
   res = helpers.run_python(['train.py', *TRAIN_FLAGS, f'--workdir={work}'])
@@ -117,6 +118,7 @@ def test_semantic_warnings_name_what_will_happen():
                                            checkpoint_every_steps=50)) == []
 
 
+@pytest.mark.slow
 def test_describe_and_dry_run_report_the_real_model(tmp_path, data_dir):
   import jax
   c = tiny(model_preset='', **{'model.num_decoder_layers': 2})

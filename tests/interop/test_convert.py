@@ -30,6 +30,7 @@ def imported(name, workdir):
   return config
 
 
+@pytest.mark.slow
 def test_import_command_writes_a_workdir_that_gives_hugging_faces_outputs(tmp_path):
   workdir = tmp_path / 'bert'
   res = helpers.run_python(['-m', 'tools.convert', 'import', f'--hf={FIXTURES}/bert',
@@ -88,6 +89,7 @@ def _saved_lm_workdir(workdir, model, seed=0):
   return config, state
 
 
+@pytest.mark.slow
 def test_export_of_a_trained_lm_loads_back_with_the_same_logits(tmp_path, data_dir):
   gpt2_shaped = dict(norm_position='pre', positional='learned', activation='gelu', use_bias=True,
                      scale_embeddings=False, norm_epsilon=1e-5)

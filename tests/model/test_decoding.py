@@ -92,6 +92,7 @@ def test_lm_greedy_on_cache_matches_naive_loop():
   assert _some_but_not_all_end(out)
 
 
+@pytest.mark.slow
 def test_decoding_past_the_cache_raises_instead_of_clamping():
   params = helpers.random_params(DecoderLM(CFG), SRC, seed=28, fill=sharp_logits)
   cache = decoding.init_cache(CFG, 3)
@@ -117,6 +118,7 @@ def test_decoding_past_the_cache_raises_instead_of_clamping():
   assert np.all(np.isnan(np.asarray(past)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('positional', ['sinusoidal', 'rope'])   # learned: sinusoidal's lookup
 def test_ragged_prompts_padded_on_the_left_continue_as_each_alone(positional):
   cfg = CFG.replace(positional=positional)

@@ -59,6 +59,7 @@ def _packed(seq_groups, row_len):
   return tuple(jnp.asarray(np.stack([r[k] for r in rows])) for k in range(3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('variant', list(VARIANTS))
 def test_decoder_lm_on_packed_rows_equals_each_sequence_alone(variant):
   cfg = CFG.replace(**VARIANTS[variant])
@@ -100,6 +101,7 @@ def test_decoder_lm_on_packed_rows_equals_each_sequence_alone(variant):
   np.testing.assert_allclose(float(sums['nll']), total_nll, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('variant', list(VARIANTS))
 def test_encoder_decoder_on_packed_rows_equals_each_pair_alone(variant):
   cfg = CFG.replace(**VARIANTS[variant])

@@ -167,6 +167,7 @@ def test_evaluate_counts_every_test_image_once(data_dir):
   assert metrics['examples'] == 10000   # 14 batches of 768, the last one padded
 
 
+@pytest.mark.slow
 def test_eval_py_writes_accuracy_and_the_confusion_matrix(tmp_path, data_dir):
   workdir = str(tmp_path)
   flags = ['--config=configs/vit_mnist.py', f'--workdir={workdir}', f'--config.data_dir={data_dir}',

@@ -64,6 +64,7 @@ def _write_tsv(path, pairs):
   path.write_text('sentence\tlabel\n' + ''.join(f'{s}\t{l}\n' for s, l in pairs))
 
 
+@pytest.mark.slow
 def test_mlm_task_trains_on_ptb_and_a_classifier_fine_tunes_from_it(tmp_path, require_data):
   shared = require_data('ptb')
   c = helpers.tiny_config(mlm_ptb, TINY_BERT, **TINY_RUN)

@@ -37,6 +37,7 @@ def flags(**overrides):
   return [f'--config.{k}={v}'.replace(' ', '') for k, v in {**TINY, **overrides}.items()]
 
 
+@pytest.mark.slow
 def test_multi30k_trains_then_eval_py_writes_bleu_and_translations(tmp_path, data_dir):
   workdir = str(tmp_path)
   out = engine.train_and_evaluate(tiny(num_train_steps=3), workdir)

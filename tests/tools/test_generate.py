@@ -28,6 +28,7 @@ def translation_run(tmp_path_factory, require_data):
   return workdir, exp, state.params
 
 
+@pytest.mark.slow
 def test_translate_stdin_to_a_file_as_the_library_does(translation_run, tmp_path):
   """One command: sources on stdin, translations into --output (file input: the score test)."""
   workdir, exp, params = translation_run
@@ -66,6 +67,7 @@ def test_score_matches_sacrebleu_and_refuses_mismatched_files(tmp_path):
   assert result['sentences'] == 3 and 0 < result['tokenized_bleu'] < 100
 
 
+@pytest.mark.slow
 def test_prompts_of_different_lengths_are_continued(tmp_path, require_data):
   require_data('tiny_shakespeare')
   workdir = str(tmp_path / 'lm')
@@ -95,6 +97,7 @@ def test_prompts_of_different_lengths_are_continued(tmp_path, require_data):
     inference.continue_prompts(exp, state.params, ['O', 'x' * 40], 4)
 
 
+@pytest.mark.slow
 def test_a_folder_of_images_is_classified_as_the_eval_split(tmp_path, require_data):
   from PIL import Image
   require_data('mnist')

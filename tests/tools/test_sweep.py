@@ -59,6 +59,7 @@ def test_commands_for_a_scheduler(tmp_path):
     sweep.plan(_write_sweep(tmp_path, [0.1]), str(tmp_path / 'p'), ['--seed=3'])
 
 
+@pytest.mark.slow
 def test_sweep_runs_resumes_and_summarizes(tmp_path, data_dir):
   # The third trial's value is invalid, so that trial fails with a config error.
   path = _write_sweep(tmp_path, [1e-3, 3e-3, -1.0])

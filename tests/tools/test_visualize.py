@@ -189,6 +189,7 @@ def fresh_checkpoint(config, workdir):
   return exp
 
 
+@pytest.mark.slow
 def test_translation_decodes_then_draws_all_three_kinds(tmp_path, data_dir):
   c = tiny_config(translate_multi30k, vocab_size=300, spm_max_sentences=2000, seq_len=24)
   c.model.update(num_encoder_layers=2, num_decoder_layers=1)
@@ -216,6 +217,7 @@ def test_translation_decodes_then_draws_all_three_kinds(tmp_path, data_dir):
   assert all(png_size(p) for p in paths)
 
 
+@pytest.mark.slow
 def test_vit_from_a_checkpoint(tmp_path, data_dir):
   c = tiny_config(vit_fashion_mnist, data_dir=data_dir)
   c.model.num_encoder_layers = 2
@@ -235,6 +237,7 @@ def test_vit_from_a_checkpoint(tmp_path, data_dir):
     visualize.image_example(task.data, 'test', 10_000)
 
 
+@pytest.mark.slow
 def test_command_line_lm_attention(tmp_path, data_dir):
   c = tiny_config(lm_shakespeare_char, seq_len=16)
   c.model.num_decoder_layers = 2
