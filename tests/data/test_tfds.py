@@ -105,6 +105,7 @@ def _train(config, workdir):
   return out
 
 
+@pytest.mark.slow
 def test_lm_trains_from_tfds_by_name(tfds_dir, no_raw_data, tmp_path):
   c = helpers.tiny_config(lm_shakespeare_char, dict(d_model=16, num_heads=2, d_ff=32,
                                                     num_decoder_layers=1),
@@ -116,6 +117,7 @@ def test_lm_trains_from_tfds_by_name(tfds_dir, no_raw_data, tmp_path):
   assert record['tokens'] == 2 * 8 * 16          # eval_max_batches x rows x seq_len
 
 
+@pytest.mark.slow
 def test_translation_trains_from_tfds_by_name(tfds_dir, no_raw_data, tmp_path):
   c = helpers.tiny_config(wmt14_ende_base, **{**TINY_TRANSLATION, 'data_dir': '',
                                               'tfds_data_dir': tfds_dir, 'num_train_steps': 2,
@@ -133,6 +135,7 @@ def shared_dir(require_data):
   return require_data('mnist')
 
 
+@pytest.mark.slow
 def test_classification_trains_from_tfds_by_name(tfds_dir, shared_dir, no_raw_data, tmp_path):
   c = helpers.tiny_config(vit_mnist, dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1),
                           data_dir='', tfds_data_dir=tfds_dir, validation_holdout=0,

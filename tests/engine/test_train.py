@@ -46,6 +46,7 @@ def lm1b_standin(tmp_path):
   return str(tmp_path / 'data')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('module', [lm_shakespeare_char, lm_ptb])
 def test_one_step_and_eval_write_metrics(module, tmp_path, data_dir):
   out = engine.train_and_evaluate(tiny(module, num_train_steps=1), str(tmp_path))
@@ -72,6 +73,7 @@ def test_lm1b_standin_trains_and_keeps_its_vocabulary(tmp_path, lm1b_standin):
   assert [r['step'] for r in helpers.records(str(tmp_path), 'train')] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_few_steps_reduce_the_loss(tmp_path, data_dir):
   c = tiny(num_train_steps=30, learning_rate=3e-3, warmup_steps=5, schedule='constant')
   engine.train_and_evaluate(c, str(tmp_path))
@@ -94,6 +96,7 @@ def test_resume_gives_identical_metrics(tmp_path, data_dir):
   assert strip(read_metrics(full)) == strip(read_metrics(split))
 
 
+@pytest.mark.slow
 def test_grad_accumulation_matches_one_big_batch(data_dir):
   c1 = tiny(num_train_steps=1)
   c2 = tiny(num_train_steps=1, grad_accum_steps=2)
@@ -106,6 +109,7 @@ def test_grad_accumulation_matches_one_big_batch(data_dir):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_checkpoint_averaging_is_the_mean_of_params(tmp_path, data_dir):
   c = tiny(num_train_steps=3, checkpoint_every_steps=1, keep_checkpoints=5)
   engine.train_and_evaluate(c, str(tmp_path))
@@ -268,6 +272,7 @@ def test_parameter_init_and_the_step_keys_are_different_halves_of_the_seed(data_
   assert not np.allclose(params[kernel], init(seed_key)[kernel])
 
 
+@pytest.mark.slow
 def test_evaluators_run_during_training_and_the_best_checkpoint_is_kept(tmp_path, data_dir):
   from transformer import inference
   work = str(tmp_path)

@@ -63,6 +63,7 @@ def test_eval_py_reads_the_runs_config_without_overrides(tmp_path, data_dir):
   assert "{'loss'" not in res.stdout
 
 
+@pytest.mark.slow
 def test_a_changed_architecture_is_refused_on_resume(tmp_path, data_dir):
   work = str(tmp_path)
   engine.train_and_evaluate(tiny(num_train_steps=2), work)
@@ -83,6 +84,7 @@ def test_a_changed_architecture_is_refused_on_resume(tmp_path, data_dir):
     engine.train_and_evaluate(tiny(num_train_steps=4, **{'model.d_model': 32}), work)
 
 
+@pytest.mark.slow
 def test_a_changed_schedule_resumes_with_a_warning(tmp_path, data_dir, caplog):
   work = str(tmp_path)
   engine.train_and_evaluate(tiny(num_train_steps=2), work)
@@ -194,6 +196,7 @@ def test_eval_and_generate_refuse_a_workdir_that_holds_no_checkpoint(entry, tmp_
   assert 'eval validation' not in res.stdout and '=== prompt' not in res.stdout
 
 
+@pytest.mark.slow
 def test_init_from_reads_verified_params_and_falls_back_from_a_corrupt_step(tmp_path, data_dir):
   """init_from went straight to Orbax: no fingerprint check, so a damaged array was fine-tuned
   from. Now it is the verified restore: the damaged newest step is skipped with a warning."""

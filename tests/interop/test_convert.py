@@ -112,6 +112,7 @@ def test_export_of_a_trained_lm_loads_back_with_the_same_logits(tmp_path, data_d
     convert.export_hf(cfg, params, kind, str(tmp_path / 'nope'))
 
 
+@pytest.mark.slow
 def test_init_from_starts_a_fresh_lm_run_and_names_a_mismatched_vocabulary(tmp_path, data_dir):
   config, state = _saved_lm_workdir(tmp_path / 'pre', {}, seed=3)
   config.init_from, config.seed = os.path.relpath(tmp_path / 'pre'), 7   # relative paths too

@@ -155,6 +155,7 @@ def test_bert_export_gives_back_the_checkpoint(bert):
   np.testing.assert_array_equal(tf_params['embed_norm']['scale'], params['embed_norm']['scale'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['t5', 't5_v1_1'])
 def test_t5_logits_attention_and_cached_decoding_match_hugging_face(name):
   """v1.0 (ReLU, tied output rescaled) and v1.1 (gated GELU, untied); relative position

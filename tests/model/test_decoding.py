@@ -154,6 +154,7 @@ def test_seq2seq_greedy_on_cache_matches_naive_loop(s2s):
   assert _some_but_not_all_end(out)
 
 
+@pytest.mark.slow
 def test_cross_kv_cache_leaves_translations_and_scores_unchanged(s2s):
   params, _ = s2s
   old = CFG.replace(cache_cross_kv=False)

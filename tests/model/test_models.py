@@ -792,6 +792,7 @@ def test_share_embeddings_needs_one_vocabulary():
     abstract_variables(EncoderDecoder, cfg, *ed_shapes(cfg))
 
 
+@pytest.mark.slow
 def test_vit_conv_stem_makes_the_patch_grid_and_rejects_odd_patches():
   cfg = TransformerConfig(d_model=32, num_heads=4, d_ff=64, num_encoder_layers=1,
                           num_decoder_layers=0, image_size=28, patch_size=4, num_channels=1,

@@ -127,6 +127,7 @@ def test_fully_masked_rows_are_zero_and_the_rest_exact(dtype, path, case):
 # bfloat16 compute, float32 parameters.
 # ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bf16_fused_attention_matches_reference_in_a_model():
   """EncoderDecoder in bf16: encoder padding masks, causal decoder, cross-attention masks,
   and a source that is all padding (cross-attention rows that see no key)."""

@@ -135,6 +135,7 @@ def test_classification_sums_match_numpy():
 
 # -- training and evaluation ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_few_steps_train_and_evaluate_write_accuracy(tmp_path, data_dir):
   c = tiny(num_train_steps=3, learning_rate=3e-3)
   c.augment.update(dict(crop='random', crop_padding=2, mixup=0.2))   # the batch fields of mixup

@@ -81,6 +81,7 @@ def wmt_standin(tmp_path, data_dir):
   return str(tmp_path / 'data')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('module', [wmt14_ende_base, wmt14_ende_big])
 def test_wmt_configs_run_on_a_local_standin(module, tmp_path, wmt_standin):
   c = tiny(module, num_train_steps=2, data_dir=wmt_standin, bucket_boundaries=(24,))
