@@ -85,30 +85,32 @@ def main(argv):
                          '--config=configs/NAME.py, or point --workdir at a trained run.')
   from transformer import host
   host.tune_allocator()
+  from transformer import tasks
   config = FLAGS.config
-  if config.task == 'classification':
+  makes = tasks.task_class(config).generates   # what this task's model makes from inputs
+  if makes is None:
+    raise app.UsageError(f'a {config.task!r} model generates nothing: evaluate it with eval.py')
+  if makes == 'labels':
     if not FLAGS.images:
       raise app.UsageError('a classification model classifies --images=FOLDER')
     paths = inference.image_files(FLAGS.images)
   elif FLAGS.images:
-    raise app.UsageError(f'--images needs a classification model; this one is {config.task!r}')
+    raise app.UsageError(f'--images needs a classification model; this one makes {makes}')
   else:
     lines = _read_lines(FLAGS.input)
   exp, state = inference.load_trained(config, FLAGS.workdir, FLAGS.step, FLAGS.checkpoint)
   params = state.params
-  if config.task == 'classification':
+  if makes == 'labels':
     rows = inference.classify_images(exp, params, paths,
                                      progress=inference.Progress(len(paths), 'images'))
     _write_lines(FLAGS.output, [f"{r['path']}\t{r['class']}\t{r['probability']:.4f}"
                                 for r in rows])
-  elif config.task == 'translation':
+  elif makes == 'translations':
     _write_lines(FLAGS.output, inference.translate(exp, params, lines))
-  elif config.task == 'lm':   # continuations span lines: one '=== prompt N ===' block each
+  else:   # continuations span lines: one '=== prompt N ===' block each
     texts = inference.continue_prompts(exp, params, lines, FLAGS.num_tokens)
     blocks = ''.join(f'=== prompt {i + 1} ===\n{t}\n' for i, t in enumerate(texts))
     _write_text(FLAGS.output, blocks)
-  else:
-    raise app.UsageError(f'generate.py does not handle task {config.task!r}')
 
 
 if __name__ == '__main__':

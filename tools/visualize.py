@@ -463,7 +463,8 @@ def attention_figures(config, workdir: str, out_dir: str, *, step: int | None = 
   task, params, ckpt_step = restore(config, workdir, step)
   print(f'checkpoint: step {ckpt_step} of {workdir}')
   split = split or config.eval_split
-  if config.task == 'translation':
+  makes = task.generates   # the model family, by what it makes
+  if makes == 'translations':
     if text is None:
       sources, references = task.data.texts(split)
       if not 0 <= index < len(sources):
@@ -471,10 +472,10 @@ def attention_figures(config, workdir: str, out_dir: str, *, step: int | None = 
       text = sources[index]
       print(f'{split} #{index} reference: {references[index]}')
     return translation_figures(task, params, text, out_dir, layer=layer, head=head, kinds=kinds)
-  if config.task == 'lm':
+  if makes == 'continuations':
     return lm_figures(task, params, text if text is not None else config.sample.prompt,
                       out_dir, layer=layer, head=head)
-  if config.task == 'classification':
+  if makes == 'labels':
     return vit_figures(task, params, split, index, out_dir, layer=layer, head=head)
   raise ValueError(f'No attention figures for task {config.task!r}')
 

@@ -53,15 +53,16 @@ def load_trained(config, workdir: str, step: int | None = None,
   return exp, state
 
 
-def _require(exp, task: str, what: str) -> None:
-  if exp.config.task != task:
-    raise ConfigError(f'{what} needs a {task} model; {exp.workdir} holds a '
-                      f'{exp.config.task!r} model (config.task)')
+def _require(exp, generates: str, what: str) -> None:
+  if exp.task.generates != generates:
+    makes = f'makes {exp.task.generates}' if exp.task.generates else 'generates nothing'
+    raise ConfigError(f'{what} needs a model that makes {generates}; {exp.workdir} holds a '
+                      f'{exp.config.task!r} model, which {makes}')
 
 
 def translate(exp, params, texts: Sequence[str]) -> list[str]:
   """Translations of raw source sentences with config.decoding (beam or greedy)."""
-  _require(exp, 'translation', 'translating text')
+  _require(exp, 'translations', 'translating text')
   return exp.task.translate_texts(params, list(texts))
 
 
@@ -74,7 +75,7 @@ def continue_prompts(exp, params, prompts: Sequence[str], num_tokens: int,
   greedy, temperature 0). config.sample.num_samples is not used: one
   continuation per prompt; batch i is seeded by config.seed and i.
   """
-  _require(exp, 'lm', 'continuing prompts')
+  _require(exp, 'continuations', 'continuing prompts')
   cfg, s = exp.task.model_cfg, exp.config.sample
   tok = exp.task.data.tokenizer
   encoded = [tok.encode(p) for p in prompts]
@@ -131,7 +132,7 @@ def classify_images(exp, params, paths: Sequence[str], batch_size: int = 64,
 
   Images are resized (and center-cropped) as the evaluation split is.
   """
-  _require(exp, 'classification', 'classifying images')
+  _require(exp, 'labels', 'classifying images')
   data = exp.task.data
   model = exp.task.model(False)
   apply = jax.jit(lambda p, x: jax.nn.softmax(model.apply({'params': p}, x), axis=-1))

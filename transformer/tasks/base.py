@@ -149,6 +149,9 @@ class Task:
   datasets: tuple[str, ...] = ()   # values of config.dataset the task accepts
   settings_class: type[Settings] = Settings
   resume_fixed: tuple[str, ...] = ()
+  # What a trained model of this task makes from inputs (inference.py, generate.py):
+  # 'translations' of sentences, 'continuations' of prompts, 'labels' of images, or None.
+  generates: str | None = None
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)

@@ -101,6 +101,7 @@ class ClassificationTask(Task):
   weight_name = 'examples'
   datasets = image_data.DATASETS
   settings_class = ClassificationSettings
+  generates = 'labels'
 
   def __init__(self, config, workdir):
     super().__init__(config, workdir)

@@ -44,6 +44,7 @@ class LMTask(Task):
   name = 'lm'
   datasets = lm_data.DATASETS
   settings_class = LMSettings
+  generates = 'continuations'
 
   @classmethod
   def validate(cls, config):

@@ -109,6 +109,7 @@ class TranslationTask(Task):
   datasets = tr_data.DATASETS
 
   settings_class = TranslationSettings
+  generates = 'translations'
 
   @classmethod
   def validate(cls, config):
