@@ -1,9 +1,10 @@
-"""Gradient accumulation, pmap and MFU on 8 forced CPU devices, for tests/test_scale.py.
+"""Gradient accumulation, pmap and MFU on 8 forced CPU devices (tests/multidevice_checks.py runs
+it for tests/integration/test_multidevice.py).
 
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/scale_checks.py OUT.json WORKDIR
 
 XLA_FLAGS must be set before JAX is imported, hence a subprocess. This script
-only measures and writes OUT.json; the assertions are in test_scale.py.
+only measures and writes OUT.json; the assertions are in test_multidevice.py.
 
 - gradients: the mean gradient the optimizer sees (`Experiment.gradients`) on two
   real Multi30k batches (length buckets, ragged padding, so the devices' token

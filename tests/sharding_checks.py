@@ -1,4 +1,5 @@
-"""Multi-device measurements for tests/test_sharding.py, run in a subprocess.
+"""Multi-device measurements (tests/multidevice_checks.py runs them for
+tests/integration/test_multidevice.py).
 
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharding_checks.py OUT.json
 
@@ -7,7 +8,7 @@ with one device, hence a separate process. This script only measures (losses,
 parameter shardings, bytes per device, restored parameters) and writes them to
 OUT.json, and the final parameters of the 'data_fsdp' run (the one-process
 reference of the two-process test) to OUT.json.params.npz; the assertions are
-in test_sharding.py.
+in test_multidevice.py.
 """
 
 from __future__ import annotations
@@ -152,8 +153,7 @@ def checkpoint_across_meshes(out, writer, state):
     ckpt.close()
 
 
-def main():
-  out_path = sys.argv[1]
+def main(out_path: str) -> None:
   out = {'device_count': jax.device_count()}
   states = presets(out)
   checkpoint_across_meshes(out, *states['fsdp_tensor'])
@@ -164,4 +164,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  main(sys.argv[1])
