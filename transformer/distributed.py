@@ -14,6 +14,7 @@ import logging
 import os
 
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 
 from transformer.data.tokenizers import Processes
@@ -47,3 +48,27 @@ def processes() -> Processes:
   model), every process waits for it at a barrier."""
   return Processes(writer=jax.process_index() == 0, count=jax.process_count(),
                    wait=multihost_utils.sync_global_devices)
+
+
+# Work shared by the processes of a job (decoding a split): each process takes every
+# count-th item, computes it with a full copy of the parameters, and the results are
+# combined so that every process holds all of them. With one process these are no-ops.
+
+def full_copy(tree):
+  """`tree` (e.g. parameters sharded over every host's devices) whole on this process."""
+  if jax.process_count() == 1:
+    return tree
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def my_share(items: list) -> list:
+  """This process's items of a list split over the processes (every count-th)."""
+  return items[jax.process_index()::jax.process_count()]
+
+
+def combine(array):
+  """The element-wise max over the processes of `array`, where each process filled its own
+  share and left -1 elsewhere: every process then holds every share."""
+  if jax.process_count() == 1:
+    return array
+  return np.max(multihost_utils.process_allgather(array), axis=0)

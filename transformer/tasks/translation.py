@@ -36,7 +36,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 
 from transformer import bleu, decoding, distributed, flops, models
 from transformer.data import translation as tr_data
@@ -212,14 +211,12 @@ class TranslationTask(Task):
     sources = [list(s)[:max_len - 1] for s in sources]
     order = np.argsort([len(s) for s in sources], kind='stable')
     rows = min(self.settings.decoding.batch_size, num)
-    index, count = jax.process_index(), jax.process_count()
-    if count > 1:   # this process's full copy, however the parameters are sharded
-      params = multihost_utils.process_allgather(params, tiled=True)
+    params = distributed.full_copy(params)   # however the parameters are sharded
     # Output ids and their count for every sentence; -1 where another process decodes it.
     tokens_out = np.full((num, self.model_cfg.max_len), -1, np.int32)
     lengths = np.full((num,), -1, np.int32)
     starts = list(range(0, num, rows))
-    mine = starts[index::count]
+    mine = distributed.my_share(starts)
     progress = Progress(sum(len(order[s:s + rows]) for s in mine), 'sentences', label)
     done = 0
     for start in mine:
@@ -235,10 +232,10 @@ class TranslationTask(Task):
       lengths[idx] = tokens.shape[1]
       done += len(idx)
       progress(done)
-    if count > 1:
-      log.info('process %d of %d decoded %d of %d batches', index, count, len(mine), len(starts))
-      tokens_out, lengths = (np.max(multihost_utils.process_allgather(x), axis=0)
-                             for x in (tokens_out, lengths))
+    if jax.process_count() > 1:
+      log.info('process %d of %d decoded %d of %d batches', jax.process_index(),
+               jax.process_count(), len(mine), len(starts))
+    tokens_out, lengths = distributed.combine(tokens_out), distributed.combine(lengths)
     return [self.detokenize(tokens_out[i, :lengths[i]]) for i in range(num)]
 
   def evaluate_extra(self, params, writer, step, sums=None):
