@@ -31,7 +31,9 @@ def main(argv):
   logs.setup_logging()
   workdir_lib.require_checkpoints(FLAGS.workdir)   # before building anything
   exp = engine.Experiment(FLAGS.config, FLAGS.workdir)
-  step, steps = workdir_lib.average_checkpoints(FLAGS.workdir, exp.abstract_state, FLAGS.num)
+  step, steps = workdir_lib.average_checkpoints(
+      FLAGS.workdir, exp.abstract_state, FLAGS.num,
+      allow_unverified=FLAGS.config.get('allow_unverified_checkpoints', False))
   logs.log.info('Averaged checkpoints %s into %s/%d', steps,
                 workdir_lib.checkpoint_dir(FLAGS.workdir, 'avg'), step)
 

@@ -31,7 +31,7 @@ from absl import app
 from ml_collections import config_flags
 
 from transformer import workdir as workdir_lib
-from transformer.errors import UserError
+from transformer.errors import ConfigError, UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,15 +51,28 @@ def _flag_value(argv: Sequence[str], name: str) -> str | None:
 def define_config_flag(argv: Sequence[str], default: str | None = None,
                        from_workdir: bool = False) -> None:
   """Defines --config: a config file (configs/NAME.py, or a run's config.json), or
-  (from_workdir, no --config given) WORKDIR/config.json."""
+  (from_workdir, no --config given) WORKDIR/config.json (or, when that is missing or
+  corrupt, the config saved with the workdir's newest checkpoint). A config that cannot
+  be read is one message and exit status 2."""
+  try:
+    _define_config_flag(argv, default, from_workdir)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
+
+
+def _define_config_flag(argv, default, from_workdir) -> None:
   path = _flag_value(argv, 'config')
   if path is not None and path.endswith('.json'):
     # A run's (or a converted checkpoint's) config.json; absl's config_file flag reads
     # only Python files, so the file is loaded here and its flag taken out of argv.
     if not os.path.isfile(path):
-      raise SystemExit(f'error: --config={path}: no such file')
+      raise ConfigError(f'--config={path}: no such file')
     with open(path) as f:
-      config = workdir_lib.config_from_json(f.read())
+      try:
+        config = workdir_lib.config_from_json(f.read())
+      except ValueError as e:
+        raise ConfigError(f'--config={path} is not valid JSON ({e})') from None
     i = next(i for i, a in enumerate(argv) if a == '--config' or a.startswith('--config='))
     del argv[i:i + (2 if argv[i] == '--config' else 1)]
     config_flags.DEFINE_config_dict('config', config, f'The experiment config: {path}, then '
@@ -67,7 +80,8 @@ def define_config_flag(argv: Sequence[str], default: str | None = None,
     return
   if from_workdir and _flag_value(argv, 'config') is None:
     workdir = _flag_value(argv, 'workdir')
-    if workdir and os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_JSON)):
+    if workdir and (os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_JSON))
+                    or workdir_lib.has_checkpoints(workdir)):
       config_flags.DEFINE_config_dict(
           'config', workdir_lib.read_config(workdir),
           f'The experiment config: {workdir}/config.json, then --config.FIELD overrides.')

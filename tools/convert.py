@@ -66,7 +66,8 @@ def load(workdir: str, step: int | None = None):
   else:
     task = tasks.make_task(config, workdir)
     cfg, kind = task.model_cfg, type(task.model(False)).__name__
-  return cfg, workdir_lib.restore_params(workdir, step), kind
+  return cfg, workdir_lib.restore_params(
+      workdir, step, config.get('allow_unverified_checkpoints', False)), kind
 
 
 def main(argv):

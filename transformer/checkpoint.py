@@ -107,8 +107,13 @@ def _path_name(path) -> str:
 
 class Checkpointer:
 
-  def __init__(self, directory: str, keep: int = 5, async_save: bool = False):
+  def __init__(self, directory: str, keep: int = 5, async_save: bool = False,
+               allow_unverified: bool = False):
+    """`allow_unverified`: restore arrays that have no saved fingerprint (a checkpoint
+    written before fingerprints were stored, or one whose record was lost) instead of
+    treating them as damaged (config.allow_unverified_checkpoints)."""
     self.directory = os.path.abspath(directory)
+    self.allow_unverified = allow_unverified
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -182,20 +187,28 @@ class Checkpointer:
       state, meta = restored.state, restored.meta
       if not isinstance(meta, dict):
         raise CheckpointError(f'meta is {type(meta).__name__}, not a JSON object')
-      saved = meta.get('fingerprints')
-      if saved is None:
-        log.debug('Checkpoint step %d has no fingerprints (written before they were stored); '
-                  'restored without the integrity check', step)
-      else:
-        # By array name, whatever container held it: a state restored as a plain dict
-        # (transformer.workdir.restore without a model) names '.params' as "['params']".
-        saved = {_normal_key(p): v for p, v in saved.items()}
-        now = fingerprints(state)
-        wrong = [p for p, v in now.items() if saved.get(_normal_key(p), v) != v]
-        if wrong:
-          more = f' (and {len(wrong) - 1} more)' if len(wrong) > 1 else ''
-          raise CheckpointError(f'array {wrong[0]}{more} does not match the fingerprint saved '
-                                'with it: the data is corrupt')
+      # By array name, whatever container held it: a state restored as a plain dict
+      # (transformer.workdir.restore without a model) names '.params' as "['params']".
+      saved = {_normal_key(p): v for p, v in (meta.get('fingerprints') or {}).items()}
+      now = fingerprints(state)
+      wrong = [p for p, v in now.items() if saved.get(_normal_key(p), v) != v]
+      if wrong:
+        more = f' (and {len(wrong) - 1} more)' if len(wrong) > 1 else ''
+        raise CheckpointError(f'array {wrong[0]}{more} does not match the fingerprint saved '
+                              'with it: the data is corrupt')
+      # An array that cannot be verified is damaged too (unless the user accepts it):
+      # a lost fingerprint record must not let flipped bits through.
+      unverified = [p for p in now if _normal_key(p) not in saved]
+      if unverified and self.allow_unverified:
+        log.warning('Checkpoint step %d: %d array(s) have no saved fingerprint; restored '
+                    'unverified (allow_unverified_checkpoints=True)', step, len(unverified))
+      elif unverified:
+        what = ('no fingerprints were saved with it' if not saved else
+                f'array {unverified[0]}' + (f' (and {len(unverified) - 1} more)'
+                                            if len(unverified) > 1 else '') +
+                ' has no saved fingerprint')
+        raise CheckpointError(f'{what}: it cannot be verified (to use it anyway, set '
+                              '--config.allow_unverified_checkpoints=True)')
     except Exception as e:  # Orbax raises many types for missing, truncated or garbled files
       problem = _why(e)
     if not _on_every_host(problem is None):

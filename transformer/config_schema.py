@@ -86,6 +86,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.profile_steps = ()               # (start, stop): jax.profiler trace of those steps in WORKDIR/profile
   c.preemption_sync_every_steps = 10  # multi-host: how often processes agree on a stop signal
   c.allow_config_change = False      # resume although model/data fields differ from config.json
+  # Restore arrays that have no saved fingerprint (else such a checkpoint counts as damaged).
+  c.allow_unverified_checkpoints = False
   c.grad_accum_steps = 1             # micro-batches per optimizer step
 
   # Optimizer and schedule (transformer/optim.py).

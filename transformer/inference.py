@@ -49,7 +49,9 @@ def load_trained(config, workdir: str, step: int | None = None,
         f'--hf={workdir})')
   workdir_lib.require_checkpoints(workdir, checkpoint)
   exp = engine.Experiment(config, workdir)
-  state, _, _ = workdir_lib.restore(workdir, exp.abstract_state, step, which=checkpoint)
+  state, _, _ = workdir_lib.restore(
+      workdir, exp.abstract_state, step, which=checkpoint,
+      allow_unverified=config.get('allow_unverified_checkpoints', False))
   return exp, state
 
 

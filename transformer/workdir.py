@@ -112,21 +112,44 @@ def config_from_json(text: str) -> ml_collections.ConfigDict:
   return _typed(json.loads(text), config_schema.get_config())
 
 
+def _json_file(path: str) -> dict | None:
+  """The JSON object in `path`; None when the file is missing, truncated or not JSON."""
+  try:
+    with open(path) as f:
+      value = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return value if isinstance(value, dict) else None
+
+
 def read_config(workdir: str) -> ml_collections.ConfigDict:
-  """WORKDIR/config.json as a config; a ConfigError when there is none."""
+  """WORKDIR/config.json as a config. A missing or corrupt one (a kill or a full disk while it
+  was written) gives way to the newest checkpoint's own copy, with a warning; a ConfigError
+  when neither exists."""
   path = os.path.join(workdir, CONFIG_JSON)
-  if not os.path.isfile(path):
-    raise ConfigError(f'{path} does not exist: pass --config=configs/NAME.py (with the '
-                      'overrides the run was trained with), or point --workdir at a trained run')
-  with open(path) as f:
-    return config_from_json(f.read())
+  saved = _json_file(path)
+  if saved is None:
+    steps = checkpoint_steps(os.path.join(workdir, CHECKPOINTS))
+    copy, where = _saved_config(workdir, steps) if steps else (None, '')
+    if copy is None:
+      state = 'is not valid JSON' if os.path.isfile(path) else 'does not exist'
+      raise ConfigError(f'{path} {state}: pass --config=configs/NAME.py (with the '
+                        'overrides the run was trained with), or point --workdir at a '
+                        'trained run')
+    log.warning('%s is missing or unreadable: using the config saved with the newest '
+                'checkpoint (%s)', path, where)
+    saved = copy
+  return _typed(saved, config_schema.get_config())
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """WORKDIR/config.json (process 0)."""
+  """WORKDIR/config.json (process 0), atomically: a temporary file renamed over it, so a kill
+  or a full disk never leaves a truncated config.json."""
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, CONFIG_JSON), 'w') as f:
+    path = os.path.join(workdir, CONFIG_JSON)
+    with open(path + '.tmp', 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
+    os.replace(path + '.tmp', path)
 
 
 def append_command(workdir: str, text: str) -> None:
@@ -194,12 +217,13 @@ RESUME_WARN = ('optimizer', 'learning_rate', 'schedule', 'warmup_steps', 'min_le
 
 
 def _saved_config(workdir: str, steps: list[int]) -> tuple[dict | None, str]:
-  """The config the checkpoints were trained with: config.json, or the newest checkpoint's copy
-  (config.json lost: a workdir moved while its last save was written)."""
+  """The config the checkpoints were trained with: config.json, or, when it is missing or
+  corrupt (a workdir moved while its last save was written, a kill while it was written),
+  the newest checkpoint's copy."""
   path = os.path.join(workdir, CONFIG_JSON)
-  if os.path.isfile(path):
-    with open(path) as f:
-      return json.load(f), path
+  saved = _json_file(path)
+  if saved is not None:
+    return saved, path
   meta_path = os.path.join(workdir, CHECKPOINTS, str(steps[-1]), 'meta', 'metadata')
   try:
     saved = ckpt_lib.read_meta(os.path.join(workdir, CHECKPOINTS), steps[-1])['config']
@@ -283,8 +307,8 @@ def require_checkpoints(path: str, which: str = 'latest') -> str:
 
 
 def restore(path: str, abstract_state: Any = None, step: int | None = None,
-            which: str = 'latest',
-            checkpointer: ckpt_lib.Checkpointer | None = None) -> tuple[Any, dict, int]:
+            which: str = 'latest', checkpointer: ckpt_lib.Checkpointer | None = None,
+            allow_unverified: bool = False) -> tuple[Any, dict, int]:
   """(state, meta, step) of the newest good (or `step`) checkpoint: the one restore path.
 
   `path` is a workdir (its `which` checkpoints: 'latest', 'avg', 'best') or a
@@ -292,8 +316,9 @@ def restore(path: str, abstract_state: Any = None, step: int | None = None,
   restore into (None: the checkpoint's own shapes, as NumPy arrays). Every
   array is checked against the fingerprints saved with it
   (`Checkpointer.restore`: a damaged newest checkpoint falls back to the one
-  before with a warning). `checkpointer`: the training loop's own, so that the
-  steps it fell back from are set aside at its first save.
+  before with a warning; so does one whose arrays have no saved fingerprint,
+  unless `allow_unverified`). `checkpointer`: the training loop's own, so that
+  the steps it fell back from are set aside at its first save.
 
   Raises CheckpointError when there is no checkpoint to restore (never a
   random initialization in its place) or none is readable.
@@ -308,7 +333,8 @@ def restore(path: str, abstract_state: Any = None, step: int | None = None,
     abstract_state = _abstract_from_metadata(directory, steps[-1] if step is None else step)
   own = checkpointer is None
   if own:
-    checkpointer = ckpt_lib.Checkpointer(directory, keep=10**6)
+    checkpointer = ckpt_lib.Checkpointer(directory, keep=10**6,
+                                         allow_unverified=allow_unverified)
   try:
     state, meta = checkpointer.restore(abstract_state, step)
   finally:
@@ -319,17 +345,18 @@ def restore(path: str, abstract_state: Any = None, step: int | None = None,
   return state, meta, restored
 
 
-def restore_params(path: str, step: int | None = None) -> dict:
+def restore_params(path: str, step: int | None = None, allow_unverified: bool = False) -> dict:
   """The params (NumPy) of the newest good (or `step`) checkpoint of a workdir or its
   checkpoints/ folder, verified (config.init_from, tools.convert export)."""
   if not os.path.isdir(path):
     raise CheckpointError(f'{path!r}: no such directory')
-  state, _, _ = restore(path, step=step)
+  state, _, _ = restore(path, step=step, allow_unverified=allow_unverified)
   return state['params']
 
 
 def average_checkpoints(workdir: str, abstract_state: Any, num: int = 5,
-                        output_dir: str | None = None) -> tuple[int, list[int]]:
+                        output_dir: str | None = None,
+                        allow_unverified: bool = False) -> tuple[int, list[int]]:
   """Averages the params of the last `num` checkpoints into a new checkpoint.
 
   Every checkpoint is verified as it is read (`restore`: a bad one is a
@@ -343,7 +370,7 @@ def average_checkpoints(workdir: str, abstract_state: Any, num: int = 5,
     raise CheckpointError(f'No checkpoints to average in {directory}')
   total, latest = None, None
   for step in steps:
-    state, _, _ = restore(workdir, abstract_state, step)
+    state, _, _ = restore(workdir, abstract_state, step, allow_unverified=allow_unverified)
     params = jax.tree.map(lambda x: x.astype(jnp.float32), state.params)
     total = params if total is None else jax.tree.map(jnp.add, total, params)
     latest = state

@@ -199,17 +199,32 @@ def test_no_readable_checkpoint_is_one_error_listing_each_step(good_dir, tmp_pat
   assert e.value.__cause__ is None and 'Traceback' not in msg
 
 
-def test_checkpoints_without_fingerprints_restore_unchecked(good_dir, tmp_path, caplog):
-  d = damaged_copy(good_dir, tmp_path, {})
+@pytest.mark.parametrize('lost', ['the whole record', "one array's"])
+def test_an_unverifiable_checkpoint_is_damaged_unless_the_user_accepts_it(
+    lost, good_dir, tmp_path, caplog):
+  """The fault campaign: with the fingerprint record removed and bytes flipped in the data,
+  restore skipped the check (at DEBUG) and restored NaNs, silently."""
+  d = damaged_copy(good_dir, tmp_path, {2: 'data files: a few flipped bits'})
   meta_file = d / '2' / 'meta' / 'metadata'
   meta = json.loads(meta_file.read_text())
   assert set(meta['fingerprints']) == {".params['b']", ".params['i']", ".params['w']", '.step'}
-  del meta['fingerprints']   # as written before fingerprints were stored
+  if lost == 'the whole record':
+    del meta['fingerprints']   # as written before fingerprints were stored, or lost since
+  else:
+    del meta['fingerprints'][".params['w']"]
   meta_file.write_text(json.dumps(meta))
-  with caplog.at_level(logging.DEBUG, logger='transformer'):
-    state, _ = ckpt_lib.Checkpointer(str(d)).restore(ABSTRACT)
-  assert equal(state, make_state(2))
-  assert 'step 2 has no fingerprints' in caplog.text
+  with caplog.at_level(logging.WARNING, logger='transformer'):
+    state, meta = ckpt_lib.Checkpointer(str(d)).restore(ABSTRACT)
+  assert equal(state, make_state(1)) and meta['step'] == 1
+  assert 'Checkpoint step 2' in caplog.text and 'cannot be verified' in caplog.text
+  with pytest.raises(ckpt_lib.CheckpointError, match='allow_unverified_checkpoints=True'):
+    ckpt_lib.Checkpointer(str(d)).restore(ABSTRACT, step=2)
+  # Accepted explicitly: step 2 as it is on disk, with a warning.
+  caplog.clear()
+  with caplog.at_level(logging.WARNING, logger='transformer'):
+    state, meta = ckpt_lib.Checkpointer(str(d), allow_unverified=True).restore(ABSTRACT)
+  assert meta['step'] == 2 and not equal(state, make_state(2))   # the flipped bits
+  assert 'restored unverified' in caplog.text
 
 
 # ---------------------------------------------------------------------------

@@ -263,3 +263,31 @@ def test_print_config_of_a_translation_run_writes_nothing(tmp_path, data_dir):
   assert '  tokens_per_batch: 4096' in res.stdout   # the multi30k config's, or the default
   assert "eos_rule': 'all'" in res.stdout             # decoding, with its defaults
   assert not work.exists()
+
+
+def test_a_corrupt_config_json_gives_way_to_the_checkpoint_s_copy(tmp_path, data_dir):
+  """A config.json truncated by a kill or a full disk stopped resume with a JSONDecodeError
+  traceback (a missing one already fell back to the checkpoint's copy)."""
+  work = str(tmp_path)
+  engine.train_and_evaluate(tiny(num_train_steps=1), work)
+  (tmp_path / 'config.json').write_text('{"task": "lm", "seq_')      # truncated
+  with pytest.raises(ConfigError, match=r'(?s)meta/metadata.*model.d_model: 16 -> 32'):
+    workdir_lib.check_resume(tiny(**{'model.d_model': 32}), work)
+  assert workdir_lib.read_config(work).model.d_model == 16           # eval.py's config too
+  (tmp_path / 'checkpoints' / '1').rename(tmp_path / 'elsewhere')
+  with pytest.raises(ConfigError, match='config.json is not valid JSON: pass --config='):
+    workdir_lib.read_config(work)
+  workdir_lib.write_config(tiny(), work)                             # written atomically
+  assert workdir_lib.read_config(work).model.d_model == 16
+  assert not [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]
+
+
+@pytest.mark.slow
+def test_a_config_file_that_is_not_json_is_one_error_line(tmp_path):
+  bad = tmp_path / 'bad.json'
+  bad.write_text('{not json')
+  for args in ([f'--config={bad}'], [f'--config={tmp_path / "missing.json"}']):
+    res = helpers.run_python(['eval.py', f'--workdir={tmp_path}', *args])
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.startswith('error: --config=') and 'Traceback' not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

@@ -214,7 +214,8 @@ class _Run:
     evaluate_lib.check_eval_split(self.exp, config.eval_split)
     self.checkpointer = ckpt_lib.Checkpointer(
         workdir_lib.checkpoint_dir(workdir), keep=config.keep_checkpoints,
-        async_save=config.get('async_checkpointing', True))
+        async_save=config.get('async_checkpointing', True),
+        allow_unverified=config.get('allow_unverified_checkpoints', False))
     self.state = self.exp.restore_or_init(self.checkpointer)
     workdir_lib.write_config(config, workdir)   # only once the checkpoints (if any) restored into it
     self.step = int(self.exp.unreplicate(self.state.step))

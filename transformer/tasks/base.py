@@ -214,7 +214,9 @@ class Task:
     source = self.config.get('init_from')
     if not source:
       return params
-    adapted, notes = pretrained.adapt_params(workdir_lib.restore_params(source),
+    restored = workdir_lib.restore_params(
+        source, allow_unverified=self.config.get('allow_unverified_checkpoints', False))
+    adapted, notes = pretrained.adapt_params(restored,
                                              jax.device_get(params))
     log.info('Initialized from %s%s', source, ''.join(f'\n  {n}' for n in notes))
     return adapted
