@@ -46,6 +46,9 @@ def common_problems(config: ml_collections.ConfigDict) -> list[str]:
   check(len(window) == 0 or (len(window) == 2 and all(isinstance(v, int) for v in window)
                              and 0 <= window[0] < window[1]),
         f'profile_steps={tuple(window)!r} must be () or (start, stop) with 0 <= start < stop')
+  max_batches = config.get('eval_max_batches', -1)
+  check(isinstance(max_batches, int) and (max_batches == -1 or max_batches > 0),
+        f'eval_max_batches={max_batches!r} must be a positive integer, or -1 (the whole split)')
   extra = config.get('extra_eval_every_steps', 0)
   check(isinstance(extra, int) and extra >= 0,
         f'extra_eval_every_steps={extra!r} must be an integer >= 0 (0: evaluators only in eval.py)')

@@ -152,3 +152,33 @@ def test_a_sample_prompt_longer_than_the_model_is_a_config_error(data_dir):
   task = tasks.make_task(c, None)
   with pytest.raises(ConfigError, match='shorten the prompt'):
     task.evaluate_extra(None, None, 0)
+
+
+@pytest.mark.parametrize('module,field,value,message', [
+    (lm_shakespeare_char, 'eval_max_batches', 0,
+     'eval_max_batches=0 must be a positive integer, or -1'),
+    (lm_shakespeare_char, 'model.num_decoder_layers', 0,
+     "model.num_decoder_layers=0: a 'lm' model needs at least one layer there"),
+    (translate_multi30k, 'model.num_encoder_layers', 0,
+     "model.num_encoder_layers=0: a 'translation' model needs at least one layer"),
+    (vit_mnist, 'model.num_encoder_layers', 0,
+     "model.num_encoder_layers=0: a 'classification' model needs at least one layer"),
+])
+def test_configs_that_would_fail_or_train_nothing_are_refused_before_the_first_step(
+    module, field, value, message):
+  """The fault campaign: eval_max_batches=0 trained to the first evaluation and died there;
+  num_decoder_layers=0 trained an embeddings-only model without a word."""
+  from tests import helpers
+  c = module.get_config()
+  helpers.set_field(c, field, value)
+  with pytest.raises(ConfigError, match=message):
+    validation.validate(c)
+
+
+def test_a_sequence_longer_than_the_data_is_a_data_error(tmp_path):
+  from transformer.data import DataError
+  from transformer.data import lm as lm_data
+  (tmp_path / 'tiny_shakespeare').mkdir()
+  (tmp_path / 'tiny_shakespeare' / 'input.txt').write_text('First Citizen:\nSpeak.\n')
+  with pytest.raises(DataError, match='seq_len=64 is too long .* lower --config.seq_len'):
+    lm_data.make_lm_data('tiny_shakespeare', str(tmp_path), seq_len=64)

@@ -131,8 +131,8 @@ class StreamLMData:
       self._streams[split] = ids
     n_train = len(self._streams['train'])
     if n_train < seq_len + 1:
-      raise ValueError(f'seq_len={seq_len} is too long for the {name} train stream '
-                       f'({n_train} tokens; a window needs seq_len + 1)')
+      raise DataError(f'seq_len={seq_len} is too long for the {name} train stream '
+                      f'({n_train} tokens; a window needs seq_len + 1): lower --config.seq_len')
     self.epoch_size = (n_train - 1) // seq_len if sampling == 'epoch' else None
     self._order = EpochOrder(self.epoch_size) if sampling == 'epoch' else None
 

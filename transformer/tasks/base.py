@@ -28,7 +28,7 @@ import numpy as np
 from transformer import flops as flops_lib
 from transformer import pretrained
 from transformer import workdir as workdir_lib
-from transformer.experiment_config import raise_if_problems
+from transformer.experiment_config import build_model_config, raise_if_problems
 
 log = logging.getLogger('transformer')
 
@@ -149,6 +149,8 @@ class Task:
   datasets: tuple[str, ...] = ()   # values of config.dataset the task accepts
   settings_class: type[Settings] = Settings
   resume_fixed: tuple[str, ...] = ()
+  # The model's stacks this task needs at least one layer in ('num_encoder_layers', ...).
+  required_layers: tuple[str, ...] = ()
   # What a trained model of this task makes from inputs (inference.py, generate.py):
   # 'translations' of sentences, 'continuations' of prompts, 'labels' of images, or None.
   generates: str | None = None
@@ -169,7 +171,18 @@ class Task:
     if config.get('dataset') not in cls.datasets:
       problems.append(f'dataset={config.get("dataset")!r} is not a {cls.name!r} dataset; '
                       f'allowed: {cls.datasets}')
-    return problems + cls.settings_class.read(config)[1]
+    return problems + cls.layer_problems(config) + cls.settings_class.read(config)[1]
+
+  @classmethod
+  def layer_problems(cls, config) -> list[str]:
+    """A stack this task's model needs with no layer (an embeddings-only model trains
+    without a word otherwise)."""
+    try:
+      cfg = build_model_config(config, vocab_size=max(config.get('vocab_size', 0), 1))
+    except ValueError:
+      return []   # reported by the common checks
+    return [f'model.{name}={getattr(cfg, name)}: a {cls.name!r} model needs at least one layer '
+            'there' for name in cls.required_layers if getattr(cfg, name) < 1]
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | None):
     self.config = config

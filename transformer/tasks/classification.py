@@ -102,6 +102,7 @@ class ClassificationTask(Task):
   datasets = image_data.DATASETS
   settings_class = ClassificationSettings
   generates = 'labels'
+  required_layers = ('num_encoder_layers',)
 
   def __init__(self, config, workdir):
     super().__init__(config, workdir)

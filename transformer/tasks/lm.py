@@ -45,6 +45,7 @@ class LMTask(Task):
   datasets = lm_data.DATASETS
   settings_class = LMSettings
   generates = 'continuations'
+  required_layers = ('num_decoder_layers',)
 
   @classmethod
   def validate(cls, config):

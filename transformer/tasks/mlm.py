@@ -68,6 +68,7 @@ class MLMTask(Task):
   weight_name = 'masked_tokens'
   datasets = ('tiny_shakespeare', 'ptb')   # the stream datasets: every window is real text
   settings_class = MLMSettings
+  required_layers = ('num_encoder_layers',)
 
   @classmethod
   def validate(cls, config):

@@ -44,6 +44,7 @@ class TextClassificationTask(Task):
   weight_name = 'examples'
   datasets = tuple(text_data.TFDS_NAMES)   # and any NAME with GLUE's TSV files under data_dir
   settings_class = TextClassificationSettings
+  required_layers = ('num_encoder_layers',)
 
   @classmethod
   def validate(cls, config):
@@ -52,7 +53,7 @@ class TextClassificationTask(Task):
       problems.append(f'dataset={config.get("dataset")!r}: name a sentence-classification '
                       f'dataset ({cls.datasets} by TFDS, or any in GLUE\'s TSV layout under '
                       'data_dir)')
-    return problems + cls.settings_class.read(config)[1]
+    return problems + cls.layer_problems(config) + cls.settings_class.read(config)[1]
 
   def __init__(self, config, workdir):
     super().__init__(config, workdir)

@@ -109,6 +109,7 @@ class TranslationTask(Task):
 
   settings_class = TranslationSettings
   generates = 'translations'
+  required_layers = ('num_encoder_layers', 'num_decoder_layers')
 
   @classmethod
   def validate(cls, config):
