@@ -44,6 +44,8 @@ def main(argv):
   config = FLAGS.config
   exp, state = inference.load_trained(config, FLAGS.workdir, FLAGS.step, FLAGS.checkpoint)
   step = int(state.step)
+  evaluate.check_eval_split(exp, config.eval_split)   # before any long work: a typo in the
+  exp.task.check_evaluators()                          # split, a prompt the model cannot take
   writer = MetricWriter(FLAGS.workdir)
   metrics = exp.evaluate(state.params, config.eval_split, config.eval_max_batches)
   metrics['checkpoint'] = FLAGS.checkpoint

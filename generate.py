@@ -80,6 +80,8 @@ def main(argv):
     return
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required: the directory the model was trained in.')
+  if FLAGS.num_tokens <= 0:
+    raise app.UsageError(f'--num_tokens={FLAGS.num_tokens} must be a positive integer')
   if FLAGS.config is None:
     raise app.UsageError(f'{FLAGS.workdir}/config.json does not exist: pass '
                          '--config=configs/NAME.py, or point --workdir at a trained run.')

@@ -27,7 +27,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 import ml_collections
-from absl import app
+from absl import app, flags
 from ml_collections import config_flags
 
 from transformer import workdir as workdir_lib
@@ -58,6 +58,9 @@ def define_config_flag(argv: Sequence[str], default: str | None = None,
     _define_config_flag(argv, default, from_workdir)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
+  except _CONFIG_ERRORS as e:   # the default config and the overrides are parsed here
+    print(f'error: {_config_error(e)}', file=sys.stderr, flush=True)
     raise SystemExit(2) from None
 
 
@@ -91,18 +94,62 @@ def _define_config_flag(argv, default, from_workdir) -> None:
 
 # ----------------------------------------------------------------------------- errors
 
+def _one_line(e: BaseException) -> str:
+  """An exception's message on one line (ml_collections' messages hold quotes and newlines)."""
+  text = str(e.args[0]) if len(e.args) == 1 else str(e)
+  while isinstance(e, (AttributeError, KeyError)) and text[:1] == text[-1:] == "'":
+    text = text[1:-1]   # KeyError/AttributeError wrap their message in quotes, maybe twice
+  return ' '.join(text.replace('\\n', ' ').replace("\\'", "'").split())
+
+
+def _config_error(e: BaseException) -> str:
+  """What went wrong loading --config (and its --config.FIELD overrides), in one line."""
+  if isinstance(e, (AttributeError, KeyError)):
+    if 'get_config' in str(e):
+      return 'the config file has no get_config() function'
+    return f'unknown config field: {_one_line(e)}'
+  return f'the config could not be loaded: {type(e).__name__}: {_one_line(e)}'
+
+
+# Loading --config runs the config file's own code: whatever it raises is the file's problem.
+_CONFIG_ERRORS = (Exception,)
+
+
+def _usage_error(message: str) -> None:
+  sys.stdout.flush()
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  # Skip interpreter teardown: Orbax's background threads print asyncio noise there.
+  # Files and checkpoints were closed by the code that raised.
+  os._exit(2)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, its errors (a misspelled --config.FIELD, a value of the wrong type,
+  a config file that is missing, has a syntax error, has no get_config or raises in it) as
+  one line and exit status 2 instead of a traceback or flag help."""
+  try:
+    rest = flags.FLAGS(argv)
+    config = flags.FLAGS.config if 'config' in flags.FLAGS else None
+    if config is not None:   # a config file's load error is raised when it is first read
+      config.keys()
+    return rest
+  except flags.Error as e:
+    _usage_error(_one_line(e))
+  except _CONFIG_ERRORS as e:   # an unknown field ('Did you mean ...' kept), a bad file
+    _usage_error(_config_error(e))
+
+
 def run(main: Callable[[list[str]], Any]) -> None:
-  """app.run(main), with the project's user errors as one message and exit status 2."""
+  """app.run(main), with the project's user errors, usage errors and flag errors as one
+  message and exit status 2."""
   def guarded(argv):
     try:
       return main(argv)
     except UserError as e:
-      sys.stdout.flush()
-      print(f'error: {e}', file=sys.stderr, flush=True)
-      # Skip interpreter teardown: Orbax's background threads print asyncio noise
-      # there. Files and checkpoints were closed by the code that raised.
-      os._exit(2)
-  app.run(guarded)
+      _usage_error(str(e))
+    except app.UsageError as e:
+      _usage_error(str(e))
+  app.run(guarded, flags_parser=_parse_flags)
 
 
 # ----------------------------------------------------------------------------- provenance

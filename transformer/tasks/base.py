@@ -234,6 +234,10 @@ class Task:
     log.info('Initialized from %s%s', source, ''.join(f'\n  {n}' for n in notes))
     return adapted
 
+  def check_evaluators(self) -> None:
+    """Raises a ConfigError for settings `evaluate_extra` cannot use (an LM prompt outside the
+    vocabulary or too long), before any evaluation or training runs."""
+
   def evaluator_sums(self, params, batch) -> dict[str, jax.Array]:
     """Per-batch sums that `evaluate_extra` needs over the whole split (classification: the
     confusion matrix). The engine runs this over the split with its own shardings and

@@ -82,7 +82,10 @@ class LMTask(Task):
       self.data.eval_stride = self.settings.eval_stride
     self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size)
     if config.get('extra_eval_every_steps', 0):   # sampling during training: check it now
-      self._sample_prompt()
+      self.check_evaluators()
+
+  def check_evaluators(self) -> None:
+    self._sample_prompt()
 
   def _sample_prompt(self) -> list[int]:
     """config.sample.prompt's token ids; a ConfigError when empty or too long for the model."""
@@ -90,7 +93,11 @@ class LMTask(Task):
     if not text:
       raise ConfigError('config.sample.prompt is empty: give a prompt to sample from '
                         '(e.g. --config.sample.prompt="ROMEO:")')
-    prompt = self.data.tokenizer.encode(text)
+    try:
+      prompt = self.data.tokenizer.encode(text)
+    except ValueError as e:   # a character outside a character vocabulary
+      raise ConfigError(f'config.sample.prompt: {e}: write the prompt in the characters of '
+                        f'{self.config.dataset}') from None
     if len(prompt) >= self.model_cfg.max_len:
       raise ConfigError(f'config.sample.prompt is {len(prompt)} tokens long; the model has '
                         f'{self.model_cfg.max_len} positions (model.max_len): shorten the '
