@@ -244,6 +244,13 @@ class Checkpointer:
   def _check_model(self, abstract_state: Any, step: int) -> None:
     """A checkpoint of another model is one clear error, not a corrupt step to fall back from."""
     wrong = self.shape_mismatches(abstract_state, step)
+    if wrong and all(w.startswith('opt_state') for w in wrong):
+      raise CheckpointError(
+          f'The checkpoint {self._path(step)} holds the state of another optimizer (e.g. '
+          f'{wrong[0]}): the optimizer settings changed since it was written (optimizer, '
+          'grad_clip_norm, weight decay). Resume with the settings that wrote it, or start a '
+          'new run from its weights: --workdir=NEW '
+          f'--config.init_from={os.path.dirname(self.directory)}')
     if wrong:
       more = f'\n  ... and {len(wrong) - 8} more' if len(wrong) > 8 else ''
       raise CheckpointError(

@@ -28,7 +28,8 @@ class CheckpointError(UserError, RuntimeError):
 
 
 class TrainingError(UserError, RuntimeError):
-  """Training cannot go on (a workdir in use, a diverged run); the message says why and what to do."""
+  """Training cannot go on (a workdir in use, a diverged run); the message says why and what
+  to do."""
 
 
 class ConversionError(UserError, ValueError):

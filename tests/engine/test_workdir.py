@@ -291,3 +291,17 @@ def test_a_config_file_that_is_not_json_is_one_error_line(tmp_path):
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.startswith('error: --config=') and 'Traceback' not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_resume_with_another_optimizer_is_refused_with_the_true_reason(tmp_path, data_dir):
+  """The fault campaign: optimizer adam -> adamw (or grad_clip_norm 1 -> 0) was announced as an
+  allowed change, then refused as 'written by another model'."""
+  from transformer.errors import CheckpointError
+  work = str(tmp_path)
+  engine.train_and_evaluate(tiny(num_train_steps=1), work)
+  with pytest.raises(CheckpointError) as e:
+    engine.train_and_evaluate(tiny(num_train_steps=2, optimizer='sgd'), work)   # was adamw
+  message = str(e.value)
+  assert 'holds the state of another optimizer' in message
+  assert f'--config.init_from={work}' in message and 'another model' not in message

@@ -299,8 +299,7 @@ class _Run:
         raise TrainingError(
             f'Training stopped at step {s}: the loss or gradient norm was not finite for '
             f'{len(self.bad_run)} steps in a row (steps {self.bad_run[0]}-{self.bad_run[-1]}; '
-            f'max_bad_steps={max_bad}). The last checkpoint '
-            f'(step {self.checkpointer.latest_step()}) is kept; lower learning_rate, set '
+            f'max_bad_steps={max_bad}). {self._kept()}; lower learning_rate, set '
             'grad_clip_norm, or check the data, then resume.')
     self.previous = (self.step, metrics)
 
@@ -364,9 +363,15 @@ class _Run:
   def _save_to(self, checkpointer: ckpt_lib.Checkpointer, step: int, meta: dict) -> None:
     if not bool(jax.device_get(_all_finite(self.state.params))):
       raise TrainingError(f'The parameters at step {step} are not finite; not saving them. '
-                          f'The last checkpoint ({self.checkpointer.latest_step()}) is kept.')
+                          f'{self._kept()}.')
     checkpointer.save(step, self.exp.unreplicate(self.state, to_host=True),
                       meta={'config': self.config.to_json_best_effort(), **meta})
+
+
+  def _kept(self) -> str:
+    latest = self.checkpointer.latest_step()
+    return ('No checkpoint was written yet' if latest is None else
+            f'The last checkpoint (step {latest}) is kept')
 
 
 def _due(step: int, every: int, total: int) -> bool:
