@@ -9,11 +9,17 @@ DIR/train.log, and how the run was launched to DIR/command.txt. User errors
 status 2.
 """
 
+import signal
 import sys
 
-from absl import app, flags
+# A preemption can come at any moment, start-up included (imports, data, compilation): from
+# here on SIGTERM is recorded, and the run stops cleanly at its first chance.
+_SIGNALS: list[int] = []
+signal.signal(signal.SIGTERM, lambda signum, frame: _SIGNALS.append(signum))
 
-from tools import cli
+from absl import app, flags  # noqa: E402
+
+from tools import cli  # noqa: E402
 
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and logs.')
 flags.DEFINE_bool('print_config', False, 'Print the resolved config, the model config after '
@@ -36,7 +42,8 @@ def main(argv):
   if FLAGS.print_config or FLAGS.dry_run:
     cli.print_run_description(FLAGS.config, FLAGS.workdir, dry_run=FLAGS.dry_run)
     return
-  engine.train_and_evaluate(FLAGS.config, FLAGS.workdir, command=cli.command_text())
+  engine.train_and_evaluate(FLAGS.config, FLAGS.workdir, command=cli.command_text(),
+                            stop_requested=lambda: bool(_SIGNALS))
 
 
 if __name__ == '__main__':

@@ -207,6 +207,24 @@ def test_kill_9_then_resume_completes(tmp_path, data_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('delay', [0.3, 1.0])   # in the imports; building the data and model
+def test_sigterm_during_start_up_stops_cleanly_with_nothing_trained(tmp_path, data_dir, delay):
+  """The fault campaign: SIGTERM in the first 5-8 s (imports, data, restore) ended the process
+  with status 143 and no message."""
+  workdir = str(tmp_path / 'w')
+  proc = _popen(['train.py', '--config=configs/lm_shakespeare_char.py', f'--workdir={workdir}',
+                 *TINY_FLAGS, '--config.num_train_steps=100000'])
+  time.sleep(delay)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  if proc.returncode == 0 and 'step 1/' in out:
+    pytest.skip(f'start-up took less than {delay} s here: the signal came after it')
+  assert proc.returncode == 0, out
+  assert 'Stopped by a signal during start-up, before step 1: nothing was trained' in out
+  assert not workdir_lib.has_checkpoints(workdir)
+
+
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data_dir):
   workdir = str(tmp_path)
   proc = _popen(['train.py', '--config=configs/lm_shakespeare_char.py', f'--workdir={workdir}',

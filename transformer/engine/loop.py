@@ -26,7 +26,7 @@ import logging
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -179,34 +179,42 @@ class _Profiler:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       stop_at: int | None = None, command: str = '') -> dict[str, Any]:
+                       stop_at: int | None = None, command: str = '',
+                       stop_requested: Callable[[], bool] | None = None) -> dict[str, Any]:
   """Trains (resuming from WORKDIR if it has checkpoints); returns the last metrics.
 
   `stop_at` interrupts the run after that step as a preemption would (a
   checkpoint is saved); running again resumes it. `command`: how the run was
   launched (tools.cli.command_text), appended to WORKDIR/command.txt once the
-  workdir is this run's.
+  workdir is this run's. `stop_requested`: whether a stop signal arrived before
+  this was called (train.py catches SIGTERM from its first line): SIGTERM and
+  SIGINT are caught from the start, so a preemption during start-up (data,
+  compilation, restore) ends cleanly before the first step, with nothing trained.
   """
-  validation.validate(config)
-  os.makedirs(workdir, exist_ok=True)
-  lock = workdir_lib.Lock(workdir)
-  handler = None
+  stopper = _Stopper()
+  stopper.requested = bool(stop_requested and stop_requested())
+  handler = lock = None
   try:
+    validation.validate(config)
+    os.makedirs(workdir, exist_ok=True)
+    lock = workdir_lib.Lock(workdir)
     workdir_lib.check_resume(config, workdir, tasks.task_class(config).resume_fixed)
     handler = workdir_lib.log_to_file(workdir)
     workdir_lib.append_command(workdir, command)
-    return _Run(config, workdir, stop_at).train()
+    return _Run(config, workdir, stop_at, stopper).train()
   finally:
+    stopper.restore()
     if handler is not None:
       log.removeHandler(handler)
       handler.close()
-    lock.release()
+    if lock is not None:
+      lock.release()
 
 
 class _Run:
   """One training run: the Experiment, its state, and the periodic actions of the loop."""
 
-  def __init__(self, config, workdir: str, stop_at: int | None):
+  def __init__(self, config, workdir: str, stop_at: int | None, stopper: _Stopper):
     for warning in validation.semantic_warnings(config):
       log.warning('Config: %s', warning)
     self.config, self.workdir, self.stop_at = config, workdir, stop_at
@@ -221,7 +229,7 @@ class _Run:
     self.step = int(self.exp.unreplicate(self.state.step))
     self.writer = MetricWriter(workdir)
     self.best = evaluate_lib.BestCheckpoint(config, workdir)
-    self.stopper = _Stopper()
+    self.stopper = stopper
     self.profiler = _Profiler(config, workdir)
     self.window = _Window(self.exp, self.step)
     self.last_eval: dict[str, float] = {}
@@ -238,6 +246,11 @@ class _Run:
              config.task, config.dataset, f'{n_params:,}', config.parallelism,
              dict(exp.mesh.shape), self.step, total)
     try:
+      if _any_process(self.stopper.requested):   # a preemption during start-up: nothing to save
+        log.warning('Stopped by a signal during start-up, before step %d: nothing was trained '
+                    'in this run; run again to %s.', self.step + 1,
+                    'resume' if self.step else 'start')
+        return {'step': self.step}
       with exp.context():
         if self.step < total:
           evaluate_lib.check_best_metric(exp, exp.unreplicate(self.state.params))
@@ -262,7 +275,6 @@ class _Run:
     self.checkpointer.close()
     self.best.close()
     self.writer.close()
-    self.stopper.restore()
     close = getattr(self.exp.task.data, 'close', None)
     if close is not None:   # worker threads or processes of the input pipeline
       close()
