@@ -35,6 +35,7 @@ from transformer.errors import CheckpointError  # noqa: F401  (re-exported)
 
 TMP_SUFFIX = '.orbax-checkpoint-tmp'   # what Orbax 0.12 appends to a checkpoint being written
 ASIDE_SUFFIX = '.unreadable'            # Orbax lists only numeric names: this hides a bad step
+DELETED_DIR = 'deleted'                 # old steps renamed here, then removed
 
 log = logging.getLogger('transformer')
 
@@ -114,8 +115,12 @@ class Checkpointer:
     treating them as damaged (config.allow_unverified_checkpoints)."""
     self.directory = os.path.abspath(directory)
     self.allow_unverified = allow_unverified
+    # Old steps beyond `keep` are renamed into DELETED_DIR (one atomic rename) and removed
+    # from there: a kill during the removal leaves no half-deleted step among the kept ones,
+    # only leftovers in DELETED_DIR, which the next writer clears.
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=async_save)
+                                           enable_async_checkpointing=async_save,
+                                           todelete_subdir=DELETED_DIR)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._bad: dict[int, str] = {}   # steps above the one restore() fell back to -> why
     self._writing = False            # readers (eval.py) never touch the directory
@@ -142,6 +147,7 @@ class Checkpointer:
     """Clears what would block saving: temporaries of a killed save, empty and bad steps."""
     self._writing = True
     if jax.process_index() == 0:
+      self._clear_deleted()
       for name in sorted(os.listdir(self.directory)):
         if TMP_SUFFIX in name:
           path = os.path.join(self.directory, name)
@@ -166,6 +172,8 @@ class Checkpointer:
   def save(self, step: int, state: Any, meta: dict | None = None) -> None:
     if not self._writing:
       self._prepare_to_write()
+    elif jax.process_index() == 0:
+      self._clear_deleted()   # the steps the previous saves retired
     if step in self._manager.all_steps():
       return   # already saved (the last step can also be a periodic one)
     meta = dict(meta or {}, step=step, fingerprints=fingerprints(state))
@@ -291,9 +299,18 @@ class Checkpointer:
         '\n'.join(f'  step {s}: {why}' for s, why in sorted(problems.items())) +
         '\nIf they were written by a different model or config, pass the config that wrote them.')
 
+  def _clear_deleted(self) -> None:
+    """Removes the steps Orbax set aside for deletion (and what a killed removal left). The
+    folder itself stays: Orbax's background thread may be renaming a step into it."""
+    path = os.path.join(self.directory, DELETED_DIR)
+    for name in os.listdir(path) if os.path.isdir(path) else ():
+      shutil.rmtree(os.path.join(path, name), ignore_errors=True)
+
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+    if self._writing and jax.process_index() == 0:
+      self._clear_deleted()
 
 
 def read_meta(directory: str, step: int) -> dict:

@@ -31,15 +31,45 @@ def _plain(v):
 
 
 class MetricWriter:
+  """Appends records to WORKDIR/metrics.jsonl and TensorBoard (process 0).
 
-  def __init__(self, workdir: str, enabled: bool | None = None):
+  `resume_step`: training (re)starts after this step. The records a run wrote
+  for later steps before it was interrupted are dropped from metrics.jsonl
+  (rewritten atomically) and purged from TensorBoard, so every reader sees one
+  record per (step, split) once the resumed run writes those steps again.
+  eval.py's records (they name their `checkpoint`) are kept.
+  """
+
+  def __init__(self, workdir: str, enabled: bool | None = None,
+               resume_step: int | None = None):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self.path = os.path.join(workdir, workdir_lib.METRICS)
     self._tb = None
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
+      if resume_step is not None:
+        self._drop_after(resume_step)
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(os.path.join(workdir, workdir_lib.TENSORBOARD))
+      self._tb = SummaryWriter(os.path.join(workdir, workdir_lib.TENSORBOARD),
+                               purge_step=None if resume_step is None else resume_step + 1)
+
+  def _drop_after(self, step: int) -> None:
+    if not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      lines = f.readlines()
+    kept = []
+    for line in lines:
+      try:
+        record = json.loads(line)
+      except ValueError:
+        continue   # a line cut short by a kill
+      if record.get('step', 0) <= step or 'checkpoint' in record:
+        kept.append(line if line.endswith('\n') else line + '\n')
+    if len(kept) != len(lines):
+      with open(self.path + '.tmp', 'w') as f:
+        f.writelines(kept)
+      os.replace(self.path + '.tmp', self.path)
 
   def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
     if not self.enabled:

@@ -426,3 +426,29 @@ def test_sigkill_during_async_save_then_resume_is_exact(tmp_path, data_dir, capl
   assert meta_a['fingerprints'] == meta_b['fingerprints']   # every bit of the whole state
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_old_steps_leave_by_one_rename_and_leftovers_are_cleared(tmp_path):
+  """The fault campaign: kill -9 while Orbax removed the oldest step left it half-deleted
+  among the kept ones (6 kept instead of 5, one unreadable). Retired steps are now renamed
+  into checkpoints/deleted/ in one step and removed from there."""
+  d = tmp_path / 'checkpoints'
+  c = ckpt_lib.Checkpointer(str(d), keep=2)
+  for step in (1, 2, 3):
+    c.save(step, make_state(step))
+    c.wait()
+  assert c.steps == [2, 3]
+  assert sorted(os.listdir(d / ckpt_lib.DELETED_DIR)) == ['1']   # retired by a rename
+  c.save(4, make_state(4))
+  c.wait()
+  assert sorted(os.listdir(d / ckpt_lib.DELETED_DIR)) == ['2']   # 1 removed at this save
+  c.close()
+  assert os.listdir(d / ckpt_lib.DELETED_DIR) == []
+  # What a kill during a removal leaves behind is cleared by the next writer.
+  (d / ckpt_lib.DELETED_DIR / '2' / 'state').mkdir(parents=True)
+  c = ckpt_lib.Checkpointer(str(d), keep=2)
+  state, _ = c.restore(ABSTRACT)
+  assert equal(state, make_state(4)) and c.steps == [3, 4]
+  c.save(5, make_state(5))
+  c.close()
+  assert c.steps == [4, 5] and os.listdir(d / ckpt_lib.DELETED_DIR) == []

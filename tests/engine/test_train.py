@@ -204,6 +204,8 @@ def test_kill_9_then_resume_completes(tmp_path, data_dir):
   assert done.returncode == 0, done.stdout + done.stderr
   assert f'Restored checkpoint at step {steps[-1]}' in done.stdout
   assert ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).latest_step() == final
+  keys = [(r['step'], r['split']) for r in read_metrics(workdir)]
+  assert len(keys) == len(set(keys)), 'the redone steps are recorded once'
 
 
 @pytest.mark.slow
@@ -333,3 +335,22 @@ def test_the_loop_closes_the_data_however_it_ends(tmp_path, data_dir, monkeypatc
   with pytest.raises(ConfigError):
     engine.train_and_evaluate(tiny(num_train_steps=2, best_metric='bleu'), str(tmp_path / 'b'))
   assert closed == [1, 1]
+
+
+def test_a_resumed_run_records_each_step_once(tmp_path, data_dir):
+  """The fault campaign: after a kill and a resume, metrics.jsonl held the redone steps twice
+  (45 of 82 trials); eval.py's own records stay."""
+  import shutil
+  work = str(tmp_path)
+  engine.train_and_evaluate(tiny(num_train_steps=4, checkpoint_every_steps=2,
+                                 eval_every_steps=2), work)
+  shutil.rmtree(tmp_path / 'checkpoints' / '4')   # as if killed after step 4, before its save
+  with open(tmp_path / 'metrics.jsonl', 'a') as f:  # an eval.py record of checkpoint 4
+    f.write('{"step": 4, "split": "validation", "loss": 1.0, "checkpoint": "latest"}\n')
+  engine.train_and_evaluate(tiny(num_train_steps=4, checkpoint_every_steps=2,
+                                 eval_every_steps=2), work)
+  records = read_metrics(work)
+  trained = [(r['step'], r['split']) for r in records if 'checkpoint' not in r]
+  assert sorted(trained) == sorted(set(trained))
+  assert [s for s, split in trained if split == 'train'] == [1, 2, 3, 4]
+  assert sum(1 for r in records if r.get('checkpoint') == 'latest') == 1

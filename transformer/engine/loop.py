@@ -227,7 +227,7 @@ class _Run:
     self.state = self.exp.restore_or_init(self.checkpointer)
     workdir_lib.write_config(config, workdir)   # only once the checkpoints (if any) restored into it
     self.step = int(self.exp.unreplicate(self.state.step))
-    self.writer = MetricWriter(workdir)
+    self.writer = MetricWriter(workdir, resume_step=self.step)   # drops what is redone
     self.best = evaluate_lib.BestCheckpoint(config, workdir)
     self.stopper = stopper
     self.profiler = _Profiler(config, workdir)
