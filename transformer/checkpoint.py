@@ -273,27 +273,36 @@ class Checkpointer:
     Raises CheckpointError if `step` is bad, or if no checkpoint is good.
     """
     available = sorted(self._manager.all_steps())
-    if available:
-      self._check_model(abstract_state, step if step in available else available[-1])
     if step is not None:
       if step not in available:
         raise CheckpointError(f'No checkpoint for step {step} in {self.directory}; '
                               f'available steps: {self.steps}')
+      self._check_model(abstract_state, step)
       state, meta, problem = self._read(abstract_state, step)
       if problem:
         raise CheckpointError(f'Checkpoint {self._path(step)} cannot be restored: {problem}')
       return state, meta
     if not self.steps:
       raise CheckpointError(f'No checkpoint found in {self.directory}')
-    problems = {}
+    problems, mismatched, matched = {}, [], False
     for s in reversed(available):
-      state, meta, problem = self._read(abstract_state, s)
-      if problem is None:
-        self._bad.update(problems)   # set aside at the first save, so they can be written again
-        return state, meta
+      # A step whose tree metadata does not fit this model while an older one does is
+      # damaged (a leaf lost from its _METADATA), not a checkpoint of another model.
+      wrong = self.shape_mismatches(abstract_state, s)
+      if wrong:
+        mismatched.append(s)
+        problem = f'its tree metadata does not match this model ({wrong[0]})'
+      else:
+        matched = True
+        state, meta, problem = self._read(abstract_state, s)
+        if problem is None:
+          self._bad.update(problems)   # set aside at the first save, to be written again
+          return state, meta
       problems[s] = problem
       log.warning('Checkpoint step %d in %s cannot be restored (%s); trying the one before.',
                   s, self.directory, problem)
+    if mismatched and not matched:   # no step fits: they are another model's (or optimizer's)
+      self._check_model(abstract_state, mismatched[0])
     raise CheckpointError(
         f'Checkpoints in {self.directory} cannot be restored; none is readable:\n' +
         '\n'.join(f'  step {s}: {why}' for s, why in sorted(problems.items())) +

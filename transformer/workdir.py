@@ -59,6 +59,17 @@ CHECKPOINTS = 'checkpoints'
 CHECKPOINT_DIRS = {'latest': CHECKPOINTS, 'avg': 'checkpoints_avg', 'best': 'checkpoints_best'}
 
 
+def make(workdir: str) -> None:
+  """Creates WORKDIR (and its parents) for a run; a ConfigError when the path is a file or
+  cannot be created."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f'--workdir={workdir} is a file, not a directory: choose another path')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f'--workdir={workdir} cannot be created ({e.strerror})') from None
+
+
 def checkpoint_dir(workdir: str, which: str = 'latest') -> str:
   """The folder of `which` checkpoints: 'latest' (training's), 'avg' or 'best'."""
   if which not in CHECKPOINT_DIRS:
@@ -182,7 +193,11 @@ class Lock:
   def __init__(self, workdir: str):
     suffix = f'.{jax.process_index()}' if jax.process_count() > 1 else ''
     self.path = os.path.join(workdir, f'{LOCK}{suffix}')
-    self._file = open(self.path, 'a+')
+    try:
+      self._file = open(self.path, 'a+')
+    except OSError as e:   # a directory of that name, no permission
+      raise TrainingError(f'cannot take the lock {self.path} ({e.strerror}): remove or rename '
+                          'it, or train in another --workdir') from None
     try:
       fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -452,3 +452,23 @@ def test_old_steps_leave_by_one_rename_and_leftovers_are_cleared(tmp_path):
   c.save(5, make_state(5))
   c.close()
   assert c.steps == [4, 5] and os.listdir(d / ckpt_lib.DELETED_DIR) == []
+
+
+@pytest.mark.parametrize('damage', ['a leaf removed', 'a leaf marked skip_deserialize'])
+def test_damaged_tree_metadata_of_the_newest_step_falls_back(damage, good_dir, tmp_path, caplog):
+  """The fault campaign: damage to the newest step's state/_METADATA stopped the resume with
+  'written by another model ... Run with the config that trained it', although the older
+  steps were intact: only the newest step was checked against the model."""
+  d = damaged_copy(good_dir, tmp_path, {})
+  path = d / '2' / 'state' / '_METADATA'
+  meta = json.loads(path.read_text())
+  leaf = next(k for k in meta['tree_metadata'] if "'w'" in k)
+  if damage == 'a leaf removed':
+    del meta['tree_metadata'][leaf]
+  else:
+    meta['tree_metadata'][leaf]['value_metadata']['skip_deserialize'] = True
+  path.write_text(json.dumps(meta))
+  with caplog.at_level(logging.WARNING, logger='transformer'):
+    state, meta = ckpt_lib.Checkpointer(str(d)).restore(ABSTRACT)
+  assert equal(state, make_state(1)) and meta['step'] == 1
+  assert 'Checkpoint step 2' in caplog.text and 'trying the one before' in caplog.text

@@ -25,6 +25,10 @@ CASES = {
     'usage error (no --workdir)': (['eval.py'], '--workdir is required'),
     'generate.py --num_tokens=0': (['generate.py', '--workdir={tmp}', '--num_tokens=0'],
                                    '--num_tokens=0 must be a positive integer'),
+    '--workdir is a file': (['train.py', '--workdir={tmp}/empty.py'],
+                            'is a file, not a directory'),
+    'train.lock is a directory': (['train.py', '--workdir={tmp}/locked'],
+                                  'cannot take the lock'),
 }
 
 
@@ -33,6 +37,7 @@ def test_a_user_error_is_one_line_and_exit_status_2(case, tmp_path):
   (tmp_path / 'syntax.py').write_text('def get_config(:\n')
   (tmp_path / 'empty.py').write_text('x = 1\n')
   (tmp_path / 'raises.py').write_text("def get_config():\n  raise RuntimeError('boom')\n")
+  (tmp_path / 'locked' / 'train.lock').mkdir(parents=True)
   args, message = CASES[case]
   args = [a.format(tmp=tmp_path) for a in args]
   if args[0] == 'train.py' and not any(a.startswith('--workdir') for a in args):

@@ -196,7 +196,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   handler = lock = None
   try:
     validation.validate(config)
-    os.makedirs(workdir, exist_ok=True)
+    workdir_lib.make(workdir)
     lock = workdir_lib.Lock(workdir)
     workdir_lib.check_resume(config, workdir, tasks.task_class(config).resume_fixed)
     handler = workdir_lib.log_to_file(workdir)
