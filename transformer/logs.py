@@ -16,12 +16,24 @@ from absl import logging as absl_logging
 log = logging.getLogger('transformer')
 
 
+# Warnings other libraries give on every normal restore: not news to the user.
+QUIET = ('Metadata file does not exist',   # Orbax: checkpoints without _CHECKPOINT_METADATA
+         )
+
+
+def _not_quiet(record: logging.LogRecord) -> bool:
+  return not str(record.msg).startswith(QUIET)
+
+
 def setup_logging(stream=None) -> None:
   """Progress lines from this project on `stream` (default stdout; generate.py: stderr, its
-  stdout carries the outputs); other libraries' chatter only at WARNING."""
+  stdout carries the outputs); other libraries' chatter only at WARNING, without the
+  warnings every normal restore gives (QUIET)."""
   absl_logging.set_verbosity(absl_logging.WARNING)
   logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(message)s',
                       stream=stream or sys.stdout, force=True)
+  for handler in logging.getLogger().handlers:
+    handler.addFilter(_not_quiet)
   log.setLevel(logging.INFO)
 
 

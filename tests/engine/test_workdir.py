@@ -305,3 +305,16 @@ def test_a_resume_with_another_optimizer_is_refused_with_the_true_reason(tmp_pat
   message = str(e.value)
   assert 'holds the state of another optimizer' in message
   assert f'--config.init_from={work}' in message and 'another model' not in message
+
+
+def test_logging_leaves_out_the_warnings_every_restore_gives():
+  """Every restore printed Orbax's 'Metadata file does not exist: .../_CHECKPOINT_METADATA'."""
+  import subprocess
+  import sys
+  probe = ('import logging; from transformer import logs; logs.setup_logging(); '
+           "a = logging.getLogger('absl'); "
+           "a.warning('Metadata file does not exist: /w/checkpoints/2/state/x'); "
+           "a.warning('a real warning')")
+  out = subprocess.run([sys.executable, '-c', probe], cwd=helpers.REPO, capture_output=True,
+                       text=True, check=True).stdout
+  assert 'a real warning' in out and 'Metadata file does not exist' not in out
