@@ -206,7 +206,7 @@ def test_init_from_reads_verified_params_and_falls_back_from_a_corrupt_step(tmp_
   good = workdir_lib.restore_params(work, step=2)
   newest = workdir_lib.restore_params(work)
   assert not all(np.array_equal(a, b) for a, b in zip(_leaves(good), _leaves(newest)))
-  _flip_bytes_of_largest_file(tmp_path / 'pre' / 'checkpoints' / '4' / 'state')
+  _flip_bits_of_the_data(tmp_path / 'pre' / 'checkpoints' / '4' / 'state')
   restored = workdir_lib.restore_params(work)
   assert all(np.array_equal(a, b) for a, b in zip(_leaves(good), _leaves(restored)))
 
@@ -216,14 +216,14 @@ def _leaves(tree):
   return jax.tree.leaves(tree)
 
 
-def _flip_bytes_of_largest_file(folder):
-  """A few flipped bits in the arrays' data (Orbax restores them without error)."""
-  files = [p for p in folder.glob('ocdbt.process_0/d/*') if p.is_file()]
-  largest = max(files, key=lambda p: p.stat().st_size)
-  data = bytearray(largest.read_bytes())
-  for k in (len(data) // 2, len(data) // 2 + 7, len(data) // 3):
-    data[k] ^= 0x10
-  largest.write_bytes(bytes(data))
+def _flip_bits_of_the_data(folder):
+  """A few flipped bits in each of the arrays' data files (Orbax restores them without
+  error); each file, as one may hold only bytes no array reads back."""
+  for path in folder.glob('ocdbt.process_0/d/*'):
+    data = bytearray(path.read_bytes())
+    for k in (len(data) // 2, len(data) // 2 + 7, len(data) // 3):
+      data[k] ^= 0x10
+    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize('task,field,old,new', [
