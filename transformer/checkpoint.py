@@ -176,10 +176,25 @@ class Checkpointer:
       self._clear_deleted()   # the steps the previous saves retired
     if step in self._manager.all_steps():
       return   # already saved (the last step can also be a periodic one)
+    self._check_space(step, state)
     meta = dict(meta or {}, step=step, fingerprints=fingerprints(state))
     # force: Orbax would skip any step below the newest on disk, e.g. after a fallback.
     self._manager.save(step, force=True, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+  def _check_space(self, step: int, state: Any) -> None:
+    """A save that cannot fit is one clear error before anything is written (a full disk
+    mid-save ended runs with hundreds of lines of Orbax and asyncio tracebacks)."""
+    need = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+               for x in jax.tree.leaves(state) if hasattr(x, 'shape'))
+    need = int(need * 1.05) + (1 << 20)   # Orbax's metadata and file overhead
+    free = shutil.disk_usage(self.directory).free
+    if free < need:
+      raise CheckpointError(
+          f'Not enough disk space to save checkpoint {step} in {self.directory}: it needs '
+          f'about {need / 2**20:.1f} MiB and {free / 2**20:.1f} MiB are free. Free some space '
+          f'(the checkpoints kept so far, {self.steps}, stay as they are), then run again to '
+          'resume.')
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

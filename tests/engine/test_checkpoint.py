@@ -472,3 +472,21 @@ def test_damaged_tree_metadata_of_the_newest_step_falls_back(damage, good_dir, t
     state, meta = ckpt_lib.Checkpointer(str(d)).restore(ABSTRACT)
   assert equal(state, make_state(1)) and meta['step'] == 1
   assert 'Checkpoint step 2' in caplog.text and 'trying the one before' in caplog.text
+
+
+def test_a_save_that_cannot_fit_is_one_error_before_anything_is_written(tmp_path, monkeypatch):
+  """The fault campaign: a full disk mid-save ended the run with 300-800 lines of Orbax and
+  asyncio tracebacks and no 'error:' line. The free space is checked before a save."""
+  d = tmp_path / 'checkpoints'
+  c = ckpt_lib.Checkpointer(str(d))
+  c.save(1, make_state(1))
+  c.wait()
+  usage = shutil.disk_usage(str(d))
+  monkeypatch.setattr(ckpt_lib.shutil, 'disk_usage',
+                      lambda path: usage._replace(free=100 << 10))   # 100 KiB left
+  with pytest.raises(ckpt_lib.CheckpointError,
+                     match=r'Not enough disk space to save checkpoint 2 .* needs about 1\.\d MiB '
+                           r'and 0\.1 MiB are free.*\[1\], stay as they are'):
+    c.save(2, make_state(2))
+  c.close()
+  assert sorted(os.listdir(d)) == ['1']   # nothing written, no temporary left
