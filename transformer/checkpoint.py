@@ -124,6 +124,7 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._bad: dict[int, str] = {}   # steps above the one restore() fell back to -> why
     self._writing = False            # readers (eval.py) never touch the directory
+    self._saved: set[int] = set()    # steps this writer saved
 
   def _path(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
@@ -154,20 +155,32 @@ class Checkpointer:
           log.info('Removing %s, left by a save that did not finish', path)
           shutil.rmtree(path, ignore_errors=True)
       for step in self._manager.all_steps():
-        if not self._holds_files(step):
-          shutil.rmtree(self._path(step), ignore_errors=True)   # empty: nothing is lost
+        if not self._holds_files(step):   # empty (or unlistable): nothing readable is lost
+          shutil.rmtree(self._path(step), ignore_errors=True)
+          if os.path.exists(self._path(step)):
+            self._move_aside(step)
         elif step in self._bad:
-          aside = self._path(step) + ASIDE_SUFFIX
-          n = 1
-          while os.path.exists(aside):   # an earlier bad copy of this step is kept too
-            n += 1
-            aside = f'{self._path(step)}{ASIDE_SUFFIX}{n}'
-          os.rename(self._path(step), aside)
-          log.warning('Moved unreadable checkpoint step %d to %s so that it can be written again',
-                      step, aside)
+          self._move_aside(step)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('transformer.checkpoint.prepare_to_write')
     self._manager.reload()
+
+  def _move_aside(self, step: int, why: str = 'unreadable') -> None:
+    """Renames an unreadable step out of Orbax's sight (`<step>.unreadable`, kept for
+    inspection) so that the step can be written again; a CheckpointError when it cannot be."""
+    aside = self._path(step) + ASIDE_SUFFIX
+    n = 1
+    while os.path.exists(aside):   # an earlier bad copy of this step is kept too
+      n += 1
+      aside = f'{self._path(step)}{ASIDE_SUFFIX}{n}'
+    try:
+      os.rename(self._path(step), aside)
+    except OSError as e:
+      raise CheckpointError(
+          f'{self._path(step)} ({why}) cannot be moved aside ({e.strerror}), so step {step} '
+          'cannot be saved: remove it or fix its permissions, then resume') from None
+    log.warning('Moved checkpoint step %d (%s) to %s so that it can be written again', step,
+                why, aside)
 
   def save(self, step: int, state: Any, meta: dict | None = None) -> None:
     if not self._writing:
@@ -175,12 +188,18 @@ class Checkpointer:
     elif jax.process_index() == 0:
       self._clear_deleted()   # the steps the previous saves retired
     if step in self._manager.all_steps():
-      return   # already saved (the last step can also be a periodic one)
+      if step in self._saved:
+        return   # saved already by this writer (the last step can also be a periodic one)
+      # A step this writer did not save and that is still there (it could not be read nor
+      # moved aside): writing must succeed or fail loudly, never be skipped by its name.
+      self._move_aside(step, why='not written by this run')
+      self._manager.reload()
     self._check_space(step, state)
     meta = dict(meta or {}, step=step, fingerprints=fingerprints(state))
     # force: Orbax would skip any step below the newest on disk, e.g. after a fallback.
     self._manager.save(step, force=True, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    self._saved.add(step)
 
   def _check_space(self, step: int, state: Any) -> None:
     """A save that cannot fit is one clear error before anything is written (a full disk

@@ -330,7 +330,7 @@ def test_bad_steps_are_set_aside_and_written_again(tmp_path, caplog):
     c.save(step, make_state(10 + step))
   c.close()
   assert sorted(os.listdir(d)) == ['1', '2', '2.unreadable', '3', '3.unreadable']
-  assert 'Moved unreadable checkpoint step 3' in caplog.text
+  assert 'Moved checkpoint step 3 (unreadable)' in caplog.text
   again = ckpt_lib.Checkpointer(str(d))
   assert equal(again.restore(ABSTRACT)[0], make_state(13))
 
@@ -490,3 +490,41 @@ def test_a_save_that_cannot_fit_is_one_error_before_anything_is_written(tmp_path
     c.save(2, make_state(2))
   c.close()
   assert sorted(os.listdir(d)) == ['1']   # nothing written, no temporary left
+
+
+def test_a_step_that_cannot_be_cleared_is_never_skipped_silently(tmp_path, monkeypatch, caplog):
+  """The fault campaign (a step directory chmod 000, resumed by a non-root user): the run fell
+  back, could not remove the directory (the error was ignored), skipped the save because the
+  step 'existed', and exited 0 without it, at every resume. Writing a step now succeeds or
+  fails loudly. (Root reads through chmod 000, so the failures are simulated.)"""
+  d = tmp_path / 'checkpoints'
+  c = ckpt_lib.Checkpointer(str(d))
+  c.save(1, make_state(1))
+  c.close()
+  (d / '2').mkdir()   # a step directory whose contents cannot be listed (chmod 000)
+  monkeypatch.setattr(ckpt_lib.Checkpointer, '_holds_files', lambda self, s: s != 2)
+  monkeypatch.setattr(ckpt_lib.shutil, 'rmtree', lambda *a, **k: None)   # removal fails
+  # A step that can be moved aside is written again, with a warning.
+  with caplog.at_level(logging.WARNING, logger='transformer'):
+    c = ckpt_lib.Checkpointer(str(d))
+    c.save(2, make_state(2))
+    c.close()
+  assert 'Moved checkpoint step 2' in caplog.text
+  monkeypatch.undo()
+  state, _ = ckpt_lib.Checkpointer(str(d)).restore(ABSTRACT)
+  assert equal(state, make_state(2))
+  # One that cannot be moved aside either is an error naming it, not a skipped save.
+  (d / '3').mkdir()
+  monkeypatch.setattr(ckpt_lib.Checkpointer, '_holds_files', lambda self, s: s != 3)
+  monkeypatch.setattr(ckpt_lib.shutil, 'rmtree', lambda *a, **k: None)
+  real_rename = os.rename
+
+  def rename(src, dst):
+    if str(src).endswith(os.sep + '3'):
+      raise PermissionError(13, 'Permission denied')
+    real_rename(src, dst)
+  monkeypatch.setattr(ckpt_lib.os, 'rename', rename)
+  c = ckpt_lib.Checkpointer(str(d))
+  with pytest.raises(ckpt_lib.CheckpointError, match=r'3 \(unreadable\) cannot be moved aside '
+                                                     r'\(Permission denied\)'):
+    c.save(3, make_state(3))
