@@ -76,6 +76,27 @@ def fingerprints(tree: Any) -> dict[str, str]:
           for path, v in flat}
 
 
+def _holds_files(path: str) -> bool:
+  try:
+    return bool(os.listdir(path))
+  except OSError:   # removed meanwhile (by a writer's max_to_keep), or not listable
+    return False
+
+
+def checkpoint_steps(directory: str) -> list[int]:
+  """The steps saved in a folder of checkpoints: numeric sub-folders that hold files.
+
+  The one definition of "has checkpoints" (an empty numeric folder, a save in
+  progress `<step>.orbax-checkpoint-tmp` and a set-aside `<step>.unreadable`
+  hold none).
+  """
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return []
+  return sorted(int(n) for n in names if n.isdigit() and _holds_files(os.path.join(directory, n)))
+
+
 def _normal_key(key: str) -> str:
   """A fingerprint's tree path as 'params/decoder/...', from jax's keystr of any container."""
   return '/'.join(a or b or c for a, b, c in re.findall(r"\['([^']*)'\]|\.(\w+)|\[(\d+)\]", key))
@@ -131,14 +152,10 @@ class Checkpointer:
 
   @property
   def steps(self) -> list[int]:
-    # Orbax lists any numeric directory; an empty one (a stray mkdir) holds no checkpoint.
-    return sorted(s for s in self._manager.all_steps() if self._holds_files(s))
+    return checkpoint_steps(self.directory)
 
   def _holds_files(self, step: int) -> bool:
-    try:
-      return bool(os.listdir(self._path(step)))
-    except OSError:   # removed meanwhile (by a writer's max_to_keep)
-      return False
+    return _holds_files(self._path(step))
 
   def latest_step(self) -> int | None:
     steps = self.steps

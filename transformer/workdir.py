@@ -42,6 +42,7 @@ import orbax.checkpoint as ocp
 
 from transformer import checkpoint as ckpt_lib
 from transformer import config_schema
+from transformer.checkpoint import checkpoint_steps  # the one definition; also workdir's
 from transformer.errors import CheckpointError, ConfigError, TrainingError
 
 log = logging.getLogger('transformer')
@@ -75,22 +76,6 @@ def checkpoint_dir(workdir: str, which: str = 'latest') -> str:
   if which not in CHECKPOINT_DIRS:
     raise ConfigError(f'checkpoint={which!r} is not one of {tuple(CHECKPOINT_DIRS)}')
   return os.path.join(workdir, CHECKPOINT_DIRS[which])
-
-
-def checkpoint_steps(directory: str) -> list[int]:
-  """The steps saved in a folder of checkpoints: numeric sub-folders that hold files.
-
-  The one definition of "has checkpoints" (an empty numeric folder, a save in
-  progress `<step>.orbax-checkpoint-tmp` and a set-aside `<step>.unreadable`
-  hold none).
-  """
-  try:
-    names = os.listdir(directory)
-  except OSError:
-    return []
-  return sorted(int(n) for n in names
-                if n.isdigit() and os.path.isdir(os.path.join(directory, n))
-                and os.listdir(os.path.join(directory, n)))
 
 
 def has_checkpoints(workdir: str, which: str = 'latest') -> bool:

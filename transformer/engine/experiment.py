@@ -90,8 +90,6 @@ class Experiment:
                               out_shardings=(self.state_sharding, None), donate_argnums=0)
     self.gradients = jax.jit(self._mean_grads, in_shardings=(self.state_sharding,
                                                              self.batch_sharding))
-    self.eval_step = jax.jit(self._eval_step,
-                             in_shardings=(self.state_sharding.params, self.batch_sharding))
 
   def _build_pmap(self, abstract):
     self._local_mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ('batch',))
@@ -100,18 +98,13 @@ class Experiment:
     self.data_shard = (jax.process_index(), jax.process_count())
     p_train = jax.pmap(functools.partial(self._train_step, axis='batch'), axis_name='batch',
                        donate_argnums=0)
-    p_eval = jax.pmap(lambda p, b: jax.lax.psum(self._eval_step(p, b), 'batch'),
-                      axis_name='batch')
 
     def train_step(state, batch):   # metrics are psummed: every device holds the same
       state, metrics = p_train(state, batch)
       return state, self.unreplicate(metrics)
 
-    def eval_step(params, batch):
-      return self.unreplicate(p_eval(params, batch))
-
     p_grads = jax.pmap(functools.partial(self._mean_grads, axis='batch'), axis_name='batch')
-    self.train_step, self.eval_step = train_step, eval_step
+    self.train_step = train_step
     self.gradients = lambda state, batch: self.unreplicate(p_grads(state, batch))
 
   # -- state -------------------------------------------------------------------
@@ -257,24 +250,16 @@ class Experiment:
 
     `params` in the plain layout (as checkpoints hold them; pmap: replicated here).
     """
-    params = self.replicate(params)
-    bs = self.config.eval_batch_size or self.config.batch_size
-    totals: dict[str, float] = {}
-    with self.context():
-      for i, batch in enumerate(self.task.data.eval_batches(split, bs, self.data_shard)):
-        if 0 <= max_batches <= i:
-          break
-        sums = jax.device_get(self.eval_step(params, self.put_batch(batch)))
-        for k, v in sums.items():
-          totals[k] = totals.get(k, 0.0) + float(v)
+    totals = self.split_sums(self._eval_step, params, split, max_batches)
     if not totals:
       raise ValueError(f'Split {split!r} produced no evaluation batches')
-    return self.task.summarize(totals)
+    return self.task.summarize({k: float(v) for k, v in totals.items()})
 
   def split_sums(self, fn, params, split: str, max_batches: int = -1) -> dict[str, np.ndarray]:
     """`fn(params, batch)` -> {name: array}, summed over every batch of `split` (or
-    max_batches) with the steps' shardings and this process's rows: what a task's
-    evaluator adds up over a split (classification: the confusion matrix).
+    max_batches) with the steps' shardings and this process's rows: the loss sums of
+    `evaluate`, and what a task's evaluator adds up over a split (classification: the
+    confusion matrix). One compiled step per function.
 
     `params` in the plain layout (pmap: replicated here, and the sums psummed).
     """

@@ -38,7 +38,8 @@ from transformer import checkpoint as ckpt_lib
 from transformer import flops as flops_lib
 from transformer import logs, tasks, validation
 from transformer import workdir as workdir_lib
-from transformer.engine import evaluate as evaluate_lib
+from transformer.engine.evaluate import (BestCheckpoint, check_best_metric, check_eval_split,
+                                         run_evaluators)
 from transformer.engine.experiment import Experiment
 from transformer.errors import TrainingError
 from transformer.metric_writer import MetricWriter
@@ -219,7 +220,7 @@ class _Run:
       log.warning('Config: %s', warning)
     self.config, self.workdir, self.stop_at = config, workdir, stop_at
     self.exp = Experiment(config, workdir)
-    evaluate_lib.check_eval_split(self.exp, config.eval_split)
+    check_eval_split(self.exp, config.eval_split)
     self.checkpointer = ckpt_lib.Checkpointer(
         workdir_lib.checkpoint_dir(workdir), keep=config.keep_checkpoints,
         async_save=config.get('async_checkpointing', True),
@@ -228,7 +229,7 @@ class _Run:
     workdir_lib.write_config(config, workdir)   # only once the checkpoints (if any) restored into it
     self.step = int(self.exp.unreplicate(self.state.step))
     self.writer = MetricWriter(workdir, resume_step=self.step)   # drops what is redone
-    self.best = evaluate_lib.BestCheckpoint(config, workdir)
+    self.best = BestCheckpoint(config, workdir)
     self.stopper = stopper
     self.profiler = _Profiler(config, workdir)
     self.window = _Window(self.exp, self.step)
@@ -253,7 +254,7 @@ class _Run:
         return {'step': self.step}
       with exp.context():
         if self.step < total:
-          evaluate_lib.check_best_metric(exp, exp.unreplicate(self.state.params))
+          check_best_metric(exp, exp.unreplicate(self.state.params))
         while self.step < total:
           metrics = self.train_step()
           self.check(metrics, last=self.step == total)
@@ -345,7 +346,7 @@ class _Run:
         self.last_eval = self.exp.evaluate(params, config.eval_split, config.eval_max_batches)
         metrics.update(self.last_eval)
       if extra_due:
-        printable, _ = evaluate_lib.run_evaluators(self.exp, params, self.writer, step)
+        printable, _ = run_evaluators(self.exp, params, self.writer, step)
         metrics.update(printable)
     except Exception:
       log.error('Evaluation at step %d failed; saving the checkpoint of step %d first.',
