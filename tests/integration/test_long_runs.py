@@ -86,8 +86,9 @@ def test_bad_steps_in_a_row_stop_training_and_keep_the_last_checkpoint(poison, t
                                                                        data_dir):
   poison.update({4, 5, 6, 7, 8})
   c = tiny(num_train_steps=10, checkpoint_every_steps=2, max_bad_steps=3)
-  with pytest.raises(errors.TrainingError, match=r'not finite for 3 steps in a row '
-                                                    r'\(steps 5-7; max_bad_steps=3\)'):
+  with pytest.raises(errors.TrainingError, match=r'3 bad steps in a row \(steps 5-7; '
+                     r'max_bad_steps=3\): the loss or gradient norm is not finite\. The last '
+                     r"update applied was step 4's"):
     engine.train_and_evaluate(c, str(tmp_path))
   ckpt = ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints'))
   assert ckpt.steps == [2, 4, 6]   # written before or during the bad run, all finite
@@ -95,6 +96,36 @@ def test_bad_steps_in_a_row_stop_training_and_keep_the_last_checkpoint(poison, t
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
   assert all(isinstance(json.loads(line), dict)     # strict JSON throughout
              for line in open(tmp_path / 'metrics.jsonl'))
+
+
+def test_an_update_that_overflows_is_the_bad_step_not_the_steps_after_it(tmp_path, data_dir):
+  """A finite loss and gradient whose update overflows a parameter: before, the update was
+  applied and the steps after it were reported as non-finite (the campaign's 'steps 2-4' for
+  a NaN that entered through step 1's update)."""
+  import optax
+  exp = engine.Experiment(tiny(), None)
+  inner = exp.optimizer
+
+  def update(grads, opt_state, params):   # the second update (step 2) overflows
+    count = jax.tree.leaves(opt_state)[0]   # Adam's step count before this update: 1 at step 2
+    updates, opt_state = inner.update(grads, opt_state, params)
+    big = jnp.where(count == 1, jnp.inf, 0.0)   # from finite gradients, as an overflow gives
+    return jax.tree.map(lambda u: u + big, updates), opt_state
+
+  exp.optimizer = optax.GradientTransformation(inner.init, update)   # traced at the first call
+  state = exp.init_state()
+  flags, params = [], []
+  with exp.context():
+    for step in range(2):
+      batch = exp.task.data.train_batch(step, 4, 0)
+      before = jax.device_get(state.params)
+      state, metrics = exp.train_step(state, exp.put_batch(batch))
+      flags.append(int(metrics['bad_step']))
+      params.append((before, jax.device_get(state.params)))
+  assert flags == [0, 2]   # step 2: loss and gradients finite, the update would overflow
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params[1][0]),
+                                                   jax.tree.leaves(params[1][1])))
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
 
 
 def test_metrics_jsonl_is_strict_json(tmp_path):

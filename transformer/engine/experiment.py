@@ -37,6 +37,13 @@ class TrainState:
   rng: jax.Array           # uint32[2]: base key; step s uses fold_in(rng, s)
 
 
+def all_finite(tree) -> jax.Array:
+  """True when every floating-point element of `tree` is finite (integers always are)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
 def _divide(grads, weight):
   return jax.tree.map(lambda g: g / jnp.maximum(weight, 1.0).astype(g.dtype), grads)
 
@@ -214,19 +221,25 @@ class Experiment:
     return _divide(grads, jax.lax.pmean(sums['weight'], axis)), jax.lax.psum(sums, axis)
 
   def _apply(self, state: TrainState, grads, sums):
-    """The optimizer update, applied only when the loss and gradients are finite.
+    """The optimizer update, applied only when the loss, the gradients and the updated
+    parameters are all finite.
 
-    A non-finite step leaves params and optimizer state as they were (the step
-    counter, which is the data position, still advances) and reports
-    bad_step=1; the loop stops after config.max_bad_steps of them in a row.
+    A bad step leaves params and optimizer state as they were (the step
+    counter, which is the data position, still advances) and reports it in
+    bad_step: 1 when the loss or gradient norm is not finite, 2 when they are
+    but the update would make a parameter non-finite (an overflow: the step
+    that caused it is named, not the steps after it). The loop stops after
+    config.max_bad_steps bad steps in a row.
     """
     grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(sums['objective']) & jnp.isfinite(grad_norm)
+    grads_ok = jnp.isfinite(sums['objective']) & jnp.isfinite(grad_norm)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    finite = grads_ok & all_finite(params)
     keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+    bad_step = jnp.where(finite, 0, jnp.where(grads_ok, 2, 1)).astype(jnp.int32)
     metrics = dict(sums, learning_rate=self.schedule(state.step), grad_norm=grad_norm,
-                   bad_step=1 - finite.astype(jnp.int32))
+                   bad_step=bad_step)
     return state.replace(step=state.step + 1, params=jax.tree.map(keep, params, state.params),
                          opt_state=jax.tree.map(keep, opt_state, state.opt_state)), metrics
 

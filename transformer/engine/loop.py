@@ -5,9 +5,11 @@ check, command.txt, train.log), builds the Experiment, restores the newest
 good checkpoint or starts fresh, and runs the loop. The loop is a step plus
 periodic actions, each its own small function, in this order after every step:
 
-  check     the previous step's finiteness flag (read one step late, so reading
-            it never waits for the step just dispatched); config.max_bad_steps
-            non-finite steps in a row stop the run, keeping the last checkpoint
+  check     the previous step's flag (read one step late, so reading it never
+            waits for the step just dispatched): a bad step (non-finite loss or
+            gradients, or an update that would overflow a parameter) was
+            skipped; config.max_bad_steps in a row stop the run, naming the
+            last applied update and keeping the last checkpoint
   log       every log_every_steps: loss, learning rate, step time, tokens/s,
             TFLOP/s (and MFU), ETA -> console, metrics.jsonl, TensorBoard
   evaluate  every eval_every_steps: loss/accuracy over the whole eval split;
@@ -40,7 +42,7 @@ from transformer import logs, tasks, validation
 from transformer import workdir as workdir_lib
 from transformer.engine.evaluate import (BestCheckpoint, check_best_metric, check_eval_split,
                                          run_evaluators)
-from transformer.engine.experiment import Experiment
+from transformer.engine.experiment import Experiment, all_finite
 from transformer.errors import TrainingError
 from transformer.metric_writer import MetricWriter
 
@@ -81,11 +83,7 @@ def _any_process(flag: bool, after=None) -> bool:
   return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
 
 
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+_all_finite = jax.jit(all_finite)
 
 
 class _Window:
@@ -119,7 +117,7 @@ class _Window:
     out = self.exp.task.summarize(sums)
     out['learning_rate'] = float(host[-1]['learning_rate'])
     out['grad_norm'] = float(np.mean([m['grad_norm'] for m in good]))
-    out['bad_steps'] = int(sum(int(m['bad_step']) for m in host))
+    out['bad_steps'] = int(sum(int(m['bad_step']) > 0 for m in host))
     seconds = time.perf_counter() - self.t0
     if step > self.step0 and seconds > 0:
       rate = (step - self.step0) / seconds
@@ -235,7 +233,8 @@ class _Run:
     self.window = _Window(self.exp, self.step)
     self.last_eval: dict[str, float] = {}
     self.previous = None          # (step, metrics) of the step before: checked one step late
-    self.bad_run: list[int] = []  # consecutive steps whose loss or gradients were not finite
+    self.bad_run: list[int] = []  # consecutive bad steps (bad_step > 0)
+    self.last_applied: int | None = None   # the last step whose update was applied
 
   # -- the loop ----------------------------------------------------------------------
 
@@ -303,18 +302,27 @@ class _Run:
     max_bad = self.config.get('max_bad_steps', 3)
     pending = ([self.previous] if self.previous else []) + ([(self.step, metrics)] if last else [])
     for s, m in pending:
-      if int(jax.device_get(m['bad_step'])):
+      bad = int(jax.device_get(m['bad_step']))
+      if bad:
         self.bad_run.append(s)
-        log.warning('step %d: the loss or gradient norm is not finite; update skipped', s)
+        log.warning('step %d: %s; update skipped', s, _BAD_STEP[bad])
       else:
         self.bad_run = []
+        self.last_applied = s
       if len(self.bad_run) >= max_bad:
         raise TrainingError(
-            f'Training stopped at step {s}: the loss or gradient norm was not finite for '
-            f'{len(self.bad_run)} steps in a row (steps {self.bad_run[0]}-{self.bad_run[-1]}; '
-            f'max_bad_steps={max_bad}). {self._kept()}; lower learning_rate, set '
-            'grad_clip_norm, or check the data, then resume.')
+            f'Training stopped at step {s}: {len(self.bad_run)} bad steps in a row (steps '
+            f'{self.bad_run[0]}-{self.bad_run[-1]}; max_bad_steps={max_bad}): '
+            f'{_BAD_STEP[bad]}. {self._last_update()} {self._kept()}; lower learning_rate, '
+            'set grad_clip_norm, or check the data, then resume.')
     self.previous = (self.step, metrics)
+
+  def _last_update(self) -> str:
+    """Where the bad run's values came from: the last update this run applied."""
+    if self.last_applied is None:
+      return 'No update was applied in this run before them.'
+    return (f'The last update applied was step {self.last_applied}\'s: if the loss was '
+            'finite before it, that update is where the run went wrong.')
 
   def log(self) -> None:
     step, total, task = self.step, self.config.num_train_steps, self.exp.task
@@ -385,6 +393,11 @@ class _Run:
     latest = self.checkpointer.latest_step()
     return ('No checkpoint was written yet' if latest is None else
             f'The last checkpoint (step {latest}) is kept')
+
+
+_BAD_STEP = {1: 'the loss or gradient norm is not finite',
+             2: 'the loss and gradients are finite, but the update would make a parameter '
+                'non-finite (an overflow)'}
 
 
 def _due(step: int, every: int, total: int) -> bool:
