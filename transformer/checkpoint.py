@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
+
+from transformer import logs
 from transformer.errors import CheckpointError  # noqa: F401  (re-exported)
 
 TMP_SUFFIX = '.orbax-checkpoint-tmp'   # what Orbax 0.12 appends to a checkpoint being written
@@ -161,16 +163,25 @@ class Checkpointer:
     steps = self.steps
     return steps[-1] if steps else None
 
+  def clear_leftovers(self) -> None:
+    """Removes what killed processes left: temporaries of a save that did not finish and
+    old steps whose removal did not finish. Only the owner of the directory calls this
+    (training, under the workdir's lock), once at start and before its first save, so that
+    leftovers go even when the run has nothing left to save."""
+    if jax.process_index() != 0:
+      return
+    self._clear_deleted()
+    for name in sorted(os.listdir(self.directory)):
+      if TMP_SUFFIX in name:
+        path = os.path.join(self.directory, name)
+        log.info('Removing %s, left by a save that did not finish', path)
+        shutil.rmtree(path, ignore_errors=True)
+
   def _prepare_to_write(self) -> None:
     """Clears what would block saving: temporaries of a killed save, empty and bad steps."""
     self._writing = True
+    self.clear_leftovers()
     if jax.process_index() == 0:
-      self._clear_deleted()
-      for name in sorted(os.listdir(self.directory)):
-        if TMP_SUFFIX in name:
-          path = os.path.join(self.directory, name)
-          log.info('Removing %s, left by a save that did not finish', path)
-          shutil.rmtree(path, ignore_errors=True)
       for step in self._manager.all_steps():
         if not self._holds_files(step):   # empty (or unlistable): nothing readable is lost
           shutil.rmtree(self._path(step), ignore_errors=True)
@@ -238,6 +249,9 @@ class Checkpointer:
   def _read(self, abstract_state: Any, step: int) -> tuple[Any, dict | None, str | None]:
     """(state, meta, None), or (None, None, why the checkpoint at `step` is bad)."""
     state = meta = problem = None
+    # A failed read leaves reads running in the background that print tracebacks, some
+    # before this function sees the failure: route them to the DEBUG log from the start.
+    logs.quiet_abandoned_reads()
     try:
       if not self._holds_files(step):
         raise CheckpointError('empty directory: no checkpoint was written into it')
@@ -280,6 +294,7 @@ class Checkpointer:
     Read from the checkpoint's metadata only; [] when the metadata cannot be read
     (a damaged checkpoint is diagnosed by the restore itself).
     """
+    logs.quiet_abandoned_reads()   # as in _read: a damaged step's reads run on after a failure
     try:
       with ocp.StandardCheckpointer() as reader:
         meta = reader.metadata(os.path.join(self._path(step), 'state'))

@@ -8,7 +8,9 @@ from WARNING up.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 from typing import Any
 
 from absl import logging as absl_logging
@@ -35,6 +37,71 @@ def setup_logging(stream=None) -> None:
   for handler in logging.getLogger().handlers:
     handler.addFilter(_not_quiet)
   log.setLevel(logging.INFO)
+
+
+# ---------------------------------------------------------------------------
+# Reads abandoned by a failed restore. When Orbax fails to read one array of a
+# damaged checkpoint it raises at once and closes its event loop while
+# TensorStore is still reading the others; those reads then finish on
+# background threads and print "Event loop is closed" and "Exception ignored
+# in <coroutine ...>" tracebacks (hundreds of lines, some before the restore
+# has even raised, some seconds after it fell back). They say nothing the one
+# warning line does not: from the first restore on, errors with exactly these
+# signatures are logged at DEBUG instead of printed. Anything else still goes
+# to Python's own hooks.
+# ---------------------------------------------------------------------------
+
+_ABANDONED_IN = (os.sep + 'orbax' + os.sep, os.sep + 'tensorstore' + os.sep,
+                 os.sep + 'asyncio' + os.sep)
+_hooks_installed = False
+
+
+def _is_abandoned_read(exc: BaseException | None, where: Any = None) -> bool:
+  if exc is None:
+    return False
+  text = str(exc)
+  if isinstance(exc, RuntimeError) and text == 'Event loop is closed':
+    return True
+  if 'Encountered error while reading array index' in text:
+    return True
+  code = getattr(where, 'cr_code', None) or getattr(where, '__code__', None)
+  files = [code.co_filename] if code is not None else []
+  tb = exc.__traceback__
+  while tb is not None:
+    files.append(tb.tb_frame.f_code.co_filename)
+    tb = tb.tb_next
+  return bool(files) and all(any(d in f for d in _ABANDONED_IN) for f in files)
+
+
+def quiet_abandoned_reads() -> None:
+  """From now on, errors of reads that a failed checkpoint restore abandoned go to the DEBUG
+  log instead of stderr (see above). Installed once, by the first restore."""
+  global _hooks_installed
+  if _hooks_installed:
+    return
+  _hooks_installed = True
+  unraisable, excepthook, thread_hook = sys.unraisablehook, sys.excepthook, threading.excepthook
+
+  def on_unraisable(u):
+    if _is_abandoned_read(u.exc_value, u.object):
+      log.debug('after a failed restore: %s: %s', type(u.exc_value).__name__, u.exc_value)
+    else:
+      unraisable(u)
+
+  def on_exception(kind, value, tb):   # C++ callbacks (TensorStore futures) print through this
+    if _is_abandoned_read(value):
+      log.debug('after a failed restore: %s: %s', kind.__name__, value)
+    else:
+      excepthook(kind, value, tb)
+
+  def on_thread_exception(args):
+    if _is_abandoned_read(args.exc_value):
+      log.debug('after a failed restore, in %s: %s', args.thread, args.exc_value)
+    else:
+      thread_hook(args)
+
+  sys.unraisablehook, sys.excepthook, threading.excepthook = (
+      on_unraisable, on_exception, on_thread_exception)
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

@@ -1,7 +1,6 @@
 """Checkpoints survive damage: fallback to the newest good step, fingerprints, stray folders,
 leftovers of a killed save, and exact resume after a SIGKILL during an asynchronous save."""
 
-import glob
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tests import helpers
+from tools import fault_campaign
 from transformer import checkpoint as ckpt_lib
 from transformer import workdir as workdir_lib
 
@@ -63,84 +63,8 @@ def save_steps(directory, steps, async_save=False):
   c.close()
 
 
-# ---------------------------------------------------------------------------
-# Kinds of damage to one step directory.
-# ---------------------------------------------------------------------------
-
-def _files(step_dir, pattern):
-  found = sorted(p for p in glob.glob(os.path.join(step_dir, pattern), recursive=True)
-                 if os.path.isfile(p))
-  assert found, f'nothing matches {pattern} in {step_dir}: the checkpoint layout changed'
-  return found
-
-
-def _rewrite(pattern, fn):
-  def damage(step_dir):
-    for p in _files(step_dir, pattern):
-      with open(p, 'rb') as f:
-        data = f.read()
-      with open(p, 'wb') as f:
-        f.write(fn(data))
-  return damage
-
-
-def _delete(pattern):
-  return lambda step_dir: [os.remove(p) for p in _files(step_dir, pattern)]
-
-
-def _rmtree(sub):
-  def damage(step_dir):
-    assert os.path.isdir(os.path.join(step_dir, sub)), sub
-    shutil.rmtree(os.path.join(step_dir, sub))
-  return damage
-
-
-def _make_empty(step_dir):
-  shutil.rmtree(step_dir)
-  os.mkdir(step_dir)
-
-
-def _flip(data):   # a few flipped bits, as a bad disk or memory does: Orbax reads it without error
-  b = bytearray(data)
-  for k in (len(b) // 2, len(b) // 2 + 7, len(b) // 3):
-    b[k] ^= 0x10
-  return bytes(b)
-
-
-_half = lambda data: data[:len(data) // 2]
-_garbage = lambda data: np.random.default_rng(len(data)).bytes(max(len(data), 16))
-_nothing = lambda data: b''
-DATA = 'state/ocdbt.process_0/d/*'   # the arrays' data files
-
-DAMAGE = {
-    'empty step directory': _make_empty,
-    'every file empty (power loss)': _rewrite('**/*', _nothing),
-    'state/ deleted': _rmtree('state'),
-    'meta/ deleted': _rmtree('meta'),
-    '_CHECKPOINT_METADATA deleted': _delete('_CHECKPOINT_METADATA'),
-    '_CHECKPOINT_METADATA garbage': _rewrite('_CHECKPOINT_METADATA', _garbage),
-    '_CHECKPOINT_METADATA empty': _rewrite('_CHECKPOINT_METADATA', _nothing),
-    'state/_METADATA deleted': _delete('state/_METADATA'),
-    'state/_METADATA truncated': _rewrite('state/_METADATA', _half),
-    'state/_METADATA garbage': _rewrite('state/_METADATA', _garbage),
-    'state/_sharding garbage': _rewrite('state/_sharding', _garbage),
-    'state/array_metadatas deleted': _rmtree('state/array_metadatas'),
-    'state/manifest.ocdbt deleted': _delete('state/manifest.ocdbt'),
-    'state/manifest.ocdbt garbage': _rewrite('state/manifest.ocdbt', _garbage),
-    'process manifest deleted': _delete('state/ocdbt.process_0/manifest.ocdbt'),
-    'process manifest truncated': _rewrite('state/ocdbt.process_0/manifest.ocdbt', _half),
-    'state/ocdbt.process_0 deleted': _rmtree('state/ocdbt.process_0'),
-    'data files deleted': _delete(DATA),
-    'data files truncated': _rewrite(DATA, _half),
-    'data files garbage': _rewrite(DATA, _garbage),
-    'data files: a few flipped bits': _rewrite(DATA, _flip),
-    'root b-tree file garbage': _rewrite('state/d/*', _garbage),
-    'meta JSON garbage': _rewrite('meta/metadata', _garbage),
-    'meta JSON truncated': _rewrite('meta/metadata', _half),
-    'meta JSON deleted': _delete('meta/metadata'),
-    'meta JSON not an object': _rewrite('meta/metadata', lambda d: b'[1, 2]'),
-    'commit_success.txt deleted': _delete('**/commit_success.txt'),
-}
+# The kinds of damage are the fault campaign's (tools/fault_campaign.py).
+DAMAGE = fault_campaign.DAMAGE
 
 
 @pytest.fixture(scope='module')

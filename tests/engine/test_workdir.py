@@ -318,3 +318,55 @@ def test_logging_leaves_out_the_warnings_every_restore_gives():
   out = subprocess.run([sys.executable, '-c', probe], cwd=helpers.REPO, capture_output=True,
                        text=True, check=True).stdout
   assert 'a real warning' in out and 'Metadata file does not exist' not in out
+
+
+def test_a_run_with_nothing_left_to_do_still_clears_a_kill_s_leftovers(tmp_path, data_dir):
+  """The fault campaign: kill -9 while the last save retired an old step left
+  checkpoints/deleted/<step> behind, and the resume (already at its last step, so it saved
+  nothing) never cleared it."""
+  from transformer import checkpoint as ckpt_lib
+  work = tmp_path / 'w'
+  engine.train_and_evaluate(tiny(num_train_steps=2), str(work))
+  ckpt = work / 'checkpoints'
+  (ckpt / ckpt_lib.DELETED_DIR / '1' / 'state').mkdir(parents=True)
+  (ckpt / ('3' + ckpt_lib.TMP_SUFFIX + '1234')).mkdir()
+  out = engine.train_and_evaluate(tiny(num_train_steps=2), str(work))
+  assert out['step'] == 2
+  assert os.listdir(ckpt / ckpt_lib.DELETED_DIR) == []
+  assert not [n for n in os.listdir(ckpt) if ckpt_lib.TMP_SUFFIX in n]
+
+
+def test_reads_abandoned_by_a_failed_restore_are_not_printed():
+  """The fault campaign: after a damaged step's one warning, Orbax's abandoned reads printed
+  'Event loop is closed' and TensorStore tracebacks (thousands of lines). Those signatures go
+  to the DEBUG log once a restore ran; any other error is still printed."""
+  import subprocess
+  import sys
+  probe = '''
+import asyncio, sys, threading
+from transformer import logs
+logs.quiet_abandoned_reads()
+loop = asyncio.new_event_loop(); loop.close()
+def closed_loop():
+  loop.call_soon_threadsafe(print)
+t = threading.Thread(target=closed_loop); t.start(); t.join()
+try:
+  loop.call_soon_threadsafe(print)
+except RuntimeError as e:
+  sys.excepthook(type(e), e, e.__traceback__)
+async def read():
+  raise Exception('Encountered error while reading array index: (slice(0, 2, 1),)')
+c = read()
+sys.unraisablehook(type('U', (), dict(exc_type=Exception, exc_value=Exception(
+    'Encountered error while reading array index: ()'), exc_traceback=None, err_msg=None,
+    object=c))())
+c.close()
+def other():
+  raise ValueError('a real error in a thread')
+t = threading.Thread(target=other); t.start(); t.join()
+'''
+  res = subprocess.run([sys.executable, '-c', probe], cwd=helpers.REPO, capture_output=True,
+                       text=True)
+  assert 'Event loop is closed' not in res.stderr
+  assert 'Encountered error while reading array index' not in res.stderr
+  assert 'ValueError: a real error in a thread' in res.stderr   # not every error is hidden

@@ -8,47 +8,20 @@ import sys
 import pytest
 
 from tests import helpers
+from tools import fault_campaign
 
-CASES = {
-    'misspelled field': (['train.py', '--config.batchsize=3'],
-                         'unknown config field: \'batchsize\' Did you mean "batch_size"'),
-    'value of the wrong type': (['train.py', '--config.batch_size=abc'],
-                                "--config.batch_size=abc: invalid literal for int()"),
-    'missing config file': (['train.py', '--config=configs/no_such_config.py'],
-                            'the config could not be loaded'),
-    'config file with a syntax error': (['train.py', '--config={tmp}/syntax.py'],
-                                        'SyntaxError: invalid syntax'),
-    'config file without get_config': (['train.py', '--config={tmp}/empty.py'],
-                                       'the config file has no get_config() function'),
-    'get_config raises': (['train.py', '--config={tmp}/raises.py'], 'RuntimeError: boom'),
-    'unknown flag': (['train.py', '--bogus=1'], "Unknown command line flag 'bogus'"),
-    'usage error (no --workdir)': (['eval.py'], '--workdir is required'),
-    'generate.py --num_tokens=0': (['generate.py', '--workdir={tmp}', '--num_tokens=0'],
-                                   '--num_tokens=0 must be a positive integer'),
-    '--workdir is a file': (['train.py', '--workdir={tmp}/empty.py'],
-                            'is a file, not a directory'),
-    'train.lock is a directory': (['train.py', '--workdir={tmp}/locked'],
-                                  'cannot take the lock'),
-}
+CASES = fault_campaign.USER_ERRORS   # the fault campaign's cases (tools/fault_campaign.py)
 
 
 @pytest.mark.parametrize('case', sorted(CASES))
 def test_a_user_error_is_one_line_and_exit_status_2(case, tmp_path):
-  (tmp_path / 'syntax.py').write_text('def get_config(:\n')
-  (tmp_path / 'empty.py').write_text('x = 1\n')
-  (tmp_path / 'raises.py').write_text("def get_config():\n  raise RuntimeError('boom')\n")
-  (tmp_path / 'locked' / 'train.lock').mkdir(parents=True)
-  args, message = CASES[case]
-  args = [a.format(tmp=tmp_path) for a in args]
-  if args[0] == 'train.py' and not any(a.startswith('--workdir') for a in args):
-    args.append(f'--workdir={tmp_path / "w"}')
+  fault_campaign.make_error_files(str(tmp_path))
+  args, message = fault_campaign.user_error_command(case, str(tmp_path))
   res = subprocess.run([sys.executable, *args], cwd=helpers.REPO, capture_output=True,
                        text=True, timeout=120)
-  assert res.returncode == 2, (res.returncode, res.stdout[-2000:], res.stderr[-2000:])
-  lines = res.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith('error: '), res.stderr[-2000:]
-  assert message in lines[0]
-  assert 'Traceback' not in res.stdout + res.stderr and '--helpfull' not in res.stderr
+  assert fault_campaign.one_line_error(res.returncode, res.stdout, res.stderr, message) is None, (
+      res.returncode, res.stdout[-2000:], res.stderr[-2000:])
+  assert '--helpfull' not in res.stderr
 
 
 def test_eval_py_checks_the_split_and_the_prompt_before_evaluating(tmp_path, data_dir):

@@ -223,6 +223,7 @@ class _Run:
         workdir_lib.checkpoint_dir(workdir), keep=config.keep_checkpoints,
         async_save=config.get('async_checkpointing', True),
         allow_unverified=config.get('allow_unverified_checkpoints', False))
+    self.checkpointer.clear_leftovers()   # a kill's, even if nothing is left to save
     self.state = self.exp.restore_or_init(self.checkpointer)
     workdir_lib.write_config(config, workdir)   # only once the checkpoints (if any) restored into it
     self.step = int(self.exp.unreplicate(self.state.step))
