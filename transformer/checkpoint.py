@@ -19,6 +19,8 @@ transformer/workdir.py's.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -124,6 +126,16 @@ def _why(e: BaseException) -> str:
 # The checkpointer.
 # ---------------------------------------------------------------------------
 
+def _is_disk_full(e: BaseException | None) -> bool:
+  """Whether `e` (or what caused it) is a write that found no space left on the device."""
+  seen = 0
+  while e is not None and seen < 20:
+    if getattr(e, 'errno', None) == errno.ENOSPC or 'No space left on device' in str(e):
+      return True
+    e, seen = e.__cause__ or e.__context__, seen + 1
+  return False
+
+
 def _path_name(path) -> str:
   """'params/decoder/layer_0/...' for a tree path, whether its steps are keys, attributes or indices."""
   return '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path)
@@ -148,6 +160,7 @@ class Checkpointer:
     self._bad: dict[int, str] = {}   # steps above the one restore() fell back to -> why
     self._writing = False            # readers (eval.py) never touch the directory
     self._saved: set[int] = set()    # steps this writer saved
+    self._in_flight: int | None = None   # the last step saved (maybe still being written)
 
   def _path(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
@@ -224,10 +237,36 @@ class Checkpointer:
       self._manager.reload()
     self._check_space(step, state)
     meta = dict(meta or {}, step=step, fingerprints=fingerprints(state))
-    # force: Orbax would skip any step below the newest on disk, e.g. after a fallback.
-    self._manager.save(step, force=True, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    logs.quiet_abandoned_io()   # a failed write leaves writes running in the background
+    self.wait()   # the previous save (Orbax waits for it anyway): its errors name its step
+    self._in_flight = step
+    with self._disk_full_is_one_error():
+      # force: Orbax would skip any step below the newest on disk, e.g. after a fallback.
+      self._manager.save(step, force=True, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
     self._saved.add(step)
+
+  @contextlib.contextmanager
+  def _disk_full_is_one_error(self):
+    """A disk that fills up during a save (after the free-space check passed: another
+    writer took the space) is one CheckpointError naming the step, with the partial save
+    removed, instead of Orbax's background tracebacks and exit status 1."""
+    try:
+      yield
+    except Exception as e:
+      if not _is_disk_full(e):
+        raise
+      step = self._in_flight
+      if jax.process_index() == 0:
+        for name in os.listdir(self.directory):
+          if TMP_SUFFIX in name:
+            shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+      kept = [s for s in self.steps if s != step]
+      raise CheckpointError(
+          f'The disk filled up while checkpoint {step} was being written to {self.directory} '
+          f'(No space left on device): its partial files were removed, and the checkpoints '
+          f'kept so far, {kept}, stay as they are. Free some space, then run again to '
+          'resume.') from None
 
   def _check_space(self, step: int, state: Any) -> None:
     """A save that cannot fit is one clear error before anything is written (a full disk
@@ -244,14 +283,15 @@ class Checkpointer:
           'resume.')
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    with self._disk_full_is_one_error():
+      self._manager.wait_until_finished()
 
   def _read(self, abstract_state: Any, step: int) -> tuple[Any, dict | None, str | None]:
     """(state, meta, None), or (None, None, why the checkpoint at `step` is bad)."""
     state = meta = problem = None
     # A failed read leaves reads running in the background that print tracebacks, some
     # before this function sees the failure: route them to the DEBUG log from the start.
-    logs.quiet_abandoned_reads()
+    logs.quiet_abandoned_io()
     try:
       if not self._holds_files(step):
         raise CheckpointError('empty directory: no checkpoint was written into it')
@@ -294,7 +334,7 @@ class Checkpointer:
     Read from the checkpoint's metadata only; [] when the metadata cannot be read
     (a damaged checkpoint is diagnosed by the restore itself).
     """
-    logs.quiet_abandoned_reads()   # as in _read: a damaged step's reads run on after a failure
+    logs.quiet_abandoned_io()   # as in _read: a damaged step's reads run on after a failure
     try:
       with ocp.StandardCheckpointer() as reader:
         meta = reader.metadata(os.path.join(self._path(step), 'state'))
@@ -382,8 +422,10 @@ class Checkpointer:
       shutil.rmtree(os.path.join(path, name), ignore_errors=True)
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self.wait()
+    finally:
+      self._manager.close()
     if self._writing and jax.process_index() == 0:
       self._clear_deleted()
 

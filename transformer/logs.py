@@ -40,23 +40,24 @@ def setup_logging(stream=None) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Reads abandoned by a failed restore. When Orbax fails to read one array of a
-# damaged checkpoint it raises at once and closes its event loop while
-# TensorStore is still reading the others; those reads then finish on
-# background threads and print "Event loop is closed" and "Exception ignored
-# in <coroutine ...>" tracebacks (hundreds of lines, some before the restore
-# has even raised, some seconds after it fell back). They say nothing the one
-# warning line does not: from the first restore on, errors with exactly these
+# Checkpoint reads and writes abandoned by a failure. When Orbax fails to read
+# one array of a damaged checkpoint (or to write one on a full disk) it raises
+# at once and closes its event loop while TensorStore is still reading or
+# writing the others; those finish on background threads and print "Event
+# loop is closed" and "Exception ignored in <coroutine ...>" tracebacks
+# (hundreds of lines, some before the failure is even raised, some at
+# interpreter shutdown). They say nothing the one warning or error line does
+# not: from the first restore or save on, errors with exactly these
 # signatures are logged at DEBUG instead of printed. Anything else still goes
 # to Python's own hooks.
 # ---------------------------------------------------------------------------
 
-_ABANDONED_IN = (os.sep + 'orbax' + os.sep, os.sep + 'tensorstore' + os.sep,
-                 os.sep + 'asyncio' + os.sep)
+_IO_LIBRARIES = (os.sep + 'orbax' + os.sep, os.sep + 'tensorstore' + os.sep)
+_ABANDONED_IN = _IO_LIBRARIES + (os.sep + 'asyncio' + os.sep,)
 _hooks_installed = False
 
 
-def _is_abandoned_read(exc: BaseException | None, where: Any = None) -> bool:
+def _is_abandoned_io(exc: BaseException | None, where: Any = None) -> bool:
   if exc is None:
     return False
   text = str(exc)
@@ -64,8 +65,10 @@ def _is_abandoned_read(exc: BaseException | None, where: Any = None) -> bool:
     return True
   if 'Encountered error while reading array index' in text:
     return True
-  code = getattr(where, 'cr_code', None) or getattr(where, '__code__', None)
-  files = [code.co_filename] if code is not None else []
+  code = getattr(where, 'cr_code', None)   # a coroutine of Orbax's, never awaited to the end
+  if code is not None and any(d in code.co_filename for d in _IO_LIBRARIES):
+    return True
+  files = []
   tb = exc.__traceback__
   while tb is not None:
     files.append(tb.tb_frame.f_code.co_filename)
@@ -73,9 +76,17 @@ def _is_abandoned_read(exc: BaseException | None, where: Any = None) -> bool:
   return bool(files) and all(any(d in f for d in _ABANDONED_IN) for f in files)
 
 
-def quiet_abandoned_reads() -> None:
-  """From now on, errors of reads that a failed checkpoint restore abandoned go to the DEBUG
-  log instead of stderr (see above). Installed once, by the first restore."""
+def _debug(what: str, exc: BaseException) -> None:
+  try:
+    log.debug('after a failed checkpoint read or write, %s: %s: %s', what,
+              type(exc).__name__, exc)
+  except Exception:  # noqa: BLE001  (at interpreter shutdown logging may be gone)
+    pass
+
+
+def quiet_abandoned_io() -> None:
+  """From now on, errors of checkpoint reads and writes that a failure abandoned go to the
+  DEBUG log instead of stderr (see above). Installed once, by the first restore or save."""
   global _hooks_installed
   if _hooks_installed:
     return
@@ -83,20 +94,20 @@ def quiet_abandoned_reads() -> None:
   unraisable, excepthook, thread_hook = sys.unraisablehook, sys.excepthook, threading.excepthook
 
   def on_unraisable(u):
-    if _is_abandoned_read(u.exc_value, u.object):
-      log.debug('after a failed restore: %s: %s', type(u.exc_value).__name__, u.exc_value)
+    if _is_abandoned_io(u.exc_value, u.object):
+      _debug(f'in {u.object!r}', u.exc_value)
     else:
       unraisable(u)
 
   def on_exception(kind, value, tb):   # C++ callbacks (TensorStore futures) print through this
-    if _is_abandoned_read(value):
-      log.debug('after a failed restore: %s: %s', kind.__name__, value)
+    if _is_abandoned_io(value):
+      _debug('in a callback', value)
     else:
       excepthook(kind, value, tb)
 
   def on_thread_exception(args):
-    if _is_abandoned_read(args.exc_value):
-      log.debug('after a failed restore, in %s: %s', args.thread, args.exc_value)
+    if _is_abandoned_io(args.exc_value):
+      _debug(f'in {args.thread}', args.exc_value)
     else:
       thread_hook(args)
 

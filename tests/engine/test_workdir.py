@@ -345,7 +345,7 @@ def test_reads_abandoned_by_a_failed_restore_are_not_printed():
   probe = '''
 import asyncio, sys, threading
 from transformer import logs
-logs.quiet_abandoned_reads()
+logs.quiet_abandoned_io()
 loop = asyncio.new_event_loop(); loop.close()
 def closed_loop():
   loop.call_soon_threadsafe(print)

@@ -272,13 +272,16 @@ class _Run:
     return {'step': self.step, **self.last_eval}
 
   def close(self) -> None:
-    self.profiler.close()
-    self.checkpointer.close()
-    self.best.close()
-    self.writer.close()
-    close = getattr(self.exp.task.data, 'close', None)
-    if close is not None:   # worker threads or processes of the input pipeline
-      close()
+    """Closes everything, even when one close fails (a save in flight that found the disk
+    full): the metrics and the data's workers are closed before its error goes on."""
+    with contextlib.ExitStack() as stack:
+      close = getattr(self.exp.task.data, 'close', None)
+      if close is not None:   # worker threads or processes of the input pipeline
+        stack.callback(close)
+      stack.callback(self.writer.close)
+      stack.callback(self.best.close)
+      stack.callback(self.checkpointer.close)
+      stack.callback(self.profiler.close)
 
   # -- the step and the periodic actions ---------------------------------------------
 
