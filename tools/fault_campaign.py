@@ -489,11 +489,15 @@ def main(argv=None):
         jobs.append(('user error', pool.submit(user_error_trial, case, base)))
       jobs.append(('disk full', pool.submit(disk_full_trial, base)))
       results = collections.defaultdict(list)
-      for family, job in jobs:
+      t_start = time.monotonic()
+      for k, (family, job) in enumerate(jobs, 1):
         r = job.result()
         results[family].append(r)
-        if r['problems']:
-          print(f'FAIL {family}: {r}', flush=True)
+        spent = time.monotonic() - t_start
+        eta = spent / k * (len(jobs) - k)
+        what = r.get('outcome') or r.get('what') or r.get('skipped') or 'ok'
+        print(f'[{k}/{len(jobs)}] {family}: {"FAIL " + str(r) if r["problems"] else what}  '
+              f'({spent:.0f} s, ETA {eta:.0f} s)', flush=True)
   finally:
     shutil.rmtree(base, ignore_errors=True)
 
