@@ -318,7 +318,8 @@ class MultiHeadAttention(nn.Module):
     cfg = self.cfg
     is_initialized = self.has_variable('cache', 'cached_key')
     batch, length, heads, head_dim = key.shape
-    cache_shape = (batch, cfg.max_len, heads, head_dim)
+    slots = cfg.cache_positions
+    cache_shape = (batch, slots, heads, head_dim)
     cached_key = self.variable('cache', 'cached_key', jnp.zeros, cache_shape, key.dtype)
     cached_value = self.variable('cache', 'cached_value', jnp.zeros, cache_shape, value.dtype)
     index = self.variable('cache', 'cache_index', lambda: jnp.zeros((), jnp.int32))
@@ -332,12 +333,12 @@ class MultiHeadAttention(nn.Module):
     # overflow at a concrete index (eager), raises; under jit the index is a
     # tracer, so the overflow becomes a flag that makes the output NaN.
     traced = isinstance(i, jax.core.Tracer)
-    if length > cfg.max_len or (not traced and int(i) + length > cfg.max_len):
+    if length > slots or (not traced and int(i) + length > slots):
       raise ValueError(
           f'key/value cache overflow: writing {length} position(s) at index '
-          f'{"?" if traced else int(i)} of a cache of '
-          f'cfg.max_len={cfg.max_len}; decode fewer tokens or raise model.max_len')
-    overflow = (i + length > cfg.max_len) if traced else None
+          f'{"?" if traced else int(i)} of a cache of {slots} positions (cfg.cache_len, '
+          f'else cfg.max_len={cfg.max_len}); decode fewer tokens or raise model.max_len')
+    overflow = (i + length > slots) if traced else None
     key = jax.lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype),
                                        (0, i, 0, 0))
     value = jax.lax.dynamic_update_slice(cached_value.value,
@@ -346,5 +347,5 @@ class MultiHeadAttention(nn.Module):
     index.value = i + length
     # Query t (absolute position i + t) sees cache slots <= i + t.
     q_pos = i + jnp.arange(length)[:, None]
-    k_pos = jnp.arange(cfg.max_len)[None, :]
+    k_pos = jnp.arange(slots)[None, :]
     return key, value, (k_pos <= q_pos)[None, None], overflow

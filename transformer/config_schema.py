@@ -16,7 +16,7 @@ from ml_collections import config_dict
 from transformer.model_config import TransformerConfig
 
 # Filled in by the engine, not by configs.
-ENGINE_FIELDS = ('vocab_size', 'deterministic', 'use_cache')
+ENGINE_FIELDS = ('vocab_size', 'deterministic', 'use_cache', 'cache_len')
 
 
 def model_fields() -> ml_collections.ConfigDict:

@@ -53,6 +53,31 @@ def cached_config(cfg: TransformerConfig) -> TransformerConfig:
   return cfg.replace(use_cache=True, deterministic=True)
 
 
+MIN_CACHE_BUCKET = 64   # the smallest cache; then powers of two up to max_len
+
+
+def cache_bucket(positions: int, max_len: int) -> int:
+  """The cache size for a request that feeds `positions` tokens through the cache: the
+  smallest power of two >= positions (at least MIN_CACHE_BUCKET), capped at max_len. A few
+  sizes, so that compiled decoders are reused across requests of similar lengths."""
+  size = MIN_CACHE_BUCKET
+  while size < positions:
+    size *= 2
+  return min(size, max_len)
+
+
+def sized_for(cfg: TransformerConfig, positions: int) -> TransformerConfig:
+  """`cfg` with its key/value cache sized to a request of `positions` cached tokens (the
+  prompt plus every generated token but the last), not to max_len: each decoding step then
+  attends over (and beam search reorders) a cache that grows with the text, and the cost of
+  a token no longer depends on the model's maximum length. The tokens are the same as with
+  a max_len cache: the slots past the request are masked either way. A cache_len the
+  caller set is kept (`cfg.replace(cache_len=cfg.max_len)`: the whole-length cache)."""
+  if cfg.cache_len is not None:
+    return cfg
+  return cfg.replace(cache_len=cache_bucket(positions, cfg.max_len))
+
+
 def init_cache(cfg: TransformerConfig, batch_size: int, src_length: int | None = None) -> Cache:
   """An empty key/value cache for `batch_size` rows.
 
@@ -162,7 +187,7 @@ def check_cache_room(cache: Cache, positions: int, what: str) -> None:
   if length is not None and positions > length:
     raise ValueError(
         f'{what} needs {positions} key/value cache positions but the cache holds {length} '
-        f'(model.max_len); shorten the prompt or the number of new tokens, or build the '
+        f'(at most model.max_len); shorten the prompt or the number of new tokens, or build the '
         f'model with a larger max_len')
 
 
@@ -388,6 +413,7 @@ def translate_greedy(params, cfg: TransformerConfig, src: Array, *, extra_len: i
                      bos_id: int = BOS_ID, eos_id: int = EOS_ID) -> Array:
   """`translate(method='greedy')`, jitted."""
   batch, src_len = src.shape
+  cfg = sized_for(cfg, _output_len(cfg, src, extra_len))
   encoded = encode(cfg, params, src)
   cache = prime_cross_cache(cfg, params, encoded, src, init_cache(cfg, batch, src_len))
   step_fn = seq2seq_step_fn(cfg, params, encoded, src)
@@ -402,6 +428,7 @@ def translate_beam(params, cfg: TransformerConfig, src: Array, *, beam_size: int
                    eos_id: int = EOS_ID, eos_rule: str = 'all') -> BeamSearchResult:
   """Beam search translation (jitted), with the scores and all K hypotheses."""
   batch, src_len = src.shape
+  cfg = sized_for(cfg, _output_len(cfg, src, extra_len))
   encoded = repeat_beams(encode(cfg, params, src), beam_size)
   src = repeat_beams(src, beam_size)
   cache = prime_cross_cache(cfg, params, encoded, src,
@@ -429,6 +456,7 @@ def generate(params, cfg: TransformerConfig, prompt: Array, max_new_tokens: int,
   are padded.
   """
   batch = prompt.shape[0]   # the cache's length is checked by the decoding loop
+  cfg = sized_for(cfg, prompt.shape[1] + max_new_tokens - 1)
   rng = jax.random.PRNGKey(0) if rng is None else rng
   return sample(lm_step_fn(cfg, params, left_pad), init_cache(cfg, batch), prompt,
                 max_new_tokens, rng,

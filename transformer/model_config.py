@@ -98,6 +98,14 @@ class TransformerConfig:
   use_cache: bool = False            # one step at a time on a key/value cache (decoding)
   cache_cross_kv: bool = True        # use_cache: cross-attention keys/values projected once
                                      # per source (decoding.prime_cross_cache), not per step
+  cache_len: int | None = None       # use_cache: positions the key/value cache holds (None:
+                                     # max_len); the decoders size it to the request
+                                     # (decoding.sized_for), so a step costs what the text does
+
+  @property
+  def cache_positions(self) -> int:
+    """Positions the key/value cache holds: cache_len, or max_len when unset."""
+    return self.cache_len if self.cache_len is not None else self.max_len
 
   def replace(self, **changes) -> 'TransformerConfig':
     return dataclasses.replace(self, **changes)
@@ -131,6 +139,8 @@ def validate(cfg: TransformerConfig) -> list[str]:
   for name in ('vocab_size', 'd_model', 'num_heads', 'd_ff', 'max_len'):
     if getattr(cfg, name) <= 0:
       p.append(f'{name}={getattr(cfg, name)} must be positive')
+  if cfg.cache_len is not None and not 0 < cfg.cache_len <= cfg.max_len:
+    p.append(f'cache_len={cfg.cache_len} must be in [1, max_len={cfg.max_len}]')
   for name in ('num_encoder_layers', 'num_decoder_layers'):
     if getattr(cfg, name) < 0:
       p.append(f'{name}={getattr(cfg, name)} must be >= 0')

@@ -92,12 +92,12 @@ def _stack_bias(cfg: TransformerConfig, positions: Array | None, length: int, *,
                 bidirectional: bool, cached: bool = False) -> tuple[Array | None, Array | None]:
   """(T5's relative position bias for a stack, positions): one table shared by the
   stack's layers, made inside the calling stack ('relative_bias'); (None, positions)
-  without one. `cached`: the keys are the cache's max_len slots."""
+  without one. `cached`: the keys are the cache's slots (cfg.cache_positions)."""
   if cfg.position_bias != 'relative':
     return None, positions
   if positions is None:
     positions = jnp.arange(length)[None]
-  keys = jnp.arange(cfg.max_len)[None] if cached else positions
+  keys = jnp.arange(cfg.cache_positions)[None] if cached else positions
   bias = RelativePositionBias(cfg, bidirectional=bidirectional, name='relative_bias')(
       positions, keys)
   return bias, positions
@@ -282,7 +282,7 @@ class DecoderLM(nn.Module):
         tokens, left_pad, positions)
     mask = None
     if left_pad is not None:   # keys (cache slots when decoding) before the row's start
-      k_len = cfg.max_len if cfg.use_cache else tokens.shape[1]
+      k_len = cfg.cache_positions if cfg.use_cache else tokens.shape[1]
       mask = (jnp.arange(k_len)[None, :] >= left_pad[:, None])[:, None, None, :]
     if segments is not None:
       mask = combine_masks(mask, segment_mask(segments, segments))

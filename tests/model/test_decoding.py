@@ -474,3 +474,69 @@ def test_low_temperature_is_greedy():
   np.testing.assert_array_equal(draw(temperature=0.0), greedy)
   np.testing.assert_array_equal(draw(temperature=1e-3), greedy)
   assert not np.array_equal(draw(), greedy)
+
+
+# ---------------------------------------------------------------------------
+# The key/value cache sized to the request (decoding.sized_for), not to max_len.
+# ---------------------------------------------------------------------------
+
+LONG = CFG.replace(max_len=40)
+
+
+def test_cache_buckets_are_powers_of_two_capped_at_max_len():
+  assert [decoding.cache_bucket(n, 1024) for n in (1, 64, 65, 128, 129, 1000, 1025)] == \
+      [64, 64, 128, 128, 256, 1024, 1024]
+  assert decoding.cache_bucket(70, 100) == 100
+  assert decoding.cache_length(decoding.init_cache(decoding.sized_for(CFG.replace(
+      max_len=512), 70), 2)) == 128
+  fixed = CFG.replace(max_len=512, cache_len=512)
+  assert decoding.sized_for(fixed, 70) is fixed   # a size the caller chose is kept
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('positional', ['sinusoidal', 'rope'])
+def test_a_request_sized_cache_gives_the_tokens_of_a_max_len_cache(positional, monkeypatch):
+  """Across bucket edges (buckets 4, 8, 16, 32 here; max_len 40), with ragged prompts: the
+  same greedy tokens as decoding on a cache of max_len slots."""
+  monkeypatch.setattr(decoding, 'MIN_CACHE_BUCKET', 4)
+  lengths = spy_on_cache_lengths(monkeypatch)
+  cfg = LONG.replace(positional=positional)
+  params = helpers.random_params(DecoderLM(cfg), SRC, seed=28, fill=sharp_logits)
+  tokens, left_pad = decoding.pad_left([[5, 6], [7, 8, 9], [6, 7, 8]])
+  whole = cfg.replace(cache_len=cfg.max_len)
+  for n in (2, 3, 7, 15, 30):   # positions 4, 5, 9, 17, 32: buckets 4, 8, 16, 32, 32
+    sized = decoding.generate(params, cfg, tokens, n, temperature=0.0, left_pad=left_pad)
+    full = decoding.generate(params, whole, tokens, n, temperature=0.0, left_pad=left_pad)
+    np.testing.assert_array_equal(sized, full)
+  assert lengths == [4, 40, 8, 40, 16, 40, 32, 40, 32, 40]   # the caches decoded on
+
+
+def spy_on_cache_lengths(monkeypatch) -> list[int]:
+  """The positions of every cache decoding.init_cache makes from now on (at tracing)."""
+  lengths, init = [], decoding.init_cache
+
+  def recording(*args, **kw):
+    cache = init(*args, **kw)
+    lengths.append(decoding.cache_length(cache))
+    return cache
+  monkeypatch.setattr(decoding, 'init_cache', recording)
+  return lengths
+
+
+@pytest.mark.slow
+def test_beam_search_on_a_request_sized_cache_matches_a_max_len_cache(monkeypatch):
+  """Beam search reorders the cache every step: on a cache sized to the request (buckets 8
+  and 16 here) its hypotheses and scores are those of a max_len cache, for greedy too."""
+  monkeypatch.setattr(decoding, 'MIN_CACHE_BUCKET', 4)
+  lengths = spy_on_cache_lengths(monkeypatch)
+  params = helpers.random_params(EncoderDecoder(LONG), SRC, SRC, seed=23, fill=sharp_logits)
+  whole = LONG.replace(cache_len=LONG.max_len)
+  for extra in (2, 9):   # output lengths 7 and 14: buckets 8 and 16
+    sized = decoding.translate_beam(params, LONG, SRC, beam_size=3, extra_len=extra)
+    full = decoding.translate_beam(params, whole, SRC, beam_size=3, extra_len=extra)
+    np.testing.assert_array_equal(sized.beam_tokens, full.beam_tokens)
+    np.testing.assert_allclose(sized.beam_scores, full.beam_scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(
+        decoding.translate_greedy(params, LONG, SRC, extra_len=extra),
+        decoding.translate_greedy(params, whole, SRC, extra_len=extra))
+  assert lengths == [8, 40, 8, 40, 16, 40, 16, 40]

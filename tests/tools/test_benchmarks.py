@@ -94,3 +94,16 @@ def test_quick_skips_the_cpu_sized_wmt_rows(monkeypatch):
   assert len(rows) == len(suite.TRAIN) - 2 and all('--steps=5' in cmd for cmd in seen)
   (m30k,) = [cmd for cmd in seen if '--config=configs/translate_multi30k.py' in cmd]
   assert '--config.bucket_boundaries=(64,)' in m30k
+
+
+def test_decode_cache_benchmark_runs_and_checks_its_tokens():
+  """benchmarks/decode_cache.py (request-sized cache against a max_len one), tiny."""
+  import subprocess
+  import sys
+  res = subprocess.run([sys.executable, 'benchmarks/decode_cache.py', '--layers=1', '--width=32',
+                        '--tokens=8', '--max_lens=64,256', '--rounds=1'], cwd=helpers.REPO,
+                       capture_output=True, text=True, timeout=300)
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert 'same tokens in every variant: True' in res.stdout
+  assert [line.split()[0] for line in res.stdout.splitlines()[2:]] == ['sized,'] * 2 + \
+      ['max_len'] * 2
