@@ -212,7 +212,8 @@ def print_run_description(config: ml_collections.ConfigDict, workdir: str,
   print(f'train FLOPs per step: {flops:.4g} (batch {d["batch_shapes"]})' if flops else
         'train FLOPs per step: not counted for this task')
   if r is not None:
-    print(f'compile: {r["compile_seconds"]:.1f} s; step: {1000 * r["step_seconds"]:.1f} ms '
-          f'(mean of 3); loss {r["loss"]:.4f}')
+    print(f'compile: {r["compile_seconds"]:.1f} s ({r["compiled_shapes"]} batch shape(s), '
+          f'one step each); step: {1000 * r["step_seconds"]:.1f} ms (mean of 3, compiled); '
+          f'loss {r["loss"]:.4f}')
     print(f'per device: params {r["params_bytes_per_device"] / 2**20:.1f} MiB, optimizer state '
           f'{r["opt_state_bytes_per_device"] / 2**20:.1f} MiB')
