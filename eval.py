@@ -39,6 +39,7 @@ def main(argv):
   from transformer.engine import evaluate
   from transformer.metric_writer import MetricWriter
   host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
+  host.use_compilation_cache()   # reuse earlier processes' compilations (transformer/host.py)
   logs.setup_logging()
   distributed.initialize()
   config = FLAGS.config

@@ -87,6 +87,7 @@ def main(argv):
                          '--config=configs/NAME.py, or point --workdir at a trained run.')
   from transformer import host
   host.tune_allocator()
+  host.use_compilation_cache()
   from transformer import tasks
   config = FLAGS.config
   makes = tasks.task_class(config).generates   # what this task's model makes from inputs

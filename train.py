@@ -37,6 +37,7 @@ def main(argv):
     raise app.UsageError('--workdir is required: the directory for checkpoints and metrics.')
   from transformer import distributed, engine, host, logs
   host.tune_allocator()   # CPU: step temporaries stay in the heap (transformer/host.py)
+  host.use_compilation_cache()   # reuse earlier processes' compilations (transformer/host.py)
   logs.setup_logging()
   distributed.initialize()
   if FLAGS.print_config or FLAGS.dry_run:

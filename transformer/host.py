@@ -15,6 +15,15 @@ It changes the whole process's allocator, so the library never calls it: the
 entry points do (train.py, eval.py, the tools and benchmarks/), before any
 work. Linux with glibc only (elsewhere it does nothing); set
 TRANSFORMER_TUNE_MALLOC=0 to leave malloc alone.
+
+`use_compilation_cache()`: JAX's persistent compilation cache, so that a run,
+a resume, eval.py and generate.py reuse what an earlier process compiled
+(Multi30k compiles about 11 bucket shapes at 16-25 s each; benchmarks/
+RESULTS.md has the first-step time cold and warm). The folder is
+$TRANSFORMER_COMPILATION_CACHE, by default ~/.cache/transformer/jax (under
+$XDG_CACHE_HOME when set); TRANSFORMER_COMPILATION_CACHE=off turns it off.
+JAX's own JAX_COMPILATION_CACHE_DIR, when set, wins. Only compilations
+of at least a second are kept (JAX's default threshold).
 """
 
 from __future__ import annotations
@@ -33,6 +42,31 @@ MMAP_THRESHOLD = 1 << 30   # blocks up to 1 GiB come from the heap, and are reus
 TRIM_THRESHOLD = (1 << 31) - 1
 
 _done: bool | None = None
+
+
+CACHE_OFF = ('', '0', 'off', 'false', 'no', 'none')
+
+
+def compilation_cache_dir() -> str | None:
+  """Where the persistent compilation cache goes (see above); None when turned off."""
+  if os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    return os.environ['JAX_COMPILATION_CACHE_DIR']
+  default = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.join('~', '.cache'),
+                         'transformer', 'jax')
+  value = os.environ.get('TRANSFORMER_COMPILATION_CACHE', default)
+  if value.strip().lower() in CACHE_OFF:
+    return None
+  return os.path.abspath(os.path.expanduser(value))
+
+
+def use_compilation_cache() -> str | None:
+  """Turns on JAX's persistent compilation cache in `compilation_cache_dir()`; its path."""
+  import jax
+  path = compilation_cache_dir()
+  if path is not None and not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    jax.config.update('jax_compilation_cache_dir', path)
+    log.debug('JAX compilation cache: %s', path)
+  return path
 
 
 def tune_allocator() -> bool:

@@ -1,4 +1,5 @@
-"""transformer.host.tune_allocator: large blocks come from the reusable heap, not mmap."""
+"""transformer.host: tune_allocator (large blocks come from the reusable heap, not mmap) and
+the persistent compilation cache of the entry points."""
 
 import ctypes
 import os
@@ -85,3 +86,47 @@ def test_entry_points_tune_the_allocator():
                'benchmarks/sharding_memory.py'):
     with open(os.path.join(ROOT, path)) as f:
       assert 'host.tune_allocator()' in f.read(), path
+
+
+def test_compilation_cache_dir_default_override_and_off(monkeypatch, tmp_path):
+  from transformer import host
+  monkeypatch.delenv('JAX_COMPILATION_CACHE_DIR', raising=False)
+  monkeypatch.delenv('TRANSFORMER_COMPILATION_CACHE', raising=False)
+  monkeypatch.setenv('HOME', str(tmp_path))
+  monkeypatch.delenv('XDG_CACHE_HOME', raising=False)
+  assert host.compilation_cache_dir() == str(tmp_path / '.cache' / 'transformer' / 'jax')
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+  assert host.compilation_cache_dir() == str(tmp_path / 'xdg' / 'transformer' / 'jax')
+  monkeypatch.setenv('TRANSFORMER_COMPILATION_CACHE', str(tmp_path / 'mine'))
+  assert host.compilation_cache_dir() == str(tmp_path / 'mine')
+  for off in ('off', '0', ''):
+    monkeypatch.setenv('TRANSFORMER_COMPILATION_CACHE', off)
+    assert host.compilation_cache_dir() is None
+  monkeypatch.setenv('JAX_COMPILATION_CACHE_DIR', str(tmp_path / 'jax_own'))   # JAX's wins
+  assert host.compilation_cache_dir() == str(tmp_path / 'jax_own')
+
+
+@pytest.mark.slow
+def test_train_py_fills_the_compilation_cache_and_off_turns_it_off(tmp_path, data_dir):
+  """A second process (a resume, eval.py) reuses the first one's compilations."""
+  env = {k: v for k, v in os.environ.items() if k != 'JAX_COMPILATION_CACHE_DIR'}
+  env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'   # tiny models compile fast
+  args = [sys.executable, 'train.py', '--config=configs/lm_shakespeare_char.py',
+          '--config.model.d_model=16', '--config.model.num_heads=2', '--config.model.d_ff=32',
+          '--config.model.num_decoder_layers=1', '--config.seq_len=16', '--config.batch_size=4',
+          '--config.eval_batch_size=4', '--config.eval_max_batches=1',
+          '--config.num_train_steps=2', '--config.warmup_steps=1']
+  env.pop('XDG_CACHE_HOME', None)
+  for setting, home in ((str(tmp_path / 'cache'), 'h1'), ('off', 'h2'), (None, 'h3')):
+    run_env = dict(env, HOME=str(tmp_path / home))
+    run_env.pop('TRANSFORMER_COMPILATION_CACHE', None)
+    if setting is not None:
+      run_env['TRANSFORMER_COMPILATION_CACHE'] = setting
+    res = subprocess.run([*args, f'--workdir={tmp_path / home / "w"}'], cwd=ROOT, text=True,
+                         capture_output=True, timeout=300, env=run_env)
+    assert res.returncode == 0, res.stderr[-2000:]
+  files = lambda d: [f for _, _, fs in os.walk(d) for f in fs]  # noqa: E731
+  assert files(tmp_path / 'cache'), 'nothing was written to the compilation cache'
+  assert not (tmp_path / 'h1' / '.cache').exists()
+  assert not (tmp_path / 'h2' / '.cache').exists()                   # off
+  assert files(tmp_path / 'h3' / '.cache' / 'transformer' / 'jax')   # the default place
