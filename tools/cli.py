@@ -22,6 +22,7 @@ import datetime
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 from typing import Any, Callable, Sequence
@@ -149,6 +150,12 @@ def run(main: Callable[[list[str]], Any]) -> None:
       _usage_error(str(e))
     except app.UsageError as e:
       _usage_error(str(e))
+    finally:
+      # The work is done (or failed) and saved: a SIGTERM from here on has nothing to stop.
+      # Python restores the default handler while it shuts down (which can take seconds
+      # with background threads), and a late SIGTERM then ended a finished run with status
+      # -15; an ignored signal stays ignored.
+      signal.signal(signal.SIGTERM, signal.SIG_IGN)
   app.run(guarded, flags_parser=_parse_flags)
 
 

@@ -202,7 +202,7 @@ def one_line_error(returncode: int, stdout: str, stderr: str, message: str = '')
   """None when a user error was reported as it should be; else what is wrong."""
   lines = stderr.strip().splitlines()
   if 'Traceback' in stdout + stderr:
-    return 'a traceback'
+    return 'a traceback: ' + _traceback_tail(stdout + stderr)
   if returncode != 2:
     return f'exit status {returncode}'
   if len(lines) != 1 or not lines[0].startswith('error: '):
@@ -256,13 +256,22 @@ def _eval(workdir, *flags):
   return res.returncode, step, loss, res.stdout, res.stderr
 
 
-def check_run(workdir, reference) -> list[str]:
+def _traceback_tail(text: str) -> str:
+  """The first traceback in `text`, shortened: what a failed trial's record shows."""
+  start = text.index('Traceback')
+  return text[start:start + 1500]
+
+
+def check_run(workdir, reference, extra_steps=()) -> list[str]:
   """What is wrong with a finished (resumed) run against the reference: [] when nothing."""
   problems = []
   ckpt = os.path.join(workdir, 'checkpoints')
   steps = sorted(int(n) for n in os.listdir(ckpt) if n.isdigit())
-  if steps != KEPT:
-    problems.append(f'lost or extra saves: steps {steps}, expected {KEPT}')
+  # The newest keep_checkpoints of every step saved: the periodic ones and where a
+  # SIGTERM stopped a run (`extra_steps`).
+  expected = sorted(set(range(10, 61, 10)) | set(extra_steps))[-len(KEPT):]
+  if steps != expected:
+    problems.append(f'lost or extra saves: steps {steps}, expected {expected}')
   leftovers = [n for n in os.listdir(ckpt) if not n.isdigit() and n != 'deleted']
   if os.path.isdir(os.path.join(ckpt, 'deleted')):
     leftovers += [f'deleted/{n}' for n in os.listdir(os.path.join(ckpt, 'deleted'))]
@@ -314,7 +323,7 @@ def kill_trial(i, mode, base, reference, duration, sig=signal.SIGKILL):
   workdir = os.path.join(base, f'{"kill" if sig == signal.SIGKILL else "term"}_{i}')
   proc = subprocess.Popen([sys.executable, *TRAIN, f'--workdir={workdir}'], cwd=REPO, env=_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  problems = []
+  problems, extra = [], []
   if sig == signal.SIGKILL:
     what = _kill_when(proc, workdir, mode, rng, duration)
     proc.communicate()
@@ -329,14 +338,19 @@ def kill_trial(i, mode, base, reference, duration, sig=signal.SIGKILL):
       if proc.returncode != 0:
         problems.append(f'SIGTERM: exit status {proc.returncode}')
       if 'Traceback' in out + err:
-        problems.append('SIGTERM: a traceback')
-      if not re.search(r'Stopped at step \d+|nothing was trained', out + err):
+        problems.append('SIGTERM: a traceback: ' + _traceback_tail(out + err))
+      stopped = re.search(r'Stopped at step (\d+)', out + err)
+      if stopped:
+        extra.append(int(stopped.group(1)))
+      elif re.search(r'step 60/60', out + err):
+        what = 'signalled after the last step'   # nothing left to stop; exit 0
+      elif 'nothing was trained' not in out + err:
         problems.append('SIGTERM: no line saying where it stopped')
   res = _train(workdir)
   if res.returncode != 0:
     problems.append(f'resume: exit status {res.returncode}: {res.stderr.strip()[-300:]}')
   else:
-    problems += check_run(workdir, reference)
+    problems += check_run(workdir, reference, extra)
   shutil.rmtree(workdir, ignore_errors=True)
   return {'trial': i, 'mode': mode, 'what': what, 'problems': problems}
 
@@ -351,9 +365,10 @@ def damage_trial(name, damage, base, ref_dir, expected, steps=(60,)):
   problems, outcome = [], None
   stderr_lines = len(err.strip().splitlines())
   if 'Traceback' in out + err:
-    problems.append('a traceback')
+    problems.append('a traceback: ' + _traceback_tail(out + err))
   if len(steps) == len(KEPT):   # nothing readable: one error message
-    outcome = 'error' if rc == 2 else f'exit {rc}'
+    outcome = ('error' if rc == 2 else 'intact' if (step, loss) in expected.values() else
+               f'exit {rc}')
     if rc == 0 and (step, loss) not in expected.values():
       problems.append(f'silent wrong restore: step {step} loss {loss}')
     elif rc not in (0, 2) or (rc == 2 and not err.startswith('error: ')):

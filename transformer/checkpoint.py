@@ -156,6 +156,7 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=async_save,
                                            todelete_subdir=DELETED_DIR)
+    logs.quiet_abandoned_io()   # before Orbax reads anything (see logs.py)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._bad: dict[int, str] = {}   # steps above the one restore() fell back to -> why
     self._writing = False            # readers (eval.py) never touch the directory

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from typing import Any
 
 from absl import logging as absl_logging
@@ -91,6 +92,9 @@ def quiet_abandoned_io() -> None:
   if _hooks_installed:
     return
   _hooks_installed = True
+  # Orbax's coroutines that a failure left unawaited, reported when they are collected.
+  warnings.filterwarnings('ignore', message=r"coroutine '.*' was never awaited",
+                          category=RuntimeWarning, module=r'orbax\.')
   unraisable, excepthook, thread_hook = sys.unraisablehook, sys.excepthook, threading.excepthook
 
   def on_unraisable(u):
@@ -111,8 +115,16 @@ def quiet_abandoned_io() -> None:
     else:
       thread_hook(args)
 
+  def on_asyncio_record(record: logging.LogRecord) -> bool:   # "Task exception was never
+    exc = record.exc_info[1] if record.exc_info else None       # retrieved" and the like
+    if _is_abandoned_io(exc):
+      _debug('in an asyncio task', exc)
+      return False
+    return True
+
   sys.unraisablehook, sys.excepthook, threading.excepthook = (
       on_unraisable, on_exception, on_thread_exception)
+  logging.getLogger('asyncio').addFilter(on_asyncio_record)
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

@@ -379,6 +379,12 @@ sys.unraisablehook(type('U', (), dict(exc_type=Exception, exc_value=Exception(
     'Encountered error while reading array index: ()'), exc_traceback=None, err_msg=None,
     object=c))())
 c.close()
+import logging
+logging.basicConfig()
+closed = RuntimeError('Event loop is closed')
+logging.getLogger('asyncio').error('Task exception was never retrieved (abandoned)',
+                                   exc_info=(RuntimeError, closed, None))
+logging.getLogger('asyncio').error('a real asyncio error')
 def other():
   raise ValueError('a real error in a thread')
 t = threading.Thread(target=other); t.start(); t.join()
@@ -387,4 +393,6 @@ t = threading.Thread(target=other); t.start(); t.join()
                        text=True)
   assert 'Event loop is closed' not in res.stderr
   assert 'Encountered error while reading array index' not in res.stderr
+  assert 'never retrieved (abandoned)' not in res.stderr
   assert 'ValueError: a real error in a thread' in res.stderr   # not every error is hidden
+  assert 'a real asyncio error' in res.stderr
