@@ -352,7 +352,7 @@ def kill_trial(i, mode, base, reference, duration, sig=signal.SIGKILL):
   else:
     problems += check_run(workdir, reference, extra)
   shutil.rmtree(workdir, ignore_errors=True)
-  return {'trial': i, 'mode': mode, 'what': what, 'problems': problems}
+  return {'trial': i, 'mode': mode, 'what': f'{what} ({mode})', 'problems': problems}
 
 
 def damage_trial(name, damage, base, ref_dir, expected, steps=(60,)):
@@ -461,14 +461,22 @@ def main(argv=None):
   t0 = time.time()
   try:
     ref_dir = os.path.join(base, 'reference')
-    t = time.monotonic()
     res = _train(ref_dir)
-    duration = time.monotonic() - t
     if res.returncode != 0:
       print(f'error: the reference run failed (exit {res.returncode}): '
             f'{res.stderr.strip()[-500:]}', file=sys.stderr)
       return 2
     reference = _fingerprints(ref_dir)
+    # A second uninterrupted run: the signals' random moments span its duration (compiled
+    # programs now come from the cache, as in the trials), and it must equal the first.
+    t = time.monotonic()
+    again = os.path.join(base, 'reference_again')
+    res = _train(again)
+    duration = time.monotonic() - t
+    if res.returncode != 0 or _fingerprints(again) != reference:
+      print('error: two uninterrupted runs differ (or the second failed): resumes cannot be '
+            'judged bit for bit', file=sys.stderr)
+      return 2
     expected = {}
     for s in (60, 50):
       copy = os.path.join(base, f'ref_eval_{s}')
@@ -479,8 +487,8 @@ def main(argv=None):
               file=sys.stderr)
         return 2
       expected[s] = (step, loss)
-    print(f'reference: {duration:.1f} s to train; eval loss at 60 {expected[60][1]}, '
-          f'at 50 {expected[50][1]}', flush=True)
+    print(f'reference: two runs, the same bits; {duration:.1f} s to train; eval loss at 60 '
+          f'{expected[60][1]}, at 50 {expected[50][1]}', flush=True)
 
     modes = ['random', 'save', 'removal']
     jobs = []
