@@ -1,6 +1,7 @@
 """The fault campaign's quick run: a few kill -9 trials (anywhere, during a save, during the
 removal of an old step), a SIGTERM, damage to the newest and to every checkpoint, random bit
-flips, user errors and a full disk, all through train.py and eval.py, with 0 failures. The long
+flips and a user error, all through train.py and eval.py, with 0 failures (every user error
+and the full disk: test_cli_errors.py, test_disk_full.py). The long
 campaign is `python -m tools.fault_campaign` (benchmarks/RESULTS.md has its counts)."""
 
 import subprocess
