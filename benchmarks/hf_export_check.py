@@ -28,13 +28,12 @@ def ours(workdir: str, hf_dir: str) -> None:
   import jax
   import jax.numpy as jnp
 
-  from tools import convert
-  from transformer import models, tasks
+  from transformer import inference, models, tasks
   from transformer import workdir as workdir_lib
   from transformer.tasks import mlm
   config = workdir_lib.read_config(workdir)
   task = tasks.make_task(config, workdir)
-  cfg, params, kind = convert.load(workdir)
+  cfg, params, kind = inference.load_model(workdir)
   cfg = cfg.replace(deterministic=True)
   batch = next(iter(task.data.eval_batches(config.eval_split, ROWS)))
   tokens = jnp.asarray(batch['inputs'][:ROWS])

@@ -32,11 +32,15 @@ from absl import app, flags
 
 from tools import cli
 
-flags.DEFINE_string('hf', None, 'import: a Hugging Face model directory or hub name.')
-flags.DEFINE_string('workdir', None, 'import: the workdir to write; export: the one to read.')
-flags.DEFINE_string('out', None, 'export: the Hugging Face model directory to write.')
-flags.DEFINE_integer('step', None, 'export: the checkpoint step (default: the latest).')
-FLAGS = flags.FLAGS
+FLAGS = flags.FLAGS   # its flags are defined only when run as a command (the end of the file):
+                      # tools.visualize defines its own --hf and --workdir
+
+
+def _define_flags() -> None:
+  flags.DEFINE_string('hf', None, 'import: a Hugging Face model directory or hub name.')
+  flags.DEFINE_string('workdir', None, 'import: the workdir to write; export: the one to read.')
+  flags.DEFINE_string('out', None, 'export: the Hugging Face model directory to write.')
+  flags.DEFINE_integer('step', None, 'export: the checkpoint step (default: the latest).')
 
 
 def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str):
@@ -54,26 +58,10 @@ def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str)
   return c
 
 
-def load(workdir: str, step: int | None = None):
-  """(TransformerConfig, params, model class name) of a trained or converted workdir."""
-  from transformer import tasks
-  from transformer import workdir as workdir_lib
-  from transformer.experiment_config import build_model_config
-  config = workdir_lib.read_config(workdir)
-  if config.get('pretrained'):
-    cfg = build_model_config(config, vocab_size=config.pretrained.vocab_size)
-    kind = config.pretrained.model
-  else:
-    task = tasks.make_task(config, workdir)
-    cfg, kind = task.model_cfg, type(task.model(False)).__name__
-  return cfg, workdir_lib.restore_params(
-      workdir, step, config.get('allow_unverified_checkpoints', False)), kind
-
-
 def main(argv):
   if len(argv) != 2 or argv[1] not in ('import', 'export'):
     raise app.UsageError('Usage: python -m tools.convert import|export --flags ...')
-  from transformer import convert, logs
+  from transformer import convert, inference, logs
   from transformer import workdir as workdir_lib
   logs.setup_logging()
   if not FLAGS.workdir:
@@ -90,11 +78,12 @@ def main(argv):
   else:
     if not FLAGS.out:
       raise app.UsageError('export needs --out=DIR (the Hugging Face model directory to write)')
-    cfg, params, kind = load(FLAGS.workdir, FLAGS.step)
+    cfg, params, kind = inference.load_model(FLAGS.workdir, FLAGS.step)
     model_type = convert.export_hf(cfg, params, kind, FLAGS.out)
     logs.log.info('Wrote %s: %s', FLAGS.out, json.dumps(
         {'model_type': model_type, 'files': sorted(os.listdir(FLAGS.out))}))
 
 
 if __name__ == '__main__':
+  _define_flags()
   cli.run(main)

@@ -509,8 +509,7 @@ def hf_attention_figures(hf_dir: str, out_dir: str, *, text: str | None = None,
   from transformer import convert, hf, models
   if workdir_lib.has_checkpoints(hf_dir) and convert.is_converted(
       workdir_lib.read_config(hf_dir), hf_dir):   # a workdir of `tools.convert import`
-    from tools import convert as convert_tool
-    cfg, params, kind = convert_tool.load(hf_dir)
+    cfg, params, kind = inference.load_model(hf_dir)
     with open(os.path.join(hf_dir, convert.HF_SUBDIR, 'config.json'), encoding='utf-8') as f:
       hf_config = json.load(f)
     hf_dir = os.path.join(hf_dir, convert.HF_SUBDIR)   # its tokenizer files
@@ -568,6 +567,20 @@ def _define_flags():
 FLAGS = None   # the absl flags, defined only when run as a command (see the end of the file)
 
 
+def _hf_out(hf_dir: str) -> str:
+  """Where `attention --hf=DIR` writes without --out: WORKDIR/attention for a workdir of
+  `tools.convert import`; a Hugging Face model folder is never written into."""
+  from absl import app
+
+  from transformer import convert
+  if workdir_lib.has_checkpoints(hf_dir) and convert.is_converted(
+      workdir_lib.read_config(hf_dir), hf_dir):
+    return os.path.join(hf_dir, 'attention')
+  raise app.UsageError(f'--hf={hf_dir} is a Hugging Face model folder, which is never written '
+                       'into: pass --out=DIR for the figures (or convert it first with '
+                       'python -m tools.convert import and pass that workdir).')
+
+
 def main(argv):
   from absl import app
   if len(argv) != 2 or argv[1] not in ('attention', 'posenc'):
@@ -577,7 +590,7 @@ def main(argv):
   config, workdir = FLAGS.config, FLAGS.workdir
   out = FLAGS.out or (os.path.join(workdir, 'attention') if workdir else '.')
   if argv[1] == 'attention' and FLAGS.hf:
-    paths = hf_attention_figures(FLAGS.hf, FLAGS.out or os.path.join(FLAGS.hf, 'attention'),
+    paths = hf_attention_figures(FLAGS.hf, FLAGS.out or _hf_out(FLAGS.hf),
                                  text=FLAGS.text, ids=FLAGS.ids, head=FLAGS.head)
   elif argv[1] == 'attention':
     if config is None or not workdir:

@@ -22,11 +22,28 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from transformer import bleu, convert, decoding, engine
+from transformer import bleu, convert, decoding, engine, tasks
 from transformer import workdir as workdir_lib
+from transformer.experiment_config import build_model_config
 from transformer.progress import Progress
 from transformer.data import DataError
 from transformer.errors import ConfigError
+
+
+def load_model(workdir: str, step: int | None = None):
+  """(TransformerConfig, params, model class name) of a trained workdir or one converted by
+  `tools.convert import` (its config.json names the pretrained model), from the newest good
+  checkpoint (or `step`), verified. What export and the attention figures of a converted
+  model need: no Experiment, no data."""
+  config = workdir_lib.read_config(workdir)
+  if config.get('pretrained'):
+    cfg = build_model_config(config, vocab_size=config.pretrained.vocab_size)
+    kind = config.pretrained.model
+  else:
+    task = tasks.make_task(config, workdir)
+    cfg, kind = task.model_cfg, type(task.model(False)).__name__
+  return cfg, workdir_lib.restore_params(
+      workdir, step, config.get('allow_unverified_checkpoints', False)), kind
 
 
 def load_trained(config, workdir: str, step: int | None = None,

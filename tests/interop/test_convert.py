@@ -12,7 +12,7 @@ from configs import lm_shakespeare_char
 from tests import helpers
 from tools import convert as convert_tool
 from transformer import checkpoint as ckpt_lib
-from transformer import convert, engine, hf
+from transformer import convert, engine, hf, inference
 from transformer import workdir as workdir_lib
 from transformer.experiment_config import ConfigError
 from transformer.models import DecoderLM, EncoderOnly
@@ -42,7 +42,7 @@ def test_import_command_writes_a_workdir_that_gives_hugging_faces_outputs(tmp_pa
   assert config.init_from == str(workdir) and config.model.d_model == 16
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['0']
   assert (workdir / 'hf' / 'config.json').is_file()
-  cfg, params, kind = convert_tool.load(str(workdir))
+  cfg, params, kind = inference.load_model(str(workdir))
   out = dict(np.load(os.path.join(FIXTURES, 'bert', 'outputs.npz')))
   real = out['attention_mask'].astype(bool)
   mlm, classes = EncoderOnly(cfg).apply(
@@ -60,7 +60,7 @@ def test_import_command_writes_a_workdir_that_gives_hugging_faces_outputs(tmp_pa
 def test_export_of_an_imported_gpt2_gives_back_its_tensors_and_it_draws_attention(tmp_path):
   workdir, out = tmp_path / 'gpt2', str(tmp_path / 'exported')
   imported('gpt2', workdir)
-  cfg, params, kind = convert_tool.load(str(workdir))
+  cfg, params, kind = inference.load_model(str(workdir))
   assert convert.export_hf(cfg, params, kind, out) == 'gpt2'
   original_config, original = hf.read_checkpoint(os.path.join(FIXTURES, 'gpt2'))
   exported_config, exported = hf.read_checkpoint(out)
@@ -94,7 +94,7 @@ def test_export_of_a_trained_lm_loads_back_with_the_same_logits(tmp_path, data_d
   gpt2_shaped = dict(norm_position='pre', positional='learned', activation='gelu', use_bias=True,
                      scale_embeddings=False, norm_epsilon=1e-5)
   _, state = _saved_lm_workdir(tmp_path / 'run', gpt2_shaped)
-  cfg, params, kind = convert_tool.load(str(tmp_path / 'run'))
+  cfg, params, kind = inference.load_model(str(tmp_path / 'run'))
   assert kind == 'DecoderLM'
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(a, b)
@@ -107,7 +107,7 @@ def test_export_of_a_trained_lm_loads_back_with_the_same_logits(tmp_path, data_d
   # The paper's model (post-LN, sinusoidal positions) has no GPT-2 layout.
   _saved_lm_workdir(tmp_path / 'paper', dict(gpt2_shaped, norm_position='post',
                                               positional='sinusoidal'))
-  cfg, params, kind = convert_tool.load(str(tmp_path / 'paper'))
+  cfg, params, kind = inference.load_model(str(tmp_path / 'paper'))
   with pytest.raises(hf.ConversionError, match="norm_position='post'.*positional='sinusoidal'"):
     convert.export_hf(cfg, params, kind, str(tmp_path / 'nope'))
 

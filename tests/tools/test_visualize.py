@@ -268,3 +268,31 @@ def test_confusion_matrix_is_drawn_as_row_fractions(tmp_path):
   csv_path.write_text('true \\ predicted,a,b,c\na,8,2,0\nb,1,1,2\nc,0,0,0\n')
   png = visualize.confusion_png(str(csv_path))
   assert png == str(tmp_path / 'confusion_matrix_test_step3.png') and min(png_size(png)) > 100
+
+
+def test_the_readme_s_hugging_face_attention_commands_run(tmp_path):
+  """The README's `tools.visualize attention --hf=...` on a converted workdir crashed with
+  DuplicateFlagError (tools.convert defined --hf at import, as tools.visualize does), and on a
+  Hugging Face folder wrote the figures into the model's folder. Both README commands, on the
+  tiny BERT fixture: the Hugging Face folder (to --out) and its converted workdir."""
+  import shutil
+  import subprocess
+  import sys
+  fixture = os.path.join(helpers.REPO, 'tests', 'fixtures', 'hf', 'bert')
+  model = tmp_path / 'bert-base-uncased'
+  shutil.copytree(fixture, model)
+  ids = '--ids=2,5,7,9,3'   # the fixture has no tokenizer.json: ids instead of --text
+  run = lambda *args: subprocess.run([sys.executable, '-m', *args], cwd=helpers.REPO,  # noqa
+                                     capture_output=True, text=True, timeout=300)
+  res = run('tools.visualize', 'attention', f'--hf={model}', ids)   # no --out: refused
+  assert res.returncode == 2 and 'never written into' in res.stderr, res.stderr[-2000:]
+  res = run('tools.visualize', 'attention', f'--hf={model}', f'--out={tmp_path / "figs"}', ids)
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert sorted(os.listdir(model)) == sorted(os.listdir(fixture))   # the model folder untouched
+  assert [f for f in os.listdir(tmp_path / 'figs') if f.endswith('.png')]
+  res = run('tools.convert', 'import', f'--hf={model}', f'--workdir={tmp_path / "runs"}')
+  assert res.returncode == 0, res.stderr[-2000:]
+  res = run('tools.visualize', 'attention', f'--hf={tmp_path / "runs"}', ids)
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert 'DuplicateFlagError' not in res.stderr
+  assert [f for f in os.listdir(tmp_path / 'runs' / 'attention') if f.endswith('.png')]
