@@ -64,8 +64,8 @@ def _is_abandoned_io(exc: BaseException | None, where: Any = None) -> bool:
   text = str(exc)
   if isinstance(exc, RuntimeError) and text == 'Event loop is closed':
     return True
-  if 'Encountered error while reading array index' in text:
-    return True
+  if 'Encountered error while reading array index' in text or '[tensorstore_spec' in text:
+    return True   # a read's error, raised again where nobody waits for it any more
   code = getattr(where, 'cr_code', None)   # a coroutine of Orbax's, never awaited to the end
   if code is not None and any(d in code.co_filename for d in _IO_LIBRARIES):
     return True

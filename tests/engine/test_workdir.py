@@ -384,6 +384,9 @@ logging.basicConfig()
 closed = RuntimeError('Event loop is closed')
 logging.getLogger('asyncio').error('Task exception was never retrieved (abandoned)',
                                    exc_info=(RuntimeError, closed, None))
+logging.getLogger('asyncio').error('Future exception was never retrieved (abandoned)',
+                                   exc_info=(ValueError, ValueError(
+    'DATA_LOSS: Error reading "x" [tensorstore_spec=x]'), None))
 logging.getLogger('asyncio').error('a real asyncio error')
 def other():
   raise ValueError('a real error in a thread')
@@ -393,6 +396,6 @@ t = threading.Thread(target=other); t.start(); t.join()
                        text=True)
   assert 'Event loop is closed' not in res.stderr
   assert 'Encountered error while reading array index' not in res.stderr
-  assert 'never retrieved (abandoned)' not in res.stderr
+  assert 'never retrieved (abandoned)' not in res.stderr and 'DATA_LOSS' not in res.stderr
   assert 'ValueError: a real error in a thread' in res.stderr   # not every error is hidden
   assert 'a real asyncio error' in res.stderr
