@@ -156,7 +156,10 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=async_save,
                                            todelete_subdir=DELETED_DIR)
-    logs.quiet_abandoned_io()   # before Orbax reads anything (see logs.py)
+    # A failed read or write leaves others running in the background that print
+    # tracebacks, some before the failure is raised: from before Orbax touches anything,
+    # those go to the DEBUG log (logs.py). Every read and write here is this object's.
+    logs.quiet_abandoned_io()
     self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._bad: dict[int, str] = {}   # steps above the one restore() fell back to -> why
     self._writing = False            # readers (eval.py) never touch the directory
@@ -185,10 +188,14 @@ class Checkpointer:
     if jax.process_index() != 0:
       return
     self._clear_deleted()
+    self._remove_temporaries('left by a save that did not finish')
+
+  def _remove_temporaries(self, why: str) -> None:
+    """Removes every `<step>.orbax-checkpoint-tmp` folder (a save that did not finish)."""
     for name in sorted(os.listdir(self.directory)):
       if TMP_SUFFIX in name:
         path = os.path.join(self.directory, name)
-        log.info('Removing %s, left by a save that did not finish', path)
+        log.info('Removing %s, %s', path, why)
         shutil.rmtree(path, ignore_errors=True)
 
   def _prepare_to_write(self) -> None:
@@ -238,7 +245,6 @@ class Checkpointer:
       self._manager.reload()
     self._check_space(step, state)
     meta = dict(meta or {}, step=step, fingerprints=fingerprints(state))
-    logs.quiet_abandoned_io()   # a failed write leaves writes running in the background
     self.wait()   # the previous save (Orbax waits for it anyway): its errors name its step
     self._in_flight = step
     with self._disk_full_is_one_error():
@@ -259,9 +265,7 @@ class Checkpointer:
         raise
       step = self._in_flight
       if jax.process_index() == 0:
-        for name in os.listdir(self.directory):
-          if TMP_SUFFIX in name:
-            shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        self._remove_temporaries('the save that found the disk full')
       kept = [s for s in self.steps if s != step]
       raise CheckpointError(
           f'The disk filled up while checkpoint {step} was being written to {self.directory} '
@@ -290,9 +294,6 @@ class Checkpointer:
   def _read(self, abstract_state: Any, step: int) -> tuple[Any, dict | None, str | None]:
     """(state, meta, None), or (None, None, why the checkpoint at `step` is bad)."""
     state = meta = problem = None
-    # A failed read leaves reads running in the background that print tracebacks, some
-    # before this function sees the failure: route them to the DEBUG log from the start.
-    logs.quiet_abandoned_io()
     try:
       if not self._holds_files(step):
         raise CheckpointError('empty directory: no checkpoint was written into it')
@@ -335,7 +336,6 @@ class Checkpointer:
     Read from the checkpoint's metadata only; [] when the metadata cannot be read
     (a damaged checkpoint is diagnosed by the restore itself).
     """
-    logs.quiet_abandoned_io()   # as in _read: a damaged step's reads run on after a failure
     try:
       with ocp.StandardCheckpointer() as reader:
         meta = reader.metadata(os.path.join(self._path(step), 'state'))

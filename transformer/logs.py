@@ -48,9 +48,9 @@ def setup_logging(stream=None) -> None:
 # loop is closed" and "Exception ignored in <coroutine ...>" tracebacks
 # (hundreds of lines, some before the failure is even raised, some at
 # interpreter shutdown). They say nothing the one warning or error line does
-# not: from the first restore or save on, errors with exactly these
-# signatures are logged at DEBUG instead of printed. Anything else still goes
-# to Python's own hooks.
+# not: from the first Checkpointer on (before any restore or save), errors
+# with exactly these signatures are logged at DEBUG instead of printed.
+# Anything else still goes to Python's own hooks.
 # ---------------------------------------------------------------------------
 
 _IO_LIBRARIES = (os.sep + 'orbax' + os.sep, os.sep + 'tensorstore' + os.sep)
@@ -87,7 +87,7 @@ def _debug(what: str, exc: BaseException) -> None:
 
 def quiet_abandoned_io() -> None:
   """From now on, errors of checkpoint reads and writes that a failure abandoned go to the
-  DEBUG log instead of stderr (see above). Installed once, by the first restore or save."""
+  DEBUG log instead of stderr (see above). Installed once, by the first Checkpointer."""
   global _hooks_installed
   if _hooks_installed:
     return
