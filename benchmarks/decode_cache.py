@@ -10,7 +10,6 @@ the ratio of each max_len's time to the smallest max_len's:
                                     [--tokens=96] [--max_lens=256,1024,2048,4096] [--rounds=5]
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -21,28 +20,20 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import decoder_lm_flags, random_decoder_lm  # noqa: E402  (benchmarks/)
+
 
 def main():
-  p = argparse.ArgumentParser()
-  p.add_argument('--layers', type=int, default=2)
-  p.add_argument('--width', type=int, default=128)
-  p.add_argument('--batch', type=int, default=4)
+  p = decoder_lm_flags(rounds=5)
   p.add_argument('--prompt', type=int, default=8)
-  p.add_argument('--tokens', type=int, default=96)
   p.add_argument('--max_lens', default='256,1024,2048,4096')
-  p.add_argument('--rounds', type=int, default=5)
   args = p.parse_args()
 
-  from transformer import decoding, host, models
-  from transformer.model_config import TransformerConfig
+  from transformer import decoding, host
   host.tune_allocator()
   max_lens = [int(m) for m in args.max_lens.split(',')]
-  base = TransformerConfig(vocab_size=256, d_model=args.width, num_heads=4,
-                           d_ff=4 * args.width, num_encoder_layers=0,
-                           num_decoder_layers=args.layers, max_len=max(max_lens),
-                           deterministic=True, dropout_rate=0.0)
   prompt = jax.random.randint(jax.random.PRNGKey(1), (args.batch, args.prompt), 4, 256)
-  params = models.DecoderLM(base).init(jax.random.PRNGKey(0), prompt)['params']
+  base, params = random_decoder_lm(args, max(max_lens), prompt)
   variants = {}
   for m in max_lens:
     cfg = base.replace(max_len=m)

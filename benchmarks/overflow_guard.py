@@ -10,7 +10,6 @@ checks both give the same tokens:
   python benchmarks/overflow_guard.py [--layers=2] [--width=128] [--batch=4] [--tokens=96]
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -22,25 +21,18 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import decoder_lm_flags, random_decoder_lm  # noqa: E402  (benchmarks/)
+
 
 def main():
-  p = argparse.ArgumentParser()
-  p.add_argument('--layers', type=int, default=2)
-  p.add_argument('--width', type=int, default=128)
-  p.add_argument('--batch', type=int, default=4)
-  p.add_argument('--tokens', type=int, default=96)
+  p = decoder_lm_flags(rounds=7)
   p.add_argument('--max_len', type=int, default=256)
-  p.add_argument('--rounds', type=int, default=7)
   args = p.parse_args()
 
-  from transformer import attention, decoding, host, models
-  from transformer.model_config import TransformerConfig
+  from transformer import attention, decoding, host
   host.tune_allocator()
-  cfg = TransformerConfig(vocab_size=256, d_model=args.width, num_heads=4, d_ff=4 * args.width,
-                          num_encoder_layers=0, num_decoder_layers=args.layers,
-                          max_len=args.max_len, deterministic=True, dropout_rate=0.0)
   prompt = jnp.ones((args.batch, 4), jnp.int32)
-  params = models.DecoderLM(cfg).init(jax.random.PRNGKey(0), prompt)['params']
+  cfg, params = random_decoder_lm(args, args.max_len, prompt)
   guarded = attention.MultiHeadAttention._update_cache
 
   def unguarded(self, key, value):
