@@ -3,7 +3,10 @@
   python -m tools.visualize attention --config=configs/NAME.py --workdir=DIR \\
       [--text="..."] [--split=S --index=N] [--layer=-1] [--head=-1] \\
       [--kinds=encoder,decoder,cross] [--step=N] [--out=DIR/attention] [--config.FIELD=VALUE]
-  python -m tools.visualize attention --hf=DIR (--text="..." | --ids=101,7592,102) [--head=-1]
+  python -m tools.visualize attention --hf=DIR (--text="..." | --ids=101,7592,102 |
+      --image=FILE) [--head=-1] [--out=DIR]
+  python -m tools.visualize attention --html (--workdir=DIR | --hf=DIR) [the same inputs]
+      [--layers=0,5,-1] [--max_mb=16]
   python -m tools.visualize posenc [--length=100] [--width=512] \\
       [--config=configs/NAME.py --workdir=DIR] [--out=...]
 
@@ -30,11 +33,29 @@ forced here (`attention_impl='einsum'`, deterministic, no cache).
 the end; default: the last layer). PNG files go to --out (default
 DIR/attention), named KIND_layerL_heads.png or KIND_layerL_headH.png.
 
-`attention --hf=DIR` draws every layer's self-attention of a Hugging Face
+ViT figures also get vit_rollout.png: attention rollout (Abnar and Zuidema,
+2020) through every layer and the last layer's class-token attention per head,
+over the image.
+
+`attention --hf=DIR` draws every layer's attention of a Hugging Face
 checkpoint (DIR: its directory, or a workdir of `tools.convert import`),
-imported by transformer.hf (BERT: over the word pieces of --text, tokenized by
-its tokenizer.json with the `tokenizers` package; GPT-2: causal), or over token
-ids given with --ids.
+imported by transformer.hf: BERT (bidirectional) and GPT-2 (causal) over the
+tokens of --text (by its tokenizer.json with the `tokenizers` package) or over
+token ids given with --ids; T5 over a source (--text by tokenizer.json or
+spiece.model, or --ids) that it translates greedily, encoder, decoder and
+cross-attention; ViT over --image (resized, normalised as its
+preprocessor_config.json says), with the rollout figure.
+
+`attention --html` writes OUT/attention.html instead: one self-contained page
+(tools/attention_page.py; no network) with every layer of every kind as tabs,
+a head view and a model view, and for a ViT the rollout and class-token maps
+over the image. --layers keeps only those layers; a page holds at most
+--max_mb MB of weights (one byte each), and leaves out evenly spaced layers
+beyond it, saying which.
+
+Input that does not fit (text longer than the model's positions, a layer it
+does not have, an image it cannot read, a workdir with no checkpoint) is one
+line and exit status 2.
 
 `posenc` draws the paper's sinusoidal table for --length positions and
 --width features (default width: the config's d_model, else 512); given a
@@ -58,9 +79,13 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 
+from PIL import Image
+
+from tools import attention_page
 from transformer import host, inference, layers, logs
 from transformer import workdir as workdir_lib
 from transformer.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from transformer.errors import InputError
 
 ATTENTION_KINDS = ('encoder', 'decoder', 'cross')   # encoder self, decoder self, cross
 _KIND_PATH = {'encoder': ('encoder', 'self_attention'), 'decoder': ('decoder', 'self_attention'),
@@ -110,7 +135,7 @@ def select_layer(maps: dict[str, np.ndarray], kind: str, layer: int) -> tuple[in
   stack, name = _KIND_PATH[kind]
   n = layer_count(maps, stack)
   if not -n <= layer < n:
-    raise ValueError(f'layer={layer} is out of range: the {stack} has layers 0..{n - 1}')
+    raise InputError(f'layer={layer} is out of range: the {stack} has layers 0..{n - 1}')
   layer %= n
   return layer, maps[f'{stack}/layer_{layer}/{name}']
 
@@ -127,6 +152,62 @@ def patch_attention(weights: np.ndarray, grid: tuple[int, int], pool: str) -> np
   else:
     received = weights.mean(axis=1)
   return received.reshape(weights.shape[0], *grid)
+
+
+def attention_rollout(layer_weights: Sequence[np.ndarray], residual: float = 0.5) -> np.ndarray:
+  """Attention rollout (Abnar and Zuidema, 2020) of one input, from its attention [heads, N, N]
+  in every layer, first to last: each layer's mean over heads mixed with the identity for the
+  residual connection, A' = residual * I + (1 - residual) * mean_h(A) (rows renormalised),
+  multiplied through the layers, R = A'_L ... A'_1 ([N, N], float64). Row i: how much each
+  input token flows into position i's output."""
+  rollout = None
+  for w in layer_weights:
+    a = np.asarray(w, np.float64).mean(axis=0)
+    a = residual * np.eye(a.shape[-1]) + (1.0 - residual) * a
+    a /= a.sum(axis=-1, keepdims=True)
+    rollout = a if rollout is None else a @ rollout
+  return rollout
+
+
+def rollout_map(rollout: np.ndarray, grid: tuple[int, int], pool: str) -> np.ndarray:
+  """[gh, gw] of a ViT's rollout: with a class token, its row over the patches (the class
+  token's own share left out); pool='gap': the mean of the rows (every patch's output)."""
+  received = rollout[0, 1:] if pool == 'cls' else rollout.mean(axis=0)
+  return received.reshape(grid)
+
+
+def vit_maps(layer_weights: Sequence[np.ndarray], grid: tuple[int, int],
+             pool: str) -> dict[str, np.ndarray]:
+  """The maps over the image of one input's ViT attention (each layer [heads, N, N], first to
+  last): the rollout through every layer, then the last layer's attention per head
+  (`patch_attention`: the class token's, or with pool='gap' the mean received) and their mean."""
+  last = patch_attention(np.asarray(layer_weights[-1]), grid, pool)
+  n = len(layer_weights) - 1
+  what = '[CLS] attention' if pool == 'cls' else 'mean attention received'
+  maps = {'attention rollout, all layers': rollout_map(attention_rollout(layer_weights), grid,
+                                                       pool)}
+  for h, m in enumerate(last):
+    maps[f'layer {n} head {h}: {what}'] = m
+  maps[f'layer {n}: mean over heads'] = last.mean(axis=0)
+  return maps
+
+
+def patch_labels(grid: tuple[int, int], pool: str) -> list[str]:
+  """Token labels of a ViT's sequence: [CLS] (with a class token), then r{row}c{column}."""
+  return (['[CLS]'] if pool == 'cls' else []) + [f'r{r}c{c}' for r in range(grid[0])
+                                                  for c in range(grid[1])]
+
+
+def stacked(maps: dict[str, np.ndarray], stack: str, name: str) -> np.ndarray:
+  """Every layer's weights of one kind, for the first example: [layers, heads, q, k]."""
+  return np.stack([maps[f'{stack}/layer_{i}/{name}'][0] for i in range(layer_count(maps, stack))])
+
+
+def check_length(n: int, max_len: int, what: str = '--text') -> None:
+  if n > max_len:
+    raise InputError(f'{what} is {n} tokens; the model has {max_len} positions: shorten it')
+  if n == 0:
+    raise InputError(f'{what} is empty: pass --text="..."')
 
 
 # ----------------------------------------------------------------------------- labels
@@ -159,7 +240,7 @@ def _heads(weights: np.ndarray, head: int) -> list[int]:
   if head == -1:
     return list(range(n))
   if not -n <= head < n:
-    raise ValueError(f'head={head} is out of range: the layer has heads 0..{n - 1}')
+    raise InputError(f'head={head} is out of range: the layer has heads 0..{n - 1}')
   return [head % n]
 
 
@@ -200,17 +281,20 @@ def plot_attention(weights: np.ndarray, x_labels: Sequence[str], y_labels: Seque
 
 
 def plot_patch_attention(image: np.ndarray, maps: np.ndarray, head_ids: Sequence[int], *,
-                         title: str = '', with_mean: bool = True) -> Figure:
+                         title: str = '', with_mean: bool = True,
+                         names: Sequence[str] | None = None) -> Figure:
   """The image, then each map [gh, gw] of `maps` [len(head_ids), gh, gw] over it (+ their mean).
 
   Panels after the first hold two images: the picture and exactly that map,
-  stretched over the patches it belongs to.
+  stretched over the patches it belongs to. `names` titles the panels instead
+  of 'head i' (and no mean is added).
   """
   image = np.asarray(image, np.float32)
   h, w = image.shape[:2]
   gray = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
-  panels = [(f'head {i}', m) for i, m in zip(head_ids, maps)]
-  if with_mean and len(head_ids) > 1:
+  panels = [(f'head {i}', m) for i, m in zip(head_ids, maps)] if names is None else \
+      list(zip(names, maps))
+  if with_mean and names is None and len(head_ids) > 1:
     panels.append(('mean over heads', maps.mean(axis=0)))
   rows, cols = _grid(len(panels) + 1)
   fig = Figure(figsize=(2.3 * cols, 2.3 * rows + 0.6), layout='constrained')
@@ -224,7 +308,7 @@ def plot_patch_attention(image: np.ndarray, maps: np.ndarray, head_ids: Sequence
     ax.imshow(gray / max(float(gray.max()), 1e-9), **kw)
     ax.imshow(m, cmap='inferno', alpha=0.6, extent=extent, interpolation='nearest',
               vmin=0.0, vmax=float(m.max()) or 1.0)
-    ax.set_title(f'{name} (max {m.max():.2f})', fontsize=8)
+    ax.set_title(f'{name} (max {m.max():.2f})', fontsize=8 if len(name) < 24 else 6)
   for ax in axes:
     ax.set_xticks([])
     ax.set_yticks([])
@@ -316,7 +400,8 @@ def translate_and_attend(task, params, text: str) -> dict[str, Any]:
   (BOS y1 ... yn: the decoder input that predicts output_ids), translation
   (detokenized) and maps (see `attention_maps`, batch of 1).
   """
-  source = list(task.data.tokenizer.encode(text))[:task.config.seq_len - 1] + [EOS_ID]
+  source = list(task.data.tokenizer.encode(text)) + [EOS_ID]
+  check_length(len(source), task.model_cfg.max_len, 'the source sentence (with its EOS)')
   tokens = np.asarray(task.translate_tokens(params, np.asarray([source], np.int32))[0]).tolist()
   output = tokens[:tokens.index(EOS_ID) + 1] if EOS_ID in tokens else \
       [t for t in tokens if t != PAD_ID]
@@ -361,9 +446,8 @@ def lm_figures(task, params, text: str, out_dir: str, *, layer: int = -1,
                head: int = -1) -> list[str]:
   """PNG of the causal self-attention of `layer` over the prompt `text`."""
   tok = task.data.tokenizer
-  ids = list(tok.encode(text))[:task.model_cfg.max_len]
-  if not ids:
-    raise ValueError('The prompt is empty: pass --text="..."')
+  ids = list(tok.encode(text))
+  check_length(len(ids), task.model_cfg.max_len)
   _, maps = attention_maps(task.model(train=False), params, jnp.asarray([ids], jnp.int32))
   i, weights = select_layer(maps, 'decoder', layer)
   labels = token_labels(tok, ids)
@@ -377,7 +461,7 @@ def image_example(data, split: str, index: int) -> tuple[np.ndarray, np.ndarray,
   """(uint8 image [S, S, C] at the model's resolution, the model's input [S, S, C], label)."""
   n = data.num_examples(split)
   if not 0 <= index < n:
-    raise ValueError(f'index={index} is out of range: {split!r} has {n} examples')
+    raise InputError(f'index={index} is out of range: {split!r} has {n} examples')
   image, label = data._split(split).example(index)
   image = data._fit(image)
   return image, data._normalize(image[None])[0], int(label)
@@ -400,7 +484,21 @@ def vit_figures(task, params, split: str, index: int, out_dir: str, *, layer: in
   title = (f'{task.config.dataset} {split} #{index}: label {names[label]}, predicted '
            f'{names[pred]}\nlayer {i}: {what}')
   fig = plot_patch_attention(image, received[heads], heads, title=title)
-  return [save(fig, os.path.join(out_dir, _name('vit', i, head, weights.shape[1])))]
+  paths = [save(fig, os.path.join(out_dir, _name('vit', i, head, weights.shape[1])))]
+  title = (f'{task.config.dataset} {split} #{index}: label {names[label]}, predicted '
+           f'{names[pred]}')
+  return paths + [rollout_png(image, maps, cfg, title, out_dir)]
+
+
+def rollout_png(image: np.ndarray, maps: dict[str, np.ndarray], cfg, title: str,
+                out_dir: str) -> str:
+  """vit_rollout.png: the rollout and the last layer's attention per head (`vit_maps`) of a
+  ViT's attention `maps` (`attention_maps`), over `image`."""
+  g = cfg.image_size // cfg.patch_size
+  drawn_maps = vit_maps(list(stacked(maps, 'encoder', 'self_attention')), (g, g), cfg.pool)
+  fig = plot_patch_attention(image, np.stack(list(drawn_maps.values())), [], title=title,
+                             names=list(drawn_maps))
+  return save(fig, os.path.join(out_dir, 'vit_rollout.png'))
 
 
 def _name(kind: str, layer: int, head: int, num_heads: int) -> str:
@@ -466,11 +564,7 @@ def attention_figures(config, workdir: str, out_dir: str, *, step: int | None = 
   makes = task.generates   # the model family, by what it makes
   if makes == 'translations':
     if text is None:
-      sources, references = task.data.texts(split)
-      if not 0 <= index < len(sources):
-        raise ValueError(f'index={index} is out of range: {split!r} has {len(sources)} sentences')
-      text = sources[index]
-      print(f'{split} #{index} reference: {references[index]}')
+      text = source_text(task, split, index)
     return translation_figures(task, params, text, out_dir, layer=layer, head=head, kinds=kinds)
   if makes == 'continuations':
     return lm_figures(task, params, text if text is not None else config.sample.prompt,
@@ -480,61 +574,274 @@ def attention_figures(config, workdir: str, out_dir: str, *, step: int | None = 
   raise ValueError(f'No attention figures for task {config.task!r}')
 
 
+def source_text(task, split: str, index: int) -> str:
+  """Source sentence `index` of a translation task's `split` (its reference is printed)."""
+  sources, references = task.data.texts(split)
+  if not 0 <= index < len(sources):
+    raise InputError(f'index={index} is out of range: {split!r} has {len(sources)} sentences')
+  print(f'{split} #{index} reference: {references[index]}')
+  return sources[index]
+
+
+# ----------------------------------------------------------------------------- interactive page
+
+def translation_views(maps: dict[str, np.ndarray], src: Sequence[str], tgt_in: Sequence[str],
+                      out: Sequence[str]) -> list[attention_page.TokenView]:
+  """Every layer's encoder self-, decoder self- and cross-attention of an encoder-decoder
+  (`attention_maps` of one example), labelled by the source, decoder-input and output tokens."""
+  return [
+      attention_page.TokenView('encoder self-attention',
+                               stacked(maps, 'encoder', 'self_attention'), src, src),
+      attention_page.TokenView('decoder self-attention',
+                               stacked(maps, 'decoder', 'self_attention'), tgt_in, tgt_in,
+                               causal=True, note='The decoder input: the start token, then the '
+                               'output so far.'),
+      attention_page.TokenView('cross-attention', stacked(maps, 'decoder', 'cross_attention'),
+                               out, src, note='Queries: each decoder position, labelled by the '
+                               'output token it predicts; keys: the source.')]
+
+
+def self_attention_view(maps: dict[str, np.ndarray], labels: Sequence[str],
+                        causal: bool) -> attention_page.TokenView:
+  """Every layer's self-attention of a decoder-only (causal) or encoder-only model."""
+  if causal:
+    return attention_page.TokenView('decoder self-attention (causal)',
+                                    stacked(maps, 'decoder', 'self_attention'), labels, labels,
+                                    causal=True)
+  return attention_page.TokenView('encoder self-attention (bidirectional)',
+                                  stacked(maps, 'encoder', 'self_attention'), labels, labels)
+
+
+def vit_views(maps: dict[str, np.ndarray], image: np.ndarray, cfg) -> list:
+  """A ViT's patch self-attention (every layer) and its maps over the image (`vit_maps`)."""
+  g = (cfg.image_size // cfg.patch_size,) * 2
+  weights = stacked(maps, 'encoder', 'self_attention')
+  labels = patch_labels(g, cfg.pool)
+  note = ('Attention rollout (Abnar and Zuidema, 2020): the mean over heads of each layer, '
+          'with the identity for the residual (0.5 each), multiplied through the layers; ' +
+          ("the class token's row." if cfg.pool == 'cls' else
+           'the mean of all rows (no class token: pool=gap).'))
+  return [attention_page.TokenView('patch self-attention', weights, labels, labels),
+          attention_page.ImageView('attention over the image', image,
+                                   vit_maps(list(weights), g, cfg.pool), note=note)]
+
+
+def run_views(config, task, params, *, text: str | None = None, split: str | None = None,
+              index: int = 0) -> tuple[str, list]:
+  """(title, views) of every layer's attention of a trained run's model on one input: a
+  translation's three kinds, a language model's causal or an encoder's bidirectional
+  self-attention over --text, a ViT's patches of image --index of --split."""
+  split = split or config.eval_split
+  model = task.model(train=False)
+  kind = type(model).__name__
+  if task.generates == 'translations':
+    text = source_text(task, split, index) if text is None else text
+    r = translate_and_attend(task, params, text)
+    tok = task.data.tokenizer
+    print(f'source:      {text}\ntranslation: {r["translation"]}')
+    return f'{text}  \u2192  {r["translation"]}', translation_views(
+        r['maps'], *(token_labels(tok, r[k]) for k in ('source_ids', 'targets_in', 'output_ids')))
+  if kind == 'ViT':
+    image, x, label = image_example(task.data, split, index)
+    logits, maps = attention_maps(model, params, jnp.asarray(x[None]))
+    names = task.data.class_names
+    pred = int(np.argmax(np.asarray(logits)[0]))
+    return (f'{config.dataset} {split} #{index}: label {names[label]}, predicted {names[pred]}',
+            vit_views(maps, image, task.model_cfg))
+  tok = getattr(task.data, 'tokenizer', None)
+  if kind not in ('DecoderLM', 'EncoderOnly') or tok is None:
+    raise InputError(f'no attention view for task {config.task!r} (model {kind})')
+  if text is None and kind == 'DecoderLM':
+    text = config.sample.prompt
+  if text is None:
+    raise InputError(f'pass --text="..." (the sentence the {kind} model reads)')
+  ids = list(tok.encode(text.lower() if config.task == 'text_classification' else text))
+  check_length(len(ids), task.model_cfg.max_len)
+  _, maps = attention_maps(model, params, jnp.asarray([ids], jnp.int32))
+  return text, [self_attention_view(maps, token_labels(tok, ids), kind == 'DecoderLM')]
+
+
+def attention_html(config, workdir: str, path: str, *, step: int | None = None,
+                   text: str | None = None, split: str | None = None, index: int = 0,
+                   layers: Sequence[int] | None = None,
+                   max_mb: float = attention_page.DEFAULT_MAX_MB) -> str:
+  """What `python -m tools.visualize attention --html` writes for a trained run: one
+  self-contained page (tools/attention_page.py) with every layer's attention of one input."""
+  task, params, ckpt_step = restore(config, workdir, step)
+  print(f'checkpoint: step {ckpt_step} of {workdir}')
+  title, views = run_views(config, task, params, text=text, split=split, index=index)
+  explorer = attention_page.Explorer(f'{config.task}: {title}', views,
+                                     notes=[f'{workdir}, checkpoint step {ckpt_step}'])
+  return attention_page.write([explorer], path, layers=layers, max_mb=max_mb)
+
+
 # ----------------------------------------------------------------------------- Hugging Face
 
-def hf_tokens(hf_dir: str, text: str | None, ids: Sequence[int] | None) -> tuple[list, list]:
-  """(token ids, labels) of `text` by the checkpoint's own tokenizer.json (needs the
-  `tokenizers` package), or the given `ids` (labelled by number)."""
+def _hf_tokenizer(hf_dir: str):
+  """The checkpoint's own tokenizer: ('json', tokenizers.Tokenizer) from tokenizer.json (needs
+  the `tokenizers` package), ('spm', SentencePieceProcessor) from T5's spiece.model, or None."""
+  json_path, spm_path = (os.path.join(hf_dir, f) for f in ('tokenizer.json', 'spiece.model'))
+  if os.path.isfile(json_path):
+    try:
+      from tokenizers import Tokenizer
+    except ImportError:
+      raise InputError('tokenizing --text needs the tokenizers package (pip install '
+                       'tokenizers); or pass token ids with --ids') from None
+    return 'json', Tokenizer.from_file(json_path)
+  if os.path.isfile(spm_path):
+    import sentencepiece
+    return 'spm', sentencepiece.SentencePieceProcessor(model_file=spm_path)
+  return None
+
+
+def hf_tokens(hf_dir: str, text: str | None, ids: Sequence[int] | None,
+              eos_id: int | None = None) -> tuple[list, list]:
+  """(token ids, labels) of `text` by the checkpoint's own tokenizer (tokenizer.json, or T5's
+  spiece.model, which adds `eos_id` as T5's tokenizer does), or the given `ids` (labelled by
+  number)."""
   if ids:
     return [int(i) for i in ids], [str(int(i)) for i in ids]
   if text is None:
-    raise ValueError('pass --text="..." (tokenized by DIR/tokenizer.json) or --ids=1,2,3')
-  path = os.path.join(hf_dir, 'tokenizer.json')
+    raise InputError('pass --text="..." (tokenized by the model\'s tokenizer.json or '
+                     'spiece.model) or --ids=1,2,3')
+  tokenizer = _hf_tokenizer(hf_dir)
+  if tokenizer is None:
+    raise InputError(f'{hf_dir} has no tokenizer.json or spiece.model: download the tokenizer '
+                     'with the model, or pass token ids with --ids')
+  kind, tok = tokenizer
+  if kind == 'json':
+    encoding = tok.encode(text)
+    return list(encoding.ids), list(encoding.tokens)
+  out = list(tok.encode(text)) + ([eos_id] if eos_id is not None else [])
+  return out, [tok.id_to_piece(i) for i in out]
+
+
+def hf_label(hf_dir: str, given_ids: bool):
+  """id -> label of the checkpoint's tokenizer (its number when ids were given or there is none)."""
+  tokenizer = None if given_ids else _hf_tokenizer(hf_dir)
+  if tokenizer is None:
+    return str
+  kind, tok = tokenizer
+  return (lambda i: tok.id_to_token(int(i)) or str(i)) if kind == 'json' else \
+      (lambda i: tok.id_to_piece(int(i)))
+
+
+def hf_image(path: str, cfg, hf_dir: str) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 [S, S, C] resized to the model's resolution, the model's input) of an image file,
+  normalised as the checkpoint's preprocessor_config.json says (default: Hugging Face's ViT
+  image processor: x / 255, then mean 0.5 and std 0.5 per channel)."""
   try:
-    from tokenizers import Tokenizer
-  except ImportError:
-    raise ValueError('tokenizing --text needs the tokenizers package (pip install tokenizers); '
-                     'or pass token ids with --ids') from None
-  if not os.path.isfile(path):
-    raise ValueError(f'{path} does not exist: download the tokenizer with the model, or pass '
-                     'token ids with --ids')
-  encoding = Tokenizer.from_file(path).encode(text)
-  return list(encoding.ids), list(encoding.tokens)
+    with Image.open(path) as im:
+      im = im.convert('RGB' if cfg.num_channels == 3 else 'L')
+      im = im.resize((cfg.image_size, cfg.image_size), Image.BILINEAR)
+      pixels = np.asarray(im, np.uint8)
+  except (OSError, ValueError) as e:
+    raise InputError(f'--image={path}: cannot read it as an image ({e})') from None
+  pixels = pixels.reshape(cfg.image_size, cfg.image_size, cfg.num_channels)
+  proc = {}
+  proc_path = os.path.join(hf_dir, 'preprocessor_config.json')
+  if os.path.isfile(proc_path):
+    with open(proc_path, encoding='utf-8') as f:
+      proc = json.load(f)
+  x = pixels.astype(np.float32) * float(proc.get('rescale_factor', 1 / 255))
+  if proc.get('do_normalize', True):
+    x = (x - np.asarray(proc.get('image_mean', 0.5), np.float32)) / \
+        np.asarray(proc.get('image_std', 0.5), np.float32)
+  return pixels, x
 
 
-def hf_attention_figures(hf_dir: str, out_dir: str, *, text: str | None = None,
-                         ids: Sequence[int] | None = None, head: int = -1) -> list[str]:
-  """Every layer's self-attention of a Hugging Face checkpoint (BERT: bidirectional over
-  the word pieces; GPT-2: causal), one PNG per layer (all heads in a grid, or `head`)."""
-  from transformer import convert, hf, models
+def hf_model(hf_dir: str):
+  """(TransformerConfig, params, model class name, Hugging Face config.json, folder of its
+  tokenizer files) of a Hugging Face checkpoint folder or a workdir of `tools.convert import`."""
+  from transformer import convert, hf
   if workdir_lib.has_checkpoints(hf_dir) and convert.is_converted(
       workdir_lib.read_config(hf_dir), hf_dir):   # a workdir of `tools.convert import`
     cfg, params, kind = inference.load_model(hf_dir)
-    with open(os.path.join(hf_dir, convert.HF_SUBDIR, 'config.json'), encoding='utf-8') as f:
-      hf_config = json.load(f)
-    hf_dir = os.path.join(hf_dir, convert.HF_SUBDIR)   # its tokenizer files
-  else:
-    hf_config, tensors = hf.read_checkpoint(hf_dir)
-    cfg, params = hf.from_hf(hf_config, tensors)
-    kind = hf.ARCHITECTURES[hf_config['model_type']].model
-  if kind not in ('EncoderOnly', 'DecoderLM'):
-    raise ValueError(f'attention figures of imported checkpoints: BERT and GPT-2 (a '
-                     f'{hf_config["model_type"]!r} checkpoint has no text-only input here)')
-  tokens, labels = hf_tokens(hf_dir, text, ids)
-  if len(tokens) > cfg.max_len:
-    raise ValueError(f'{len(tokens)} tokens; the model has {cfg.max_len} positions')
+    files = os.path.join(hf_dir, convert.HF_SUBDIR)
+    with open(os.path.join(files, 'config.json'), encoding='utf-8') as f:
+      return cfg, params, kind, json.load(f), files
+  hf_config, tensors = hf.read_checkpoint(hf_dir)
+  cfg, params = hf.from_hf(hf_config, tensors)
+  return cfg, params, hf.ARCHITECTURES[hf_config['model_type']].model, hf_config, hf_dir
+
+
+def hf_views(hf_dir: str, *, text: str | None = None, ids: Sequence[int] | None = None,
+             image: str | None = None) -> tuple[str, list]:
+  """(title, views) of every layer's attention of a Hugging Face checkpoint on one input: BERT
+  (bidirectional) and GPT-2 (causal) over --text or --ids; T5 over a source it translates
+  greedily (encoder, decoder and cross-attention); ViT over --image."""
+  from transformer import decoding, models
+  cfg, params, kind, hf_config, files = hf_model(hf_dir)
+  model_type = hf_config.get('model_type')
   model = getattr(models, kind)(cfg)
+  if kind == 'ViT':
+    if not image:
+      raise InputError(f'a {model_type} checkpoint looks at an image: pass --image=FILE '
+                       '(PNG or JPEG)')
+    pixels, x = hf_image(image, cfg, files)
+    logits, maps = attention_maps(model, params, jnp.asarray(x[None]))
+    pred = int(np.argmax(np.asarray(logits)[0]))
+    name = hf_config.get('id2label', {}).get(str(pred), str(pred))
+    return (f'{model_type}: {os.path.basename(image)}, predicted {name}',
+            vit_views(maps, pixels, cfg))
+  if image:
+    raise InputError(f'--image is for ViT checkpoints; this one is {model_type!r}')
+  if kind == 'EncoderDecoder':
+    eos, start = int(hf_config.get('eos_token_id', 1)), int(
+        hf_config.get('decoder_start_token_id', 0))
+    src, src_labels = hf_tokens(files, text, ids, eos_id=eos)
+    check_length(len(src), cfg.max_len)
+    out = np.asarray(decoding.translate_greedy(params, cfg, jnp.asarray([src], jnp.int32),
+                                               bos_id=start, eos_id=eos))[0].tolist()
+    out = out[:out.index(eos) + 1] if eos in out else out
+    tgt_in = [start] + out[:-1]
+    _, maps = attention_maps(model, params, jnp.asarray([src], jnp.int32),
+                             jnp.asarray([tgt_in], jnp.int32))
+    label = hf_label(files, bool(ids))
+    outputs = [label(i) for i in out]
+    return (f'{model_type}: {" ".join(src_labels)}  \u2192  {" ".join(outputs)}',
+            translation_views(maps, src_labels, [label(i) for i in tgt_in], outputs))
+  tokens, labels = hf_tokens(files, text, ids)
+  check_length(len(tokens), cfg.max_len, '--text' if text is not None and not ids else '--ids')
   _, maps = attention_maps(model, params, jnp.asarray([tokens], jnp.int32))
-  stack = 'encoder' if kind == 'EncoderOnly' else 'decoder'
+  return (f'{model_type}: {" ".join(labels)}',
+          [self_attention_view(maps, labels, causal=kind == 'DecoderLM')])
+
+
+def hf_attention_figures(hf_dir: str, out_dir: str, *, text: str | None = None,
+                         ids: Sequence[int] | None = None, image: str | None = None,
+                         head: int = -1) -> list[str]:
+  """PNGs of every layer's attention of a Hugging Face checkpoint (`hf_views`): one per layer
+  and kind (all heads in a grid, or `head`), named like a trained run's; a ViT's rollout and
+  last-layer attention per head over the image (vit_rollout.png)."""
+  title, views = hf_views(hf_dir, text=text, ids=ids, image=image)
   paths = []
-  for i in range(layer_count(maps, stack)):
-    weights = maps[f'{stack}/layer_{i}/self_attention']
-    what = 'self-attention' + ('' if stack == 'encoder' else ' (causal)')
-    title = (f'{hf_config["model_type"]} {what}, layer {i}'
-             f'{"" if head == -1 else f", head {head % weights.shape[1]}"}')
-    fig = plot_attention(weights[0], labels, labels, head=head, title=title)
-    paths.append(save(fig, os.path.join(out_dir, _name(stack, i, head, weights.shape[1]))))
+  for view in views:
+    if isinstance(view, attention_page.ImageView):
+      fig = plot_patch_attention(view.image, np.stack(list(view.maps.values())), [],
+                                 title=title, names=list(view.maps))
+      paths.append(save(fig, os.path.join(out_dir, 'vit_rollout.png')))
+      continue
+    if len(views) > 1 and view.name.startswith('patch'):
+      continue   # a ViT's token-to-token grids: in the page, not as PNGs
+    prefix = view.name.split()[0].split('-')[0]   # encoder, decoder or cross
+    for i, weights in zip(view.layers, view.weights):
+      fig = plot_attention(weights, view.keys, view.queries, head=head,
+                           title=f'{view.name}, layer {i}'
+                                 f'{"" if head == -1 else f", head {head % weights.shape[0]}"}'
+                                 f'\n{title}')
+      paths.append(save(fig, os.path.join(out_dir, _name(prefix, i, head, weights.shape[0]))))
   return paths
+
+
+def hf_attention_html(hf_dir: str, path: str, *, text: str | None = None,
+                      ids: Sequence[int] | None = None, image: str | None = None,
+                      layers: Sequence[int] | None = None,
+                      max_mb: float = attention_page.DEFAULT_MAX_MB) -> str:
+  """`attention --html --hf=DIR`: the page of `hf_views`."""
+  title, views = hf_views(hf_dir, text=text, ids=ids, image=image)
+  return attention_page.write([attention_page.Explorer(title, views, notes=[hf_dir])], path,
+                              layers=layers, max_mb=max_mb)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -542,10 +849,19 @@ def hf_attention_figures(hf_dir: str, out_dir: str, *, text: str | None = None,
 def _define_flags():
   from absl import flags
   flags.DEFINE_string('workdir', None, 'Directory the model was trained in.')
-  flags.DEFINE_string('hf', None, 'attention: a Hugging Face model directory (BERT or GPT-2: '
-                      'config.json + model.safetensors), or a workdir of tools.convert import, '
-                      'instead of --workdir; every layer.')
+  flags.DEFINE_string('hf', None, 'attention: a Hugging Face model directory (BERT, GPT-2, '
+                      'T5 or ViT: config.json + model.safetensors), or a workdir of '
+                      'tools.convert import, instead of --workdir; every layer.')
   flags.DEFINE_list('ids', None, '--hf: token ids to attend over (instead of --text).')
+  flags.DEFINE_string('image', None, '--hf of a ViT: the image file (PNG or JPEG) to look at.')
+  flags.DEFINE_bool('html', False, 'attention: one self-contained interactive page '
+                    '(OUT/attention.html: head view, model view, every layer; ViT: rollout '
+                    'over the image) instead of PNG files.')
+  flags.DEFINE_list('layers', None, '--html: only these layers (from 0; negative: from the '
+                    'end); default: all that fit --max_mb.')
+  flags.DEFINE_float('max_mb', attention_page.DEFAULT_MAX_MB, '--html: the most MB of '
+                     'attention weights (one byte each) a page holds; layers beyond it are '
+                     'left out, evenly spaced, and the page says which.')
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
   flags.DEFINE_string('out', None, 'Folder for the PNG files (default: WORKDIR/attention; '
                       'posenc without --workdir: the current folder).')
@@ -581,6 +897,15 @@ def _hf_out(hf_dir: str) -> str:
                        'python -m tools.convert import and pass that workdir).')
 
 
+def _int_list(name: str, values: Sequence[str] | None) -> list[int] | None:
+  from absl import app
+  try:
+    return [int(v) for v in values] if values else None
+  except ValueError:
+    raise app.UsageError(f'--{name}={",".join(values)}: give whole numbers, e.g. '
+                         f'--{name}=0,3,-1') from None
+
+
 def main(argv):
   from absl import app
   if len(argv) != 2 or argv[1] not in ('attention', 'posenc'):
@@ -589,19 +914,34 @@ def main(argv):
   logs.setup_logging()
   config, workdir = FLAGS.config, FLAGS.workdir
   out = FLAGS.out or (os.path.join(workdir, 'attention') if workdir else '.')
+  layers = _int_list('layers', FLAGS.layers)
+  ids = _int_list('ids', FLAGS.ids)
+  if FLAGS.max_mb <= 0:
+    raise app.UsageError(f'--max_mb={FLAGS.max_mb}: must be positive')
   if argv[1] == 'attention' and FLAGS.hf:
-    paths = hf_attention_figures(FLAGS.hf, FLAGS.out or _hf_out(FLAGS.hf),
-                                 text=FLAGS.text, ids=FLAGS.ids, head=FLAGS.head)
+    out = FLAGS.out or _hf_out(FLAGS.hf)
+    if FLAGS.html:
+      paths = [hf_attention_html(FLAGS.hf, os.path.join(out, 'attention.html'), text=FLAGS.text,
+                                 ids=ids, image=FLAGS.image, layers=layers,
+                                 max_mb=FLAGS.max_mb)]
+    else:
+      paths = hf_attention_figures(FLAGS.hf, out, text=FLAGS.text, ids=ids, image=FLAGS.image,
+                                   head=FLAGS.head)
   elif argv[1] == 'attention':
     if config is None or not workdir:
       raise app.UsageError('attention needs --workdir (a trained run; its config.json is the '
-                           'config unless --config names a file).')
+                           'config unless --config names a file) or --hf.')
     unknown = sorted(set(FLAGS.kinds) - set(ATTENTION_KINDS))
     if unknown:
       raise app.UsageError(f'--kinds: {unknown} not in {ATTENTION_KINDS}')
-    paths = attention_figures(config, workdir, out, step=FLAGS.step, text=FLAGS.text,
-                              split=FLAGS.split, index=FLAGS.index, layer=FLAGS.layer,
-                              head=FLAGS.head, kinds=FLAGS.kinds)
+    if FLAGS.html:
+      paths = [attention_html(config, workdir, os.path.join(out, 'attention.html'),
+                              step=FLAGS.step, text=FLAGS.text, split=FLAGS.split,
+                              index=FLAGS.index, layers=layers, max_mb=FLAGS.max_mb)]
+    else:
+        paths = attention_figures(config, workdir, out, step=FLAGS.step, text=FLAGS.text,
+                                split=FLAGS.split, index=FLAGS.index, layer=FLAGS.layer,
+                                head=FLAGS.head, kinds=FLAGS.kinds)
   else:
     params = model_cfg = None
     if workdir:

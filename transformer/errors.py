@@ -34,3 +34,8 @@ class TrainingError(UserError, RuntimeError):
 
 class ConversionError(UserError, ValueError):
   """A Hugging Face checkpoint this library cannot express (or a model it cannot export)."""
+
+
+class InputError(UserError, ValueError):
+  """Input given to a tool that does not fit the model (text longer than its positions, a
+  layer or head it does not have, an image it cannot read); the message says what fits."""

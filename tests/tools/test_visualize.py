@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 from absl import app
 
-from configs import lm_shakespeare_char, translate_multi30k, vit_fashion_mnist
+from configs import lm_shakespeare_char, mlm_ptb, translate_multi30k, vit_fashion_mnist
 from tests import helpers
 from transformer import checkpoint as ckpt_lib
-from tools import visualize
+from tools import attention_page, visualize
 from transformer import engine, models, tasks
 from transformer import workdir as workdir_lib
 from transformer.attention import causal_mask, dot_product_attention, padding_mask
 from transformer.model_config import TransformerConfig
 from transformer.data.tokenizers import BOS_ID, EOS_ID
+from transformer.errors import InputError
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 TINY = dict(d_model=16, num_heads=2, d_ff=32, dropout_rate=0.0, max_len=16)
@@ -215,6 +216,19 @@ def test_translation_decodes_then_draws_all_three_kinds(tmp_path, data_dir):
       ['encoder_layer1_heads.png', 'decoder_layer0_heads.png', 'cross_layer0_heads.png',
        'cross_layer0_head1.png'])
   assert all(png_size(p) for p in paths)
+  # The page's three tabs: every layer of the same maps, labelled by the same tokens.
+  labels = [visualize.token_labels(tok, r[k]) for k in ('source_ids', 'targets_in', 'output_ids')]
+  enc, dec, cross = visualize.translation_views(r['maps'], *labels)
+  assert (enc.layers, dec.layers, cross.layers) == ([0, 1], [0], [0])
+  np.testing.assert_array_equal(cross.weights[0], r['maps']['decoder/layer_0/cross_attention'][0])
+  np.testing.assert_array_equal(enc.weights[1], r['maps']['encoder/layer_1/self_attention'][0])
+  assert (cross.queries, cross.keys, dec.queries) == (labels[2], labels[0], labels[1])
+  assert dec.causal and not enc.causal
+  title, views = visualize.run_views(c, task, params, text=text)   # what --html shows
+  assert title == f'{text}  \u2192  {r["translation"]}' and len(views) == 3
+  np.testing.assert_array_equal(views[2].weights, cross.weights)
+  with pytest.raises(InputError, match=r'tokens; the model has \d+ positions: shorten it'):
+    visualize.translate_and_attend(task, params, 'ein ' * 80)
 
 
 @pytest.mark.slow
@@ -228,8 +242,25 @@ def test_vit_from_a_checkpoint(tmp_path, data_dir):
   out = str(tmp_path / 'figures')
   paths = visualize.vit_figures(task, params, 'test', 3, out, layer=0, head=-1)
   paths += visualize.vit_figures(task, params, 'test', 3, out, head=1)
-  assert sorted(os.listdir(out)) == ['vit_layer0_heads.png', 'vit_layer1_head1.png']
+  assert sorted(os.listdir(out)) == ['vit_layer0_heads.png', 'vit_layer1_head1.png',
+                                     'vit_rollout.png']
   assert all(png_size(p) for p in paths)
+  page = visualize.attention_html(c, workdir, str(tmp_path / 'page' / 'attention.html'),
+                                  split='test', index=3)
+  with open(page, encoding='utf-8') as f:
+    (payload,) = attention_page.decode(f.read()).values()
+  tokens, over_image = payload['views']
+  image, x, _ = visualize.image_example(task.data, 'test', 3)
+  _, maps = visualize.attention_maps(task.model(train=False), params, jnp.asarray(x[None]))
+  expected = visualize.stacked(maps, 'encoder', 'self_attention')
+  step = expected.max(axis=(-2, -1), keepdims=True) / 255
+  assert np.all(np.abs(tokens['weights'] - expected) <= step / 2 + 1e-6)
+  np.testing.assert_array_equal(over_image['image'], image[..., 0])
+  g = 28 // c.model.patch_size
+  rollout = visualize.rollout_map(visualize.attention_rollout(list(expected)), (g, g),
+                                  c.model.pool)
+  (first,) = [m for m in over_image['maps'] if m['name'].startswith('attention rollout')]
+  assert np.all(np.abs(first['values'] - rollout) <= rollout.max() / 510 + 1e-6)
   image, x, label = visualize.image_example(task.data, 'test', 3)
   assert image.shape == (28, 28, 1) and image.dtype == np.uint8 and x.shape == (28, 28, 1)
   assert label == task.data.labels('test')[3]
@@ -257,6 +288,35 @@ def test_command_line_lm_attention(tmp_path, data_dir):
   png_size(os.path.join(out, 'decoder_layer0_heads.png'))
   with pytest.raises(app.UsageError, match='attention[|]posenc'):
     visualize.main(['visualize', 'heatmap'])
+  p = helpers.run_python(['-m', 'tools.visualize', 'attention', '--html', *flags,
+                          '--text=ROMEO: hi', '--layers=-1'])
+  assert p.returncode == 0, p.stderr[-2000:]
+  with open(os.path.join(out, 'attention.html'), encoding='utf-8') as f:
+    (payload,) = attention_page.decode(f.read()).values()
+  (view,) = payload['views']
+  assert view['layers'] == [1] and view['causal'] and view['queries'] == list('ROMEO:\u2423hi')
+  w = view['weights'][0]
+  assert np.all(w[:, np.triu_indices(9, 1)[0], np.triu_indices(9, 1)[1]] == 0)
+  assert np.all(np.abs(w.sum(-1) - 1) <= 9 * w.max() / 510 + 1e-6)
+
+
+@pytest.mark.slow
+def test_mlm_page_is_bidirectional(tmp_path, data_dir):
+  c = tiny_config(mlm_ptb, seq_len=16, data_dir=data_dir)
+  c.model.update(num_encoder_layers=2, max_len=16)
+  workdir = str(tmp_path / 'run')
+  exp = fresh_checkpoint(c, workdir)
+  text = 'the company said it would buy the stock'
+  page = visualize.attention_html(c, workdir, str(tmp_path / 'attention.html'), text=text)
+  with open(page, encoding='utf-8') as f:
+    (payload,) = attention_page.decode(f.read()).values()
+  (view,) = payload['views']
+  ids = exp.task.data.tokenizer.encode(text)
+  assert view['name'].startswith('encoder') and not view['causal']
+  assert view['queries'] == visualize.token_labels(exp.task.data.tokenizer, ids) == text.split()
+  assert np.all(view['weights'] > 0)                        # every token sees every token
+  with pytest.raises(InputError, match='the model has 16 positions'):
+    visualize.attention_html(c, workdir, str(tmp_path / 'long.html'), text=text + ' a' * 9)
 
 
 def test_confusion_matrix_is_drawn_as_row_fractions(tmp_path):
