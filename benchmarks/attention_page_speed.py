@@ -25,13 +25,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests import browser  # noqa: E402
 from tools import attention_page  # noqa: E402
 
-TIMED = """([action, arg]) => {
+TIMED = """async ([action, arg]) => {
   const ex = window.attentionExplorers.attn0, view = ex.views[0];
   const t = performance.now();
   if (action === 'layer') { view.layer = arg; view.draw(); }
   if (action === 'hover') { view.focus = {side: 'q', index: arg}; view.draw(); }
   if (action === 'model') { view.modelBuilt = false; view.modelView.replaceChildren();
-                            view.setMode(true); view.setMode(false); }
+                            view.setMode(true); }
+  await new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));   // painted
+  if (action === 'model') view.setMode(false);
   return performance.now() - t; }"""
 
 

@@ -10,6 +10,8 @@
   const ROW = 20;          // px per token row in the head view
   const LINES_WIDTH = 220; // px between the two token columns
   const MIN_WEIGHT = 0.01; // lines lighter than this are not drawn
+  const ALPHA_LEVELS = 32; // a line's opacity is its weight, in this many steps
+  const LINE_BUDGET = 20000; // the most lines one drawing holds (the strongest are kept)
   // Colour maps as stops (matplotlib's viridis and inferno, sampled at 9 points).
   const VIRIDIS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
     [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]];
@@ -129,25 +131,53 @@
       this.headButtons.forEach((b, h) => b.classList.toggle('ae-off', !this.heads.has(h)));
       const ctx = this.canvas.getContext('2d');
       ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
-      ctx.lineWidth = 2;
+      // Hairlines (width 1) rasterize much faster; short inputs can afford thicker lines.
+      ctx.lineWidth = Math.max(this.q, this.k) <= 64 ? 2 : 1;
       const f = this.focus;
       const qs = f && f.side === 'q' ? [f.index] : [...Array(this.q).keys()];
       const ks = f && f.side === 'k' ? [f.index] : [...Array(this.k).keys()];
-      let drawn = 0;
+      // Lines are stroked in batches of equal opacity (ALPHA_LEVELS per head): a few strokes
+      // instead of one per weight, which keeps hundreds of tokens interactive.
+      // Beyond LINE_BUDGET lines (long inputs, every token), only the strongest are drawn: the
+      // lightest weight drawn is raised until they fit, and the status line says so.
+      let total = 0;
+      const histogram = new Uint32Array(1025);
       for (const h of this.heads) {
-        ctx.strokeStyle = HEAD_COLORS[h % HEAD_COLORS.length];
         for (const i of qs) {
           for (const j of ks) {
             const w = this.weight(this.layer, h, i, j);
-            if (w < MIN_WEIGHT) continue;
-            ctx.globalAlpha = Math.min(1, w);
-            ctx.beginPath();
-            ctx.moveTo(0, (i + 0.5) * ROW);
-            ctx.lineTo(LINES_WIDTH, (j + 0.5) * ROW);
-            ctx.stroke();
+            if (w >= MIN_WEIGHT) { total++; histogram[Math.min(1024, Math.floor(w * 1024))]++; }
+          }
+        }
+      }
+      let floor = MIN_WEIGHT;
+      if (total > LINE_BUDGET) {
+        let kept = 0, level = 1024;
+        while (level > 0 && kept + histogram[level] <= LINE_BUDGET) kept += histogram[level--];
+        floor = Math.max(MIN_WEIGHT, (level + 1) / 1024);
+      }
+      let drawn = 0;
+      for (const h of this.heads) {
+        const buckets = Array.from({length: ALPHA_LEVELS + 1}, () => []);
+        for (const i of qs) {
+          for (const j of ks) {
+            const w = this.weight(this.layer, h, i, j);
+            if (w < floor) continue;
+            buckets[Math.max(1, Math.round(Math.min(1, w) * ALPHA_LEVELS))].push(i, j);
             drawn++;
           }
         }
+        ctx.strokeStyle = HEAD_COLORS[h % HEAD_COLORS.length];
+        buckets.forEach((pairs, level) => {
+          if (!pairs.length) return;
+          ctx.globalAlpha = level / ALPHA_LEVELS;
+          ctx.beginPath();
+          for (let n = 0; n < pairs.length; n += 2) {
+            ctx.moveTo(0, (pairs[n] + 0.5) * ROW);
+            ctx.lineTo(LINES_WIDTH, (pairs[n + 1] + 0.5) * ROW);
+          }
+          ctx.stroke();
+        });
       }
       ctx.globalAlpha = 1;
       this.qTokens.forEach((d, i) => d.classList.toggle('ae-focus', !!f && f.side === 'q' &&
@@ -159,8 +189,12 @@
                      : 'all tokens';
       this.status.textContent = ` layer ${this.v.layers[this.layer]}, ${this.heads.size} of ` +
           `${this.nHeads} heads, ${what}: ${drawn} lines` +
+          (drawn < total ? ` (the strongest of ${total}, weights from ${floor.toFixed(3)}; ` +
+                           'hover a token for all of its lines)' : '') +
           (this.v.causal ? ' (causal: a query sees only keys up to its own position)' : '');
       this.canvas.dataset.lines = String(drawn);
+      this.canvas.dataset.total = String(total);
+      this.canvas.dataset.floor = String(floor);
     }
 
     buildModelView() {

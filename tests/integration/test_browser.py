@@ -159,3 +159,35 @@ def test_the_page_renders_and_responds(chromium, page_file, tmp_path):
   assert len(ids) == len(set(ids)) > 100                          # every id once on the page
   assert errors == []
   assert requests and all(u.startswith(('file://', 'data:')) for u in requests), requests
+
+
+def test_long_inputs_draw_only_the_strongest_lines(chromium, tmp_path):
+  """300 tokens x 12 heads is about 50,000 visible lines: the page draws the strongest 20,000
+  or fewer (every weight from a floor it states), and a hovered token gets all of its lines."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(1, 12, 300, 300)) * 3
+  w = np.exp(x - x.max(-1, keepdims=True))
+  w /= w.sum(-1, keepdims=True)
+  tokens = [f't{i}' for i in range(300)]
+  path = attention_page.write([attention_page.Explorer('long', [attention_page.TokenView(
+      'self', w, tokens, tokens)])], str(tmp_path / 'long.html'))
+  with open(path, encoding='utf-8') as f:
+    (view,) = next(iter(attention_page.decode(f.read()).values()))['views']
+  page = chromium.new_page()
+  errors = []
+  page.on('pageerror', lambda e: errors.append(str(e)))
+  page.goto('file://' + path)
+  page.wait_for_function('window.attentionExplorers && window.attentionExplorers.attn0')
+  total = lines(view, 0, range(12))
+  assert int(page.get_attribute('#attn0-v0-lines', 'data-total')) == total > 40_000
+  drawn = int(page.get_attribute('#attn0-v0-lines', 'data-lines'))
+  status = page.inner_text('#attn0-v0-status')
+  floor = float(page.get_attribute('#attn0-v0-lines', 'data-floor'))
+  assert f'the strongest of {total}, weights from {floor:.3f}' in status
+  assert 10_000 < drawn <= 20_000 and floor > 0.01
+  # The same dequantized weights (byte / 255 * scale, in doubles) as the page compares.
+  assert drawn == int((view['weights'][0] >= floor).sum())
+  page.hover('#attn0-v0-q150')
+  assert int(page.get_attribute('#attn0-v0-lines', 'data-lines')) == lines(view, 0, range(12),
+                                                                           queries=[150])
+  assert errors == []
