@@ -227,7 +227,13 @@ def test_attention_figures_of_imported_bert_and_gpt2(tmp_path):
     assert [os.path.basename(p) for p in paths] == [f'{stack}_layer{i}_heads.png'
                                                     for i in range(2)]
     assert all(os.path.getsize(p) > 1000 for p in paths)
-  with pytest.raises(ValueError, match='tokenizer.json does not exist|tokenizers package'):
+  with pytest.raises(ValueError, match='has no tokenizer.json or spiece.model|tokenizers package'):
     visualize.hf_attention_figures(os.path.join(FIXTURES, 'bert'), str(tmp_path), text='a b')
-  with pytest.raises(ValueError, match='BERT and GPT-2'):
-    visualize.hf_attention_figures(os.path.join(FIXTURES, 't5'), str(tmp_path), ids=['1'])
+  with pytest.raises(ValueError, match='--image is for ViT checkpoints'):
+    visualize.hf_attention_figures(os.path.join(FIXTURES, 'bert'), str(tmp_path), ids=['1'],
+                                   image='cat.png')
+  # T5: a source translated greedily, then every layer of the three kinds.
+  paths = visualize.hf_attention_figures(os.path.join(FIXTURES, 't5'), str(tmp_path / 't5'),
+                                         ids=['5', '6', '1'])
+  assert sorted(os.path.basename(p) for p in paths) == sorted(
+      f'{kind}_layer{i}_heads.png' for kind in ('encoder', 'decoder', 'cross') for i in range(2))
