@@ -232,8 +232,10 @@ class MultiHeadAttention(nn.Module):
     cfg = self.cfg
     head_dim = cfg.qkv_dim
 
+    qkv_bias = cfg.use_bias if cfg.qkv_bias is None else cfg.qkv_bias
+
     def proj(heads, name):
-      return Dense((heads, head_dim), ('embed',), ('heads', 'kv'), use_bias=cfg.use_bias,
+      return Dense((heads, head_dim), ('embed',), ('heads', 'kv'), use_bias=qkv_bias,
                    dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name)
 
     kv_proj = functools.partial(proj, cfg.kv_heads)

@@ -8,7 +8,10 @@
 Supported so far: GPT-2 (`GPT2LMHeadModel`, into `DecoderLM`), BERT
 (`BertForPreTraining`, the layout of bert-base-uncased, into `EncoderOnly`) and
 T5 (`T5ForConditionalGeneration`, v1.0 and v1.1, into `EncoderDecoder`) and ViT
-(`ViTForImageClassification`, into `ViT`); T5 and ViT are import only. A checkpoint
+(`ViTForImageClassification`, into `ViT`), and the Llama family (`LlamaForCausalLM`,
+`Qwen2ForCausalLM`, `MistralForCausalLM`, into `DecoderLM`: rotary positions,
+grouped key/value heads, SwiGLU, RMSNorm); T5, ViT and the Llama family are import
+only. A checkpoint
 is a local directory holding the model's `config.json` and its weights as
 safetensors (`model.safetensors`, or the shards of `model.safetensors.index.json`);
 PyTorch `pytorch_model.bin` files are read when torch is installed.
@@ -58,6 +61,10 @@ def read_weights(path: str) -> dict[str, np.ndarray]:
   if os.path.isfile(index):
     with open(index, encoding='utf-8') as f:
       shards = sorted(set(json.load(f)['weight_map'].values()))
+    missing = [s for s in shards if not os.path.isfile(os.path.join(path, s))]
+    if missing:
+      raise ConversionError(f'{index} lists {len(missing)} shard(s) that are not in {path}: '
+                            f'{missing}; download the whole checkpoint')
     state = {}
     for shard in shards:
       state.update(load_file(os.path.join(path, shard)))
@@ -527,6 +534,112 @@ def vit_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Param
 
 
 # ---------------------------------------------------------------------------
+# Llama family: Llama, Qwen2, Mistral.
+# ---------------------------------------------------------------------------
+
+def _rope_base(hf: Mapping[str, Any]) -> float:
+  """The rotary base of a Llama-family config: `rope_parameters` (transformers >= 5) or
+  `rope_theta` (earlier); any rope scaling is refused, naming it."""
+  params = hf.get('rope_parameters') or {}
+  kind = params.get('rope_type', params.get('type', 'default'))
+  scaling = hf.get('rope_scaling')
+  if kind != 'default' or scaling:
+    what = f'rope_scaling={scaling!r}' if scaling else f'rope_parameters={params!r}'
+    raise ConversionError(f'{what}: rope scaling (llama3, yarn, linear, dynamic, ...) is not '
+                          'implemented here; only the default rotary embedding is')
+  return float(params.get('rope_theta', hf.get('rope_theta', 10000.0)))
+
+
+def llama_model_config(hf: Mapping[str, Any]) -> TransformerConfig:
+  """A Llama, Qwen2 or Mistral config.json -> the DecoderLM config with the same architecture.
+
+  Pre-norm RMSNorm decoder with a final norm, rotary positions (the half-split layout, as
+  layers.apply_rope), grouped key/value heads, SwiGLU feed-forward, no biases (Qwen2: on
+  the query/key/value projections), the output layer tied or not (`tie_word_embeddings`).
+  Sliding-window attention (Mistral's `sliding_window`) is exact for sequences up to the
+  window: max_len is capped there, so longer ones are refused, never silently attended
+  over in full. Qwen2's `use_sliding_window=True`, biases on Llama's attention output or
+  MLP, and other activations are refused, naming the field.
+  """
+  model_type = hf.get('model_type')
+  problems = [f'{k}={hf[k]!r}' for k, ok in (
+      ('hidden_act', ('silu',)), ('attention_bias', (False,)), ('mlp_bias', (False,)),
+      ('use_sliding_window', (False,))) if k in hf and hf[k] not in ok]
+  layer_types = set(hf.get('layer_types') or ()) - {'full_attention'}
+  if layer_types and not (model_type == 'mistral' or hf.get('use_sliding_window')):
+    problems.append(f'layer_types={sorted(layer_types)}')
+  if problems:
+    raise ConversionError(f'{model_type} settings this library does not implement: {problems}')
+  heads = hf['num_attention_heads']
+  max_len = hf.get('max_position_embeddings', 2048)
+  if model_type == 'mistral' and hf.get('sliding_window'):
+    max_len = min(max_len, int(hf['sliding_window']))
+  d = hf['hidden_size']
+  tied = bool(hf.get('tie_word_embeddings', False))
+  return TransformerConfig(
+      vocab_size=hf['vocab_size'], d_model=d, num_heads=heads,
+      num_kv_heads=hf.get('num_key_value_heads') or heads,
+      head_dim=hf.get('head_dim') or d // heads, d_ff=hf['intermediate_size'],
+      num_encoder_layers=0, num_decoder_layers=hf['num_hidden_layers'], max_len=max_len,
+      norm='rmsnorm', norm_position='pre', norm_epsilon=hf.get('rms_norm_eps', 1e-6),
+      activation='silu', gated_ffn=True, use_bias=False,
+      qkv_bias=True if model_type == 'qwen2' else None, positional='rope',
+      rope_base=_rope_base(hf), scale_embeddings=False, share_embeddings=True,
+      logits_via_embedding=tied, dropout_rate=0.0, attention_dropout_rate=0.0,
+      deterministic=True)
+
+
+def _linear_t(t: _Tensors, name: str, n_out: int, n_in: int) -> np.ndarray | None:
+  """A torch Linear weight [out, in], transposed to this library's [in, out]."""
+  w = t.take(name, (n_out, n_in))
+  return None if w is None else w.T
+
+
+def llama_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Params:
+  """LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM tensors -> DecoderLM params."""
+  # rotary_emb.inv_freq: a buffer some older checkpoints saved, recomputed here.
+  t = _Tensors(state, prefix='model.', ignore=('rotary_emb.inv_freq',))
+  d, h, kv, k, f = cfg.d_model, cfg.num_heads, cfg.kv_heads, cfg.qkv_dim, cfg.d_ff
+  embed = t.take('embed_tokens.weight', (cfg.vocab_size, d))
+  params: Params = {'embed': {'embedding': embed}}
+  if cfg.logits_via_embedding:
+    if 'lm_head.weight' in t.state:   # saved although tied: it must be the embedding
+      head = t.take('lm_head.weight', (cfg.vocab_size, d))
+      if head is not None and embed is not None and not np.array_equal(head, embed):
+        t.problems.append('lm_head.weight differs from embed_tokens.weight although '
+                          'tie_word_embeddings is true')
+  else:
+    params['logits'] = {'kernel': _linear_t(t, 'lm_head.weight', cfg.vocab_size, d)}
+  decoder: Params = {}
+  for i in range(cfg.num_decoder_layers):
+    p = f'layers.{i}.'
+    attention = {}
+    for name, hf_name, n in (('query', 'q_proj', h), ('key', 'k_proj', kv),
+                             ('value', 'v_proj', kv)):
+      w = _linear_t(t, f'{p}self_attn.{hf_name}.weight', n * k, d)
+      attention[name] = {'kernel': None if w is None else w.reshape(d, n, k)}
+      if cfg.qkv_bias:
+        b = t.take(f'{p}self_attn.{hf_name}.bias', (n * k,))
+        attention[name]['bias'] = None if b is None else b.reshape(n, k)
+    w = _linear_t(t, f'{p}self_attn.o_proj.weight', d, h * k)
+    attention['out'] = {'kernel': None if w is None else w.reshape(h, k, d)}
+    decoder[f'layer_{i}'] = {
+        'self_attention': attention,
+        'self_attention_residual': {'norm': {'scale': t.take(f'{p}input_layernorm.weight',
+                                                             (d,))}},
+        'mlp': {'wi': {'kernel': _linear_t(t, f'{p}mlp.up_proj.weight', f, d)},
+                'wi_gate': {'kernel': _linear_t(t, f'{p}mlp.gate_proj.weight', f, d)},
+                'wo': {'kernel': _linear_t(t, f'{p}mlp.down_proj.weight', d, f)}},
+        'mlp_residual': {'norm': {'scale': t.take(f'{p}post_attention_layernorm.weight',
+                                                  (d,))}},
+    }
+  decoder['final_norm'] = {'scale': t.take('norm.weight', (d,))}
+  params['decoder'] = decoder
+  t.finish('Llama-family checkpoint')
+  return params
+
+
+# ---------------------------------------------------------------------------
 # By model type.
 # ---------------------------------------------------------------------------
 
@@ -545,6 +658,9 @@ ARCHITECTURES: dict[str, Architecture] = {
                          'EncoderOnly'),
     't5': Architecture(t5_model_config, t5_params, None, None, 'EncoderDecoder'),
     'vit': Architecture(vit_model_config, vit_params, None, None, 'ViT'),
+    'llama': Architecture(llama_model_config, llama_params, None, None, 'DecoderLM'),
+    'qwen2': Architecture(llama_model_config, llama_params, None, None, 'DecoderLM'),
+    'mistral': Architecture(llama_model_config, llama_params, None, None, 'DecoderLM'),
 }
 # What a model of this library exports as, by its class.
 EXPORTS = {'DecoderLM': 'gpt2', 'EncoderOnly': 'bert'}
@@ -554,9 +670,9 @@ EXPORTS = {'DecoderLM': 'gpt2', 'EncoderOnly': 'bert'}
 _ARCHITECTURE_FIELDS = (
     'd_model', 'num_heads', 'num_kv_heads', 'head_dim', 'd_ff', 'num_encoder_layers',
     'num_decoder_layers', 'max_len', 'norm', 'norm_position', 'norm_epsilon', 'activation',
-    'gated_ffn', 'use_bias', 'positional', 'position_bias', 'scale_embeddings',
-    'scale_attention', 'logits_via_embedding', 'share_embeddings', 'rescale_tied_logits',
-    'vocab_size')
+    'gated_ffn', 'use_bias', 'qkv_bias', 'positional', 'rope_base', 'position_bias',
+    'scale_embeddings', 'scale_attention', 'logits_via_embedding', 'share_embeddings',
+    'rescale_tied_logits', 'vocab_size')
 
 
 def _architecture(model_type: str | None) -> Architecture:

@@ -255,11 +255,13 @@ class PositionalEncoding(nn.Module):
       positions = start + jnp.arange(length, dtype=jnp.int32)[None]
       if left_pad is not None:   # per-row positions [batch, length]
         positions = jnp.maximum(positions - left_pad[:, None], 0)
-    if cfg.positional in ('none', 'rope'):
+    if cfg.positional == 'none':   # (T5's relative bias: max_len sizes only the cache)
       return x, positions
-    if length > cfg.max_len:
+    if length > cfg.max_len:   # rotary too: max_len is the longest sequence it was made for
       raise ValueError(f'Sequence length {length} exceeds model max_len={cfg.max_len}; '
                        'raise model.max_len in the config.')
+    if cfg.positional == 'rope':
+      return x, positions
     if cfg.positional == 'learned':
       table = self.param('pos_embedding',
                          nn.with_logical_partitioning(nn.initializers.normal(stddev=0.02),

@@ -76,6 +76,8 @@ class TransformerConfig:
   gated_ffn: bool = False            # FFN(x) = (act(x W_gate) * x W_i) W_o: 'silu' is SwiGLU,
                                      # 'gelu' GEGLU (Shazeer 2020)
   use_bias: bool = True              # biases in Dense layers
+  qkv_bias: bool | None = None       # biases of the query/key/value projections; None: use_bias
+                                     # (Qwen2: True, with use_bias False elsewhere)
   attention_impl: str = 'einsum'     # one of ATTENTION_IMPLS
   remat: bool = False                # rematerialize each layer in the backward pass
 

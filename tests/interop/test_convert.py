@@ -125,3 +125,20 @@ def test_init_from_starts_a_fresh_lm_run_and_names_a_mismatched_vocabulary(tmp_p
   config.dataset = 'tiny_shakespeare'
   with pytest.raises(ConfigError, match=r'embed/embedding has shape \(50, 16\)'):
     engine.Experiment(config, None).restore_or_init(None)
+
+
+def test_a_sharded_qwen2_imports_as_a_workdir_with_its_logits(tmp_path):
+  """The Llama family through the user's path: the sharded Qwen2 fixture (4 shards and the
+  index), imported as a workdir, restored (verified) and run: Hugging Face's logits."""
+  config = imported('qwen2', tmp_path / 'qwen2')
+  assert (config.task, config.pretrained.model_type, config.pretrained.model) == (
+      'lm', 'qwen2', 'DecoderLM')
+  assert (config.model.positional, config.model.qkv_bias, config.model.use_bias) == (
+      'rope', True, False)
+  cfg, params, kind = inference.load_model(str(tmp_path / 'qwen2'))
+  out = dict(np.load(os.path.join(FIXTURES, 'qwen2', 'outputs.npz')))
+  real = out['attention_mask'].astype(bool)
+  logits = DecoderLM(cfg).apply({'params': params}, jnp.asarray(out['input_ids']),
+                                jnp.asarray((~real).sum(1), jnp.int32))
+  np.testing.assert_allclose(np.asarray(logits)[real], out['logits'][real], rtol=1e-5,
+                             atol=1e-5)

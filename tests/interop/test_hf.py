@@ -7,6 +7,7 @@ torch and transformers of versions.json; CI needs neither.
 
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests import helpers
-from transformer import hf
+from transformer import decoding, hf
 from transformer.models import DecoderLM, EncoderDecoder, EncoderOnly, ViT
 
 FIXTURES = os.path.join(helpers.REPO, 'tests', 'fixtures', 'hf')
@@ -33,7 +34,9 @@ def gpt2():
 def test_fixtures_record_the_versions_that_made_them():
   with open(os.path.join(FIXTURES, 'versions.json')) as f:
     versions = json.load(f)
-  assert set(versions) == {'torch', 'transformers'}
+  assert sorted(versions) == sorted(
+      n for n in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, n)))
+  assert all(set(v) == {'torch', 'transformers'} for v in versions.values())
   total = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(FIXTURES)
               for f in files)
   assert total < 1_000_000, total
@@ -237,3 +240,53 @@ def test_attention_figures_of_imported_bert_and_gpt2(tmp_path):
                                          ids=['5', '6', '1'])
   assert sorted(os.path.basename(p) for p in paths) == sorted(
       f'{kind}_layer{i}_heads.png' for kind in ('encoder', 'decoder', 'cross') for i in range(2))
+
+
+# ----------------------------------------------------------------------------- Llama family
+
+@pytest.mark.parametrize('name', ['llama', 'qwen2', 'mistral'])
+def test_llama_family_logits_and_greedy_decoding_match_hugging_face(name):
+  """Logits of a left-padded batch, and 8 greedy tokens on the key/value cache continuing
+  it, equal Hugging Face's (Llama: untied output, rope theta 500; Qwen2: tied, query/key/
+  value biases, read from 4 shards through the index; Mistral: head_dim 12)."""
+  hf_config, state, out = fixture(name)
+  cfg, params = hf.from_hf(hf_config, state)
+  assert (cfg.positional, cfg.norm, cfg.gated_ffn, cfg.kv_heads) == ('rope', 'rmsnorm', True, 2)
+  assert ('logits' in params) == (name != 'qwen2')
+  assert cfg.qkv_bias == (True if name == 'qwen2' else None)
+  assert cfg.qkv_dim == (12 if name == 'mistral' else 8)
+  assert cfg.rope_base == {'llama': 500.0, 'qwen2': 1000.0, 'mistral': 10000.0}[name]
+  tokens, real = out['input_ids'], out['attention_mask'].astype(bool)
+  left_pad = jnp.asarray((~real).sum(1), jnp.int32)
+  logits = DecoderLM(cfg).apply({'params': params}, jnp.asarray(tokens), left_pad)
+  np.testing.assert_allclose(np.asarray(logits)[real], out['logits'][real], rtol=1e-5,
+                             atol=1e-5)
+  new = decoding.generate(params, cfg, jnp.asarray(tokens), 8, temperature=0.0,
+                          left_pad=left_pad)
+  np.testing.assert_array_equal(np.asarray(new), out['greedy'])
+
+
+def test_llama_family_settings_it_cannot_express_are_refused_by_name(tmp_path):
+  hf_config, state, _ = fixture('llama')
+  for field, value, named in (
+      ('rope_scaling', {'rope_type': 'llama3', 'factor': 8.0}, 'rope_scaling='),
+      ('rope_parameters', {'rope_type': 'yarn', 'rope_theta': 1e4}, "'rope_type': 'yarn'"),
+      ('attention_bias', True, 'attention_bias=True'),
+      ('hidden_act', 'gelu', "hidden_act='gelu'"),
+      ('use_sliding_window', True, 'use_sliding_window=True')):
+    with pytest.raises(hf.ConversionError, match=re.escape(named)):
+      hf.from_hf(dict(hf_config, **{field: value}), state)
+  # Mistral's window: exact up to it, so max_len stops there (longer input is refused).
+  mistral, mstate, _ = fixture('mistral')
+  cfg, params = hf.from_hf(dict(mistral, sliding_window=8), mstate)
+  assert cfg.max_len == 8
+  with pytest.raises(ValueError, match='exceeds model max_len=8'):
+    DecoderLM(cfg).apply({'params': params}, jnp.ones((1, 9), jnp.int32))
+  # A sharded checkpoint with a shard missing: named, before anything is read.
+  import shutil
+  copy = tmp_path / 'qwen2'
+  shutil.copytree(os.path.join(FIXTURES, 'qwen2'), copy)
+  os.remove(copy / 'model-00003-of-00004.safetensors')
+  with pytest.raises(hf.ConversionError, match=r"1 shard\(s\) that are not in .*"
+                                               r"model-00003-of-00004.safetensors"):
+    hf.read_checkpoint(str(copy))
