@@ -113,12 +113,10 @@ def import_hf(source: str, workdir: str) -> tuple[TransformerConfig, str, dict]:
 
 def export_hf(cfg: TransformerConfig, params: dict, kind: str, out: str) -> str:
   """Writes OUT/config.json and OUT/model.safetensors: the model in the Hugging Face
-  layout of its family (DecoderLM: GPT-2, EncoderOnly: BERT). Returns the model_type."""
+  layout of its family (`hf.export_model_type`: a DecoderLM as GPT-2, or Llama / Qwen2
+  with rotary positions; an EncoderOnly as BERT). Returns the model_type."""
   from safetensors.numpy import save_file
-  if kind not in hf.EXPORTS:
-    raise hf.ConversionError(f'a {kind} model cannot be exported (export supports '
-                             f'{sorted(hf.EXPORTS)}: GPT-2 and BERT layouts)')
-  model_type = hf.EXPORTS[kind]
+  model_type = hf.export_model_type(kind, cfg)
   params = jax.tree.map(np.asarray, params)
   hf_config = hf.hf_config_of(model_type, cfg, params)
   tensors = hf.to_hf(model_type, cfg, params)

@@ -10,7 +10,7 @@ Supported so far: GPT-2 (`GPT2LMHeadModel`, into `DecoderLM`), BERT
 T5 (`T5ForConditionalGeneration`, v1.0 and v1.1, into `EncoderDecoder`) and ViT
 (`ViTForImageClassification`, into `ViT`), and the Llama family (`LlamaForCausalLM`,
 `Qwen2ForCausalLM`, `MistralForCausalLM`, into `DecoderLM`: rotary positions,
-grouped key/value heads, SwiGLU, RMSNorm); T5, ViT and the Llama family are import
+grouped key/value heads, SwiGLU, RMSNorm; exported back too); T5 and ViT are import
 only. A checkpoint
 is a local directory holding the model's `config.json` and its weights as
 safetensors (`model.safetensors`, or the shards of `model.safetensors.index.json`);
@@ -24,6 +24,7 @@ unless the checkpoint stores another float dtype, which is kept.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any, Callable, Mapping, NamedTuple
@@ -639,6 +640,56 @@ def llama_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Par
   return params
 
 
+def llama_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndarray]:
+  """DecoderLM params (of a Llama-shaped config) -> LlamaForCausalLM-layout tensors (also
+  Qwen2's and Mistral's); the output layer only when untied."""
+  d = cfg.d_model
+  s = {'model.embed_tokens.weight': params['embed']['embedding']}
+  if not cfg.logits_via_embedding:
+    s['lm_head.weight'] = np.asarray(params['logits']['kernel']).T
+  dec = params['decoder']
+  for i in range(cfg.num_decoder_layers):
+    lp, p = dec[f'layer_{i}'], f'model.layers.{i}.'
+    att = lp['self_attention']
+    for name, hf_name in (('query', 'q_proj'), ('key', 'k_proj'), ('value', 'v_proj')):
+      s[f'{p}self_attn.{hf_name}.weight'] = np.asarray(att[name]['kernel']).reshape(d, -1).T
+      if cfg.qkv_bias:
+        s[f'{p}self_attn.{hf_name}.bias'] = np.asarray(att[name]['bias']).reshape(-1)
+    s[f'{p}self_attn.o_proj.weight'] = np.asarray(att['out']['kernel']).reshape(-1, d).T
+    for hf_name, ours in (('up_proj', 'wi'), ('gate_proj', 'wi_gate'), ('down_proj', 'wo')):
+      s[f'{p}mlp.{hf_name}.weight'] = np.asarray(lp['mlp'][ours]['kernel']).T
+    s[f'{p}input_layernorm.weight'] = lp['self_attention_residual']['norm']['scale']
+    s[f'{p}post_attention_layernorm.weight'] = lp['mlp_residual']['norm']['scale']
+  s['model.norm.weight'] = dec['final_norm']['scale']
+  return {k: np.ascontiguousarray(np.asarray(v)) for k, v in s.items()}
+
+
+_LLAMA_CLASSES = {'llama': 'LlamaForCausalLM', 'qwen2': 'Qwen2ForCausalLM',
+                  'mistral': 'MistralForCausalLM'}
+
+
+def llama_hf_config(cfg: TransformerConfig, params: Params,
+                    model_type: str = 'llama') -> dict[str, Any]:
+  """The config.json of a Llama-shaped DecoderLM config as `model_type` (llama, qwen2 or
+  mistral); `hf_config_of` checks that it reads back as the same architecture."""
+  out = {'model_type': model_type, 'architectures': [_LLAMA_CLASSES[model_type]],
+         'vocab_size': cfg.vocab_size, 'hidden_size': cfg.d_model,
+         'intermediate_size': cfg.d_ff, 'num_hidden_layers': cfg.num_decoder_layers,
+         'num_attention_heads': cfg.num_heads, 'num_key_value_heads': cfg.kv_heads,
+         'head_dim': cfg.qkv_dim, 'max_position_embeddings': cfg.max_len,
+         'rms_norm_eps': cfg.norm_epsilon, 'hidden_act': 'silu',
+         'tie_word_embeddings': bool(cfg.logits_via_embedding),
+         'rope_parameters': {'rope_type': 'default', 'rope_theta': cfg.rope_base},
+         'rope_theta': cfg.rope_base}   # the key of transformers < 5
+  if model_type == 'llama':
+    out.update(attention_bias=False, mlp_bias=False)
+  elif model_type == 'qwen2':
+    out.update(use_sliding_window=False, sliding_window=None)
+  else:
+    out.update(sliding_window=None)
+  return out
+
+
 # ---------------------------------------------------------------------------
 # By model type.
 # ---------------------------------------------------------------------------
@@ -658,12 +709,24 @@ ARCHITECTURES: dict[str, Architecture] = {
                          'EncoderOnly'),
     't5': Architecture(t5_model_config, t5_params, None, None, 'EncoderDecoder'),
     'vit': Architecture(vit_model_config, vit_params, None, None, 'ViT'),
-    'llama': Architecture(llama_model_config, llama_params, None, None, 'DecoderLM'),
-    'qwen2': Architecture(llama_model_config, llama_params, None, None, 'DecoderLM'),
-    'mistral': Architecture(llama_model_config, llama_params, None, None, 'DecoderLM'),
+    **{name: Architecture(llama_model_config, llama_params, llama_state_dict,
+                          functools.partial(llama_hf_config, model_type=name), 'DecoderLM')
+       for name in _LLAMA_CLASSES},
 }
-# What a model of this library exports as, by its class.
-EXPORTS = {'DecoderLM': 'gpt2', 'EncoderOnly': 'bert'}
+# The classes of this library that export, and the layouts they export as.
+EXPORTS = {'DecoderLM': ('gpt2', 'llama', 'qwen2'), 'EncoderOnly': ('bert',)}
+
+
+def export_model_type(kind: str, cfg: TransformerConfig) -> str:
+  """The Hugging Face layout a model of class `kind` exports as: a rotary DecoderLM as Llama
+  (Qwen2 when only its query/key/value projections have biases), another as GPT-2; an
+  EncoderOnly as BERT. `hf_config_of` then refuses what the layout cannot express."""
+  if kind not in EXPORTS:
+    raise ConversionError(f'a {kind} model cannot be exported (export supports '
+                          f'{sorted(EXPORTS)}: GPT-2, Llama, Qwen2 and BERT layouts)')
+  if kind == 'DecoderLM' and cfg.positional == 'rope':
+    return 'qwen2' if cfg.qkv_bias and not cfg.use_bias else 'llama'
+  return EXPORTS[kind][0]
 
 # The fields that decide the architecture (and so the tensor layout); the rest
 # (dropout, dtypes, ...) do not travel with a checkpoint.
@@ -673,6 +736,17 @@ _ARCHITECTURE_FIELDS = (
     'gated_ffn', 'use_bias', 'qkv_bias', 'positional', 'rope_base', 'position_bias',
     'scale_embeddings', 'scale_attention', 'logits_via_embedding', 'share_embeddings',
     'rescale_tied_logits', 'vocab_size')
+
+
+def _effective(cfg: TransformerConfig, field: str):
+  """A field's value as the model uses it (head_dim None is d_model // num_heads, ...)."""
+  if field == 'head_dim':
+    return cfg.qkv_dim
+  if field == 'num_kv_heads':
+    return cfg.kv_heads
+  if field == 'qkv_bias':
+    return cfg.use_bias if cfg.qkv_bias is None else cfg.qkv_bias
+  return getattr(cfg, field)
 
 
 def _architecture(model_type: str | None) -> Architecture:
@@ -714,7 +788,7 @@ def hf_config_of(model_type: str, cfg: TransformerConfig, params: Params) -> dic
   except ConversionError as e:
     raise ConversionError(f'this model cannot be exported as {model_type!r}: {e}') from None
   differ = [f'{f}={getattr(cfg, f)!r} (a {model_type} model has {getattr(back, f)!r})'
-            for f in _ARCHITECTURE_FIELDS if getattr(cfg, f) != getattr(back, f)]
+            for f in _ARCHITECTURE_FIELDS if _effective(cfg, f) != _effective(back, f)]
   if differ:
     raise ConversionError(f'this model cannot be exported as {model_type!r}: '
                           + '; '.join(differ))

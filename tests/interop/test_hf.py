@@ -290,3 +290,24 @@ def test_llama_family_settings_it_cannot_express_are_refused_by_name(tmp_path):
   with pytest.raises(hf.ConversionError, match=r"1 shard\(s\) that are not in .*"
                                                r"model-00003-of-00004.safetensors"):
     hf.read_checkpoint(str(copy))
+
+
+@pytest.mark.parametrize('name', ['llama', 'qwen2', 'mistral'])
+def test_llama_family_export_gives_back_the_checkpoint(name):
+  hf_config, state, _ = fixture(name)
+  cfg, params = hf.from_hf(hf_config, state)
+  back = hf.to_hf(name, cfg, params)
+  assert sorted(back) == sorted(state)                        # Qwen2 (tied): no lm_head
+  for key, x in state.items():
+    np.testing.assert_array_equal(back[key], x, err_msg=key)
+  config = hf.hf_config_of(name, cfg, params)
+  for key in ('hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
+              'num_key_value_heads', 'rms_norm_eps', 'tie_word_embeddings', 'vocab_size',
+              'rope_parameters'):
+    assert config[key] == hf_config[key], key
+  assert config['head_dim'] == hf_config.get('head_dim', 8)   # Qwen2's config leaves it out
+  assert hf.from_hf(config, back)[0] == cfg
+  # A rotary DecoderLM of this library exports as Llama (Qwen2 with only qkv biases).
+  assert hf.export_model_type('DecoderLM', cfg) == ('qwen2' if name == 'qwen2' else 'llama')
+  with pytest.raises(hf.ConversionError, match="use_bias=True"):
+    hf.hf_config_of('llama', cfg.replace(use_bias=True), params)
