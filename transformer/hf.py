@@ -6,7 +6,8 @@
     state = to_hf(hf_config['model_type'], cfg, params)      # tensor name -> array
 
 Supported so far: GPT-2 (`GPT2LMHeadModel`, into `DecoderLM`), BERT
-(`BertForPreTraining`, the layout of bert-base-uncased, into `EncoderOnly`) and
+(`BertForPreTraining`, the layout of bert-base-uncased, or `BertForMaskedLM`, whose
+absent pooler and next-sentence head start at random, into `EncoderOnly`) and
 T5 (`T5ForConditionalGeneration`, v1.0 and v1.1, into `EncoderDecoder`) and ViT
 (`ViTForImageClassification`, into `ViT`), and the Llama family (`LlamaForCausalLM`,
 `Qwen2ForCausalLM`, `MistralForCausalLM`, into `DecoderLM`: rotary positions,
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -35,6 +37,7 @@ from transformer.model_config import TransformerConfig
 from transformer.errors import ConversionError  # noqa: F401  (re-exported)
 
 Params = dict[str, Any]
+log = logging.getLogger('transformer')
 
 
 # ---------------------------------------------------------------------------
@@ -320,8 +323,21 @@ def bert_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Para
       orig = word if name.endswith('weight') else params['mlm_bias']
       if copy is not None and orig is not None and not np.array_equal(copy, orig):
         t.problems.append(f'{c + name} differs from the tensor it is tied to')
-  params['pooler'] = _linear(t, 'bert.pooler.dense', d, d)
-  params['classifier'] = _linear(t, 'cls.seq_relationship', d, cfg.num_classes)
+  heads = ('bert.pooler.dense.weight', 'cls.seq_relationship.weight')
+  if not any(name in t.state for name in heads):
+    # BertForMaskedLM (most published BERTs) has neither head: start them as BERT's own
+    # init does (normal, std 0.02; zero bias), seeded, and say so.
+    rng = np.random.default_rng(0)
+    init = lambda n_in, n_out: {   # noqa: E731
+        'kernel': (0.02 * rng.standard_normal((n_in, n_out))).astype(np.float32),
+        'bias': np.zeros((n_out,), np.float32)}
+    params['pooler'], params['classifier'] = init(d, d), init(d, cfg.num_classes)
+    log.warning('This BERT checkpoint has no pooler and no next-sentence head (a '
+                'BertForMaskedLM): both start at random (normal, std 0.02); fine-tune them '
+                'before using the [CLS] classifier. The masked-LM head is the checkpoint\'s.')
+  else:
+    params['pooler'] = _linear(t, 'bert.pooler.dense', d, d)
+    params['classifier'] = _linear(t, 'cls.seq_relationship', d, cfg.num_classes)
   t.finish('BERT checkpoint')
   return params
 

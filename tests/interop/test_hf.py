@@ -311,3 +311,26 @@ def test_llama_family_export_gives_back_the_checkpoint(name):
   assert hf.export_model_type('DecoderLM', cfg) == ('qwen2' if name == 'qwen2' else 'llama')
   with pytest.raises(hf.ConversionError, match="use_bias=True"):
     hf.hf_config_of('llama', cfg.replace(use_bias=True), params)
+
+
+def test_bert_for_masked_lm_imports_with_its_missing_heads_initialised(caplog):
+  """Most published BERTs are BertForMaskedLM: no pooler, no next-sentence head. Its masked-LM
+  logits are Hugging Face's; the two absent heads start at random, and the import says so."""
+  hf_config, state, out = fixture('bert_mlm')
+  with caplog.at_level('WARNING', logger='transformer'):
+    cfg, params = hf.from_hf(hf_config, state)
+  assert 'no pooler and no next-sentence head' in caplog.text
+  for name, shape in (('pooler', (16, 16)), ('classifier', (16, 2))):
+    kernel = params[name]['kernel']
+    assert kernel.shape == shape and 0.005 < kernel.std() < 0.05
+    assert not params[name]['bias'].any()
+  real = out['attention_mask'].astype(bool)
+  mlm = EncoderOnly(cfg).apply({'params': params}, jnp.asarray(out['input_ids']),
+                               attention_mask=jnp.asarray(out['attention_mask']))
+  np.testing.assert_allclose(np.asarray(mlm)[real], out['mlm_logits'][real], rtol=1e-5,
+                             atol=1e-5)
+  # One of the two heads alone is a damaged checkpoint, not a BertForMaskedLM.
+  full, full_state, _ = fixture('bert')
+  broken = {k: v for k, v in full_state.items() if not k.startswith('cls.seq_relationship')}
+  with pytest.raises(hf.ConversionError, match='missing tensor cls.seq_relationship.weight'):
+    hf.from_hf(full, broken)
