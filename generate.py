@@ -6,6 +6,8 @@
   # language model: one prompt per line, config.sample's temperature / top_k / top_p;
   # each prompt + continuation is written as a block under '=== prompt N ==='
   python generate.py --workdir=runs/shakespeare --input=prompts.txt --num_tokens=200
+  # a converted GPT-2 or Llama-family model (tools.convert import) with its own tokenizer.json
+  echo "The capital of France is" | python generate.py --workdir=runs/qwen2 --num_tokens=20
   # classification: every image file in a folder -> 'path<TAB>class<TAB>probability'
   python generate.py --workdir=runs/vit_mnist --images=digits/
   # score an existing hypothesis file (no model): sacreBLEU and tokenized BLEU
@@ -88,8 +90,14 @@ def main(argv):
   from transformer import host
   host.tune_allocator()
   host.use_compilation_cache()
-  from transformer import tasks
+  from transformer import convert, tasks
   config = FLAGS.config
+  if convert.is_converted(config, FLAGS.workdir):   # `tools.convert import`: its own tokenizer
+    if FLAGS.images:
+      raise app.UsageError('--images needs a trained classification model')
+    _write_blocks(inference.continue_pretrained(config, FLAGS.workdir, _read_lines(FLAGS.input),
+                                                FLAGS.num_tokens))
+    return
   makes = tasks.task_class(config).generates   # what this task's model makes from inputs
   if makes is None:
     raise app.UsageError(f'a {config.task!r} model generates nothing: evaluate it with eval.py')
@@ -110,10 +118,13 @@ def main(argv):
                                 for r in rows])
   elif makes == 'translations':
     _write_lines(FLAGS.output, inference.translate(exp, params, lines))
-  else:   # continuations span lines: one '=== prompt N ===' block each
-    texts = inference.continue_prompts(exp, params, lines, FLAGS.num_tokens)
-    blocks = ''.join(f'=== prompt {i + 1} ===\n{t}\n' for i, t in enumerate(texts))
-    _write_text(FLAGS.output, blocks)
+  else:
+    _write_blocks(inference.continue_prompts(exp, params, lines, FLAGS.num_tokens))
+
+
+def _write_blocks(texts: list[str]) -> None:
+  """Continuations span lines: one '=== prompt N ===' block each."""
+  _write_text(FLAGS.output, ''.join(f'=== prompt {i + 1} ===\n{t}\n' for i, t in enumerate(texts)))
 
 
 if __name__ == '__main__':

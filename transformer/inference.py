@@ -16,6 +16,7 @@ changes them.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Sequence
 
@@ -27,7 +28,10 @@ from transformer import workdir as workdir_lib
 from transformer.experiment_config import build_model_config
 from transformer.progress import Progress
 from transformer.data import DataError
+from transformer.data.tokenizers import HFTokenizer
 from transformer.errors import ConfigError
+
+log = logging.getLogger('transformer')
 
 
 def load_model(workdir: str, step: int | None = None):
@@ -95,8 +99,15 @@ def continue_prompts(exp, params, prompts: Sequence[str], num_tokens: int,
   continuation per prompt; batch i is seeded by config.seed and i.
   """
   _require(exp, 'continuations', 'continuing prompts')
-  cfg, s = exp.task.model_cfg, exp.config.sample
-  tok = exp.task.data.tokenizer
+  return continue_with(params, exp.task.model_cfg, exp.task.data.tokenizer, prompts,
+                       num_tokens, exp.config.sample, exp.config.seed, batch_size)
+
+
+def continue_with(params, cfg, tok, prompts: Sequence[str], num_tokens: int, sample,
+                  seed: int = 0, batch_size: int = 64) -> list[str]:
+  """`continue_prompts` for any DecoderLM config, params and tokenizer (`sample`: temperature,
+  top_k, top_p). When a prompt leaves the model fewer than `num_tokens` positions, its batch
+  gets what fits and a warning says how many."""
   encoded = [tok.encode(p) for p in prompts]
   for i, ids in enumerate(encoded):
     if not ids:
@@ -108,13 +119,42 @@ def continue_prompts(exp, params, prompts: Sequence[str], num_tokens: int,
   out = []
   for b, start in enumerate(range(0, len(encoded), batch_size)):
     chunk = encoded[start:start + batch_size]
-    tokens, left_pad = decoding.pad_left(chunk)
+    tokens, left_pad = decoding.pad_left(chunk, getattr(tok, 'pad_id', None) or 0)
     n = min(num_tokens, cfg.max_len - tokens.shape[1] + 1)
-    rng = jax.random.fold_in(jax.random.PRNGKey(exp.config.seed), b)
-    new = decoding.generate(params, cfg, tokens, n, rng=rng, temperature=s.temperature,
-                            top_k=s.top_k, top_p=s.top_p, eos_id=eos, left_pad=left_pad)
+    if n < num_tokens:
+      log.warning(f'prompts {start + 1}-{start + len(chunk)} (up to {tokens.shape[1]} tokens) '
+                  f'leave room for {n} new tokens of the {num_tokens} asked: the model has '
+                  f'{cfg.max_len} positions')
+    rng = jax.random.fold_in(jax.random.PRNGKey(seed), b)
+    new = decoding.generate(params, cfg, tokens, n, rng=rng, temperature=sample.temperature,
+                            top_k=sample.top_k, top_p=sample.top_p, eos_id=eos,
+                            left_pad=left_pad)
     out += [tok.decode(ids + np.asarray(row).tolist()) for ids, row in zip(chunk, new)]
   return out
+
+
+def pretrained_tokenizer(workdir: str) -> HFTokenizer:
+  """The tokenizer.json a workdir of `tools.convert import` keeps under hf/ (DataError if none)."""
+  try:
+    return HFTokenizer.from_dir(os.path.join(workdir, convert.HF_SUBDIR))
+  except ValueError as e:
+    raise DataError(f'{workdir} holds no usable tokenizer: {e}') from None
+
+
+def continue_pretrained(config, workdir: str, prompts: Sequence[str],
+                        num_tokens: int) -> list[str]:
+  """`continue_prompts` with a converted DecoderLM (GPT-2, Llama, Qwen2, Mistral) and its own
+  tokenizer.json: text in, text out (config.sample's settings; stops at the model's EOS)."""
+  pretrained = config.pretrained   # checked before the checkpoint is read
+  if pretrained.model != 'DecoderLM':
+    raise ConfigError(f'{workdir} holds a converted {pretrained.model_type} '
+                      f'({pretrained.model}), which does not continue prompts')
+  tok = pretrained_tokenizer(workdir)
+  if tok.vocab_size > pretrained.vocab_size:
+    raise DataError(f'{tok.path} has {tok.vocab_size} tokens but the model\'s embedding has '
+                    f'{pretrained.vocab_size}: the tokenizer is not this model\'s')
+  cfg, params, _ = load_model(workdir)
+  return continue_with(params, cfg, tok, prompts, num_tokens, config.sample, config.seed)
 
 
 def load_image(path: str, channels: int) -> np.ndarray:

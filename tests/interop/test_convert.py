@@ -142,3 +142,62 @@ def test_a_sharded_qwen2_imports_as_a_workdir_with_its_logits(tmp_path):
                                 jnp.asarray((~real).sum(1), jnp.int32))
   np.testing.assert_allclose(np.asarray(logits)[real], out['logits'][real], rtol=1e-5,
                              atol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['gpt2', 'llama'])
+def test_a_converted_lm_continues_text_as_hugging_face_does(name, tmp_path):
+  """Text in, text out with the model's own tokenizer.json: the prompts encode to the ids
+  Hugging Face's tokenizer gives (GPT-2: nothing added; Llama: <s> first), and the greedy
+  continuations of the batch (left-padded) decode to Hugging Face's texts (text.json,
+  written by make_fixtures.py with transformers' generate and PreTrainedTokenizerFast)."""
+  import json
+  from transformer.data.tokenizers import HFTokenizer
+  with open(os.path.join(FIXTURES, name, 'text.json')) as f:
+    expected = json.load(f)
+  tok = HFTokenizer.from_dir(os.path.join(FIXTURES, name))
+  assert [tok.encode(p) for p in expected['prompts']] == expected['prompt_ids']
+  assert (tok.bos_id, tok.eos_id) == ((0, 0) if name == 'gpt2' else (1, 2))
+  long_line = 'the a of ' * 40_000                             # 360,000 characters, one line
+  assert len(tok.encode(long_line)) == 120_000 + (name == 'llama')
+  config = imported(name, tmp_path / name)
+  config.sample.temperature = 0.0
+  texts = inference.continue_pretrained(config, str(tmp_path / name), expected['prompts'],
+                                        expected['num_tokens'])
+  assert texts == expected['texts']
+
+
+def test_generate_on_a_converted_llama_and_its_tokenizer_errors(tmp_path):
+  import json
+  from tools import fault_campaign
+  with open(os.path.join(FIXTURES, 'llama', 'text.json')) as f:
+    expected = json.load(f)
+  imported('llama', tmp_path / 'llama')
+  prompts = tmp_path / 'prompts.txt'
+  prompts.write_text('\n'.join(expected['prompts']) + '\n')
+  res = helpers.run_python(['generate.py', f'--workdir={tmp_path / "llama"}', f'--input={prompts}',
+                            '--num_tokens=8', '--config.sample.temperature=0'])
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert res.stdout == ''.join(f'=== prompt {i + 1} ===\n{t}\n'
+                               for i, t in enumerate(expected['texts']))
+  # Asking for more than the positions allow says so (the model has 64 positions).
+  res = helpers.run_python(['generate.py', f'--workdir={tmp_path / "llama"}', f'--input={prompts}',
+                            '--num_tokens=100', '--config.sample.temperature=0'])
+  assert res.returncode == 0 and 'leave room for 58 new tokens of the 100 asked' in res.stderr
+  # Another model's tokenizer (a larger vocabulary), a corrupt one, none: one line, exit 2.
+  hf_dir = tmp_path / 'llama' / 'hf'
+  with open(hf_dir / 'tokenizer.json') as f:
+    spec = json.load(f)
+  spec['model']['vocab'].update({f'extra{i}': 60 + i for i in range(5)})
+  (hf_dir / 'tokenizer.json').write_text(json.dumps(spec))
+  cases = [('has 65 tokens but the model\'s embedding has 60', None)]
+  cases.append(('is not a readable tokenizer.json', '{"model": 3'))
+  cases.append(('tokenizer.json does not exist', ''))
+  for message, content in cases:
+    if content == '':
+      os.remove(hf_dir / 'tokenizer.json')
+    elif content is not None:
+      (hf_dir / 'tokenizer.json').write_text(content)
+    res = helpers.run_python(['generate.py', f'--workdir={tmp_path / "llama"}',
+                              f'--input={prompts}'])
+    problem = fault_campaign.one_line_error(res.returncode, res.stdout, res.stderr, message)
+    assert problem is None, (message, problem, res.stderr[-1500:])

@@ -34,8 +34,10 @@ def gpt2():
 def test_fixtures_record_the_versions_that_made_them():
   with open(os.path.join(FIXTURES, 'versions.json')) as f:
     versions = json.load(f)
-  assert sorted(versions) == sorted(
-      n for n in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, n)))
+  folders = sorted(n for n in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, n)))
+  texts = sorted(f'text:{n}' for n in folders
+                 if os.path.isfile(os.path.join(FIXTURES, n, 'text.json')))
+  assert sorted(versions) == sorted(folders + texts)
   assert all(set(v) == {'torch', 'transformers'} for v in versions.values())
   total = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(FIXTURES)
               for f in files)

@@ -1,13 +1,21 @@
-"""Tokenizers. Id 0 is padding in every one of them.
+"""Tokenizers. Id 0 is padding in every one of this library's own.
 
 - `CharTokenizer`: one id per character (char-level LMs).
 - `WordTokenizer`: one id per whitespace-separated word (word-level PTB).
 - `SentencePieceTokenizer`: a SentencePiece model (BPE or unigram) trained from
   the data and saved as a file, so a resumed run and eval.py reuse it.
+- `HFTokenizer`: a pretrained model's own `tokenizer.json` (Hugging Face's
+  `tokenizers` package; no transformers or torch), with the special-token ids of
+  its config.json. Its ids are the model's, so padding is whatever the model says.
+
+Each has `encode(text) -> ids`, `decode(ids) -> text`, `vocab_size` and a
+`fingerprint` (a hash of what decides the ids), which a workdir can record to
+refuse another tokenizer than its checkpoint's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -40,6 +48,10 @@ class CharTokenizer:
   def decode(self, ids) -> str:
     return ''.join(self.chars[i - 1] for i in np.asarray(ids).tolist() if 0 < i <= len(self.chars))
 
+  @property
+  def fingerprint(self) -> str:
+    return _digest('chars', '\0'.join(self.chars).encode())
+
 
 class WordTokenizer:
   """Whitespace words -> ids; id 0 padding, id 1 `<unk>` (unless the text has it)."""
@@ -70,6 +82,10 @@ class WordTokenizer:
   def decode(self, ids) -> str:
     return ' '.join(self.words[i - 1] for i in np.asarray(ids).tolist()
                     if 0 < i <= len(self.words))
+
+  @property
+  def fingerprint(self) -> str:
+    return _digest('words', '\n'.join(self.words).encode())
 
 
 class SentencePieceTokenizer:
@@ -117,6 +133,85 @@ class SentencePieceTokenizer:
   def decode(self, ids) -> str:
     ids = [i for i in np.asarray(ids).tolist() if i > EOS_ID]
     return self._sp.decode(ids)
+
+  @property
+  def fingerprint(self) -> str:
+    return _digest('sentencepiece', self.model_proto)
+
+
+class HFTokenizer:
+  """A pretrained model's tokenizer.json, through Hugging Face's `tokenizers` package.
+
+  `encode` applies the file's own post-processor (`add_special_tokens`): the model
+  family's policy, written in its tokenizer (GPT-2 adds nothing; Llama puts <s>
+  first; BERT wraps in [CLS] ... [SEP]); nothing else is ever added. `decode` drops
+  special tokens. The ids of padding, start, end and unknown come from the model's
+  config.json and tokenizer_config.json (None where the model has none).
+  """
+
+  def __init__(self, path: str, special_ids: dict | None = None,
+               add_special_tokens: bool = True):
+    try:
+      from tokenizers import Tokenizer
+    except ImportError:
+      raise ValueError('a tokenizer.json needs the tokenizers package: pip install '
+                       'tokenizers') from None
+    with open(path, 'rb') as f:
+      raw = f.read()
+    try:
+      self._tok = Tokenizer.from_str(raw.decode('utf-8'))
+    except Exception as e:   # the package raises its own Exception subclass
+      raise ValueError(f'{path} is not a readable tokenizer.json ({e})') from None
+    self.path, self.add_special_tokens = path, add_special_tokens
+    self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+    ids = dict(special_ids or {})
+    self.pad_id, self.bos_id, self.eos_id, self.unk_id = (
+        ids.get(k) for k in ('pad', 'bos', 'eos', 'unk'))
+    self.fingerprint = _digest('tokenizer.json', raw)
+
+  @classmethod
+  def from_dir(cls, folder: str) -> 'HFTokenizer':
+    """FOLDER/tokenizer.json with the special-token ids of FOLDER/config.json (token ids)
+    and FOLDER/tokenizer_config.json (token strings)."""
+    path = os.path.join(folder, 'tokenizer.json')
+    if not os.path.isfile(path):
+      raise ValueError(f'{path} does not exist: the model\'s tokenizer.json is needed to read '
+                       'and write text (download it with the model)')
+    tok = cls(path)
+    ids = {}
+    for name in ('tokenizer_config.json', 'config.json'):   # config.json's ids win
+      file = os.path.join(folder, name)
+      if not os.path.isfile(file):
+        continue
+      with open(file, encoding='utf-8') as f:
+        meta = json.load(f)
+      for key in ('pad', 'bos', 'eos', 'unk'):
+        value = meta.get(f'{key}_token_id', meta.get(f'{key}_token'))
+        if isinstance(value, dict):   # an AddedToken saved as a dict
+          value = value.get('content')
+        if isinstance(value, list):   # several end ids (Llama 3): the first
+          value = value[0] if value else None
+        if isinstance(value, str):
+          value = tok._tok.token_to_id(value)
+        if isinstance(value, int):
+          ids[key] = value
+    tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id = (
+        ids.get(k) for k in ('pad', 'bos', 'eos', 'unk'))
+    return tok
+
+  def encode(self, text: str) -> list[int]:
+    return list(self._tok.encode(text, add_special_tokens=self.add_special_tokens).ids)
+
+  def decode(self, ids) -> str:
+    return self._tok.decode([int(i) for i in np.asarray(ids).reshape(-1).tolist()],
+                            skip_special_tokens=True)
+
+  def id_to_token(self, i: int) -> str | None:
+    return self._tok.id_to_token(int(i))
+
+
+def _digest(kind: str, data: bytes) -> str:
+  return f'{kind}:{hashlib.sha256(data).hexdigest()[:16]}'
 
 
 class Processes(NamedTuple):
