@@ -3,7 +3,7 @@
   python -m tools.convert import --hf=DIR_OR_HUB_NAME --workdir=OUT
   python -m tools.convert export --workdir=DIR --out=HF_DIR [--step=N]
 
-import: a Hugging Face BERT, GPT-2, T5 or ViT (a local directory with config.json
+import: a Hugging Face BERT, GPT-2, Llama, Qwen2, Mistral, T5 or ViT (a local directory with config.json
 and model.safetensors, sharded safetensors or pytorch_model.bin; or a hub name
 such as bert-base-uncased when online with huggingface_hub installed) becomes a
 workdir of this library (transformer/convert.py): OUT/checkpoints/0 (Orbax),
@@ -15,10 +15,12 @@ fine-tunes from it: every task starts a fresh run from config.init_from, a ViT
 at another resolution or class count included (transformer/pretrained.py); the
 data must use the checkpoint's vocabulary (text) or channels (images).
 
-export: a workdir trained by train.py (lm: a GPT-2-shaped DecoderLM; mlm: a
-BERT-shaped EncoderOnly) or converted by `import` (GPT-2, BERT) becomes
-HF_DIR/config.json + model.safetensors, which transformers' from_pretrained
-reads. A model that a Hugging Face architecture cannot express (sinusoidal
+export: a workdir trained by train.py (lm: a GPT-2- or Llama-shaped DecoderLM;
+mlm: a BERT-shaped EncoderOnly; translation: a T5-shaped EncoderDecoder;
+classification: a ViT with a class token) or converted by `import` (any of them)
+becomes HF_DIR/config.json + model.safetensors, which transformers'
+from_pretrained reads; a converted workdir's tokenizer files and special-token
+ids go with it. A model that a Hugging Face architecture cannot express (sinusoidal
 positions for GPT-2, say) is refused with the fields named.
 Unknown, missing or mis-shaped tensors stop either direction with one message.
 """
@@ -79,7 +81,7 @@ def main(argv):
     if not FLAGS.out:
       raise app.UsageError('export needs --out=DIR (the Hugging Face model directory to write)')
     cfg, params, kind = inference.load_model(FLAGS.workdir, FLAGS.step)
-    model_type = convert.export_hf(cfg, params, kind, FLAGS.out)
+    model_type = convert.export_hf(cfg, params, kind, FLAGS.out, FLAGS.workdir)
     logs.log.info('Wrote %s: %s', FLAGS.out, json.dumps(
         {'model_type': model_type, 'files': sorted(os.listdir(FLAGS.out))}))
 

@@ -111,19 +111,34 @@ def import_hf(source: str, workdir: str) -> tuple[TransformerConfig, str, dict]:
   return cfg, kind, hf_config
 
 
-def export_hf(cfg: TransformerConfig, params: dict, kind: str, out: str) -> str:
+def export_hf(cfg: TransformerConfig, params: dict, kind: str, out: str,
+              workdir: str | None = None) -> str:
   """Writes OUT/config.json and OUT/model.safetensors: the model in the Hugging Face
   layout of its family (`hf.export_model_type`: a DecoderLM as GPT-2, or Llama / Qwen2
-  with rotary positions; an EncoderOnly as BERT). Returns the model_type."""
+  with rotary positions; an EncoderOnly as BERT; an EncoderDecoder as T5; a ViT as ViT).
+  A workdir of `import` (`workdir`) gives its tokenizer and preprocessing files to the
+  export, and its special-token ids to config.json. Returns the model_type."""
   from safetensors.numpy import save_file
   model_type = hf.export_model_type(kind, cfg)
   params = jax.tree.map(np.asarray, params)
   hf_config = hf.hf_config_of(model_type, cfg, params)
   tensors = hf.to_hf(model_type, cfg, params)
+  kept = os.path.join(workdir, HF_SUBDIR) if workdir else None
+  if kept and os.path.isfile(os.path.join(kept, 'config.json')):
+    with open(os.path.join(kept, 'config.json'), encoding='utf-8') as f:
+      source = json.load(f)
+    for key in ('bos_token_id', 'eos_token_id', 'pad_token_id', 'decoder_start_token_id',
+                'id2label', 'label2id'):
+      if key in source:
+        hf_config[key] = source[key]
   os.makedirs(out, exist_ok=True)
   save_file({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()},
             os.path.join(out, 'model.safetensors'),
             metadata={'format': 'pt'})
   with open(os.path.join(out, 'config.json'), 'w', encoding='utf-8') as f:
     json.dump(hf_config, f, indent=2)
+  if kept and os.path.isdir(kept):
+    for name in KEPT_FILES:
+      if name != 'config.json' and os.path.isfile(os.path.join(kept, name)):
+        shutil.copy(os.path.join(kept, name), os.path.join(out, name))
   return model_type

@@ -11,8 +11,8 @@ absent pooler and next-sentence head start at random, into `EncoderOnly`) and
 T5 (`T5ForConditionalGeneration`, v1.0 and v1.1, into `EncoderDecoder`) and ViT
 (`ViTForImageClassification`, into `ViT`), and the Llama family (`LlamaForCausalLM`,
 `Qwen2ForCausalLM`, `MistralForCausalLM`, into `DecoderLM`: rotary positions,
-grouped key/value heads, SwiGLU, RMSNorm; exported back too); T5 and ViT are import
-only. A checkpoint
+grouped key/value heads, SwiGLU, RMSNorm). Every one exports back (`to_hf`,
+`hf_config_of`). A checkpoint
 is a local directory holding the model's `config.json` and its weights as
 safetensors (`model.safetensors`, or the shards of `model.safetensors.index.json`);
 PyTorch `pytorch_model.bin` files are read when torch is installed.
@@ -495,6 +495,64 @@ def t5_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Params
   return params
 
 
+def t5_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndarray]:
+  """EncoderDecoder params (of a T5-shaped config) -> T5ForConditionalGeneration tensors
+  (the output layer only when untied; the relative bias in block 0 of each stack)."""
+  d = cfg.d_model
+  s = {'shared.weight': params['source_embed']['embedding']}
+
+  def attention(prefix, p):
+    for ours, theirs in (('query', 'q'), ('key', 'k'), ('value', 'v')):
+      s[f'{prefix}.{theirs}.weight'] = np.asarray(p[ours]['kernel']).reshape(d, -1).T
+    s[f'{prefix}.o.weight'] = np.asarray(p['out']['kernel']).reshape(-1, d).T
+
+  def ffn(prefix, p):
+    names = ((('wi_gate', 'wi_0'), ('wi', 'wi_1')) if cfg.gated_ffn else (('wi', 'wi'),)) + (
+        ('wo', 'wo'),)
+    for ours, theirs in names:
+      s[f'{prefix}.{theirs}.weight'] = np.asarray(p[ours]['kernel']).T
+
+  for side, n_layers, cross in (('encoder', cfg.num_encoder_layers, False),
+                                ('decoder', cfg.num_decoder_layers, True)):
+    stack = params[side]
+    s[f'{side}.block.0.layer.0.SelfAttention.relative_attention_bias.weight'] = (
+        stack['relative_bias']['rel_embedding'])
+    for i in range(n_layers):
+      lp, b = stack[f'layer_{i}'], f'{side}.block.{i}.layer.'
+      attention(b + '0.SelfAttention', lp['self_attention'])
+      s[b + '0.layer_norm.weight'] = lp['self_attention_residual']['norm']['scale']
+      j = 1
+      if cross:
+        attention(b + '1.EncDecAttention', lp['cross_attention'])
+        s[b + '1.layer_norm.weight'] = lp['cross_attention_residual']['norm']['scale']
+        j = 2
+      ffn(f'{b}{j}.DenseReluDense', lp['mlp'])
+      s[f'{b}{j}.layer_norm.weight'] = lp['mlp_residual']['norm']['scale']
+    s[f'{side}.final_layer_norm.weight'] = stack['final_norm']['scale']
+  if not cfg.logits_via_embedding:
+    s['lm_head.weight'] = np.asarray(params['logits']['kernel']).T
+  return {k: np.ascontiguousarray(np.asarray(v)) for k, v in s.items()}
+
+
+def t5_hf_config(cfg: TransformerConfig, params: Params) -> dict[str, Any]:
+  """T5ForConditionalGeneration's config.json for a T5-shaped EncoderDecoder config."""
+  ffn = {v: k for k, v in _T5_FFN.items()}.get((cfg.activation, cfg.gated_ffn))
+  if ffn is None:
+    raise ConversionError(f'activation={cfg.activation!r} with gated_ffn={cfg.gated_ffn}: no '
+                          'T5 feed_forward_proj expresses it')
+  return {'model_type': 't5', 'architectures': ['T5ForConditionalGeneration'],
+          'vocab_size': cfg.vocab_size, 'd_model': cfg.d_model, 'd_kv': cfg.qkv_dim,
+          'd_ff': cfg.d_ff, 'num_layers': cfg.num_encoder_layers,
+          'num_decoder_layers': cfg.num_decoder_layers, 'num_heads': cfg.num_heads,
+          'relative_attention_num_buckets': cfg.relative_buckets,
+          'relative_attention_max_distance': cfg.relative_max_distance,
+          'feed_forward_proj': ffn, 'layer_norm_epsilon': cfg.norm_epsilon,
+          'tie_word_embeddings': bool(cfg.logits_via_embedding),
+          'scale_decoder_outputs': bool(cfg.rescale_tied_logits),
+          'is_encoder_decoder': True, 'pad_token_id': cfg.pad_id, 'eos_token_id': 1,
+          'decoder_start_token_id': cfg.pad_id}
+
+
 # ---------------------------------------------------------------------------
 # ViT.
 # ---------------------------------------------------------------------------
@@ -548,6 +606,63 @@ def vit_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Param
   params['head'] = _linear(t, 'classifier', d, cfg.num_classes)
   t.finish('ViT checkpoint')
   return params
+
+
+def vit_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndarray]:
+  """ViT params -> ViTForImageClassification tensors. The class token keeps its position
+  (this library folds it into `cls_token`): exported as the class token with a zero
+  position row, which gives the same sums, so the same logits."""
+  d, p, c = cfg.d_model, cfg.patch_size, cfg.num_channels
+  e = 'vit.embeddings.'
+  kernel = np.asarray(params['patch_embed']['kernel'])
+  pos = np.asarray(params['pos_embedding']).reshape(1, -1, d)
+  s = {e + 'patch_embeddings.projection.weight': kernel.reshape(p, p, c, d).transpose(3, 2, 0, 1),
+       e + 'patch_embeddings.projection.bias': params['patch_embed']['bias'],
+       e + 'cls_token': np.asarray(params['cls_token']).reshape(1, 1, d),
+       e + 'position_embeddings': np.concatenate([np.zeros((1, 1, d), pos.dtype), pos], 1)}
+
+  def linear(name, q, n_in):
+    s[name + '.weight'] = np.asarray(q['kernel']).reshape(n_in, -1).T
+    s[name + '.bias'] = np.asarray(q['bias']).reshape(-1)
+
+  def norm(name, q):
+    s[name + '.weight'], s[name + '.bias'] = q['scale'], q['bias']
+
+  enc = params['encoder']
+  for i in range(cfg.num_encoder_layers):
+    lp, b = enc[f'layer_{i}'], f'vit.encoder.layer.{i}.'
+    for name in ('query', 'key', 'value'):
+      linear(b + f'attention.attention.{name}', lp['self_attention'][name], d)
+    linear(b + 'attention.output.dense', lp['self_attention']['out'], d)
+    norm(b + 'layernorm_before', lp['self_attention_residual']['norm'])
+    linear(b + 'intermediate.dense', lp['mlp']['wi'], d)
+    linear(b + 'output.dense', lp['mlp']['wo'], cfg.d_ff)
+    norm(b + 'layernorm_after', lp['mlp_residual']['norm'])
+  norm('vit.layernorm', enc['final_norm'])
+  linear('classifier', params['head'], d)
+  return {k: np.ascontiguousarray(np.asarray(v)) for k, v in s.items()}
+
+
+def vit_hf_config(cfg: TransformerConfig, params: Params) -> dict[str, Any]:
+  """ViTForImageClassification's config.json for a ViT config (class token, learned
+  positions, pre-LN, patch stem)."""
+  act = {v: k for k, v in _BERT_ACTIVATIONS.items() if k != 'gelu_pytorch_tanh'}.get(
+      cfg.activation)
+  problems = [f'{f}={getattr(cfg, f)!r}' for f, ok in (
+      ('pool', 'cls'), ('positional', 'learned'), ('norm', 'layernorm'),
+      ('norm_position', 'pre'), ('stem', 'patch')) if getattr(cfg, f) != ok]
+  if act is None:
+    problems.append(f'activation={cfg.activation!r}')
+  if problems:
+    raise ConversionError(f'a Hugging Face ViT cannot express {problems}')
+  return {'model_type': 'vit', 'architectures': ['ViTForImageClassification'],
+          'hidden_size': cfg.d_model, 'num_attention_heads': cfg.num_heads,
+          'intermediate_size': cfg.d_ff, 'num_hidden_layers': cfg.num_encoder_layers,
+          'image_size': cfg.image_size, 'patch_size': cfg.patch_size,
+          'num_channels': cfg.num_channels, 'layer_norm_eps': cfg.norm_epsilon,
+          'hidden_act': act, 'qkv_bias': bool(cfg.use_bias),
+          'id2label': {str(i): f'LABEL_{i}' for i in range(cfg.num_classes)},
+          'label2id': {f'LABEL_{i}': i for i in range(cfg.num_classes)}}
 
 
 # ---------------------------------------------------------------------------
@@ -723,23 +838,26 @@ ARCHITECTURES: dict[str, Architecture] = {
                          'DecoderLM'),
     'bert': Architecture(bert_model_config, bert_params, bert_state_dict, bert_hf_config,
                          'EncoderOnly'),
-    't5': Architecture(t5_model_config, t5_params, None, None, 'EncoderDecoder'),
-    'vit': Architecture(vit_model_config, vit_params, None, None, 'ViT'),
+    't5': Architecture(t5_model_config, t5_params, t5_state_dict, t5_hf_config,
+                       'EncoderDecoder'),
+    'vit': Architecture(vit_model_config, vit_params, vit_state_dict, vit_hf_config, 'ViT'),
     **{name: Architecture(llama_model_config, llama_params, llama_state_dict,
                           functools.partial(llama_hf_config, model_type=name), 'DecoderLM')
        for name in _LLAMA_CLASSES},
 }
 # The classes of this library that export, and the layouts they export as.
-EXPORTS = {'DecoderLM': ('gpt2', 'llama', 'qwen2'), 'EncoderOnly': ('bert',)}
+EXPORTS = {'DecoderLM': ('gpt2', 'llama', 'qwen2'), 'EncoderOnly': ('bert',),
+           'EncoderDecoder': ('t5',), 'ViT': ('vit',)}
 
 
 def export_model_type(kind: str, cfg: TransformerConfig) -> str:
   """The Hugging Face layout a model of class `kind` exports as: a rotary DecoderLM as Llama
   (Qwen2 when only its query/key/value projections have biases), another as GPT-2; an
-  EncoderOnly as BERT. `hf_config_of` then refuses what the layout cannot express."""
+  EncoderOnly as BERT, an EncoderDecoder as T5, a ViT as ViT. `hf_config_of` then refuses
+  what the layout cannot express."""
   if kind not in EXPORTS:
     raise ConversionError(f'a {kind} model cannot be exported (export supports '
-                          f'{sorted(EXPORTS)}: GPT-2, Llama, Qwen2 and BERT layouts)')
+                          f'{sorted(EXPORTS)}: GPT-2, Llama, Qwen2, BERT, T5 and ViT layouts)')
   if kind == 'DecoderLM' and cfg.positional == 'rope':
     return 'qwen2' if cfg.qkv_bias and not cfg.use_bias else 'llama'
   return EXPORTS[kind][0]
@@ -751,7 +869,8 @@ _ARCHITECTURE_FIELDS = (
     'num_decoder_layers', 'max_len', 'norm', 'norm_position', 'norm_epsilon', 'activation',
     'gated_ffn', 'use_bias', 'qkv_bias', 'positional', 'rope_base', 'position_bias',
     'scale_embeddings', 'scale_attention', 'logits_via_embedding', 'share_embeddings',
-    'rescale_tied_logits', 'vocab_size')
+    'rescale_tied_logits', 'vocab_size', 'relative_buckets', 'relative_max_distance',
+    'image_size', 'patch_size', 'num_channels', 'pool', 'stem')
 
 
 def _effective(cfg: TransformerConfig, field: str):

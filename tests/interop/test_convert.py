@@ -201,3 +201,20 @@ def test_generate_on_a_converted_llama_and_its_tokenizer_errors(tmp_path):
                               f'--input={prompts}'])
     problem = fault_campaign.one_line_error(res.returncode, res.stdout, res.stderr, message)
     assert problem is None, (message, problem, res.stderr[-1500:])
+
+
+def test_export_of_a_converted_llama_carries_its_tokenizer_and_special_ids(tmp_path):
+  import json
+  imported('llama', tmp_path / 'llama')
+  cfg, params, kind = inference.load_model(str(tmp_path / 'llama'))
+  out = tmp_path / 'export'
+  assert convert.export_hf(cfg, params, kind, str(out), str(tmp_path / 'llama')) == 'llama'
+  assert sorted(os.listdir(out)) == ['config.json', 'model.safetensors', 'tokenizer.json']
+  assert (out / 'tokenizer.json').read_bytes() == open(
+      os.path.join(FIXTURES, 'llama', 'tokenizer.json'), 'rb').read()
+  exported = json.loads((out / 'config.json').read_text())
+  source = json.loads(open(os.path.join(FIXTURES, 'llama', 'config.json')).read())
+  for key in ('bos_token_id', 'eos_token_id', 'pad_token_id'):
+    assert exported[key] == source[key], key
+  again_cfg, again = hf.from_hf(*hf.read_checkpoint(str(out)))
+  assert again_cfg == cfg.replace(deterministic=True)   # load_model: the training config

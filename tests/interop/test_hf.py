@@ -220,8 +220,6 @@ def test_vit_logits_and_attention_weights_match_hugging_face():
     ours = inter['intermediates']['encoder'][f'layer_{i}']['self_attention'][
         'attention_weights'][0]
     np.testing.assert_allclose(np.asarray(ours), out[f'attention_{i}'], rtol=1e-5, atol=1e-6)
-  with pytest.raises(hf.ConversionError, match='not implemented'):
-    hf.to_hf('vit', cfg, params)
 
 
 def test_attention_figures_of_imported_bert_and_gpt2(tmp_path):
@@ -336,3 +334,43 @@ def test_bert_for_masked_lm_imports_with_its_missing_heads_initialised(caplog):
   broken = {k: v for k, v in full_state.items() if not k.startswith('cls.seq_relationship')}
   with pytest.raises(hf.ConversionError, match='missing tensor cls.seq_relationship.weight'):
     hf.from_hf(full, broken)
+
+
+@pytest.mark.parametrize('name', ['t5', 't5_v1_1'])
+def test_t5_export_gives_back_the_checkpoint(name):
+  hf_config, state, out = fixture(name)
+  cfg, params = hf.from_hf(hf_config, state)
+  back = hf.to_hf('t5', cfg, params)
+  assert sorted(back) == sorted(state)
+  for key, x in state.items():
+    np.testing.assert_array_equal(back[key], x, err_msg=key)
+  config = hf.hf_config_of('t5', cfg, params)
+  for key in ('d_model', 'd_kv', 'd_ff', 'num_layers', 'num_heads', 'feed_forward_proj',
+              'relative_attention_num_buckets', 'relative_attention_max_distance',
+              'tie_word_embeddings', 'scale_decoder_outputs', 'vocab_size'):
+    assert config[key] == hf_config[key], key
+  assert hf.from_hf(config, back)[0] == cfg
+  assert hf.export_model_type('EncoderDecoder', cfg) == 't5'
+
+
+def test_vit_export_gives_the_same_logits():
+  """The class token's position is folded into the class token on import, so the export
+  writes that sum with a zero position row: other tensors equal, the same logits."""
+  hf_config, state, out = fixture('vit')
+  cfg, params = hf.from_hf(hf_config, state)
+  back = hf.to_hf('vit', cfg, params)
+  assert sorted(back) == sorted(state)
+  folded = {'vit.embeddings.cls_token', 'vit.embeddings.position_embeddings'}
+  for key, x in state.items():
+    if key not in folded:
+      np.testing.assert_array_equal(back[key], x, err_msg=key)
+  np.testing.assert_allclose(back['vit.embeddings.position_embeddings'][:, 1:],
+                             state['vit.embeddings.position_embeddings'][:, 1:])
+  config = hf.hf_config_of('vit', cfg, params)
+  again_cfg, again = hf.from_hf(config, back)
+  assert again_cfg == cfg
+  images = jnp.asarray(np.transpose(out['pixel_values'], (0, 2, 3, 1)))
+  np.testing.assert_allclose(ViT(again_cfg).apply({'params': again}, images), out['logits'],
+                             rtol=1e-5, atol=1e-5)
+  with pytest.raises(hf.ConversionError, match="pool='gap'"):
+    hf.hf_config_of('vit', cfg.replace(pool='gap'), params)
