@@ -45,15 +45,34 @@ def _define_flags() -> None:
   flags.DEFINE_integer('step', None, 'export: the checkpoint step (default: the latest).')
 
 
+# Fine-tuning defaults of a converted workdir's config, by task: AdamW, cosine decay after a
+# short warmup, the learning rates fine-tuning papers use for each family (BERT 5e-5, GPT-2
+# 5e-5, T5 1e-4 with AdamW, ViT 1e-4), gradient clipping at 1.0.
+FINE_TUNING = {'lm': 5e-5, 'mlm': 5e-5, 'translation': 1e-4, 'classification': 1e-4}
+
+
 def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str):
-  """The experiment config of a converted workdir (what OUT/config.json holds)."""
-  from transformer import config_schema, convert
+  """The experiment config of a converted workdir (what OUT/config.json holds): the family's
+  task with every task field at its default (so --config.FIELD=... works for each), the
+  model's fields, fine-tuning defaults (FINE_TUNING), no dataset (the user names theirs with
+  --config.dataset=...), and init_from pointing at the workdir."""
+  import dataclasses
+
+  from transformer import config_schema, convert, tasks
   c = config_schema.get_config()
   c.task = convert.TASKS[kind]
+  for f in dataclasses.fields(tasks.task_class(c).settings_class):
+    if f.name not in c:
+      value = f.default
+      c[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
   for k, v in convert.model_fields(cfg).items():
     c.model[k] = tuple(v) if isinstance(v, list) else v
   if kind != 'ViT':
-    c.seq_len = cfg.max_len
+    c.seq_len = min(cfg.max_len, 512)
+  c.dataset = ''
+  c.optimizer, c.schedule, c.learning_rate = 'adamw', 'cosine', FINE_TUNING[c.task]
+  c.warmup_steps, c.num_train_steps, c.grad_clip_norm = 100, 1000, 1.0
+  c.min_learning_rate, c.weight_decay = 0.0, 0.01
   c.init_from = os.path.abspath(workdir)
   c.pretrained = {'source': source, 'model_type': hf_config['model_type'], 'model': kind,
                   'vocab_size': int(cfg.vocab_size)}

@@ -218,3 +218,26 @@ def test_export_of_a_converted_llama_carries_its_tokenizer_and_special_ids(tmp_p
     assert exported[key] == source[key], key
   again_cfg, again = hf.from_hf(*hf.read_checkpoint(str(out)))
   assert again_cfg == cfg.replace(deterministic=True)   # load_model: the training config
+
+
+def test_a_converted_config_is_ready_to_fine_tune(tmp_path):
+  """Its task's fields are all there (an override of any of them works), fine-tuning
+  defaults instead of the paper's pretraining schedule, and no dataset until one is named:
+  train.py says so in one line before any work."""
+  from transformer import tasks
+  for name, task in (('vit', 'classification'), ('bert', 'mlm'), ('t5', 'translation'),
+                     ('llama', 'lm')):
+    config = imported(name, tmp_path / name)
+    assert config.task == task and config.dataset == ''
+    assert (config.optimizer, config.schedule, config.warmup_steps) == ('adamw', 'cosine', 100)
+    assert config.learning_rate == convert_tool.FINE_TUNING[task] <= 1e-4
+    settings, problems = tasks.task_class(config).settings_class.read(config)
+    assert problems == []
+    for field in type(settings).__dataclass_fields__:
+      assert field in config, (name, field)
+  config = workdir_lib.read_config(str(tmp_path / 'vit'))
+  config.validation_holdout = 5000          # was an AttributeError: the field was missing
+  res = helpers.run_python(['train.py', f'--config={tmp_path / "vit" / "config.json"}',
+                            f'--workdir={tmp_path / "run"}', '--config.validation_holdout=500'])
+  assert res.returncode == 2 and 'Traceback' not in res.stderr, res.stderr[-1500:]
+  assert "dataset='' is not a 'classification' dataset; allowed:" in res.stderr
