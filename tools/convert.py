@@ -74,6 +74,9 @@ def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str)
   c.warmup_steps, c.num_train_steps, c.grad_clip_norm = 100, 1000, 1.0
   c.min_learning_rate, c.weight_decay = 0.0, 0.01
   c.init_from = os.path.abspath(workdir)
+  kept = os.path.join(os.path.abspath(workdir), convert.HF_SUBDIR)
+  if c.task == 'lm' and os.path.isfile(os.path.join(kept, 'tokenizer.json')):
+    c.tokenizer = f'hf:{kept}'   # fine-tuning reads the text with the model's own tokenizer
   c.pretrained = {'source': source, 'model_type': hf_config['model_type'], 'model': kind,
                   'vocab_size': int(cfg.vocab_size)}
   return c

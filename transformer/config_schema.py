@@ -51,6 +51,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.packing = False                  # several sentences per training row (lm1b; data/packing.py)
   c.seq_len = 64                     # training sequence length (LM) / max length
   c.vocab_size = 0                   # subword vocabulary size where one is trained (0: dataset's)
+  c.tokenizer = ''                   # '': the dataset's own; 'hf:DIR': a pretrained model's
+                                     # DIR/tokenizer.json (LM stream datasets so far)
 
   # Model: a preset name from transformer.model_config.PRESETS ('' for none) and
   # overrides of TransformerConfig fields. vocab_size and max_len are filled in

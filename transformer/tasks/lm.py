@@ -25,7 +25,9 @@ def make_lm_source(config, workdir, **options):
                               seq_len=config.seq_len, workdir=workdir,
                               vocab_size=config.vocab_size or None,
                               tfds_data_dir=config.get('tfds_data_dir') or None,
-                              processes=distributed.processes(), **options)
+                              processes=distributed.processes(),
+                              tokenizer=lm_data.tokenizer_from_spec(config.get('tokenizer', '')),
+                              **options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +82,9 @@ class LMTask(Task):
         raise ConfigError(f'eval_stride: {config.dataset} is evaluated sentence by sentence; '
                           'sliding windows apply to the stream datasets (tiny_shakespeare, ptb)')
       self.data.eval_stride = self.settings.eval_stride
-    self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size)
+    # A converted model's embedding may hold more rows than its tokenizer has ids (padded).
+    pretrained = (config.get('pretrained') or {}).get('vocab_size', 0)
+    self.model_cfg = build_model_config(config, vocab_size=max(self.data.vocab_size, pretrained))
     if config.get('extra_eval_every_steps', 0):   # sampling during training: check it now
       self.check_evaluators()
 
