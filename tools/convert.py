@@ -96,6 +96,8 @@ def main(argv):
     cfg, kind, hf_config = convert.import_hf(FLAGS.hf, FLAGS.workdir)
     config = converted_config(cfg, kind, hf_config, FLAGS.hf, FLAGS.workdir)
     workdir_lib.write_config(config, FLAGS.workdir)
+    if config.get('tokenizer'):   # its tokenizer.json: fine-tuning and generation check it
+      workdir_lib.record_tokenizer(FLAGS.workdir, inference.pretrained_tokenizer(FLAGS.workdir))
     logs.log.info('Wrote %s: a %s (%s) with task %r; fine-tune with python train.py '
                   '--config=%s --workdir=RUN', FLAGS.workdir, kind, hf_config['model_type'],
                   config.task, os.path.join(FLAGS.workdir, workdir_lib.CONFIG_JSON))

@@ -70,6 +70,8 @@ def load_trained(config, workdir: str, step: int | None = None,
         f'--hf={workdir})')
   workdir_lib.require_checkpoints(workdir, checkpoint)
   exp = engine.Experiment(config, workdir)
+  workdir_lib.check_tokenizer(workdir, getattr(getattr(exp.task, 'data', None), 'tokenizer',
+                                               None), 'this config')
   state, _, _ = workdir_lib.restore(
       workdir, exp.abstract_state, step, which=checkpoint,
       allow_unverified=config.get('allow_unverified_checkpoints', False))
@@ -150,6 +152,7 @@ def continue_pretrained(config, workdir: str, prompts: Sequence[str],
     raise ConfigError(f'{workdir} holds a converted {pretrained.model_type} '
                       f'({pretrained.model}), which does not continue prompts')
   tok = pretrained_tokenizer(workdir)
+  workdir_lib.check_tokenizer(workdir, tok, f'{tok.path}')
   if tok.vocab_size > pretrained.vocab_size:
     raise DataError(f'{tok.path} has {tok.vocab_size} tokens but the model\'s embedding has '
                     f'{pretrained.vocab_size}: the tokenizer is not this model\'s')

@@ -204,6 +204,44 @@ class Lock:
       self._file.close()
 
 
+# ----------------------------------------------------------------------------- tokenizer
+
+TOKENIZER_FINGERPRINT = 'tokenizer_fingerprint.txt'
+
+
+def tokenizer_fingerprint(workdir: str) -> str | None:
+  """The fingerprint of the tokenizer WORKDIR's checkpoints were trained (or converted) with."""
+  if os.path.basename(os.path.normpath(workdir)) == CHECKPOINTS:   # init_from may name it
+    workdir = os.path.dirname(os.path.normpath(workdir))
+  try:
+    with open(os.path.join(workdir, TOKENIZER_FINGERPRINT), encoding='utf-8') as f:
+      return f.read().strip() or None
+  except OSError:
+    return None
+
+
+def check_tokenizer(workdir: str, tokenizer, what: str) -> None:
+  """ConfigError, naming both, when `tokenizer` is not the one WORKDIR recorded (no record,
+  or a tokenizer without a fingerprint, e.g. images: nothing to check)."""
+  now = getattr(tokenizer, 'fingerprint', None)
+  saved = tokenizer_fingerprint(workdir)
+  if now is not None and saved is not None and now != saved:
+    raise ConfigError(f'{workdir} was trained with the tokenizer {saved}, but {what} reads '
+                      f'the text with {now}: the token ids would mean other words. Use the '
+                      "checkpoint's tokenizer (config.tokenizer, dataset, vocab_size), or "
+                      'train in a new --workdir from scratch')
+
+
+def record_tokenizer(workdir: str, tokenizer) -> None:
+  """WORKDIR/tokenizer_fingerprint.txt (process 0, atomically) for `check_tokenizer`."""
+  now = getattr(tokenizer, 'fingerprint', None)
+  if now is not None and jax.process_index() == 0 and tokenizer_fingerprint(workdir) != now:
+    path = os.path.join(workdir, TOKENIZER_FINGERPRINT)
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+      f.write(now + '\n')
+    os.replace(path + '.tmp', path)
+
+
 # ----------------------------------------------------------------------------- resuming
 
 # Fields no resumed run may change: they define the model, its data and the batches.

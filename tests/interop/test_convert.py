@@ -273,3 +273,45 @@ def test_a_converted_llama_fine_tunes_on_ptb_with_its_own_tokenizer(tmp_path, da
                            input='it was the\n')
   assert res.returncode == 0, res.stderr[-2000:]
   assert res.stdout.startswith('=== prompt 1 ===\nit was the ')
+
+
+@pytest.mark.slow
+def test_another_tokenizer_than_the_checkpoints_is_refused_naming_both(tmp_path, data_dir):
+  """The import records the tokenizer's fingerprint, a run records its own; resuming,
+  evaluating or fine-tuning with another tokenizer stops with one message naming both."""
+  import json
+  import shutil
+  from transformer.data.tokenizers import HFTokenizer
+  model = tmp_path / 'llama'
+  res = helpers.run_python(['-m', 'tools.convert', 'import', f'--hf={FIXTURES}/llama',
+                            f'--workdir={model}'])
+  assert res.returncode == 0, res.stderr[-2000:]
+  theirs = HFTokenizer.from_dir(str(model / 'hf')).fingerprint
+  assert workdir_lib.tokenizer_fingerprint(str(model)) == theirs
+  run = tmp_path / 'run'
+  common = [f'--config={model / "config.json"}', '--config.dataset=ptb',
+            f'--config.data_dir={data_dir}', '--config.batch_size=4', '--config.seq_len=16',
+            '--config.eval_every_steps=10', '--config.checkpoint_every_steps=10']
+  res = helpers.run_python(['train.py', *common, f'--workdir={run}',
+                            '--config.num_train_steps=10'])
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert workdir_lib.tokenizer_fingerprint(str(run)) == theirs
+  ours = 'words:'   # PTB's own word tokenizer
+  for args in (['train.py', *common, f'--workdir={run}', '--config.num_train_steps=20',
+                "--config.tokenizer="],
+               ['eval.py', f'--workdir={run}', "--config.tokenizer="]):
+    res = helpers.run_python(args)
+    assert res.returncode == 2 and 'Traceback' not in res.stderr, res.stderr[-2000:]
+    assert f'was trained with the tokenizer {theirs}, but' in res.stderr
+    assert f'with {ours}' in res.stderr, res.stderr[-600:]
+  # A fresh fine-tuning run whose tokenizer.json is not the converted model's.
+  other = tmp_path / 'other_hf'
+  shutil.copytree(model / 'hf', other)
+  spec = json.loads((other / 'tokenizer.json').read_text())
+  spec['model']['vocab']['said'], spec['model']['vocab']['that'] = (
+      spec['model']['vocab']['that'], spec['model']['vocab']['said'])
+  (other / 'tokenizer.json').write_text(json.dumps(spec))
+  res = helpers.run_python(['train.py', *common, f'--workdir={tmp_path / "run2"}',
+                            '--config.num_train_steps=10', f'--config.tokenizer=hf:{other}'])
+  assert res.returncode == 2 and 'this fine-tuning run reads the text with' in res.stderr, (
+      res.stderr[-2000:])

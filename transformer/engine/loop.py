@@ -219,6 +219,10 @@ class _Run:
     self.config, self.workdir, self.stop_at = config, workdir, stop_at
     self.exp = Experiment(config, workdir)
     check_eval_split(self.exp, config.eval_split)
+    tokenizer = getattr(getattr(self.exp.task, 'data', None), 'tokenizer', None)
+    workdir_lib.check_tokenizer(workdir, tokenizer, 'this run')   # before anything compiles
+    if config.get('init_from'):
+      workdir_lib.check_tokenizer(config.init_from, tokenizer, 'this fine-tuning run')
     self.checkpointer = ckpt_lib.Checkpointer(
         workdir_lib.checkpoint_dir(workdir), keep=config.keep_checkpoints,
         async_save=config.get('async_checkpointing', True),
@@ -226,6 +230,7 @@ class _Run:
     self.checkpointer.clear_leftovers()   # a kill's, even if nothing is left to save
     self.state = self.exp.restore_or_init(self.checkpointer)
     workdir_lib.write_config(config, workdir)   # only once the checkpoints (if any) restored into it
+    workdir_lib.record_tokenizer(workdir, tokenizer)
     self.step = int(self.exp.unreplicate(self.state.step))
     self.writer = MetricWriter(workdir, resume_step=self.step)   # drops what is redone
     self.best = BestCheckpoint(config, workdir)
