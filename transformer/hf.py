@@ -124,6 +124,34 @@ def _norm(t: _Tensors, name: str, d: int) -> dict:
   return {'scale': t.take(f'{name}.weight', (d,)), 'bias': t.take(f'{name}.bias', (d,))}
 
 
+class _Writer:
+  """Collects tensors in the Hugging Face layout: torch Linears (out, in) and LayerNorms."""
+
+  def __init__(self):
+    self.s: dict[str, Any] = {}
+
+  def linear(self, name: str, p: Params, n_in: int) -> None:
+    self.s[name + '.weight'] = np.asarray(p['kernel']).reshape(n_in, -1).T
+    self.s[name + '.bias'] = np.asarray(p['bias']).reshape(-1)
+
+  def norm(self, name: str, p: Params) -> None:
+    self.s[name + '.weight'], self.s[name + '.bias'] = p['scale'], p['bias']
+
+  def bert_layer(self, lp: Params, cfg: TransformerConfig, prefix: str, attention: str,
+                 attention_norm: str, mlp_norm: str) -> None:
+    """The inverse of `_bert_layer`: one BERT / ViT encoder layer."""
+    for name in ('query', 'key', 'value'):
+      self.linear(f'{prefix}{attention}.{name}', lp['self_attention'][name], cfg.d_model)
+    self.linear(prefix + 'attention.output.dense', lp['self_attention']['out'], cfg.d_model)
+    self.norm(prefix + attention_norm, lp['self_attention_residual']['norm'])
+    self.linear(prefix + 'intermediate.dense', lp['mlp']['wi'], cfg.d_model)
+    self.linear(prefix + 'output.dense', lp['mlp']['wo'], cfg.d_ff)
+    self.norm(prefix + mlp_norm, lp['mlp_residual']['norm'])
+
+  def tensors(self) -> dict[str, np.ndarray]:
+    return {k: np.ascontiguousarray(np.asarray(v)) for k, v in self.s.items()}
+
+
 # ---------------------------------------------------------------------------
 # GPT-2.
 # ---------------------------------------------------------------------------
@@ -345,38 +373,24 @@ def bert_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Para
 def bert_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndarray]:
   """EncoderOnly params (of a BERT-shaped config) -> BertForPreTraining tensors."""
   d = cfg.d_model
-  s = {}
-
-  def linear(name, p, n_in):
-    s[name + '.weight'] = np.asarray(p['kernel']).reshape(n_in, -1).T
-    s[name + '.bias'] = np.asarray(p['bias']).reshape(-1)
-
-  def norm(name, p):
-    s[name + '.weight'], s[name + '.bias'] = p['scale'], p['bias']
-
+  w = _Writer()
   e = 'bert.embeddings.'
-  s[e + 'word_embeddings.weight'] = params['embed']['embedding']
-  s[e + 'position_embeddings.weight'] = params['position']['pos_embedding']
-  s[e + 'token_type_embeddings.weight'] = (  # none: one segment, its embedding zero
+  w.s[e + 'word_embeddings.weight'] = params['embed']['embedding']
+  w.s[e + 'position_embeddings.weight'] = params['position']['pos_embedding']
+  w.s[e + 'token_type_embeddings.weight'] = (  # none: one segment, its embedding zero
       params['type_embed']['embedding'] if 'type_embed' in params
       else np.zeros((1, d), np.asarray(params['embed']['embedding']).dtype))
-  norm(e + 'LayerNorm', params['embed_norm'])
+  w.norm(e + 'LayerNorm', params['embed_norm'])
   for i in range(cfg.num_encoder_layers):
-    lp, p = params['encoder'][f'layer_{i}'], f'bert.encoder.layer.{i}.'
-    for name in ('query', 'key', 'value'):
-      linear(p + f'attention.self.{name}', lp['self_attention'][name], d)
-    linear(p + 'attention.output.dense', lp['self_attention']['out'], d)
-    norm(p + 'attention.output.LayerNorm', lp['self_attention_residual']['norm'])
-    linear(p + 'intermediate.dense', lp['mlp']['wi'], d)
-    linear(p + 'output.dense', lp['mlp']['wo'], cfg.d_ff)
-    norm(p + 'output.LayerNorm', lp['mlp_residual']['norm'])
-  linear('cls.predictions.transform.dense', params['mlm_dense'], d)
-  norm('cls.predictions.transform.LayerNorm', params['mlm_norm'])
-  s['cls.predictions.bias'] = params['mlm_bias']
+    w.bert_layer(params['encoder'][f'layer_{i}'], cfg, f'bert.encoder.layer.{i}.',
+                 'attention.self', 'attention.output.LayerNorm', 'output.LayerNorm')
+  w.linear('cls.predictions.transform.dense', params['mlm_dense'], d)
+  w.norm('cls.predictions.transform.LayerNorm', params['mlm_norm'])
+  w.s['cls.predictions.bias'] = params['mlm_bias']
   if bert_hf_config(cfg, params)['architectures'] == ['BertForPreTraining']:
-    linear('bert.pooler.dense', params['pooler'], d)
-    linear('cls.seq_relationship', params['classifier'], d)
-  return {k: np.ascontiguousarray(np.asarray(v)) for k, v in s.items()}
+    w.linear('bert.pooler.dense', params['pooler'], d)
+    w.linear('cls.seq_relationship', params['classifier'], d)
+  return w.tensors()
 
 
 def bert_hf_config(cfg: TransformerConfig, params: Params) -> dict[str, Any]:
@@ -616,31 +630,19 @@ def vit_state_dict(params: Params, cfg: TransformerConfig) -> dict[str, np.ndarr
   e = 'vit.embeddings.'
   kernel = np.asarray(params['patch_embed']['kernel'])
   pos = np.asarray(params['pos_embedding']).reshape(1, -1, d)
-  s = {e + 'patch_embeddings.projection.weight': kernel.reshape(p, p, c, d).transpose(3, 2, 0, 1),
-       e + 'patch_embeddings.projection.bias': params['patch_embed']['bias'],
-       e + 'cls_token': np.asarray(params['cls_token']).reshape(1, 1, d),
-       e + 'position_embeddings': np.concatenate([np.zeros((1, 1, d), pos.dtype), pos], 1)}
-
-  def linear(name, q, n_in):
-    s[name + '.weight'] = np.asarray(q['kernel']).reshape(n_in, -1).T
-    s[name + '.bias'] = np.asarray(q['bias']).reshape(-1)
-
-  def norm(name, q):
-    s[name + '.weight'], s[name + '.bias'] = q['scale'], q['bias']
-
+  w = _Writer()
+  w.s.update({
+      e + 'patch_embeddings.projection.weight': kernel.reshape(p, p, c, d).transpose(3, 2, 0, 1),
+      e + 'patch_embeddings.projection.bias': params['patch_embed']['bias'],
+      e + 'cls_token': np.asarray(params['cls_token']).reshape(1, 1, d),
+      e + 'position_embeddings': np.concatenate([np.zeros((1, 1, d), pos.dtype), pos], 1)})
   enc = params['encoder']
   for i in range(cfg.num_encoder_layers):
-    lp, b = enc[f'layer_{i}'], f'vit.encoder.layer.{i}.'
-    for name in ('query', 'key', 'value'):
-      linear(b + f'attention.attention.{name}', lp['self_attention'][name], d)
-    linear(b + 'attention.output.dense', lp['self_attention']['out'], d)
-    norm(b + 'layernorm_before', lp['self_attention_residual']['norm'])
-    linear(b + 'intermediate.dense', lp['mlp']['wi'], d)
-    linear(b + 'output.dense', lp['mlp']['wo'], cfg.d_ff)
-    norm(b + 'layernorm_after', lp['mlp_residual']['norm'])
-  norm('vit.layernorm', enc['final_norm'])
-  linear('classifier', params['head'], d)
-  return {k: np.ascontiguousarray(np.asarray(v)) for k, v in s.items()}
+    w.bert_layer(enc[f'layer_{i}'], cfg, f'vit.encoder.layer.{i}.', 'attention.attention',
+                 'layernorm_before', 'layernorm_after')
+  w.norm('vit.layernorm', enc['final_norm'])
+  w.linear('classifier', params['head'], d)
+  return w.tensors()
 
 
 def vit_hf_config(cfg: TransformerConfig, params: Params) -> dict[str, Any]:
