@@ -74,7 +74,7 @@ def _define_config_flag(argv, default, from_workdir) -> None:
       raise ConfigError(f'--config={path}: no such file')
     with open(path) as f:
       try:
-        config = workdir_lib.config_from_json(f.read())
+        config = workdir_lib.config_from_json(f.read(), os.path.dirname(os.path.abspath(path)))
       except ValueError as e:
         raise ConfigError(f'--config={path} is not valid JSON ({e})') from None
     i = next(i for i, a in enumerate(argv) if a == '--config' or a.startswith('--config='))

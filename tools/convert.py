@@ -55,7 +55,7 @@ def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str)
   """The experiment config of a converted workdir (what OUT/config.json holds): the family's
   task with every task field at its default (so --config.FIELD=... works for each), the
   model's fields, fine-tuning defaults (FINE_TUNING), no dataset (the user names theirs with
-  --config.dataset=...), and init_from pointing at the workdir."""
+  --config.dataset=...), and init_from (and an LM's tokenizer) relative to the workdir."""
   import dataclasses
 
   from transformer import config_schema, convert, tasks
@@ -73,10 +73,11 @@ def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str)
   c.optimizer, c.schedule, c.learning_rate = 'adamw', 'cosine', FINE_TUNING[c.task]
   c.warmup_steps, c.num_train_steps, c.grad_clip_norm = 100, 1000, 1.0
   c.min_learning_rate, c.weight_decay = 0.0, 0.01
-  c.init_from = os.path.abspath(workdir)
-  kept = os.path.join(os.path.abspath(workdir), convert.HF_SUBDIR)
-  if c.task == 'lm' and os.path.isfile(os.path.join(kept, 'tokenizer.json')):
-    c.tokenizer = f'hf:{kept}'   # fine-tuning reads the text with the model's own tokenizer
+  # Relative to the workdir (workdir.resolve_relative_paths): a moved copy keeps working.
+  c.init_from = '.'
+  if c.task == 'lm' and os.path.isfile(os.path.join(workdir, convert.HF_SUBDIR,
+                                                    'tokenizer.json')):
+    c.tokenizer = f'hf:{convert.HF_SUBDIR}'   # fine-tuning reads text with the model's own
   c.pretrained = {'source': source, 'model_type': hf_config['model_type'], 'model': kind,
                   'vocab_size': int(cfg.vocab_size)}
   return c

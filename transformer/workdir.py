@@ -99,13 +99,30 @@ def _typed(value: Any, like: Any = None) -> Any:
   return value
 
 
-def config_from_json(text: str) -> ml_collections.ConfigDict:
+def config_from_json(text: str, folder: str | None = None) -> ml_collections.ConfigDict:
   """An experiment config from its JSON (WORKDIR/config.json), typed like the schema.
 
   The schema gives every common field its type (so `--config.model.num_heads=8`
   overrides an unset model field); fields of a task's own are taken as they are.
+  `folder`: where the file lies, for `resolve_relative_paths`.
   """
-  return _typed(json.loads(text), config_schema.get_config())
+  config = _typed(json.loads(text), config_schema.get_config())
+  return resolve_relative_paths(config, folder) if folder is not None else config
+
+
+def resolve_relative_paths(config: ml_collections.ConfigDict,
+                           folder: str) -> ml_collections.ConfigDict:
+  """A converted workdir's config.json names its own folder relatively (init_from '.',
+  tokenizer 'hf:hf', as `tools.convert import` writes them): they are made absolute against
+  the folder holding the file, so a copied or moved workdir keeps working."""
+  if not config.get('pretrained'):
+    return config
+  if config.get('init_from') and not os.path.isabs(config.init_from):
+    config.init_from = os.path.normpath(os.path.join(os.path.abspath(folder), config.init_from))
+  spec = config.get('tokenizer') or ''
+  if spec.startswith('hf:') and not os.path.isabs(spec[3:]):
+    config.tokenizer = 'hf:' + os.path.normpath(os.path.join(os.path.abspath(folder), spec[3:]))
+  return config
 
 
 def _json_file(path: str) -> dict | None:
@@ -135,7 +152,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     log.warning('%s is missing or unreadable: using the config saved with the newest '
                 'checkpoint (%s)', path, where)
     saved = copy
-  return _typed(saved, config_schema.get_config())
+  return resolve_relative_paths(_typed(saved, config_schema.get_config()), workdir)
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:

@@ -27,7 +27,7 @@ def imported(name, workdir):
   cfg, kind, hf_config = convert.import_hf(source, str(workdir))
   config = convert_tool.converted_config(cfg, kind, hf_config, source, str(workdir))
   (workdir / workdir_lib.CONFIG_JSON).write_text(config.to_json_best_effort(indent=2))
-  return config
+  return workdir_lib.read_config(str(workdir))   # its relative paths resolved
 
 
 @pytest.mark.slow
@@ -315,3 +315,27 @@ def test_another_tokenizer_than_the_checkpoints_is_refused_naming_both(tmp_path,
                             '--config.num_train_steps=10', f'--config.tokenizer=hf:{other}'])
   assert res.returncode == 2 and 'this fine-tuning run reads the text with' in res.stderr, (
       res.stderr[-2000:])
+
+
+def test_a_moved_converted_workdir_still_names_itself(tmp_path):
+  """init_from and the tokenizer are written relative to the workdir ('.', 'hf:hf'), so a
+  copy works where it lands: read from its folder, from --config=COPY/config.json as well."""
+  import json
+  import shutil
+  imported('llama', tmp_path / 'llama')
+  saved = json.loads((tmp_path / 'llama' / 'config.json').read_text())
+  assert (saved['init_from'], saved['tokenizer']) == ('.', 'hf:hf')
+  shutil.copytree(tmp_path / 'llama', tmp_path / 'moved')
+  shutil.rmtree(tmp_path / 'llama')
+  config = workdir_lib.read_config(str(tmp_path / 'moved'))
+  assert config.init_from == str(tmp_path / 'moved')
+  assert config.tokenizer == f'hf:{tmp_path / "moved" / "hf"}'
+  assert convert.is_converted(config, str(tmp_path / 'moved'))
+  with open(os.path.join(FIXTURES, 'llama', 'text.json')) as f:
+    expected = json.load(f)
+  config.sample.temperature = 0.0
+  assert inference.continue_pretrained(config, str(tmp_path / 'moved'), expected['prompts'],
+                                       8) == expected['texts']
+  from_file = workdir_lib.config_from_json((tmp_path / 'moved' / 'config.json').read_text(),
+                                           str(tmp_path / 'moved'))
+  assert from_file.init_from == config.init_from
