@@ -23,7 +23,9 @@ forced here (`attention_impl='einsum'`, deterministic, no cache).
   tokens on both axes; the cross-attention's rows are the output tokens, each
   drawn at the position that predicts it.
 - language models: the causal self-attention of the prompt --text (default:
-  config.sample.prompt).
+  config.sample.prompt); with --html also an encoder-only model's (MLM, sentence
+  classification), and --split/--index instead of --text take a window of a stream
+  dataset or a sentence of a classification dataset.
 - ViT: image --index of --split. With a class token (pool='cls'): the class
   token's attention over the patches; with global average pooling
   (pool='gap'): the mean over query positions of the attention each patch
@@ -630,8 +632,9 @@ def run_views(config, task, params, *, text: str | None = None, split: str | Non
               index: int = 0) -> tuple[str, list]:
   """(title, views) of every layer's attention of a trained run's model on one input: a
   translation's three kinds, a language model's causal or an encoder's bidirectional
-  self-attention over --text, a ViT's patches of image --index of --split."""
-  split = split or config.eval_split
+  self-attention over --text (or example --index of --split: `example_ids`), a ViT's
+  patches of image --index of --split."""
+  from_split, split = split is not None, split or config.eval_split
   model = task.model(train=False)
   kind = type(model).__name__
   if task.generates == 'translations':
@@ -651,14 +654,45 @@ def run_views(config, task, params, *, text: str | None = None, split: str | Non
   tok = getattr(task.data, 'tokenizer', None)
   if kind not in ('DecoderLM', 'EncoderOnly') or tok is None:
     raise InputError(f'no attention view for task {config.task!r} (model {kind})')
+  if text is None and from_split:
+    ids = example_ids(task, split, index, min(config.seq_len, task.model_cfg.max_len))
+    _, maps = attention_maps(model, params, jnp.asarray([ids], jnp.int32))
+    return (f'{config.dataset} {split} #{index}',
+            [self_attention_view(maps, token_labels(tok, ids), kind == 'DecoderLM')])
   if text is None and kind == 'DecoderLM':
     text = config.sample.prompt
   if text is None:
-    raise InputError(f'pass --text="..." (the sentence the {kind} model reads)')
+    raise InputError(f'pass --text="..." (the sentence the {kind} model reads), or '
+                     '--split=S --index=N for an example of the dataset')
   ids = list(tok.encode(text.lower() if config.task == 'text_classification' else text))
   check_length(len(ids), task.model_cfg.max_len)
   _, maps = attention_maps(model, params, jnp.asarray([ids], jnp.int32))
   return text, [self_attention_view(maps, token_labels(tok, ids), kind == 'DecoderLM')]
+
+
+def example_ids(task, split: str, index: int, length: int) -> list[int]:
+  """Token ids of example `index` of `split` for a text model: window `index` of `length`
+  tokens of a stream dataset (Tiny Shakespeare, PTB), or sentence `index` of a sentence
+  classification dataset (its padding left out)."""
+  data = task.data
+  streams = getattr(data, '_streams', None)
+  rows = getattr(data, '_rows', None)
+  source = streams if streams is not None else rows
+  if source is None:
+    raise InputError(f'--split/--index: {data.name} has no examples to take here; pass '
+                     '--text="..."')
+  if split not in source:
+    raise InputError(f'--split={split}: {data.name} has the splits {tuple(source)}')
+  if streams is not None:
+    n = len(streams[split]) // length
+    if not 0 <= index < n:
+      raise InputError(f'index={index} is out of range: {split!r} has {n} windows of '
+                       f'{length} tokens')
+    return [int(t) for t in streams[split][index * length:(index + 1) * length]]
+  if not 0 <= index < len(rows[split]):
+    raise InputError(f'index={index} is out of range: {split!r} has {len(rows[split])} '
+                     'sentences')
+  return [int(t) for t in rows[split][index] if t != PAD_ID]
 
 
 def attention_html(config, workdir: str, path: str, *, step: int | None = None,

@@ -298,6 +298,17 @@ def test_command_line_lm_attention(tmp_path, data_dir):
   w = view['weights'][0]
   assert np.all(w[:, np.triu_indices(9, 1)[0], np.triu_indices(9, 1)[1]] == 0)
   assert np.all(np.abs(w.sum(-1) - 1) <= 9 * w.max() / 510 + 1e-6)
+  # --split/--index: window 3 of the validation stream (seq_len 16 characters).
+  page = visualize.attention_html(c, workdir, os.path.join(out, 'window.html'),
+                                  split='validation', index=3)
+  with open(page, encoding='utf-8') as f:
+    (payload,) = attention_page.decode(f.read()).values()
+  window = exp.task.data._streams['validation'][48:64]
+  assert payload['views'][0]['queries'] == visualize.token_labels(tok, window)
+  assert payload['title'].endswith('tiny_shakespeare validation #3')
+  with pytest.raises(InputError, match='out of range'):
+    visualize.attention_html(c, workdir, os.path.join(out, 'x.html'), split='validation',
+                             index=10**6)
 
 
 @pytest.mark.slow
