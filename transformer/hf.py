@@ -297,6 +297,32 @@ def _linear(t: _Tensors, name: str, n_in: int, n_out: int) -> dict:
   return {'kernel': None if w is None else w.T, 'bias': t.take(f'{name}.bias', (n_out,))}
 
 
+def _linear_t(t: _Tensors, name: str, n_out: int, n_in: int) -> np.ndarray | None:
+  """A torch Linear weight [out, in] (no bias), transposed to this library's [in, out]."""
+  w = t.take(name, (n_out, n_in))
+  return None if w is None else w.T
+
+
+def _attention_linears(t: _Tensors, cfg: TransformerConfig, prefix: str,
+                       names: tuple[str, str, str, str], bias: bool = False) -> Params:
+  """Attention whose query, key, value and output projections are torch Linears without a
+  bias (`names` under `prefix`: T5's q/k/v/o, Llama's q_proj/...; `bias`: the query, key and
+  value have one, as Qwen2's) -> this library's kernels [d, heads, head_dim] and
+  [heads, head_dim, d], grouped key/value heads included."""
+  d, k = cfg.d_model, cfg.qkv_dim
+  out = {}
+  for ours, theirs, n in zip(('query', 'key', 'value'), names,
+                             (cfg.num_heads, cfg.kv_heads, cfg.kv_heads)):
+    w = _linear_t(t, f'{prefix}.{theirs}.weight', n * k, d)
+    out[ours] = {'kernel': None if w is None else w.reshape(d, n, k)}
+    if bias:
+      b = t.take(f'{prefix}.{theirs}.bias', (n * k,))
+      out[ours]['bias'] = None if b is None else b.reshape(n, k)
+  w = _linear_t(t, f'{prefix}.{names[3]}.weight', d, cfg.num_heads * k)
+  out['out'] = {'kernel': None if w is None else w.reshape(cfg.num_heads, k, d)}
+  return out
+
+
 def _bert_layer(t: _Tensors, cfg: TransformerConfig, prefix: str, attention: str,
                 attention_norm: str, mlp_norm: str) -> Params:
   """One encoder layer in the BERT / ViT layout (torch Linears, heads in the columns);
@@ -448,25 +474,18 @@ def t5_model_config(hf: Mapping[str, Any]) -> TransformerConfig:
 def t5_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Params:
   """T5ForConditionalGeneration tensors -> EncoderDecoder params."""
   t = _Tensors(state, ignore=('encoder.embed_tokens.weight', 'decoder.embed_tokens.weight'))
-  d, h, k, f, v = cfg.d_model, cfg.num_heads, cfg.qkv_dim, cfg.d_ff, cfg.vocab_size
+  d, h, f, v = cfg.d_model, cfg.num_heads, cfg.d_ff, cfg.vocab_size
   shared = t.take('shared.weight', (v, d))
   for copy in ('encoder.embed_tokens.weight', 'decoder.embed_tokens.weight'):
     if copy in t.state and shared is not None and not np.array_equal(t.state[copy], shared):
       t.problems.append(f'{copy} differs from shared.weight: untied input embeddings')
 
   def attention(prefix):
-    out = {}
-    for ours, theirs in (('query', 'q'), ('key', 'k'), ('value', 'v')):
-      w = t.take(f'{prefix}.{theirs}.weight', (h * k, d))
-      out[ours] = {'kernel': None if w is None else w.T.reshape(d, h, k)}
-    w = t.take(f'{prefix}.o.weight', (d, h * k))
-    out['out'] = {'kernel': None if w is None else w.T.reshape(h, k, d)}
-    return out
+    return _attention_linears(t, cfg, prefix, ('q', 'k', 'v', 'o'))
 
   def ffn(prefix):
     def dense(name, n_in, n_out):
-      w = t.take(f'{prefix}.{name}.weight', (n_out, n_in))
-      return {'kernel': None if w is None else w.T}
+      return {'kernel': _linear_t(t, f'{prefix}.{name}.weight', n_out, n_in)}
     if cfg.gated_ffn:   # T5 v1.1: wi_0 goes through the activation (our gate), wi_1 is linear
       return {'wi_gate': dense('wi_0', d, f), 'wi': dense('wi_1', d, f), 'wo': dense('wo', f, d)}
     return {'wi': dense('wi', d, f), 'wo': dense('wo', f, d)}
@@ -723,17 +742,11 @@ def llama_model_config(hf: Mapping[str, Any]) -> TransformerConfig:
       deterministic=True)
 
 
-def _linear_t(t: _Tensors, name: str, n_out: int, n_in: int) -> np.ndarray | None:
-  """A torch Linear weight [out, in], transposed to this library's [in, out]."""
-  w = t.take(name, (n_out, n_in))
-  return None if w is None else w.T
-
-
 def llama_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Params:
   """LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM tensors -> DecoderLM params."""
   # rotary_emb.inv_freq: a buffer some older checkpoints saved, recomputed here.
   t = _Tensors(state, prefix='model.', ignore=('rotary_emb.inv_freq',))
-  d, h, kv, k, f = cfg.d_model, cfg.num_heads, cfg.kv_heads, cfg.qkv_dim, cfg.d_ff
+  d, f = cfg.d_model, cfg.d_ff
   embed = t.take('embed_tokens.weight', (cfg.vocab_size, d))
   params: Params = {'embed': {'embedding': embed}}
   if cfg.logits_via_embedding:
@@ -747,18 +760,10 @@ def llama_params(state: Mapping[str, np.ndarray], cfg: TransformerConfig) -> Par
   decoder: Params = {}
   for i in range(cfg.num_decoder_layers):
     p = f'layers.{i}.'
-    attention = {}
-    for name, hf_name, n in (('query', 'q_proj', h), ('key', 'k_proj', kv),
-                             ('value', 'v_proj', kv)):
-      w = _linear_t(t, f'{p}self_attn.{hf_name}.weight', n * k, d)
-      attention[name] = {'kernel': None if w is None else w.reshape(d, n, k)}
-      if cfg.qkv_bias:
-        b = t.take(f'{p}self_attn.{hf_name}.bias', (n * k,))
-        attention[name]['bias'] = None if b is None else b.reshape(n, k)
-    w = _linear_t(t, f'{p}self_attn.o_proj.weight', d, h * k)
-    attention['out'] = {'kernel': None if w is None else w.reshape(h, k, d)}
     decoder[f'layer_{i}'] = {
-        'self_attention': attention,
+        'self_attention': _attention_linears(t, cfg, p + 'self_attn',
+                                             ('q_proj', 'k_proj', 'v_proj', 'o_proj'),
+                                             bias=bool(cfg.qkv_bias)),
         'self_attention_residual': {'norm': {'scale': t.take(f'{p}input_layernorm.weight',
                                                              (d,))}},
         'mlp': {'wi': {'kernel': _linear_t(t, f'{p}mlp.up_proj.weight', f, d)},
