@@ -70,8 +70,7 @@ def load_trained(config, workdir: str, step: int | None = None,
         f'--hf={workdir})')
   workdir_lib.require_checkpoints(workdir, checkpoint)
   exp = engine.Experiment(config, workdir)
-  workdir_lib.check_tokenizer(workdir, getattr(getattr(exp.task, 'data', None), 'tokenizer',
-                                               None), 'this config')
+  workdir_lib.check_tokenizer(workdir, exp.task.tokenizer, 'this config')
   state, _, _ = workdir_lib.restore(
       workdir, exp.abstract_state, step, which=checkpoint,
       allow_unverified=config.get('allow_unverified_checkpoints', False))

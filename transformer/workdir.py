@@ -159,10 +159,14 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """WORKDIR/config.json (process 0), atomically: a temporary file renamed over it, so a kill
   or a full disk never leaves a truncated config.json."""
   if jax.process_index() == 0:
-    path = os.path.join(workdir, CONFIG_JSON)
-    with open(path + '.tmp', 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-    os.replace(path + '.tmp', path)
+    _write_atomically(os.path.join(workdir, CONFIG_JSON), config.to_json_best_effort(indent=2))
+
+
+def _write_atomically(path: str, text: str) -> None:
+  """`text` into `path` through a temporary file renamed over it."""
+  with open(path + '.tmp', 'w', encoding='utf-8') as f:
+    f.write(text)
+  os.replace(path + '.tmp', path)
 
 
 def append_command(workdir: str, text: str) -> None:
@@ -253,10 +257,7 @@ def record_tokenizer(workdir: str, tokenizer) -> None:
   """WORKDIR/tokenizer_fingerprint.txt (process 0, atomically) for `check_tokenizer`."""
   now = getattr(tokenizer, 'fingerprint', None)
   if now is not None and jax.process_index() == 0 and tokenizer_fingerprint(workdir) != now:
-    path = os.path.join(workdir, TOKENIZER_FINGERPRINT)
-    with open(path + '.tmp', 'w', encoding='utf-8') as f:
-      f.write(now + '\n')
-    os.replace(path + '.tmp', path)
+    _write_atomically(os.path.join(workdir, TOKENIZER_FINGERPRINT), now + '\n')
 
 
 # ----------------------------------------------------------------------------- resuming

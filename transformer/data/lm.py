@@ -342,10 +342,6 @@ class _TextColumn(Sequence):
     return feature_text(self._source[i][self._feature])
 
 
-def _char_ids(tokenizer: CharTokenizer, text: str) -> np.ndarray:
-  return np.array(tokenizer.encode(text), np.int32)
-
-
 def tokenizer_from_spec(spec: str):
   """The tokenizer `config.tokenizer` names: None for '' (the dataset's own), an HFTokenizer
   for 'hf:DIR' (DIR/tokenizer.json). DataError when it cannot be read."""
@@ -376,12 +372,9 @@ def _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir,
     sources = _tfds_splits('tiny_shakespeare', ('train', 'validation', 'test'), tfds_data_dir)
     texts = {s: feature_text(src[0]['text']) for s, src in sources.items()}
     text = ''.join(texts.values())
-  if tokenizer is not None:
-    return StreamLMData('tiny_shakespeare', _encoded(tokenizer, texts), tokenizer, seq_len,
-                        sampling)
-  tokenizer = CharTokenizer.from_text(text)
-  streams = {s: _char_ids(tokenizer, t) for s, t in texts.items()}
-  return StreamLMData('tiny_shakespeare', streams, tokenizer, seq_len, sampling)
+  tokenizer = tokenizer or CharTokenizer.from_text(text)
+  return StreamLMData('tiny_shakespeare', _encoded(tokenizer, texts), tokenizer, seq_len,
+                      sampling)
 
 
 def _ptb(data_dir, seq_len, sampling, tokenizer=None) -> StreamLMData:
@@ -397,9 +390,9 @@ def _ptb(data_dir, seq_len, sampling, tokenizer=None) -> StreamLMData:
   # Zaremba et al.: every newline becomes '<eos>'; the files already contain '<unk>'.
   texts = {s: read_text(p).replace('\n', ' <eos> ') for s, p in zip(('train', 'validation', 'test'), paths)}
   tokenizer = WordTokenizer.from_lines([texts['train']])
-  streams = {s: np.array(tokenizer.encode(t), np.int32) for s, t in texts.items()}
   (eos,) = tokenizer.encode('<eos>')
-  return StreamLMData('ptb', streams, tokenizer, seq_len, sampling, start_id=eos)
+  return StreamLMData('ptb', _encoded(tokenizer, texts), tokenizer, seq_len, sampling,
+                      start_id=eos)
 
 
 def _spm_sample(sentences: Sequence[str], max_sentences: int):

@@ -142,15 +142,15 @@ class SentencePieceTokenizer:
 class HFTokenizer:
   """A pretrained model's tokenizer.json, through Hugging Face's `tokenizers` package.
 
-  `encode` applies the file's own post-processor (`add_special_tokens`): the model
-  family's policy, written in its tokenizer (GPT-2 adds nothing; Llama puts <s>
-  first; BERT wraps in [CLS] ... [SEP]); nothing else is ever added. `decode` drops
-  special tokens. The ids of padding, start, end and unknown come from the model's
-  config.json and tokenizer_config.json (None where the model has none).
+  `encode` applies the file's own post-processor: the model family's policy, written
+  in its tokenizer (GPT-2 adds nothing; Llama puts <s> first; BERT wraps in [CLS] ...
+  [SEP]); nothing else is ever added. `decode` drops special tokens. The ids of
+  padding, start, end and unknown come from the model's config.json and
+  tokenizer_config.json (`from_dir`; None where the model has none).
   """
+  pad_id = bos_id = eos_id = unk_id = None
 
-  def __init__(self, path: str, special_ids: dict | None = None,
-               add_special_tokens: bool = True):
+  def __init__(self, path: str):
     try:
       from tokenizers import Tokenizer
     except ImportError:
@@ -162,11 +162,8 @@ class HFTokenizer:
       self._tok = Tokenizer.from_str(raw.decode('utf-8'))
     except Exception as e:   # the package raises its own Exception subclass
       raise ValueError(f'{path} is not a readable tokenizer.json ({e})') from None
-    self.path, self.add_special_tokens = path, add_special_tokens
+    self.path = path
     self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-    ids = dict(special_ids or {})
-    self.pad_id, self.bos_id, self.eos_id, self.unk_id = (
-        ids.get(k) for k in ('pad', 'bos', 'eos', 'unk'))
     self.fingerprint = _digest('tokenizer.json', raw)
 
   @classmethod
@@ -200,7 +197,7 @@ class HFTokenizer:
     return tok
 
   def encode(self, text: str) -> list[int]:
-    return list(self._tok.encode(text, add_special_tokens=self.add_special_tokens).ids)
+    return list(self._tok.encode(text).ids)   # add_special_tokens: the file's own policy
 
   def decode(self, ids) -> str:
     return self._tok.decode([int(i) for i in np.asarray(ids).reshape(-1).tolist()],

@@ -219,7 +219,7 @@ class _Run:
     self.config, self.workdir, self.stop_at = config, workdir, stop_at
     self.exp = Experiment(config, workdir)
     check_eval_split(self.exp, config.eval_split)
-    tokenizer = getattr(getattr(self.exp.task, 'data', None), 'tokenizer', None)
+    tokenizer = self.exp.task.tokenizer
     workdir_lib.check_tokenizer(workdir, tokenizer, 'this run')   # before anything compiles
     if config.get('init_from'):
       workdir_lib.check_tokenizer(config.init_from, tokenizer, 'this fine-tuning run')

@@ -190,6 +190,12 @@ class Task:
     self.settings, problems = self.settings_class.read(config)
     raise_if_problems(problems)   # also when built without validation
 
+  @property
+  def tokenizer(self):
+    """The tokenizer that turns this task's text into ids (None for images): what a
+    workdir records and checks (workdir.check_tokenizer)."""
+    return getattr(getattr(self, 'data', None), 'tokenizer', None)
+
   def model(self, train: bool) -> nn.Module:
     raise NotImplementedError
 
