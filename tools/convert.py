@@ -56,15 +56,13 @@ def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str)
   task with every task field at its default (so --config.FIELD=... works for each), the
   model's fields, fine-tuning defaults (FINE_TUNING), no dataset (the user names theirs with
   --config.dataset=...), and init_from (and an LM's tokenizer) relative to the workdir."""
-  import dataclasses
-
   from transformer import config_schema, convert, tasks
   c = config_schema.get_config()
   c.task = convert.TASKS[kind]
-  for f in dataclasses.fields(tasks.task_class(c).settings_class):
-    if f.name not in c:
-      value = f.default
-      c[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+  defaults, _ = tasks.task_class(c).settings_class.read(c)
+  for name, value in defaults.describe().items():
+    if name not in c:
+      c[name] = value
   for k, v in convert.model_fields(cfg).items():
     c.model[k] = tuple(v) if isinstance(v, list) else v
   if kind != 'ViT':

@@ -72,7 +72,7 @@ import json
 import math
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax
 import flax.linen as nn
@@ -86,7 +86,7 @@ from PIL import Image
 from tools import attention_page
 from transformer import host, inference, layers, logs
 from transformer import workdir as workdir_lib
-from transformer.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from transformer.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, HFTokenizer
 from transformer.errors import InputError
 
 ATTENTION_KINDS = ('encoder', 'decoder', 'cross')   # encoder self, decoder self, cross
@@ -489,17 +489,16 @@ def vit_figures(task, params, split: str, index: int, out_dir: str, *, layer: in
   paths = [save(fig, os.path.join(out_dir, _name('vit', i, head, weights.shape[1])))]
   title = (f'{task.config.dataset} {split} #{index}: label {names[label]}, predicted '
            f'{names[pred]}')
-  return paths + [rollout_png(image, maps, cfg, title, out_dir)]
+  named = vit_maps(list(stacked(maps, 'encoder', 'self_attention')), (g, g), cfg.pool)
+  return paths + [rollout_png(image, named, title, out_dir)]
 
 
-def rollout_png(image: np.ndarray, maps: dict[str, np.ndarray], cfg, title: str,
+def rollout_png(image: np.ndarray, named_maps: dict[str, np.ndarray], title: str,
                 out_dir: str) -> str:
-  """vit_rollout.png: the rollout and the last layer's attention per head (`vit_maps`) of a
-  ViT's attention `maps` (`attention_maps`), over `image`."""
-  g = cfg.image_size // cfg.patch_size
-  drawn_maps = vit_maps(list(stacked(maps, 'encoder', 'self_attention')), (g, g), cfg.pool)
-  fig = plot_patch_attention(image, np.stack(list(drawn_maps.values())), [], title=title,
-                             names=list(drawn_maps))
+  """vit_rollout.png: each of `named_maps` (`vit_maps`: the rollout and the last layer's
+  attention per head) over `image`, titled by its name."""
+  fig = plot_patch_attention(image, np.stack(list(named_maps.values())), [], title=title,
+                             names=list(named_maps))
   return save(fig, os.path.join(out_dir, 'vit_rollout.png'))
 
 
@@ -651,7 +650,7 @@ def run_views(config, task, params, *, text: str | None = None, split: str | Non
     pred = int(np.argmax(np.asarray(logits)[0]))
     return (f'{config.dataset} {split} #{index}: label {names[label]}, predicted {names[pred]}',
             vit_views(maps, image, task.model_cfg))
-  tok = getattr(task.data, 'tokenizer', None)
+  tok = task.tokenizer
   if kind not in ('DecoderLM', 'EncoderOnly') or tok is None:
     raise InputError(f'no attention view for task {config.task!r} (model {kind})')
   if text is None and from_split:
@@ -711,53 +710,41 @@ def attention_html(config, workdir: str, path: str, *, step: int | None = None,
 
 # ----------------------------------------------------------------------------- Hugging Face
 
-def _hf_tokenizer(hf_dir: str):
-  """The checkpoint's own tokenizer: ('json', tokenizers.Tokenizer) from tokenizer.json (needs
-  the `tokenizers` package), ('spm', SentencePieceProcessor) from T5's spiece.model, or None."""
+def _hf_tokenizer(hf_dir: str, eos_id: int | None = None):
+  """(encode: text -> ids, label: id -> str) of the checkpoint's own tokenizer: its
+  tokenizer.json (HFTokenizer: the file's own special tokens), or T5's spiece.model
+  (SentencePiece, with `eos_id` appended as T5's tokenizer does); None when it has neither."""
   json_path, spm_path = (os.path.join(hf_dir, f) for f in ('tokenizer.json', 'spiece.model'))
   if os.path.isfile(json_path):
     try:
-      from tokenizers import Tokenizer
-    except ImportError:
-      raise InputError('tokenizing --text needs the tokenizers package (pip install '
-                       'tokenizers); or pass token ids with --ids') from None
-    return 'json', Tokenizer.from_file(json_path)
+      tok = HFTokenizer(json_path)
+    except ValueError as e:   # no tokenizers package, or an unreadable file
+      raise InputError(f'{e}; or pass token ids with --ids') from None
+    return tok.encode, lambda i: tok.id_to_token(i) or str(i)
   if os.path.isfile(spm_path):
     import sentencepiece
-    return 'spm', sentencepiece.SentencePieceProcessor(model_file=spm_path)
+    sp = sentencepiece.SentencePieceProcessor(model_file=spm_path)
+    end = [] if eos_id is None else [eos_id]
+    return (lambda text: list(sp.encode(text)) + end), (lambda i: sp.id_to_piece(int(i)))
   return None
 
 
 def hf_tokens(hf_dir: str, text: str | None, ids: Sequence[int] | None,
-              eos_id: int | None = None) -> tuple[list, list]:
-  """(token ids, labels) of `text` by the checkpoint's own tokenizer (tokenizer.json, or T5's
-  spiece.model, which adds `eos_id` as T5's tokenizer does), or the given `ids` (labelled by
-  number)."""
+              eos_id: int | None = None) -> tuple[list, list, Callable[[int], str]]:
+  """(token ids, their labels, id -> label) of `text` by the checkpoint's own tokenizer
+  (`_hf_tokenizer`), or of the given `ids` (labelled by number)."""
   if ids:
-    return [int(i) for i in ids], [str(int(i)) for i in ids]
+    return [int(i) for i in ids], [str(int(i)) for i in ids], str
   if text is None:
     raise InputError('pass --text="..." (tokenized by the model\'s tokenizer.json or '
                      'spiece.model) or --ids=1,2,3')
-  tokenizer = _hf_tokenizer(hf_dir)
+  tokenizer = _hf_tokenizer(hf_dir, eos_id)
   if tokenizer is None:
     raise InputError(f'{hf_dir} has no tokenizer.json or spiece.model: download the tokenizer '
                      'with the model, or pass token ids with --ids')
-  kind, tok = tokenizer
-  if kind == 'json':
-    encoding = tok.encode(text)
-    return list(encoding.ids), list(encoding.tokens)
-  out = list(tok.encode(text)) + ([eos_id] if eos_id is not None else [])
-  return out, [tok.id_to_piece(i) for i in out]
-
-
-def hf_label(hf_dir: str, given_ids: bool):
-  """id -> label of the checkpoint's tokenizer (its number when ids were given or there is none)."""
-  tokenizer = None if given_ids else _hf_tokenizer(hf_dir)
-  if tokenizer is None:
-    return str
-  kind, tok = tokenizer
-  return (lambda i: tok.id_to_token(int(i)) or str(i)) if kind == 'json' else \
-      (lambda i: tok.id_to_piece(int(i)))
+  encode, label = tokenizer
+  out = encode(text)
+  return out, [label(i) for i in out], label
 
 
 def hf_image(path: str, cfg, hf_dir: str) -> tuple[np.ndarray, np.ndarray]:
@@ -784,12 +771,18 @@ def hf_image(path: str, cfg, hf_dir: str) -> tuple[np.ndarray, np.ndarray]:
   return pixels, x
 
 
+def _is_converted_workdir(path: str) -> bool:
+  """Whether `path` is a workdir of `tools.convert import` (not a Hugging Face folder)."""
+  from transformer import convert
+  return workdir_lib.has_checkpoints(path) and convert.is_converted(
+      workdir_lib.read_config(path), path)
+
+
 def hf_model(hf_dir: str):
   """(TransformerConfig, params, model class name, Hugging Face config.json, folder of its
   tokenizer files) of a Hugging Face checkpoint folder or a workdir of `tools.convert import`."""
   from transformer import convert, hf
-  if workdir_lib.has_checkpoints(hf_dir) and convert.is_converted(
-      workdir_lib.read_config(hf_dir), hf_dir):   # a workdir of `tools.convert import`
+  if _is_converted_workdir(hf_dir):
     cfg, params, kind = inference.load_model(hf_dir)
     files = os.path.join(hf_dir, convert.HF_SUBDIR)
     with open(os.path.join(files, 'config.json'), encoding='utf-8') as f:
@@ -823,7 +816,7 @@ def hf_views(hf_dir: str, *, text: str | None = None, ids: Sequence[int] | None 
   if kind == 'EncoderDecoder':
     eos, start = int(hf_config.get('eos_token_id', 1)), int(
         hf_config.get('decoder_start_token_id', 0))
-    src, src_labels = hf_tokens(files, text, ids, eos_id=eos)
+    src, src_labels, label = hf_tokens(files, text, ids, eos_id=eos)
     check_length(len(src), cfg.max_len)
     out = np.asarray(decoding.translate_greedy(params, cfg, jnp.asarray([src], jnp.int32),
                                                bos_id=start, eos_id=eos))[0].tolist()
@@ -831,11 +824,10 @@ def hf_views(hf_dir: str, *, text: str | None = None, ids: Sequence[int] | None 
     tgt_in = [start] + out[:-1]
     _, maps = attention_maps(model, params, jnp.asarray([src], jnp.int32),
                              jnp.asarray([tgt_in], jnp.int32))
-    label = hf_label(files, bool(ids))
     outputs = [label(i) for i in out]
     return (f'{model_type}: {" ".join(src_labels)}  \u2192  {" ".join(outputs)}',
             translation_views(maps, src_labels, [label(i) for i in tgt_in], outputs))
-  tokens, labels = hf_tokens(files, text, ids)
+  tokens, labels, _ = hf_tokens(files, text, ids)
   check_length(len(tokens), cfg.max_len, '--text' if text is not None and not ids else '--ids')
   _, maps = attention_maps(model, params, jnp.asarray([tokens], jnp.int32))
   return (f'{model_type}: {" ".join(labels)}',
@@ -852,9 +844,7 @@ def hf_attention_figures(hf_dir: str, out_dir: str, *, text: str | None = None,
   paths = []
   for view in views:
     if isinstance(view, attention_page.ImageView):
-      fig = plot_patch_attention(view.image, np.stack(list(view.maps.values())), [],
-                                 title=title, names=list(view.maps))
-      paths.append(save(fig, os.path.join(out_dir, 'vit_rollout.png')))
+      paths.append(rollout_png(view.image, view.maps, title, out_dir))
       continue
     if len(views) > 1 and view.name.startswith('patch'):
       continue   # a ViT's token-to-token grids: in the page, not as PNGs
@@ -921,10 +911,7 @@ def _hf_out(hf_dir: str) -> str:
   """Where `attention --hf=DIR` writes without --out: WORKDIR/attention for a workdir of
   `tools.convert import`; a Hugging Face model folder is never written into."""
   from absl import app
-
-  from transformer import convert
-  if workdir_lib.has_checkpoints(hf_dir) and convert.is_converted(
-      workdir_lib.read_config(hf_dir), hf_dir):
+  if _is_converted_workdir(hf_dir):
     return os.path.join(hf_dir, 'attention')
   raise app.UsageError(f'--hf={hf_dir} is a Hugging Face model folder, which is never written '
                        'into: pass --out=DIR for the figures (or convert it first with '
