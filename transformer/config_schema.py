@@ -52,7 +52,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.seq_len = 64                     # training sequence length (LM) / max length
   c.vocab_size = 0                   # subword vocabulary size where one is trained (0: dataset's)
   c.tokenizer = ''                   # '': the dataset's own; 'hf:DIR': a pretrained model's
-                                     # DIR/tokenizer.json (LM stream datasets so far)
+                                     # DIR/tokenizer.json (lm, mlm, text_classification)
+  # dataset='files': your own data by path (transformer/data/files.py). Each split: a path,
+  # a glob, or several separated by commas ('' : no such split).
+  c.files = ml_collections.ConfigDict(dict(
+      train='', validation='', test='',
+      unit='line',                     # text: 'line' (a document per line) | 'file'
+      text_column='sentence',          # tables (.tsv/.csv/.jsonl): the text's column
+      label_column='label'))           # ... and the label's (integers 0..C-1 or names)
 
   # Model: a preset name from transformer.model_config.PRESETS ('' for none) and
   # overrides of TransformerConfig fields. vocab_size and max_len are filled in

@@ -152,7 +152,20 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     log.warning('%s is missing or unreadable: using the config saved with the newest '
                 'checkpoint (%s)', path, where)
     saved = copy
-  return resolve_relative_paths(_typed(saved, config_schema.get_config()), workdir)
+  config = resolve_relative_paths(_typed(saved, config_schema.get_config()), workdir)
+  return use_kept_tokenizer(config, workdir)
+
+
+def use_kept_tokenizer(config: ml_collections.ConfigDict,
+                       workdir: str) -> ml_collections.ConfigDict:
+  """A run that read text with a tokenizer.json from elsewhere ('hf:DIR') kept a copy under
+  WORKDIR/hf/ (`record_tokenizer`): eval.py and generate.py read that copy, so a workdir
+  copied to another machine needs neither DIR nor the data directory for its tokenizer."""
+  spec = config.get('tokenizer') or ''
+  kept = os.path.join(os.path.abspath(workdir), HF_DIR)
+  if spec.startswith('hf:') and os.path.isfile(os.path.join(kept, 'tokenizer.json')):
+    config.tokenizer = 'hf:' + kept
+  return config
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -253,11 +266,27 @@ def check_tokenizer(workdir: str, tokenizer, what: str) -> None:
                       'train in a new --workdir from scratch')
 
 
+# A pretrained tokenizer's files, kept under WORKDIR/hf/ by the runs that read text with it.
+TOKENIZER_FILES = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json')
+
+
 def record_tokenizer(workdir: str, tokenizer) -> None:
-  """WORKDIR/tokenizer_fingerprint.txt (process 0, atomically) for `check_tokenizer`."""
+  """WORKDIR/tokenizer_fingerprint.txt (process 0, atomically) for `check_tokenizer`; a
+  tokenizer.json read from elsewhere (`config.tokenizer='hf:DIR'`) is copied with its
+  config under WORKDIR/hf/, so the workdir keeps its tokenizer and an export carries it."""
   now = getattr(tokenizer, 'fingerprint', None)
-  if now is not None and jax.process_index() == 0 and tokenizer_fingerprint(workdir) != now:
+  if now is None or jax.process_index() != 0:
+    return
+  if tokenizer_fingerprint(workdir) != now:
     _write_atomically(os.path.join(workdir, TOKENIZER_FINGERPRINT), now + '\n')
+  source = os.path.dirname(os.path.abspath(getattr(tokenizer, 'path', '') or ''))
+  kept = os.path.join(os.path.abspath(workdir), HF_DIR)
+  if getattr(tokenizer, 'path', None) and source != kept:
+    os.makedirs(kept, exist_ok=True)
+    for name in TOKENIZER_FILES:
+      if os.path.isfile(os.path.join(source, name)):
+        with open(os.path.join(source, name), encoding='utf-8') as f:
+          _write_atomically(os.path.join(kept, name), f.read())
 
 
 # ----------------------------------------------------------------------------- resuming

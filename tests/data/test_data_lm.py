@@ -275,7 +275,8 @@ def test_argument_validation(data_dir):
     next(data.eval_batches('test', 4))
   with pytest.raises(ValueError, match='step'):
     data.train_batch(-1, 4, seed=0)
-  assert lm.DEFAULT_SAMPLING == {'tiny_shakespeare': 'random_windows', 'ptb': 'epoch'}
+  assert lm.DEFAULT_SAMPLING == {'tiny_shakespeare': 'random_windows', 'ptb': 'epoch',
+                                 'files': 'epoch'}
 
 
 def test_tfds_lm1b_glue(data_dir, tmp_path, monkeypatch):

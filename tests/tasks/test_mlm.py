@@ -107,3 +107,50 @@ def test_text_classification_files_are_checked(tmp_path):
   (tmp_path / 'y.tsv').write_text('sentence\tlabel\nfine\tpositive\n')
   with pytest.raises(DataError, match='y.tsv line 2: expected a sentence and an integer label'):
     text_data._read_tsv(str(tmp_path / 'y.tsv'))
+
+
+@pytest.mark.slow
+def test_bert_by_path_with_its_own_tokenizer_through_export_and_import(tmp_path, require_data):
+  """The SST-2 transfer recipe, tiny: a WordPiece tokenizer trained on SST-2's sentences,
+  masked-LM pretraining on text files by path, export to Hugging Face's layout, import back,
+  fine-tuning on the SST-2 tables with the imported tokenizer, and dev evaluated."""
+  from configs import mlm_wordpiece, sst2_bert
+  from tools import tokenizer as tokenizer_tool
+  from transformer.data import files as files_lib
+  from transformer.data.tokenizers import HFTokenizer
+  shared = require_data('sst2')
+  sentences = files_lib.documents(os.path.join(shared, 'sst2', 'train.tsv'), 'train')[:3000]
+  tok, tok_config = tokenizer_tool.train('wordpiece', sentences, vocab_size=600)
+  tokenizer_tool.save(tok, tok_config, str(tmp_path / 'tok'))
+  tok = HFTokenizer.from_dir(str(tmp_path / 'tok'))
+  mlm = str(tmp_path / 'mlm')
+  c = helpers.tiny_config(mlm_wordpiece, TINY_BERT, **TINY_RUN, tokenizer=f'hf:{tmp_path}/tok',
+                          **{'files.train': '{data_dir}/sst2/train.tsv',
+                             'files.validation': '{data_dir}/ptb/ptb.valid.txt'})
+  exp = engine.Experiment(c, None)
+  assert exp.task.mask_id == tok.mask_id == 4 and exp.task.model_cfg.vocab_size == 600
+  engine.train_and_evaluate(c, mlm)
+  assert os.path.isfile(os.path.join(mlm, 'hf', 'tokenizer.json'))   # the workdir keeps it
+  hf_dir, converted = str(tmp_path / 'hf'), str(tmp_path / 'converted')
+  for args in (['export', f'--workdir={mlm}', f'--out={hf_dir}'],
+               ['import', f'--hf={hf_dir}', f'--workdir={converted}']):
+    r = helpers.run_python(['-m', 'tools.convert', *args])
+    assert r.returncode == 0, r.stderr
+  assert {'tokenizer.json', 'tokenizer_config.json'} <= set(os.listdir(hf_dir))
+  assert workdir_lib.read_config(converted).tokenizer == f'hf:{converted}/hf'
+  run = str(tmp_path / 'sst2')
+  f = helpers.tiny_config(sst2_bert, TINY_BERT, **TINY_RUN, init_from=converted,
+                          tokenizer=f'hf:{converted}/hf', validation_holdout=50)
+  exp = engine.Experiment(f, None)
+  start, mlm_params = exp.restore_or_init(None), workdir_lib.restore_params(mlm)
+  for a, b in zip(jax.tree.leaves(start.params['encoder']), jax.tree.leaves(mlm_params['encoder'])):
+    np.testing.assert_array_equal(a, b)   # through Hugging Face's layout and back, exactly
+  assert exp.task.data.splits == ('train', 'validation', 'dev')
+  assert exp.task.data.num_examples('train') == 67_349 - 50
+  first = exp.task.data.eval_batches('dev', 4).__next__()['inputs'][0]
+  assert first[0] == tok.encode('')[0]   # [CLS] first: the tokenizer's own policy
+  engine.train_and_evaluate(f, run)
+  r = helpers.run_python(['eval.py', f'--workdir={run}', '--config.eval_split=dev',
+                          '--config.eval_max_batches=-1'])
+  assert r.returncode == 0, r.stderr
+  assert 'eval dev step 3' in r.stdout and 'examples 872' in r.stdout

@@ -55,6 +55,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from transformer.data import files as files_lib
 from transformer.data import tfds_reader
 from transformer.data.order import EpochOrder
 from transformer.data.packing import PackedEpochs, pack_row
@@ -66,7 +67,7 @@ from transformer.data.tokenizers import (BOS_ID, EOS_ID, CharTokenizer, HFTokeni
 
 DATASETS = ('tiny_shakespeare', 'ptb', 'lm1b')
 SAMPLINGS = ('random_windows', 'epoch')
-DEFAULT_SAMPLING = {'tiny_shakespeare': 'random_windows', 'ptb': 'epoch'}
+DEFAULT_SAMPLING = {'tiny_shakespeare': 'random_windows', 'ptb': 'epoch', 'files': 'epoch'}
 SHAKESPEARE_TRAIN_FRACTION = 0.9   # nanoGPT: first 90% of the characters train, last 10% validation
 LM1B_DEFAULT_VOCAB = 30_000        # as the Flax lm1b example
 LM1B_SPM_MAX_SENTENCES = 200_000   # sentences sampled to train the SentencePiece model
@@ -395,6 +396,26 @@ def _ptb(data_dir, seq_len, sampling, tokenizer=None) -> StreamLMData:
                       start_id=eos)
 
 
+def _files(files, data_dir, seq_len, sampling, tokenizer=None) -> StreamLMData:
+  """Text files by path (data/files.py): one stream per split, the documents encoded one by
+  one with `tokenizer`, or joined by newlines as characters when none is given."""
+  if files is None:
+    raise DataError("dataset='files' needs config.files (the files of each split)")
+  docs = {s: files_lib.documents(spec, s, files.get('unit', 'line'),
+                                 files.get('text_column', 'sentence'))
+          for s, spec in files_lib.split_specs(files, data_dir).items()}
+  for split, d in docs.items():
+    if not d:
+      raise DataError(f'files.{split}={files.get(split)!r} holds no text')
+  if tokenizer is None:
+    texts = {s: '\n'.join(d) + '\n' for s, d in docs.items()}
+    tokenizer = CharTokenizer.from_text(''.join(texts.values()))
+    streams = _encoded(tokenizer, texts)
+  else:
+    streams = {s: files_lib.encode_documents(tokenizer, d) for s, d in docs.items()}
+  return StreamLMData('files', streams, tokenizer, seq_len, sampling)
+
+
 def _spm_sample(sentences: Sequence[str], max_sentences: int):
   """A fixed random sample (seed 0) of at most max_sentences sentences, in corpus order."""
   n = len(sentences)
@@ -433,7 +454,7 @@ def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
                  spm_model_type: str = 'unigram',
                  packing: bool = False,
                  processes: Processes = Processes(),
-                 tokenizer=None) -> StreamLMData | SentenceLMData:
+                 tokenizer=None, files=None) -> StreamLMData | SentenceLMData:
   """The LM data source for `dataset` ('tiny_shakespeare', 'ptb' or 'lm1b').
 
   Args:
@@ -457,13 +478,15 @@ def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
       wait for it and load it; tokenizers.Processes).
     tokenizer: the stream datasets: encode the text with this one (e.g. a pretrained
       model's HFTokenizer, `tokenizer_from_spec`) instead of the dataset's own.
+    files: dataset 'files': config.files, your text files by path (data/files.py).
 
   Splits: tiny_shakespeare 'train', 'validation' (nanoGPT's 90/10 split of
   input.txt; from TFDS: its 'train', 'validation', 'test'); ptb 'train',
   'validation', 'test'; lm1b 'train', 'test'.
   """
-  if dataset not in DATASETS:
-    raise ValueError(f'Unknown LM dataset {dataset!r}; known: {list(DATASETS)}')
+  if dataset not in DATASETS + (files_lib.DATASET,):
+    raise ValueError(f'Unknown LM dataset {dataset!r}; known: {list(DATASETS)} or '
+                     f'{files_lib.DATASET!r} (by path)')
   if seq_len <= 0:
     raise ValueError(f'seq_len must be > 0, got {seq_len}')
   if vocab_size is not None and vocab_size <= 0:
@@ -481,7 +504,9 @@ def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
     return _lm1b(data_dir, seq_len, workdir, vocab_size, tfds_data_dir, spm_max_sentences,
                  spm_model_type, packing, processes)
   sampling = sampling or DEFAULT_SAMPLING[dataset]
-  if dataset == 'tiny_shakespeare':
+  if dataset == files_lib.DATASET:
+    data = _files(files, data_dir, seq_len, sampling, tokenizer)
+  elif dataset == 'tiny_shakespeare':
     data = _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir, tokenizer)
   else:
     data = _ptb(data_dir, seq_len, sampling, tokenizer)

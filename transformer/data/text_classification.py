@@ -1,16 +1,21 @@
-"""Sentence classification data (GLUE's SST-2 and any data in its TSV layout).
+"""Sentence classification data (GLUE's SST-2, any data in its TSV layout, your own tables).
 
 By name through TFDS (`glue/sst2`: features `sentence`, `label`; splits train
 and validation), or, with a data directory, from GLUE's own files:
 DATA_DIR/NAME/train.tsv and DATA_DIR/NAME/dev.tsv (the 'validation' split),
 tab-separated with a header row naming a `sentence` and a `label` column
-(labels 0 .. C-1). Any NAME in that layout is read the same way.
+(labels 0 .. C-1). Any NAME in that layout is read the same way. With
+name='files', TSV/CSV/JSONL tables by path (`config.files`, data/files.py).
 
-Sentences are lowercased and encoded with the tokenizer of the model being
-fine-tuned (the pretraining data's: `config.vocab_from`), truncated to seq_len
-tokens. A batch: `inputs` [B, seq_len] (0 = padding), `labels` [B], `weights`
-[B] (0 for the padding rows of the last evaluation batch). Training batches
-follow the shared epoch order (a pure function of (seed, step)).
+Sentences are encoded with the tokenizer of the model being fine-tuned (a
+pretrained model's tokenizer.json, or the pretraining data's word vocabulary,
+lowercased first), truncated to seq_len tokens. `validation_holdout=N`: N
+training sentences, drawn once with a fixed seed, become 'validation' (for
+choosing a recipe), and the dataset's own validation split is called 'dev'.
+A batch: `inputs` [B, seq_len] (the tokenizer's padding id after the text),
+`labels` [B], `weights` [B] (0 for the padding rows of the last evaluation
+batch). Training batches follow the shared epoch order (a pure function of
+(seed, step)).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 
 from transformer.data import (Batch, DataError, feature_text, host_slice, read_text,
                               require_files, tfds_reader)
+from transformer.data import files as files_lib
 from transformer.data.order import EpochOrder
 
 TFDS_NAMES = {'sst2': 'glue/sst2'}
@@ -62,15 +68,17 @@ class TextClassificationData:
   `tokenizer`, `vocab_size`, `num_classes`, `splits`, `seq_len`."""
 
   def __init__(self, name: str, splits: dict[str, tuple[list[str], np.ndarray]], tokenizer,
-               seq_len: int):
+               seq_len: int, lowercase: bool = True, label_names: list[str] | None = None):
     self.name, self.tokenizer, self.seq_len = name, tokenizer, seq_len
     self.vocab_size = tokenizer.vocab_size
     self.splits = tuple(splits)
+    self.label_names = label_names
+    self.pad_id = getattr(tokenizer, 'pad_id', None) or 0
     self._rows, self._labels = {}, {}
     for split, (sentences, labels) in splits.items():
-      rows = np.zeros((len(sentences), seq_len), np.int32)
+      rows = np.full((len(sentences), seq_len), self.pad_id, np.int32)
       for i, sentence in enumerate(sentences):
-        ids = tokenizer.encode(sentence.lower())[:seq_len]
+        ids = tokenizer.encode(sentence.lower() if lowercase else sentence)[:seq_len]
         rows[i, :len(ids)] = ids
       self._rows[split], self._labels[split] = rows, labels
     if not len(self._labels.get('train', ())):
@@ -95,18 +103,63 @@ class TextClassificationData:
     for start in range(0, len(labels), batch_size):
       n = min(batch_size, len(labels) - start)
       pad = batch_size - n
-      batch = {'inputs': np.pad(rows[start:start + n], ((0, pad), (0, 0))),
+      batch = {'inputs': np.pad(rows[start:start + n], ((0, pad), (0, 0)),
+                                constant_values=self.pad_id),
                'labels': np.pad(labels[start:start + n], (0, pad)),
                'weights': np.pad(np.ones(n, np.float32), (0, pad))}
       yield {k: v[keep] for k, v in batch.items()}
 
 
+def hold_out(splits: dict, num: int) -> dict:
+  """`num` training examples (a permutation with seed 0: the same for every run) become
+  'validation'; the dataset's own 'validation' becomes 'dev'."""
+  if not num:
+    return splits
+  sentences, labels = splits['train']
+  if not 0 < num < len(labels):
+    raise DataError(f'validation_holdout={num} must be between 1 and the {len(labels)} '
+                    'training sentences - 1')
+  order = np.random.default_rng(0).permutation(len(labels))
+  keep, held = np.sort(order[:-num]), np.sort(order[-num:])
+  out = {'train': ([sentences[i] for i in keep], labels[keep]),
+         'validation': ([sentences[i] for i in held], labels[held])}
+  for split, value in splits.items():
+    if split not in ('train', 'validation'):
+      out[split] = value
+  if 'validation' in splits:
+    out['dev'] = splits['validation']
+  return out
+
+
+def _read_files(files, data_dir) -> tuple[dict, list[str]]:
+  """Tables by path (config.files): ({split: (sentences, label ids)}, label names)."""
+  specs = files_lib.split_specs(files, data_dir)
+  texts, raw = {}, {}
+  for split, spec in specs.items():
+    texts[split], raw[split] = files_lib.read_table(spec, split, files.get('text_column'),
+                                                    files.get('label_column'))
+    if not texts[split]:
+      raise DataError(f'files.{split}={spec!r} holds no rows')
+  labels, names = files_lib.label_ids(raw, specs)
+  return {s: (texts[s], labels[s]) for s in specs}, names
+
+
 def make_text_classification_data(name: str, data_dir: str | None, tokenizer, seq_len: int,
-                                  tfds_data_dir: str | None = None) -> TextClassificationData:
-  """The dataset `name` from DATA_DIR/NAME/*.tsv when data_dir is given, else from TFDS."""
-  if data_dir:
+                                  tfds_data_dir: str | None = None, files=None,
+                                  lowercase: bool = True,
+                                  validation_holdout: int = 0) -> TextClassificationData:
+  """The dataset `name`: your tables by path when it is 'files' (`files`: config.files), from
+  DATA_DIR/NAME/*.tsv when data_dir is given, else from TFDS. `lowercase` the sentences
+  before `tokenizer` (a word vocabulary's; a tokenizer.json normalizes by itself)."""
+  names = None
+  if name == files_lib.DATASET:
+    if files is None:
+      raise DataError("dataset='files' needs config.files (the tables of each split)")
+    splits, names = _read_files(files, data_dir)
+  elif data_dir:
     paths = require_files(data_dir, name, [FILES['train'], FILES['validation']])
     splits = {split: _read_tsv(p) for split, p in zip(FILES, paths)}
   else:
     splits = _read_tfds(name, tfds_data_dir)
-  return TextClassificationData(name, splits, tokenizer, seq_len)
+  return TextClassificationData(name, hold_out(splits, validation_holdout), tokenizer, seq_len,
+                                lowercase=lowercase, label_names=names)

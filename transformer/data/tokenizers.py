@@ -6,7 +6,8 @@
   the data and saved as a file, so a resumed run and eval.py reuse it.
 - `HFTokenizer`: a pretrained model's own `tokenizer.json` (Hugging Face's
   `tokenizers` package; no transformers or torch), with the special-token ids of
-  its config.json. Its ids are the model's, so padding is whatever the model says.
+  its config.json (and its [MASK] id, which masked-LM training uses). Its ids are
+  the model's, so padding is whatever the model says.
 
 Each has `encode(text) -> ids`, `decode(ids) -> text`, `vocab_size` and a
 `fingerprint` (a hash of what decides the ids), which a workdir can record to
@@ -148,7 +149,7 @@ class HFTokenizer:
   padding, start, end and unknown come from the model's config.json and
   tokenizer_config.json (`from_dir`; None where the model has none).
   """
-  pad_id = bos_id = eos_id = unk_id = None
+  pad_id = bos_id = eos_id = unk_id = mask_id = None
 
   def __init__(self, path: str):
     try:
@@ -182,7 +183,7 @@ class HFTokenizer:
         continue
       with open(file, encoding='utf-8') as f:
         meta = json.load(f)
-      for key in ('pad', 'bos', 'eos', 'unk'):
+      for key in ('pad', 'bos', 'eos', 'unk', 'mask'):
         value = meta.get(f'{key}_token_id', meta.get(f'{key}_token'))
         if isinstance(value, dict):   # an AddedToken saved as a dict
           value = value.get('content')
@@ -192,8 +193,8 @@ class HFTokenizer:
           value = tok._tok.token_to_id(value)
         if isinstance(value, int):
           ids[key] = value
-    tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id = (
-        ids.get(k) for k in ('pad', 'bos', 'eos', 'unk'))
+    tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id, tok.mask_id = (
+        ids.get(k) for k in ('pad', 'bos', 'eos', 'unk', 'mask'))
     return tok
 
   def encode(self, text: str) -> list[int]:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transformer import decoding, distributed, flops, models
+from transformer.data import files as files_data
 from transformer.data import lm as lm_data
 from transformer.data import resolve_data_dir
 from transformer.experiment_config import ConfigError, build_model_config
@@ -27,7 +28,7 @@ def make_lm_source(config, workdir, **options):
                               tfds_data_dir=config.get('tfds_data_dir') or None,
                               processes=distributed.processes(),
                               tokenizer=lm_data.tokenizer_from_spec(config.get('tokenizer', '')),
-                              **options)
+                              files=config.get('files'), **options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +45,7 @@ class LMSettings(Settings):
 class LMTask(Task):
   """Next-token prediction with a decoder-only Transformer."""
   name = 'lm'
-  datasets = lm_data.DATASETS
+  datasets = lm_data.DATASETS + (files_data.DATASET,)
   settings_class = LMSettings
   generates = 'continuations'
   required_layers = ('num_decoder_layers',)

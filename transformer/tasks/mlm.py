@@ -5,7 +5,9 @@ windows of seq_len tokens) are masked as in BERT (Devlin et al. 2019, 3.1):
 each real token is selected with probability `config.mlm.mask_rate` (0.15);
 a selected token is replaced by [MASK] 80% of the time, by a random token 10%,
 and kept 10%; the loss is the cross-entropy of the original token at the
-selected positions only. [MASK] is one extra id after the data's vocabulary.
+selected positions only. [MASK] is the tokenizer's own where it has one (a pretrained
+model's tokenizer.json, `config.tokenizer`), else one extra id after the data's
+vocabulary (`mask_id_and_vocab`).
 
 The masking is drawn inside the step from the step's key (fold_in of the
 run's key and the step), so a batch's masks are a pure function of (seed,
@@ -47,6 +49,16 @@ def mask_tokens(key: jax.Array, tokens: jax.Array, real: jax.Array, mask_id: int
   return inputs, selected
 
 
+def mask_id_and_vocab(tokenizer, data_vocab_size: int) -> tuple[int, int]:
+  """(the [MASK] id, the model's vocabulary size) for text read with `tokenizer`: its own
+  mask token where it has one, else one id past the data's vocabulary. Fine-tuning a
+  masked-LM model (text_classification) uses the same rule, so the ids line up."""
+  own = getattr(tokenizer, 'mask_id', None)
+  if own is not None:
+    return own, data_vocab_size
+  return data_vocab_size, data_vocab_size + 1
+
+
 def _rate(value):
   return None if isinstance(value, (int, float)) and 0 < value < 1 else 'must be in (0, 1)'
 
@@ -66,7 +78,7 @@ class MLMTask(Task):
   """Masked-token prediction with `models.EncoderOnly` (BERT)."""
   name = 'mlm'
   weight_name = 'masked_tokens'
-  datasets = ('tiny_shakespeare', 'ptb')   # the stream datasets: every window is real text
+  datasets = ('tiny_shakespeare', 'ptb', 'files')   # the stream datasets: every window is real text
   settings_class = MLMSettings
   required_layers = ('num_encoder_layers',)
 
@@ -80,9 +92,11 @@ class MLMTask(Task):
   def __init__(self, config, workdir):
     super().__init__(config, workdir)
     self.data = make_lm_source(config, workdir)
-    self.mask_id = self.data.vocab_size            # one id past the data's vocabulary
+    self.mask_id, vocab_size = mask_id_and_vocab(self.data.tokenizer, self.data.vocab_size)
     self.mask_rate = float(self.settings.mlm.mask_rate)
-    self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size + 1)
+    # A converted model's embedding may hold more rows than its tokenizer has ids (padded).
+    pretrained = (config.get('pretrained') or {}).get('vocab_size', 0)
+    self.model_cfg = build_model_config(config, vocab_size=max(vocab_size, pretrained))
 
   def model(self, train: bool) -> nn.Module:
     return models.EncoderOnly(self.model_cfg.replace(deterministic=not train))

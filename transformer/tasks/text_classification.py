@@ -2,13 +2,14 @@
 
 `models.EncoderOnly` with its [CLS]-position head (`head='classify'`: the first
 token's final state, Dense + tanh, then the classifier) on labelled sentences
-(transformer/data/text_classification.py: SST-2 by TFDS name, or GLUE's TSV
-files under data_dir). Made to start from a masked-LM run: `config.init_from`
-names its workdir (transformer/pretrained.py: the encoder and embeddings come
-from it, the pooler and classifier start fresh), and `config.vocab_from` names
-the dataset whose vocabulary that run used (e.g. 'ptb' for configs/mlm_ptb.py),
-so the token ids mean what they meant in pretraining; the model's vocabulary is
-that one plus the [MASK] id, as in the mlm task.
+(transformer/data/text_classification.py: SST-2 by TFDS name, GLUE's TSV
+files under data_dir, or your own TSV/CSV/JSONL tables with dataset='files').
+Made to start from a masked-LM run or a converted BERT: `config.init_from` names
+its workdir (transformer/pretrained.py: the encoder and embeddings come from it,
+the pooler and classifier start fresh), and the text is read with that model's
+tokenizer: `config.tokenizer='hf:DIR'` (its tokenizer.json), or `config.vocab_from`
+the dataset whose word vocabulary it used (e.g. 'ptb' for configs/mlm_ptb.py).
+The model's vocabulary is the mlm task's for that tokenizer ([MASK] included).
 
 Metrics are example-weighted: `loss` (cross-entropy), `accuracy`, `examples`.
 """
@@ -21,28 +22,39 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from transformer import distributed, flops, models
+from transformer.data import files as files_data
 from transformer.data import lm as lm_data
 from transformer.data import resolve_data_dir
 from transformer.data import text_classification as text_data
 from transformer.experiment_config import build_model_config
 from transformer.tasks.base import Settings, Task, register, setting
 from transformer.tasks.classification import classification_sums
+from transformer.tasks.mlm import mask_id_and_vocab
+
+
+def _holdout(value):
+  return None if isinstance(value, int) and value >= 0 else 'must be an integer >= 0'
 
 
 @dataclasses.dataclass(frozen=True)
 class TextClassificationSettings(Settings):
-  vocab_from: str = setting('', 'the dataset whose vocabulary the pretrained model uses, one of '
-                            f'{lm_data.DATASETS}', fixed=True,
-                            check=lambda v: None if v in lm_data.DATASETS else (
+  vocab_from: str = setting('', 'without config.tokenizer: the dataset whose vocabulary the '
+                            f'pretrained model uses, one of {lm_data.DATASETS}', fixed=True,
+                            check=lambda v: None if v in ('',) + lm_data.DATASETS else (
                                 'is not one of the datasets with a vocabulary: name the one '
                                 f'the pretrained model uses, one of {lm_data.DATASETS}'))
+  validation_holdout: int = setting(0, "N > 0: N training sentences (a fixed draw, the same "
+                                    "for every seed) are the 'validation' split, and the "
+                                    "dataset's own validation split is called 'dev'",
+                                    fixed=True, check=_holdout)
 
 
 @register
 class TextClassificationTask(Task):
   name = 'text_classification'
   weight_name = 'examples'
-  datasets = tuple(text_data.TFDS_NAMES)   # and any NAME with GLUE's TSV files under data_dir
+  # and any NAME with GLUE's TSV files under data_dir, or your tables by path ('files')
+  datasets = tuple(text_data.TFDS_NAMES) + (files_data.DATASET,)
   settings_class = TextClassificationSettings
   required_layers = ('num_encoder_layers',)
 
@@ -53,19 +65,34 @@ class TextClassificationTask(Task):
       problems.append(f'dataset={config.get("dataset")!r}: name a sentence-classification '
                       f'dataset ({cls.datasets} by TFDS, or any in GLUE\'s TSV layout under '
                       'data_dir)')
-    return problems + cls.layer_problems(config) + cls.settings_class.read(config)[1]
+    settings, more = cls.settings_class.read(config)
+    if not more and not settings.vocab_from and not config.get('tokenizer'):
+      problems.append("vocab_from='' and tokenizer='': name the pretrained model's tokenizer "
+                      "(tokenizer='hf:DIR') or the dataset whose vocabulary it used "
+                      f'(vocab_from, one of {lm_data.DATASETS})')
+    return problems + cls.layer_problems(config) + more
 
   def __init__(self, config, workdir):
     super().__init__(config, workdir)
     data_dir = resolve_data_dir(config.data_dir)
-    vocabulary = lm_data.make_lm_data(self.settings.vocab_from, data_dir, seq_len=config.seq_len,
-                                      workdir=workdir, vocab_size=config.vocab_size or None,
-                                      tfds_data_dir=config.get('tfds_data_dir') or None,
-                                      processes=distributed.processes())
+    tokenizer = lm_data.tokenizer_from_spec(config.get('tokenizer', ''))
+    if tokenizer is None:   # the word vocabulary of an LM dataset, lowercased, as mlm_ptb
+      vocabulary = lm_data.make_lm_data(
+          self.settings.vocab_from, data_dir, seq_len=config.seq_len,
+          workdir=workdir, vocab_size=config.vocab_size or None,
+          tfds_data_dir=config.get('tfds_data_dir') or None, processes=distributed.processes())
+      tokenizer, lowercase = vocabulary.tokenizer, True
+    else:   # a pretrained model's tokenizer.json normalizes the text itself
+      lowercase = False
     self.data = text_data.make_text_classification_data(
-        config.dataset, data_dir, vocabulary.tokenizer, config.seq_len,
-        tfds_data_dir=config.get('tfds_data_dir') or None)
-    self.model_cfg = build_model_config(config, vocab_size=vocabulary.vocab_size + 1,
+        config.dataset, data_dir, tokenizer, config.seq_len,
+        tfds_data_dir=config.get('tfds_data_dir') or None, files=config.get('files'),
+        lowercase=lowercase, validation_holdout=self.settings.validation_holdout)
+    # The vocabulary of the masked-LM model it fine-tunes ([MASK] included), or of the
+    # converted checkpoint's embedding when that is larger (padded).
+    _, vocab_size = mask_id_and_vocab(tokenizer, tokenizer.vocab_size)
+    pretrained = (config.get('pretrained') or {}).get('vocab_size', 0)
+    self.model_cfg = build_model_config(config, vocab_size=max(vocab_size, pretrained),
                                         num_classes=self.data.num_classes)
 
   def model(self, train: bool) -> nn.Module:

@@ -1,0 +1,161 @@
+"""Your own data by path (transformer/data/files.py): text streams, tables, held-out splits,
+and tokenizers trained by tools/tokenizer.py."""
+
+import gzip
+import json
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from tools import tokenizer as tokenizer_tool
+from transformer.data import DataError
+from transformer.data import files as files_lib
+from transformer.data import text_classification as text_data
+from transformer.data.lm import make_lm_data
+from transformer.data.tokenizers import HFTokenizer
+
+GPT2 = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'fixtures', 'hf', 'gpt2')
+SENTENCES = ['the film is a delight', 'a dull and tired story', 'i loved every minute of it',
+             'nothing works here', 'a warm , funny film', 'the plot never comes alive'] * 5
+
+
+def _files(**kw):
+  c = ml_collections.ConfigDict(dict(train='', validation='', test='', unit='line',
+                                     text_column='sentence', label_column='label'))
+  c.update(kw)
+  return c
+
+
+@pytest.fixture(scope='module')
+def wordpiece(tmp_path_factory):
+  out = tmp_path_factory.mktemp('wordpiece')
+  tok, config = tokenizer_tool.train('wordpiece', SENTENCES * 4, vocab_size=120, min_frequency=1)
+  tokenizer_tool.save(tok, config, str(out))
+  return HFTokenizer.from_dir(str(out))
+
+
+def test_text_files_by_glob_line_and_file_units(tmp_path):
+  (tmp_path / 'a.txt').write_text('ab\n\nba\n')
+  with gzip.open(tmp_path / 'b.txt.gz', 'wt') as f:
+    f.write('abc\n')
+  (tmp_path / 'v.txt').write_text('cab\n')
+  spec = _files(train=f'{tmp_path}/*.txt*', validation=str(tmp_path / 'v.txt'))
+  assert files_lib.documents(spec.train, 'train') == ['ab', 'ba', 'abc', 'cab']   # sorted glob
+  assert files_lib.documents(spec.train, 'train', unit='file') == ['ab\n\nba\n', 'abc\n',
+                                                                   'cab\n']
+  data = make_lm_data('files', seq_len=4, files=spec)
+  tok = data.tokenizer   # characters of every split, newline included
+  assert tok.chars == ['\n', 'a', 'b', 'c'] and data.splits == ('train', 'validation')
+  assert tok.decode(data.tokens('train')) == 'ab\nba\nabc\ncab\n'
+  assert tok.decode(data.tokens('validation')) == 'cab\n'
+
+
+def test_documents_are_encoded_one_by_one_and_closed_by_the_end_id(tmp_path):
+  gpt2 = HFTokenizer.from_dir(GPT2)
+  (tmp_path / 't.txt').write_text('hello world\nthe end\n')
+  data = make_lm_data('files', seq_len=2, tokenizer=gpt2, files=_files(train=str(tmp_path / 't.txt')))
+  expected = gpt2.encode('hello world') + [gpt2.eos_id] + gpt2.encode('the end') + [gpt2.eos_id]
+  assert data.tokens('train').tolist() == expected and data.vocab_size == gpt2.vocab_size
+
+
+def test_a_table_among_text_files_gives_its_text_column(tmp_path, wordpiece):
+  (tmp_path / 't.tsv').write_text('sentence\tlabel\nthe film\t1\nnothing works\t0\n')
+  (tmp_path / 'u.txt').write_text('a warm film\n')
+  spec = _files(train=f'{tmp_path}/t.tsv,{tmp_path}/u.txt')
+  assert files_lib.documents(spec.train, 'train') == ['the film', 'nothing works', 'a warm film']
+  data = make_lm_data('files', seq_len=4, tokenizer=wordpiece, files=spec)
+  cls, sep = wordpiece.encode('')   # [CLS] [SEP]: the tokenizer's own policy, per document
+  stream = data.tokens('train').tolist()
+  assert stream.count(cls) == 3 and stream.count(sep) == 3 and stream[0] == cls
+
+
+def test_data_dir_placeholder_and_bad_specs(tmp_path):
+  (tmp_path / 'd').mkdir()
+  (tmp_path / 'd' / 'x.txt').write_text('hi\n')
+  assert files_lib.split_specs(_files(train='{data_dir}/d/x.txt'), str(tmp_path)) == {
+      'train': f'{tmp_path}/d/x.txt'}
+  with pytest.raises(DataError, match='names {data_dir}, but no data directory is set'):
+    files_lib.split_specs(_files(train='{data_dir}/d/x.txt'))
+  with pytest.raises(DataError, match='needs config.files.train'):
+    files_lib.split_specs(_files(validation='x'))
+  with pytest.raises(DataError, match=r"files.train=.*'.*nope\*.txt' matches no file"):
+    files_lib.expand(f'{tmp_path}/d/x.txt,{tmp_path}/nope*.txt', 'train')
+  with pytest.raises(DataError, match="files.unit='para' is not one of"):
+    files_lib.documents(str(tmp_path / 'd' / 'x.txt'), 'train', unit='para')
+
+
+def _tables(tmp_path):
+  (tmp_path / 'train.csv').write_text('text,label,id\n"good, really",pos,1\nbad,neg,2\n'
+                                      'fine,pos,3\n')
+  (tmp_path / 'dev.jsonl').write_text(json.dumps({'text': 'awful', 'label': 'neg'}) + '\n\n' +
+                                      json.dumps({'text': 'great', 'label': 'pos'}) + '\n')
+  return _files(train=str(tmp_path / 'train.csv'), validation=str(tmp_path / 'dev.jsonl'),
+                text_column='text')
+
+
+def test_tables_csv_and_jsonl_with_named_labels(tmp_path, wordpiece):
+  data = text_data.make_text_classification_data('files', None, wordpiece, 8,
+                                                  files=_tables(tmp_path), lowercase=False)
+  assert data.label_names == ['neg', 'pos'] and data.num_classes == 2
+  batch = data.train_batch(0, 3, 0)
+  assert sorted(batch['labels'].tolist()) == [0, 1, 1]
+  (dev,) = data.eval_batches('validation', 2)
+  assert dev['labels'].tolist() == [0, 1]
+  row = dev['inputs'][1].tolist()
+  assert row[:len(wordpiece.encode('great'))] == wordpiece.encode('great')
+  assert set(row[len(wordpiece.encode('great')):]) == {wordpiece.pad_id}
+
+
+def test_table_errors_name_the_file(tmp_path):
+  spec = _tables(tmp_path)
+  (tmp_path / 'dev2.jsonl').write_text(json.dumps({'text': 'meh', 'label': 'neutral'}) + '\n')
+  with pytest.raises(DataError, match=r"files.validation=.*dev2.jsonl' has label\(s\) \['neutral'\]"):
+    text_data._read_files(_files(train=spec.train, validation=str(tmp_path / 'dev2.jsonl'),
+                                 text_column='text'), None)
+  with pytest.raises(DataError, match=r"train.csv has no column 'sentence' \(its columns: "
+                                      r"\['text', 'label', 'id'\]\)"):
+    text_data._read_files(_files(train=spec.train), None)
+  (tmp_path / 'bad.tsv').write_text('sentence\tlabel\nfine\t\n')
+  with pytest.raises(DataError, match=r"bad.tsv line 2: expected a value in each of"):
+    files_lib.read_table(str(tmp_path / 'bad.tsv'), 'train', 'sentence', 'label')
+  (tmp_path / 'bad.jsonl').write_text('{"text": 1\n')
+  with pytest.raises(DataError, match='bad.jsonl line 1 is not JSON'):
+    files_lib.column(str(tmp_path / 'bad.jsonl'), 'text')
+  (tmp_path / 'x.parquet').write_text('x')
+  with pytest.raises(DataError, match='must end in .tsv, .csv or .jsonl'):
+    files_lib.read_table(str(tmp_path / 'x.parquet'), 'train', 'a', 'b')
+
+
+def test_integer_labels_stay_themselves(tmp_path):
+  (tmp_path / 't.tsv').write_text('sentence\tlabel\na\t2\nb\t0\n')
+  labels, names = files_lib.label_ids({'train': ['2', '0']}, {'train': 't.tsv'})
+  assert labels['train'].tolist() == [2, 0] and names == ['0', '1', '2']
+
+
+def test_validation_holdout_is_fixed_and_keeps_the_own_split_as_dev():
+  sentences = [f's{i}' for i in range(20)]
+  splits = {'train': (sentences, np.arange(20) % 2), 'validation': (['d'], np.array([1]))}
+  a = text_data.hold_out(splits, 5)
+  assert len(a['train'][0]) == 15 and len(a['validation'][0]) == 5
+  assert sorted(a['train'][0] + a['validation'][0]) == sorted(sentences)
+  assert a['dev'] == splits['validation']
+  assert text_data.hold_out(splits, 5)['validation'][0] == a['validation'][0]   # fixed draw
+  for i, s in enumerate(a['validation'][0]):
+    assert a['validation'][1][i] == int(s[1:]) % 2   # labels travel with their sentences
+  with pytest.raises(DataError, match='validation_holdout=20 must be between 1'):
+    text_data.hold_out(splits, 20)
+
+
+def test_trained_tokenizers_follow_their_family_policy(tmp_path, wordpiece):
+  assert (wordpiece.pad_id, wordpiece.unk_id, wordpiece.mask_id) == (0, 1, 4)
+  ids = wordpiece.encode('The Film is a DELIGHT')
+  assert wordpiece.id_to_token(ids[0]) == '[CLS]' and wordpiece.id_to_token(ids[-1]) == '[SEP]'
+  assert wordpiece.decode(ids) == 'the film is a delight'   # lowercased, specials dropped
+  tok, config = tokenizer_tool.train('bpe', SENTENCES, vocab_size=300, min_frequency=1)
+  tokenizer_tool.save(tok, config, str(tmp_path / 'bpe'))
+  bpe = HFTokenizer.from_dir(str(tmp_path / 'bpe'))
+  assert (bpe.pad_id, bpe.bos_id, bpe.eos_id) == (0, 0, 0)
+  text = 'Ünïcode  never seen, 日本語 — and spaces '
+  assert bpe.decode(bpe.encode(text)) == text   # byte-level: no unknown text, nothing added

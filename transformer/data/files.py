@@ -1,0 +1,214 @@
+"""Your own data, by path: `config.dataset='files'` and the `config.files` block.
+
+    --config.dataset=files --config.files.train='corpus/*.txt' --config.files.validation=dev.txt
+
+`config.files.{train,validation,test}` each name a split's files: a path, a glob, or
+several of them separated by commas (a split left '' does not exist); `{data_dir}`
+in a path stands for the data directory (config.data_dir, else
+$TRANSFORMER_DATA_DIR), so a config file can name the shared datasets. What the
+files hold depends on the family:
+
+- text (lm, mlm): UTF-8 text (.gz too); `files.unit='line'` makes each non-empty
+  line a document, 'file' each whole file. A table among them (.tsv, .csv,
+  .jsonl, as below) gives the values of its `files.text_column` as documents. The documents are encoded one by one
+  with the run's tokenizer (`config.tokenizer`, e.g. a pretrained model's
+  'hf:DIR'; else characters of the training text) and concatenated into one
+  stream per split: a pretrained tokenizer's own policy adds its start/end
+  tokens, and its end id (where it has one) closes each document.
+- tables (text_classification): .tsv, .csv or .jsonl (.gz too) with a header row
+  (TSV/CSV) or one object per line (JSONL); `files.text_column` and
+  `files.label_column` name the fields. Labels are integers 0..C-1, or names
+  (mapped to ids in sorted order, `label_names`).
+- translation: `files.SPLIT` is a prefix P of aligned files P.SRC and P.TGT (or
+  .gz), one sentence per line, with the languages of the task's `source_lang`
+  and `target_lang` (e.g. files.train=data/train reads data/train.en and
+  data/train.de).
+- images (classification): a folder per class holding image files (the ImageNet
+  layout: TRAIN/CLASS/*.jpeg); the class names, sorted, are the labels.
+
+Every file is checked before the first step: a split that matches no file, an
+unreadable or empty file, a table without the named columns, an unknown label
+value, unaligned translation files: one DataError naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import os
+
+import numpy as np
+
+from transformer.data import DataError, read_text
+
+DATASET = 'files'
+SPLITS = ('train', 'validation', 'test')
+UNITS = ('line', 'file')
+
+
+def split_specs(files, data_dir: str | None = None) -> dict[str, str]:
+  """{split: spec} of the splits `files` names (non-empty), train first, with `{data_dir}`
+  filled in; DataError when there is no train split."""
+  specs = {s: str(files.get(s) or '').strip() for s in SPLITS}
+  specs = {s: v for s, v in specs.items() if v}
+  if 'train' not in specs:
+    raise DataError("dataset='files' needs config.files.train: the training files (a path, a "
+                    "glob, or several separated by commas)")
+  for split, spec in specs.items():
+    if '{data_dir}' in spec:
+      if not data_dir:
+        raise DataError(f'files.{split}={spec!r} names {{data_dir}}, but no data directory is '
+                        'set: set --config.data_dir or $TRANSFORMER_DATA_DIR')
+      specs[split] = spec.replace('{data_dir}', data_dir.rstrip('/'))
+  return specs
+
+
+def expand(spec: str, split: str) -> list[str]:
+  """The files a split's spec names (globs expanded, sorted per pattern), each existing."""
+  out = []
+  for part in (p.strip() for p in spec.split(',')):
+    if not part:
+      continue
+    part = os.path.expanduser(os.path.expandvars(part))
+    matches = sorted(glob.glob(part)) if glob.has_magic(part) else [part]
+    matches = [m for m in matches if os.path.isfile(m)]
+    if not matches:
+      raise DataError(f'files.{split}={spec!r}: {part!r} matches no file; give existing files '
+                      '(paths or globs, separated by commas)')
+    out += matches
+  return out
+
+
+def is_table(path: str) -> bool:
+  return (path[:-3] if path.endswith('.gz') else path).endswith(('.tsv', '.csv', '.jsonl'))
+
+
+def documents(spec: str, split: str, unit: str = 'line', text_column: str = 'sentence'
+              ) -> list[str]:
+  """A text split's documents: the non-empty lines ('line') or whole files ('file'); a
+  table's `text_column` values."""
+  if unit not in UNITS:
+    raise DataError(f'files.unit={unit!r} is not one of {UNITS}')
+  docs = []
+  for path in expand(spec, split):
+    if is_table(path):
+      docs += [t for t in column(path, text_column) if t.strip()]
+      continue
+    text = read_text(path)
+    docs += [line for line in text.split('\n') if line.strip()] if unit == 'line' else [text]
+  return docs
+
+
+def encode_documents(tokenizer, docs: list[str]) -> np.ndarray:
+  """One stream of the documents, each encoded alone (its tokenizer's start/end policy), closed
+  by the end id where the tokenizer has one and the encoding does not end with it."""
+  eos = getattr(tokenizer, 'eos_id', None)
+  pieces = []
+  for doc in docs:
+    ids = list(tokenizer.encode(doc))
+    if eos is not None and (not ids or ids[-1] != eos):
+      ids.append(eos)
+    pieces.append(np.asarray(ids, np.int32))
+  return np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+
+
+def _rows(path: str) -> tuple[list[str], list[dict]]:
+  """(header, rows as dicts) of a .tsv/.csv/.jsonl file (optionally .gz)."""
+  base = path[:-3] if path.endswith('.gz') else path
+  text = read_text(path)
+  if base.endswith('.jsonl'):
+    rows = []
+    for n, line in enumerate(text.split('\n'), start=1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except ValueError as e:
+        raise DataError(f'{path} line {n} is not JSON ({e})') from None
+      if not isinstance(row, dict):
+        raise DataError(f'{path} line {n}: expected one JSON object per line, got {row!r:.60}')
+      row['_line'] = n
+      rows.append(row)
+    return sorted({k for r in rows for k in r} - {'_line'}), rows
+  if base.endswith('.tsv'):
+    reader = csv.reader(io.StringIO(text), delimiter='\t', quoting=csv.QUOTE_NONE)
+  elif base.endswith('.csv'):
+    reader = csv.reader(io.StringIO(text))
+  else:
+    raise DataError(f'{path}: a table must end in .tsv, .csv or .jsonl (optionally .gz)')
+  table = list(reader)
+  header, out = table[0], []
+  for n, values in enumerate(table[1:], start=2):
+    if values:
+      row = dict(zip(header, values))
+      row['_line'] = n
+      out.append(row)
+  return header, out
+
+
+def _columns(path: str, names: tuple[str, ...]) -> list[tuple[str, ...]]:
+  """The values of columns `names` in each row of a table; DataError naming a missing column
+  or an incomplete row."""
+  header, rows = _rows(path)
+  missing = [c for c in names if c not in header]
+  if missing:
+    raise DataError(f'{path} has no column {missing[0]!r} (its columns: {header}); set '
+                    'config.files.text_column (and label_column)')
+  out = []
+  for row in rows:
+    values = tuple(row.get(c) for c in names)
+    if any(v is None or str(v).strip() == '' and c != names[0] for v, c in zip(values, names)):
+      raise DataError(f'{path} line {row["_line"]}: expected a value in each of {list(names)}')
+    out.append(tuple(str(v) for v in values))
+  return out
+
+
+def column(path: str, name: str) -> list[str]:
+  """The values of one column of a table."""
+  return [v for (v,) in _columns(path, (name,))]
+
+
+def read_table(spec: str, split: str, text_column: str, label_column: str
+               ) -> tuple[list[str], list[str]]:
+  """(texts, raw labels as str) of a table split."""
+  texts, labels = [], []
+  for path in expand(spec, split):
+    for text, label in _columns(path, (text_column, label_column)):
+      texts.append(text)
+      labels.append(label.strip())
+  return texts, labels
+
+
+def label_ids(raw: dict[str, list[str]], where: dict[str, str]) -> tuple[dict[str, np.ndarray],
+                                                                         list[str]]:
+  """Label strings -> ids, by the training split's values: integers 0..C-1 stay themselves
+  (when every training label is one), names take their sorted order. A value the
+  training split lacks is a DataError naming the split's files."""
+  train = raw['train']
+  if all(v.lstrip('-').isdigit() for v in train):
+    values = sorted({int(v) for v in train})
+    if values[0] < 0:
+      raise DataError(f'{where["train"]}: integer labels must be 0..C-1, found {values[0]}')
+    names = [str(i) for i in range(values[-1] + 1)]
+  else:
+    names = sorted(set(train))
+  index = {n: i for i, n in enumerate(names)}
+  out = {}
+  for split, values in raw.items():
+    unknown = sorted(set(values) - set(index))
+    if unknown:
+      raise DataError(f'files.{split}={where[split]!r} has label(s) {unknown[:5]} that the '
+                      f'training files do not: they have {names[:20]}')
+    out[split] = np.asarray([index[v] for v in values], np.int32)
+  return out, names
+
+
+def translation_file(prefix: str, lang: str, split: str) -> str:
+  """PREFIX.LANG (or .gz) of a translation split."""
+  for path in (f'{prefix}.{lang}', f'{prefix}.{lang}.gz'):
+    if os.path.isfile(path):
+      return path
+  raise DataError(f'files.{split}={prefix!r}: neither {prefix}.{lang} nor {prefix}.{lang}.gz '
+                  f'exists; a translation split is a prefix P of aligned files P.SRC and P.TGT')
