@@ -10,6 +10,9 @@
   echo "The capital of France is" | python generate.py --workdir=runs/qwen2 --num_tokens=20
   # classification: every image file in a folder -> 'path<TAB>class<TAB>probability'
   python generate.py --workdir=runs/vit_mnist --images=digits/
+  # sentence classification (a fine-tuned BERT): one sentence per line ->
+  # 'class<TAB>probability<TAB>sentence'
+  echo "a gorgeous, witty film" | python generate.py --workdir=runs/sst2_bert
   # score an existing hypothesis file (no model): sacreBLEU and tokenized BLEU
   python generate.py --score --input=hyps.en --references=refs.en
 
@@ -118,6 +121,11 @@ def main(argv):
                                 for r in rows])
   elif makes == 'translations':
     _write_lines(FLAGS.output, inference.translate(exp, params, lines))
+  elif makes == 'sentence labels':
+    rows = inference.classify_texts(exp, params, lines,
+                                    progress=inference.Progress(len(lines), 'sentences'))
+    _write_lines(FLAGS.output, [f"{r['class']}\t{r['probability']:.4f}\t{r['text']}"
+                                for r in rows])
   else:
     _write_blocks(inference.continue_prompts(exp, params, lines, FLAGS.num_tokens))
 

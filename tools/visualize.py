@@ -663,7 +663,8 @@ def run_views(config, task, params, *, text: str | None = None, split: str | Non
   if text is None:
     raise InputError(f'pass --text="..." (the sentence the {kind} model reads), or '
                      '--split=S --index=N for an example of the dataset')
-  ids = list(tok.encode(text.lower() if config.task == 'text_classification' else text))
+  lower = getattr(task.data, 'lowercase', False)   # a word vocabulary's sentences (SST-2)
+  ids = list(tok.encode(text.lower() if lower else text))
   check_length(len(ids), task.model_cfg.max_len)
   _, maps = attention_maps(model, params, jnp.asarray([ids], jnp.int32))
   return text, [self_attention_view(maps, token_labels(tok, ids), kind == 'DecoderLM')]

@@ -215,6 +215,32 @@ def classify_images(exp, params, paths: Sequence[str], batch_size: int = 64,
   return out
 
 
+def classify_texts(exp, params, texts: Sequence[str], batch_size: int = 64,
+                   progress: Progress | None = None) -> list[dict]:
+  """{'text', 'label', 'class', 'probability'} of the top class for each sentence, encoded
+  as the training data was (the run's tokenizer, truncated to seq_len)."""
+  _require(exp, 'sentence labels', 'classifying sentences')
+  data = exp.task.data
+  model = exp.task.model(False)
+  apply = jax.jit(lambda p, x: jax.nn.softmax(model.apply({'params': p}, x, head='classify'),
+                                              axis=-1))
+  out = []
+  for start in range(0, len(texts), batch_size):
+    chunk = list(texts[start:start + batch_size])
+    rows = data.encode(chunk)
+    if len(chunk) < batch_size and len(texts) > batch_size:   # one compiled shape
+      rows = np.concatenate([rows, np.full((batch_size - len(chunk), rows.shape[1]),
+                                           data.pad_id, rows.dtype)])
+    probs = np.asarray(apply(params, rows))[:len(chunk)]
+    for text, p in zip(chunk, probs):
+      label = int(np.argmax(p))
+      out.append({'text': text, 'label': label, 'class': data.class_names[label],
+                  'probability': float(p[label])})
+    if progress:
+      progress(len(out))
+  return out
+
+
 def score(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
   """sacreBLEU and tokenized BLEU (transformer/bleu.py) of hypotheses against references."""
   if len(hypotheses) != len(references):

@@ -159,3 +159,40 @@ def test_trained_tokenizers_follow_their_family_policy(tmp_path, wordpiece):
   assert (bpe.pad_id, bpe.bos_id, bpe.eos_id) == (0, 0, 0)
   text = 'Ünïcode  never seen, 日本語 — and spaces '
   assert bpe.decode(bpe.encode(text)) == text   # byte-level: no unknown text, nothing added
+
+
+def _png(path, size, value):
+  from PIL import Image
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(np.full((*size, 3), value, np.uint8)).save(path)
+
+
+def test_image_folders_one_per_class(tmp_path):
+  from transformer.data.images import make_image_data
+  for i in range(6):   # images of any size; classes by folder name
+    _png(tmp_path / 'train' / 'cat' / f'{i}.png', (20 + i, 30), 10)
+    _png(tmp_path / 'train' / 'dog' / f'{i}.PNG', (40, 16 + i), 240)
+  _png(tmp_path / 'val' / 'dog' / 'a.png', (24, 24), 240)
+  (tmp_path / 'train' / 'dog' / 'notes.txt').write_text('not an image: skipped')
+  files = _files(train=str(tmp_path / 'train'), validation=str(tmp_path / 'val'))
+  data = make_image_data('files', None, image_size=8, files=files)
+  assert data.class_names == ('cat', 'dog') and data.num_classes == 2 and data.epoch_size == 12
+  batch = data.train_batch(0, 4, 0)
+  assert batch['images'].shape == (4, 8, 8, 3)
+  for image, label in zip(batch['images'], batch['labels']):   # dark cats, bright dogs
+    assert (image.mean() > 0) == (label == 1)
+  (val,) = data.eval_batches('validation', 2)
+  assert val['labels'].tolist()[:1] == [1] and val['weights'].tolist() == [1, 0]
+  held = make_image_data('files', None, image_size=8, validation_holdout=3,
+                         files=_files(train=str(tmp_path / 'train')))
+  assert held.epoch_size == 9 and sum(len(b['labels']) for b in
+                                      held.eval_batches('validation', 3)) == 3
+  _png(tmp_path / 'val2' / 'bird' / 'a.png', (8, 8), 0)
+  with pytest.raises(DataError, match=r"has class folder\(s\) \['bird'\] that the training"):
+    make_image_data('files', None, files=_files(train=str(tmp_path / 'train'),
+                                                test=str(tmp_path / 'val2')))
+  (tmp_path / 'train' / 'cat' / 'broken.jpg').write_bytes(b'\xff\xd8 not really')
+  with pytest.raises(DataError, match=r'cat/broken.jpg is not a readable image'):
+    make_image_data('files', None, files=files)
+  with pytest.raises(DataError, match=r"'.*nowhere' is not a folder"):
+    make_image_data('files', None, files=_files(train=str(tmp_path / 'nowhere')))

@@ -214,3 +214,32 @@ def test_only_the_writer_process_trains_the_sentencepiece_model(tmp_path):
                                     Processes(writer=False, count=2, wait=reader_wait))
   assert calls == ['sentencepiece:spm.model'] and os.path.exists(path)
   assert tok.decode(tok.encode('a dog runs')) == 'a dog runs'
+
+
+def test_parallel_files_by_path_read_as_the_named_dataset(m30k, tmp_path):
+  """dataset='files' with Multi30k's own prefixes gives the same pairs, ids and batches; other
+  language codes and unaligned files work or fail as they should."""
+  import ml_collections
+  data, data_dir, workdir = m30k
+  files = ml_collections.ConfigDict(dict(train='{data_dir}/multi30k/train',
+                                         validation=f'{data_dir}/multi30k/val', test=''))
+  os.makedirs(tmp_path / 'w')
+  os.link(tr.spm_path(str(workdir), 'multi30k'), tr.spm_path(str(tmp_path / 'w'), 'files'))
+  mine = tr.make_translation_data(
+      'files', data_dir, workdir=str(tmp_path / 'w'), source_lang='de', target_lang='en',
+      vocab_size=VOCAB, max_len=MAX_LEN, tokens_per_batch=TOKENS, files=files)
+  assert mine.num_pairs('train') == 29000 and mine.num_pairs('validation') == 1014
+  for k, v in data.train_batch(3, ROWS, 0).items():
+    np.testing.assert_array_equal(mine.train_batch(3, ROWS, 0)[k], v)
+  with pytest.raises(DataError, match=r"files.test is not set: this dataset has the splits "
+                                      r"\('train', 'validation'\)"):
+    next(mine.eval_batches('test', 4))
+  (tmp_path / 'p.xx').write_text('a\nb\n')
+  (tmp_path / 'p.yy').write_text('c\n')
+  files = ml_collections.ConfigDict(dict(train=str(tmp_path / 'p')))
+  with pytest.raises(DataError, match=r'p.xx has 2 lines but .*p.yy has 1'):
+    tr.make_translation_data('files', None, workdir=str(tmp_path), source_lang='xx',
+                             target_lang='yy', files=files)
+  with pytest.raises(DataError, match=r'neither .*p.zz nor .*p.zz.gz exists'):
+    tr.make_translation_data('files', None, workdir=str(tmp_path), source_lang='xx',
+                             target_lang='zz', files=files)

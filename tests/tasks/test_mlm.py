@@ -11,7 +11,7 @@ import pytest
 
 from configs import mlm_ptb, sst2_from_mlm_ptb
 from tests import helpers
-from transformer import engine
+from transformer import engine, inference
 from transformer import workdir as workdir_lib
 from transformer.data import DataError
 from transformer.data import text_classification as text_data
@@ -154,3 +154,17 @@ def test_bert_by_path_with_its_own_tokenizer_through_export_and_import(tmp_path,
                           '--config.eval_max_batches=-1'])
   assert r.returncode == 0, r.stderr
   assert 'eval dev step 3' in r.stdout and 'examples 872' in r.stdout
+  # generate.py classifies lines of text with the run's own tokenizer, as eval reads them.
+  dev = files_lib.read_table(os.path.join(shared, 'sst2', 'dev.tsv'), 'dev', 'sentence',
+                             'label')[0][:3]
+  (tmp_path / 'lines.txt').write_text('\n'.join(dev) + '\n')
+  r = helpers.run_python(['generate.py', f'--workdir={run}', f'--input={tmp_path}/lines.txt'])
+  assert r.returncode == 0, r.stderr
+  exp, state = inference.load_trained(workdir_lib.read_config(run), run)
+  logits = exp.task.model(False).apply({'params': state.params}, exp.task.data.encode(dev),
+                                       head='classify')
+  probs = np.asarray(jax.nn.softmax(logits))
+  for line, sentence, p in zip(r.stdout.splitlines(), dev, probs):
+    label, prob, text = line.split('\t')
+    assert text == sentence and label == str(p.argmax()) and abs(float(prob) - p.max()) < 1e-4
+  assert len(r.stdout.splitlines()) == 3

@@ -212,3 +212,55 @@ def translation_file(prefix: str, lang: str, split: str) -> str:
       return path
   raise DataError(f'files.{split}={prefix!r}: neither {prefix}.{lang} nor {prefix}.{lang}.gz '
                   f'exists; a translation split is a prefix P of aligned files P.SRC and P.TGT')
+
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
+
+
+def image_folder(spec: str, split: str, classes: list[str] | None = None
+                 ) -> tuple[list[str], np.ndarray, list[str]]:
+  """(image paths, labels, class names) of a folder per class (FOLDER/CLASS/IMAGE). The
+  training split decides the classes (sorted folder names); another split's folder must
+  name only those. Every image's header is read now, so a file that is not an image is a
+  DataError naming it before the first step."""
+  try:
+    from PIL import Image
+  except ImportError:
+    raise DataError('image folders need pillow: pip install pillow') from None
+  paths = []
+  for folder in _folders(spec, split):
+    for name in sorted(os.listdir(folder)):
+      sub = os.path.join(folder, name)
+      if os.path.isdir(sub):
+        images = sorted(f for f in os.listdir(sub) if f.lower().endswith(IMAGE_EXTENSIONS))
+        paths += [(os.path.join(sub, f), name) for f in images]
+  found = sorted({c for _, c in paths})
+  if not paths:
+    raise DataError(f'files.{split}={spec!r} holds no images in class folders (FOLDER/CLASS/'
+                    f'IMAGE with an extension in {IMAGE_EXTENSIONS})')
+  classes = found if classes is None else classes
+  unknown = sorted(set(found) - set(classes))
+  if unknown:
+    raise DataError(f'files.{split}={spec!r} has class folder(s) {unknown[:5]} that the '
+                    f'training folder does not: it has {classes[:20]}')
+  for path, _ in paths:
+    try:
+      with Image.open(path) as im:
+        im.verify()
+    except Exception as e:   # pillow raises several kinds for a damaged file
+      raise DataError(f'{path} is not a readable image ({type(e).__name__}: {e}): remove or '
+                      'replace it') from None
+  index = {c: i for i, c in enumerate(classes)}
+  return [p for p, _ in paths], np.asarray([index[c] for _, c in paths], np.int32), classes
+
+
+def _folders(spec: str, split: str) -> list[str]:
+  out = []
+  for part in (p.strip() for p in spec.split(',')):
+    part = os.path.expanduser(os.path.expandvars(part))
+    if part and not os.path.isdir(part):
+      raise DataError(f'files.{split}={spec!r}: {part!r} is not a folder; an image split is a '
+                      'folder with a subfolder of images per class')
+    if part:
+      out.append(part)
+  return out

@@ -21,6 +21,10 @@ Where the data comes from (`make_image_data`):
   (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz,
   t10k-labels-idx1-ubyte.gz), parsed here with NumPy (`read_idx`, magic numbers
   checked). CIFAR-10 and ImageNet have no raw-file reader: use TFDS.
+* 'files': your own images by path (`config.files`, data/files.py): a folder per
+  split with a subfolder of image files per class (the ImageNet layout), read
+  lazily with pillow as RGB, resized and cropped as ImageNet's are, and
+  normalized to [-1, 1].
 * otherwise TFDS by name through `tfds.data_source` (array_record; no TensorFlow
   needed to read, but decoding images needs pillow or opencv-python). The small
   datasets are decoded into memory once; ImageNet is read lazily, example by
@@ -67,6 +71,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from transformer.data import files as files_lib
 from transformer.data import tfds_reader
 from transformer.data.idx import read_idx
 from transformer.data.image_ops import (central_crop, inception_crop_box, pad_random_crop,
@@ -227,6 +232,25 @@ class RecordSplit:
   @property
   def labels(self) -> np.ndarray:
     return np.array([self.example(i)[1] for i in range(len(self))], np.int32)
+
+
+class FileSplit:
+  """A split of image files read lazily (pillow, as RGB) with their labels."""
+
+  def __init__(self, paths: Sequence[str], labels: np.ndarray):
+    self.paths, self.labels = list(paths), np.asarray(labels, np.int32)
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def example(self, i: int) -> tuple[np.ndarray, int]:
+    from PIL import Image
+    try:
+      with Image.open(self.paths[i]) as im:
+        image = np.asarray(im.convert('RGB'), np.uint8)
+    except Exception as e:   # a file damaged after the check at the start
+      raise DataError(f'{self.paths[i]} cannot be decoded ({type(e).__name__}: {e})') from None
+    return image, int(self.labels[i])
 
 
 class SubsetSplit:
@@ -580,8 +604,9 @@ def make_image_data(dataset: str, data_dir: str | None = None, *, image_size: in
                     augment: Augment | Mapping[str, Any] | None = None,
                     tfds_data_dir: str | None = None, num_workers: int | None = None,
                     prefetch: bool | None = None, validation_holdout: int = 0,
-                    worker_processes: int = 0) -> ImageData:
-  """The image data source for `dataset` ('mnist', 'fashion_mnist', 'cifar10', 'imagenet2012').
+                    worker_processes: int = 0, files=None) -> ImageData:
+  """The image data source for `dataset` ('mnist', 'fashion_mnist', 'cifar10', 'imagenet2012',
+  or 'files': config.files, a folder per split with a folder per class).
 
   Args:
     dataset: the dataset name.
@@ -599,6 +624,9 @@ def make_image_data(dataset: str, data_dir: str | None = None, *, image_size: in
       'validation' split and are left out of 'train' (for choosing a recipe
       without touching the test split).
   """
+  if dataset == files_lib.DATASET:
+    return _image_files(files, resolve_data_dir(data_dir), image_size, augment, num_workers,
+                        prefetch, validation_holdout, worker_processes)
   if dataset not in DATASETS:
     raise ValueError(f'Unknown image dataset {dataset!r}; known: {list(DATASETS)}')
   info = INFO[dataset]
@@ -631,3 +659,29 @@ def make_image_data(dataset: str, data_dir: str | None = None, *, image_size: in
                    augment=augment, native_size=info.image_size, class_names=class_names,
                    num_workers=num_workers, prefetch=prefetch,
                    worker_processes=worker_processes)
+
+
+def _image_files(files, data_dir, image_size, augment, num_workers, prefetch,
+                 validation_holdout, worker_processes) -> ImageData:
+  """dataset='files': a folder per split, a subfolder per class (data/files.py)."""
+  if files is None:
+    raise DataError("dataset='files' needs config.files (an image folder per split)")
+  specs = files_lib.split_specs(files, data_dir)
+  train_paths, train_labels, classes = files_lib.image_folder(specs['train'], 'train')
+  splits = {'train': FileSplit(train_paths, train_labels)}
+  for split, spec in specs.items():
+    if split != 'train':
+      splits[split] = FileSplit(*files_lib.image_folder(spec, split, classes)[:2])
+  if validation_holdout:
+    order = np.random.default_rng(0).permutation(len(train_paths))   # folders are sorted
+    shuffled = FileSplit([train_paths[i] for i in order], train_labels[order])
+    splits = hold_out({**splits, 'train': shuffled}, validation_holdout)
+  if not isinstance(augment, Augment):
+    augment = Augment.from_config(augment)
+  if num_workers is None or num_workers < 0:
+    num_workers = min(32, os.cpu_count() or 1)
+  return ImageData('files', splits, num_classes=len(classes),
+                   image_size=image_size or IMAGENET_DEFAULT_SIZE, num_channels=3,
+                   mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), augment=augment,
+                   native_size=None, class_names=classes, num_workers=num_workers,
+                   prefetch=prefetch, worker_processes=worker_processes)

@@ -74,17 +74,26 @@ class TextClassificationData:
     self.splits = tuple(splits)
     self.label_names = label_names
     self.pad_id = getattr(tokenizer, 'pad_id', None) or 0
+    self.lowercase = lowercase
     self._rows, self._labels = {}, {}
     for split, (sentences, labels) in splits.items():
-      rows = np.full((len(sentences), seq_len), self.pad_id, np.int32)
-      for i, sentence in enumerate(sentences):
-        ids = tokenizer.encode(sentence.lower() if lowercase else sentence)[:seq_len]
-        rows[i, :len(ids)] = ids
-      self._rows[split], self._labels[split] = rows, labels
+      self._rows[split], self._labels[split] = self.encode(sentences), labels
     if not len(self._labels.get('train', ())):
       raise DataError(f'{name}: no training examples')
     self.num_classes = int(max(labels.max() for labels in self._labels.values() if len(labels))) + 1
     self._order = EpochOrder(len(self._labels['train']))
+
+  @property
+  def class_names(self) -> tuple[str, ...]:
+    return tuple(self.label_names or (str(i) for i in range(self.num_classes)))
+
+  def encode(self, sentences) -> np.ndarray:
+    """Token rows [N, seq_len] of sentences, as every split is encoded (truncated, padded)."""
+    rows = np.full((len(sentences), self.seq_len), self.pad_id, np.int32)
+    for i, sentence in enumerate(sentences):
+      ids = self.tokenizer.encode(sentence.lower() if self.lowercase else sentence)[:self.seq_len]
+      rows[i, :len(ids)] = ids
+    return rows
 
   def num_examples(self, split: str) -> int:
     return len(self._labels[split])

@@ -19,6 +19,8 @@ Datasets (`DATASETS`) and where they are read from:
   data_dir/wmt14/<split>.{en,de} (wmt17/ for WMT17), one sentence per line:
   shared/data has only wmt14/newstest2014.{en,de} (no training data), so train
   there needs wmt14/train.{en,de} (the tests build a tiny stand-in).
+* 'files': your own parallel text by path (`config.files`, data/files.py): each
+  split a prefix P of aligned files P.SRC and P.TGT (or .gz), in any languages.
 
 Direction: `source_lang` -> `target_lang` (the paper: 'en' -> 'de').
 
@@ -71,6 +73,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from transformer.data import files as files_lib
 from transformer.data import tfds_reader
 from transformer.data.packing import PackedEpochs, pack_row
 from transformer.data import Batch, DataError, host_slice, read_lines, resolve_data_dir
@@ -173,6 +176,20 @@ def _local_split(data_dir, dataset, split, src, tgt) -> _RawSplit:
                     f'{len(targets)}; the two sides must be aligned line by line (one sentence '
                     'pair per line number). Re-extract or re-download the pair of files.')
   return _RawSplit(sources, targets, f'{folder}/{name}.{{{src},{tgt}}}')
+
+
+def _files_split(specs: dict[str, str], split: str, src: str, tgt: str) -> _RawSplit:
+  """A split of dataset 'files': the aligned files PREFIX.SRC and PREFIX.TGT."""
+  if split not in specs:
+    raise DataError(f'files.{split} is not set: this dataset has the splits {tuple(specs)} '
+                    f'(set --config.files.{split}=PREFIX of aligned files PREFIX.{src} and '
+                    f'PREFIX.{tgt})')
+  paths = [files_lib.translation_file(specs[split], lang, split) for lang in (src, tgt)]
+  sources, targets = read_lines(paths[0]), read_lines(paths[1])
+  if len(sources) != len(targets):
+    raise DataError(f'files.{split}: {paths[0]} has {len(sources)} lines but {paths[1]} has '
+                    f'{len(targets)}; the two sides must be aligned line by line')
+  return _RawSplit(sources, targets, f'{specs[split]}.{{{src},{tgt}}}')
 
 
 def split_texts(dataset: str, split: str, source_lang: str, target_lang: str,
@@ -532,7 +549,7 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
                           tfds_data_dir: str | None = None,
                           spm_max_sentences: int = SPM_MAX_SENTENCES,
                           spm_model_type: str = 'bpe', packing: bool = False,
-                          processes: Processes = Processes()) -> TranslationData:
+                          processes: Processes = Processes(), files=None) -> TranslationData:
   """The translation data source for `dataset` (see the module doc).
 
   Args:
@@ -555,10 +572,17 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
       (data/packing.py; with segment ids and positions) instead of length
       buckets, and tokens_per_batch counts real tokens (rows per batch from
       the measured fill).
+    files: dataset 'files': config.files, your parallel text by path.
   """
-  if dataset not in DATASETS:
-    raise ValueError(f'Unknown translation dataset {dataset!r}; known: {list(DATASETS)}')
-  if {source_lang, target_lang} != set(LANGUAGES):
+  if dataset not in DATASETS + (files_lib.DATASET,):
+    raise ValueError(f'Unknown translation dataset {dataset!r}; known: {list(DATASETS)} or '
+                     f'{files_lib.DATASET!r} (by path)')
+  if dataset == files_lib.DATASET:
+    if files is None or not source_lang or not target_lang or source_lang == target_lang:
+      raise DataError("dataset='files' needs config.files (a prefix per split) and two "
+                      f'different languages; got source_lang={source_lang!r}, '
+                      f'target_lang={target_lang!r}')
+  elif {source_lang, target_lang} != set(LANGUAGES):
     raise ValueError(f'{dataset} translates between {LANGUAGES}; got source_lang={source_lang!r}, '
                      f'target_lang={target_lang!r}')
   if workdir is None:
@@ -567,7 +591,10 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
   if vocab_size <= 0:
     raise ValueError(f'vocab_size must be > 0, got {vocab_size}')
   data_dir = resolve_data_dir(data_dir)
-  if data_dir:
+  if dataset == files_lib.DATASET:
+    specs = files_lib.split_specs(files, data_dir)
+    split_fn = lambda s: _files_split(specs, s, source_lang, target_lang)
+  elif data_dir:
     folder = os.path.join(data_dir, _LOCAL_DIR[dataset])
     if not os.path.isdir(folder):
       raise DataError(f'Dataset {dataset!r} not found: no folder {folder}. '

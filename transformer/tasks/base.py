@@ -152,7 +152,8 @@ class Task:
   # The model's stacks this task needs at least one layer in ('num_encoder_layers', ...).
   required_layers: tuple[str, ...] = ()
   # What a trained model of this task makes from inputs (inference.py, generate.py):
-  # 'translations' of sentences, 'continuations' of prompts, 'labels' of images, or None.
+  # 'translations' of sentences, 'continuations' of prompts, 'labels' of images, 'sentence
+  # labels' (a class per line of text), or None.
   generates: str | None = None
 
   def __init_subclass__(cls, **kwargs):

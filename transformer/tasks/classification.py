@@ -99,7 +99,7 @@ class ClassificationTask(Task):
   """Image classification with a ViT; example-weighted metrics."""
   name = 'classification'
   weight_name = 'examples'
-  datasets = image_data.DATASETS
+  datasets = image_data.DATASETS + ('files',)   # and your image folders by path
   settings_class = ClassificationSettings
   generates = 'labels'
   required_layers = ('num_encoder_layers',)
@@ -112,7 +112,8 @@ class ClassificationTask(Task):
         config.dataset, config.data_dir or None, image_size=image_size, augment=s.augment,
         tfds_data_dir=config.get('tfds_data_dir') or None,
         num_workers=None if s.data_workers < 0 else s.data_workers,
-        validation_holdout=s.validation_holdout, worker_processes=s.data_processes)
+        validation_holdout=s.validation_holdout, worker_processes=s.data_processes,
+        files=config.get('files'))
     self.num_classes = self.data.num_classes
     self.top5 = self.num_classes >= TOP5_MIN_CLASSES
     self.model_cfg = build_model_config(

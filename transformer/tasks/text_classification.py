@@ -56,6 +56,7 @@ class TextClassificationTask(Task):
   # and any NAME with GLUE's TSV files under data_dir, or your tables by path ('files')
   datasets = tuple(text_data.TFDS_NAMES) + (files_data.DATASET,)
   settings_class = TextClassificationSettings
+  generates = 'sentence labels'
   required_layers = ('num_encoder_layers',)
 
   @classmethod

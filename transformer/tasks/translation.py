@@ -105,7 +105,7 @@ def _decode_length(n: int, max_len: int) -> int:
 class TranslationTask(Task):
   """Sequence-to-sequence translation with `models.EncoderDecoder`."""
   name = 'translation'
-  datasets = tr_data.DATASETS
+  datasets = tr_data.DATASETS + ('files',)   # and your parallel text by path
 
   settings_class = TranslationSettings
   generates = 'translations'
@@ -129,7 +129,8 @@ class TranslationTask(Task):
         boundaries=list(s.bucket_boundaries) or None,
         tfds_data_dir=config.get('tfds_data_dir') or None,
         spm_max_sentences=s.spm_max_sentences, spm_model_type=s.spm_model_type,
-        packing=bool(config.get('packing', False)), processes=distributed.processes())
+        packing=bool(config.get('packing', False)), processes=distributed.processes(),
+        files=config.get('files'))
     overrides = {}
     if not config.model or config.model.get('max_len', None) is None:
       overrides['max_len'] = config.seq_len + s.decoding.extra_len
