@@ -52,31 +52,65 @@ log = logging.getLogger('transformer')
 # Every weight is odd, so changing any one element always changes both sums.
 # ---------------------------------------------------------------------------
 
-def _leaf_fingerprint(x: jax.Array) -> jax.Array:
+FINGERPRINT_CHUNK = 1 << 22   # elements summed at a time: bounds the transient memory
+
+
+def _words(x: jax.Array) -> jax.Array:
+  """x's bits as a flat uint32 vector in row-major order: 64-bit values as two words each,
+  narrower ones widened."""
   if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
     x = jax.random.key_data(x)
   if x.dtype == jnp.bool_:
     x = x.astype(jnp.uint8)
   bits = x.dtype.itemsize * 8
   words = jax.lax.bitcast_convert_type(x, jnp.dtype(f'uint{bits}'))
-  # 64-bit values become two uint32 words (a trailing axis); narrower ones are widened.
   words = (jax.lax.bitcast_convert_type(words, jnp.uint32) if bits == 64
            else words.astype(jnp.uint32))
-  index = jnp.zeros(words.shape, jnp.uint32)   # row-major position, built elementwise
-  for d, n in enumerate(words.shape):
-    index = index * jnp.uint32(n) + jax.lax.broadcasted_iota(jnp.uint32, words.shape, d)
+  return words.reshape(-1)
+
+
+def _weighted_sums(words: jax.Array, index: jax.Array) -> jax.Array:
   w1 = index * jnp.uint32(2) + jnp.uint32(1)
   w2 = ((index * jnp.uint32(0x9E3779B1)) ^ (index >> 15)) | jnp.uint32(1)
   return jnp.stack([jnp.sum(words * w1, dtype=jnp.uint32), jnp.sum(words * w2, dtype=jnp.uint32)])
 
 
-_fingerprint_tree = jax.jit(lambda tree: jax.tree.map(_leaf_fingerprint, tree))
+def _leaf_fingerprint(x: jax.Array, chunk: int = FINGERPRINT_CHUNK) -> jax.Array:
+  """The two sums over x's words, word i (row-major position) weighted by 2i+1 and by an odd
+  hash of i. Arrays of more than `chunk` elements are summed chunk by chunk (integer sums
+  wrap exactly, so the value is the same), so no temporary the size of x is made."""
+  x = jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+  n = x.size
+  if n <= chunk:
+    words = _words(x)
+    return _weighted_sums(words, jax.lax.iota(jnp.uint32, words.size))
+  flat = x.reshape(-1)
+  per = 2 if x.dtype.itemsize == 8 else 1   # words per element
+  steps = -(-n // chunk)
+
+  def body(i, sums):
+    begin = i * chunk
+    start = jnp.minimum(begin, n - chunk)   # the last chunk overlaps the one before
+    part = jax.lax.dynamic_slice(flat, (start,), (chunk,))
+    local = jax.lax.iota(jnp.uint32, chunk * per)
+    index = start.astype(jnp.uint32) * jnp.uint32(per) + local
+    fresh = (local >= ((begin - start) * per).astype(jnp.uint32)).astype(jnp.uint32)
+    return sums + _weighted_sums(_words(part) * fresh, index)
+
+  return jax.lax.fori_loop(0, steps, body, jnp.zeros(2, jnp.uint32))
+
+
+_jit_leaf_fingerprint = jax.jit(_leaf_fingerprint)
 
 
 def fingerprints(tree: Any) -> dict[str, str]:
-  """{leaf path: 16 hex digits} for every array of `tree` (multi-host: the same on every host)."""
-  flat, _ = jax.tree_util.tree_flatten_with_path(_fingerprint_tree(tree))
-  return {jax.tree_util.keystr(path): '%08x%08x' % tuple(np.asarray(jax.device_get(v)))
+  """{leaf path: 16 hex digits} for every array of `tree` (multi-host: the same on every host).
+
+  One array at a time: the transient memory is a few times the largest array, not the whole
+  tree's (a host-memory tree, e.g. a converted checkpoint, is never copied whole)."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {jax.tree_util.keystr(path):
+          '%08x%08x' % tuple(np.asarray(jax.device_get(_jit_leaf_fingerprint(v))))
           for path, v in flat}
 
 

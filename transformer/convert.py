@@ -94,8 +94,10 @@ def import_hf(source: str, workdir: str) -> tuple[TransformerConfig, str, dict]:
     raise ckpt_lib.CheckpointError(f'{ckpt_dir} already holds checkpoints: convert into a new '
                                    '--workdir')
   path = fetch(source)
-  hf_config, tensors = hf.read_checkpoint(path)
+  hf_config, tensors = hf.read_checkpoint(path)   # safetensors: read tensor by tensor
   cfg, params = hf.from_hf(hf_config, tensors)
+  del tensors
+  params = _to_device(params)
   kind = hf.ARCHITECTURES[hf_config['model_type']].model
   os.makedirs(os.path.join(workdir, HF_SUBDIR), exist_ok=True)
   for name in KEPT_FILES:
@@ -103,12 +105,23 @@ def import_hf(source: str, workdir: str) -> tuple[TransformerConfig, str, dict]:
       shutil.copy(os.path.join(path, name), os.path.join(workdir, HF_SUBDIR, name))
   checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=1)
   try:
-    checkpointer.save(0, {'params': jax.tree.map(np.asarray, params)},
+    checkpointer.save(0, {'params': params},
                       meta={'converted_from': source, 'model_type': hf_config['model_type']})
     checkpointer.wait()
   finally:
     checkpointer.close()
   return cfg, kind, hf_config
+
+
+def _to_device(params: dict) -> dict:
+  """The converted arrays as JAX arrays, one at a time, each host copy dropped once moved: the
+  peak is about one model and one array, not two models (on a CPU host the device is host
+  memory too)."""
+  leaves, treedef = jax.tree.flatten(params)
+  del params
+  for i in range(len(leaves)):
+    leaves[i] = jax.device_put(leaves[i])
+  return jax.tree.unflatten(treedef, leaves)
 
 
 def export_hf(cfg: TransformerConfig, params: dict, kind: str, out: str,

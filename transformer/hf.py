@@ -29,7 +29,8 @@ import functools
 import json
 import logging
 import os
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -56,12 +57,43 @@ def read_checkpoint(path: str) -> tuple[dict, dict[str, np.ndarray]]:
   return hf_config, read_weights(path)
 
 
-def read_weights(path: str) -> dict[str, np.ndarray]:
-  from safetensors.numpy import load_file
+class LazyWeights(Mapping):
+  """Tensor name -> NumPy array of safetensors files, each read from its file only when it is
+  looked up (memory-mapped; nothing is kept): converting a checkpoint then holds the converted
+  parameters and one source tensor at a time, not a second copy of the whole checkpoint."""
+
+  def __init__(self, files: Mapping[str, str]):
+    self.files = dict(files)   # name -> the .safetensors file holding it
+
+  def __getitem__(self, name: str) -> np.ndarray:
+    from safetensors import safe_open
+    with safe_open(self.files[name], framework='numpy') as f:
+      return f.get_tensor(name)
+
+  def __iter__(self):
+    return iter(self.files)
+
+  def __len__(self) -> int:
+    return len(self.files)
+
+
+def _safetensors_names(path: str) -> list[str]:
+  from safetensors import safe_open
+  try:
+    with safe_open(path, framework='numpy') as f:
+      return list(f.keys())
+  except Exception as e:   # safetensors raises its own error for a damaged header
+    raise ConversionError(f'{path} is not a readable safetensors file ({e}): download it '
+                          'again') from None
+
+
+def read_weights(path: str) -> Mapping[str, np.ndarray]:
+  """The tensors of a Hugging Face model directory: safetensors (one file, or shards through
+  their index) read lazily (`LazyWeights`), or pytorch_model.bin (needs torch; read whole)."""
   single = os.path.join(path, 'model.safetensors')
   index = os.path.join(path, 'model.safetensors.index.json')
   if os.path.isfile(single):
-    return dict(load_file(single))
+    return LazyWeights({name: single for name in _safetensors_names(single)})
   if os.path.isfile(index):
     with open(index, encoding='utf-8') as f:
       shards = sorted(set(json.load(f)['weight_map'].values()))
@@ -69,10 +101,11 @@ def read_weights(path: str) -> dict[str, np.ndarray]:
     if missing:
       raise ConversionError(f'{index} lists {len(missing)} shard(s) that are not in {path}: '
                             f'{missing}; download the whole checkpoint')
-    state = {}
+    files = {}
     for shard in shards:
-      state.update(load_file(os.path.join(path, shard)))
-    return state
+      file = os.path.join(path, shard)
+      files.update({name: file for name in _safetensors_names(file)})
+    return LazyWeights(files)
   torch_file = os.path.join(path, 'pytorch_model.bin')
   if os.path.isfile(torch_file):
     try:
@@ -96,8 +129,10 @@ class _Tensors:
   """Takes tensors by name from a state dict; reports missing, mis-shaped and unused ones."""
 
   def __init__(self, state: Mapping[str, np.ndarray], prefix: str = '', ignore=()):
-    self.state = {k[len(prefix):] if prefix and k.startswith(prefix) else k: np.asarray(v)
-                  for k, v in state.items()}
+    # Names without the prefix, each read from `state` only when taken (a LazyWeights state
+    # is never held whole).
+    self.state = _Renamed(state, {k[len(prefix):] if prefix and k.startswith(prefix) else k: k
+                                  for k in state})
     self.used: set[str] = {k for k in self.state if any(k.endswith(s) for s in ignore)}
     self.problems: list[str] = []
 
@@ -106,7 +141,7 @@ class _Tensors:
       self.problems.append(f'missing tensor {name} (expected shape {shape})')
       return None
     self.used.add(name)
-    x = self.state[name]
+    x = np.asarray(self.state[name])
     if tuple(x.shape) != tuple(shape):
       self.problems.append(f'tensor {name} has shape {tuple(x.shape)}, expected {shape}')
       return None
@@ -118,6 +153,22 @@ class _Tensors:
       self.problems.append(f'unknown tensor(s) {unused}')
     if self.problems:
       raise ConversionError(f'{what}: ' + '; '.join(self.problems))
+
+
+class _Renamed(Mapping):
+  """`state` under other names ({new name: name in state}), read through on each lookup."""
+
+  def __init__(self, state: Mapping[str, np.ndarray], names: dict[str, str]):
+    self._state, self._names = state, names
+
+  def __getitem__(self, name: str) -> np.ndarray:
+    return np.asarray(self._state[self._names[name]])
+
+  def __iter__(self):
+    return iter(self._names)
+
+  def __len__(self) -> int:
+    return len(self._names)
 
 
 def _norm(t: _Tensors, name: str, d: int) -> dict:

@@ -452,3 +452,28 @@ def test_a_step_that_cannot_be_cleared_is_never_skipped_silently(tmp_path, monke
   with pytest.raises(ckpt_lib.CheckpointError, match=r'3 \(unreadable\) cannot be moved aside '
                                                      r'\(Permission denied\)'):
     c.save(3, make_state(3))
+
+
+def _np_fingerprint(x: np.ndarray) -> tuple[int, int]:
+  """The fingerprint's formula in NumPy (uint32 arithmetic, wrapping): word i of the
+  row-major bits weighted by 2i+1 and by ((i * 0x9E3779B1) ^ (i >> 15)) | 1."""
+  words = np.ascontiguousarray(x).view(np.uint32 if x.dtype.itemsize in (4, 8) else
+                                       {1: np.uint8, 2: np.uint16}[x.dtype.itemsize])
+  words = words.reshape(-1).astype(np.uint32)
+  i = np.arange(words.size, dtype=np.uint32)
+  w1 = i * np.uint32(2) + np.uint32(1)
+  w2 = ((i * np.uint32(0x9E3779B1)) ^ (i >> np.uint32(15))) | np.uint32(1)
+  return int(np.sum(words * w1, dtype=np.uint32)), int(np.sum(words * w2, dtype=np.uint32))
+
+
+@pytest.mark.parametrize('shape', [(7,), (5, 13), (3, 4, 11)])
+@pytest.mark.parametrize('dtype', ['float32', 'int32', 'float16', 'uint8'])
+def test_chunked_fingerprints_equal_the_formula(shape, dtype):
+  """Summed in chunks of 8 elements (the last chunk overlapping the one before) or whole, a
+  leaf's fingerprint is the formula's, computed independently in NumPy."""
+  x = np.random.default_rng(1).normal(size=shape) * 50
+  x = x.astype(dtype)
+  want = _np_fingerprint(x)
+  for chunk in (8, 1 << 22):
+    got = jax.jit(ckpt_lib._leaf_fingerprint, static_argnums=1)(jnp.asarray(x), chunk)
+    assert tuple(int(v) for v in np.asarray(got)) == want, chunk
