@@ -196,3 +196,24 @@ def test_image_folders_one_per_class(tmp_path):
     make_image_data('files', None, files=files)
   with pytest.raises(DataError, match=r"'.*nowhere' is not a folder"):
     make_image_data('files', None, files=_files(train=str(tmp_path / 'nowhere')))
+
+
+def test_loss_per_character_counts_each_character_once(tmp_path):
+  """Evaluation batches carry the characters of each target token (the offsets of a
+  tokenizer.json; one each for characters), so the LM task's nll_per_char compares models
+  with different tokenizers: the weighted sum over a split is its length in characters."""
+  text = 'The quick brown fox, the lazy dog.\nAnd again: the quick fox!\n' * 3
+  tok, config = tokenizer_tool.train('bpe', text.split('\n'), vocab_size=280, min_frequency=1)
+  tokenizer_tool.save(tok, config, str(tmp_path / 'bpe'))
+  bpe = HFTokenizer.from_dir(str(tmp_path / 'bpe'))
+  (tmp_path / 'v.txt').write_text(text)
+  files = _files(train=str(tmp_path / 'v.txt'), validation=str(tmp_path / 'v.txt'), unit='file')
+  for tok in (bpe, None):
+    data = make_lm_data('files', seq_len=5, tokenizer=tok, files=files)
+    for stride in (0, 3):
+      data.eval_stride = stride
+      chars = sum(float((b['target_chars'] * b['weights']).sum())
+                  for b in data.eval_batches('validation', 4))
+      stream = data.tokens('validation')
+      whole, first = (len(data.tokenizer.decode(ids)) for ids in (stream, stream[:1]))
+      assert whole >= len(text) and chars == whole - first, (tok, stride)   # all but the first

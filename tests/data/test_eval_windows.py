@@ -18,7 +18,7 @@ def stream_data(n_tokens, seq_len, stride):
   ids = np.arange(1, n_tokens + 1)                     # unique ids: an id is its position
   tok = CharTokenizer(''.join(chr(256 + i) for i in range(max(n_tokens, seq_len) + 4)))
   train = np.arange(1, seq_len + 3)                      # long enough for a training window
-  data = StreamLMData('toy', {'train': train, 'validation': ids}, tok, seq_len)
+  data = StreamLMData('toy', {'train': train, 'validation': ids}, tokenizer=tok, seq_len=seq_len)
   data.eval_stride = stride
   return data, np.asarray(data._streams['validation'])
 

@@ -101,17 +101,25 @@ def documents(spec: str, split: str, unit: str = 'line', text_column: str = 'sen
   return docs
 
 
-def encode_documents(tokenizer, docs: list[str]) -> np.ndarray:
+def encode_documents(tokenizer, docs: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
   """One stream of the documents, each encoded alone (its tokenizer's start/end policy), closed
-  by the end id where the tokenizer has one and the encoding does not end with it."""
+  by the end id where the tokenizer has one and the encoding does not end with it; and the
+  characters each token covers (`encode_with_chars`; the added end id covers none), or None
+  when the tokenizer cannot say."""
   eos = getattr(tokenizer, 'eos_id', None)
-  pieces = []
+  counted = hasattr(tokenizer, 'encode_with_chars')
+  ids_out, chars_out = [], []
   for doc in docs:
-    ids = list(tokenizer.encode(doc))
+    ids, chars = tokenizer.encode_with_chars(doc) if counted else (tokenizer.encode(doc), [])
+    ids, chars = list(ids), list(chars)
     if eos is not None and (not ids or ids[-1] != eos):
       ids.append(eos)
-    pieces.append(np.asarray(ids, np.int32))
-  return np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+      chars.append(0)
+    ids_out.append(np.asarray(ids, np.int32))
+    chars_out.append(np.asarray(chars, np.int32))
+  if not ids_out:
+    return np.zeros(0, np.int32), None
+  return np.concatenate(ids_out), np.concatenate(chars_out) if counted else None
 
 
 def _rows(path: str) -> tuple[list[str], list[dict]]:

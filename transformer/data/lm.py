@@ -110,7 +110,8 @@ class StreamLMData:
   `epoch_size` (training windows per epoch; None for 'random_windows').
   """
 
-  def __init__(self, name: str, streams: dict[str, np.ndarray], tokenizer, seq_len: int,
+  def __init__(self, name: str, streams: dict[str, np.ndarray],
+               chars: dict[str, np.ndarray] | None = None, *, tokenizer, seq_len: int,
                sampling: str = 'random_windows', start_id: int | None = None):
     if seq_len <= 0:
       raise ValueError(f'seq_len must be > 0, got {seq_len}')
@@ -135,6 +136,10 @@ class StreamLMData:
       raise DataError(f'seq_len={seq_len} is too long for the {name} train stream '
                       f'({n_train} tokens; a window needs seq_len + 1): lower --config.seq_len')
     self.epoch_size = (n_train - 1) // seq_len if sampling == 'epoch' else None
+    # Characters per token (aligned with the streams): evaluation batches then carry
+    # `target_chars`, and the LM task reports the loss per character as well.
+    self._chars = None if chars is None or self._start else {
+        s: np.asarray(c, np.int32) for s, c in chars.items()}
     self._order = EpochOrder(self.epoch_size) if sampling == 'epoch' else None
 
   def tokens(self, split: str) -> np.ndarray:
@@ -158,6 +163,10 @@ class StreamLMData:
     starts = starts[:1 + math.ceil(max(n - length, 0) / stride)]
     padded = np.zeros(starts[-1] + length + 1, np.int32)
     padded[:len(stream)] = stream
+    padded_chars = None
+    if self._chars is not None:
+      padded_chars = np.zeros_like(padded)
+      padded_chars[:len(stream)] = self._chars[split]
     pos = starts[:, None] + np.arange(length)            # target index of each position
     scored = np.ones_like(pos, bool)
     scored[1:, :length - stride] = False                  # seen by the window before
@@ -169,7 +178,10 @@ class StreamLMData:
       s = np.where(valid, starts[np.minimum(idx, len(starts) - 1)], 0)
       windows = padded[s[:, None] + np.arange(length + 1)]
       w = np.where(valid[:, None], weights[np.minimum(idx, len(starts) - 1)], 0.0)
-      yield _batch(windows[:, :-1], windows[:, 1:], w)
+      batch = _batch(windows[:, :-1], windows[:, 1:], w)
+      if padded_chars is not None:
+        batch['target_chars'] = padded_chars[s[:, None] + np.arange(1, length + 1)]
+      yield batch
 
   def train_batch(self, step: int, batch_size: int, seed: int,
                   shard: tuple[int, int] = (0, 1)) -> Batch:
@@ -209,8 +221,16 @@ class StreamLMData:
     inputs[:n], targets[:n], weights[:n] = stream[:-1], stream[1:], 1
     shape = (-1, batch_size, length)
     inputs, targets, weights = (a.reshape(shape) for a in (inputs, targets, weights))
+    chars = None
+    if self._chars is not None:
+      chars = np.zeros(size, np.int32)
+      chars[:n] = self._chars[split][1:]
+      chars = chars.reshape(shape)
     for b in range(len(inputs)):
-      yield _batch(inputs[b, rows], targets[b, rows], weights[b, rows])
+      batch = _batch(inputs[b, rows], targets[b, rows], weights[b, rows])
+      if chars is not None:
+        batch['target_chars'] = chars[b, rows]
+      yield batch
 
 
 # ----------------------------------------------------------------------------- sentences
@@ -358,8 +378,18 @@ def tokenizer_from_spec(spec: str):
     raise DataError(f'tokenizer={spec!r}: {e}') from None
 
 
-def _encoded(tokenizer, texts: dict[str, str]) -> dict[str, np.ndarray]:
-  return {s: np.asarray(tokenizer.encode(t), np.int32) for s, t in texts.items()}
+def _encoded(tokenizer, texts: dict[str, str]) -> tuple[dict[str, np.ndarray],
+                                                       dict[str, np.ndarray] | None]:
+  """({split: ids}, {split: characters per token}, or None where the tokenizer cannot say):
+  one per token for characters, from the offsets for a tokenizer.json."""
+  if isinstance(tokenizer, CharTokenizer):
+    ids = {s: np.asarray(tokenizer.encode(t), np.int32) for s, t in texts.items()}
+    return ids, {s: np.ones(len(v), np.int32) for s, v in ids.items()}
+  if isinstance(tokenizer, HFTokenizer):
+    pairs = {s: tokenizer.encode_with_chars(t) for s, t in texts.items()}
+    return ({s: np.asarray(p[0], np.int32) for s, p in pairs.items()},
+            {s: np.asarray(p[1], np.int32) for s, p in pairs.items()})
+  return {s: np.asarray(tokenizer.encode(t), np.int32) for s, t in texts.items()}, None
 
 
 def _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir,
@@ -374,8 +404,8 @@ def _tiny_shakespeare(data_dir, seq_len, sampling, tfds_data_dir,
     texts = {s: feature_text(src[0]['text']) for s, src in sources.items()}
     text = ''.join(texts.values())
   tokenizer = tokenizer or CharTokenizer.from_text(text)
-  return StreamLMData('tiny_shakespeare', _encoded(tokenizer, texts), tokenizer, seq_len,
-                      sampling)
+  return StreamLMData('tiny_shakespeare', *_encoded(tokenizer, texts), tokenizer=tokenizer,
+                      seq_len=seq_len, sampling=sampling)
 
 
 def _ptb(data_dir, seq_len, sampling, tokenizer=None) -> StreamLMData:
@@ -387,13 +417,14 @@ def _ptb(data_dir, seq_len, sampling, tokenizer=None) -> StreamLMData:
   if tokenizer is not None:   # a pretrained model's tokenizer reads the text as it is (and
     # puts its own start token first where its policy says so)
     texts = {s: read_text(p) for s, p in zip(('train', 'validation', 'test'), paths)}
-    return StreamLMData('ptb', _encoded(tokenizer, texts), tokenizer, seq_len, sampling)
+    return StreamLMData('ptb', *_encoded(tokenizer, texts), tokenizer=tokenizer,
+                        seq_len=seq_len, sampling=sampling)
   # Zaremba et al.: every newline becomes '<eos>'; the files already contain '<unk>'.
   texts = {s: read_text(p).replace('\n', ' <eos> ') for s, p in zip(('train', 'validation', 'test'), paths)}
   tokenizer = WordTokenizer.from_lines([texts['train']])
   (eos,) = tokenizer.encode('<eos>')
-  return StreamLMData('ptb', _encoded(tokenizer, texts), tokenizer, seq_len, sampling,
-                      start_id=eos)
+  return StreamLMData('ptb', _encoded(tokenizer, texts)[0], tokenizer=tokenizer,
+                      seq_len=seq_len, sampling=sampling, start_id=eos)
 
 
 def _files(files, data_dir, seq_len, sampling, tokenizer=None) -> StreamLMData:
@@ -410,10 +441,14 @@ def _files(files, data_dir, seq_len, sampling, tokenizer=None) -> StreamLMData:
   if tokenizer is None:
     texts = {s: '\n'.join(d) + '\n' for s, d in docs.items()}
     tokenizer = CharTokenizer.from_text(''.join(texts.values()))
-    streams = _encoded(tokenizer, texts)
+    streams, chars = _encoded(tokenizer, texts)
   else:
-    streams = {s: files_lib.encode_documents(tokenizer, d) for s, d in docs.items()}
-  return StreamLMData('files', streams, tokenizer, seq_len, sampling)
+    encoded = {s: files_lib.encode_documents(tokenizer, d) for s, d in docs.items()}
+    streams = {s: ids for s, (ids, _) in encoded.items()}
+    chars = None if any(c is None for _, c in encoded.values()) else {
+        s: c for s, (_, c) in encoded.items()}
+  return StreamLMData('files', streams, chars, tokenizer=tokenizer, seq_len=seq_len,
+                      sampling=sampling)
 
 
 def _spm_sample(sentences: Sequence[str], max_sentences: int):

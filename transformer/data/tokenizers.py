@@ -200,6 +200,16 @@ class HFTokenizer:
   def encode(self, text: str) -> list[int]:
     return list(self._tok.encode(text).ids)   # add_special_tokens: the file's own policy
 
+  def encode_with_chars(self, text: str) -> tuple[list[int], list[int]]:
+    """(ids, characters each token newly covers): from the tokens' character offsets, so the
+    counts add up to the text's length up to its last token (special tokens cover none)."""
+    encoding = self._tok.encode(text)
+    chars, covered = [], 0
+    for _, end in encoding.offsets:
+      chars.append(max(0, end - covered))
+      covered = max(covered, end)
+    return list(encoding.ids), chars
+
   def decode(self, ids) -> str:
     return self._tok.decode([int(i) for i in np.asarray(ids).reshape(-1).tolist()],
                             skip_special_tokens=True)

@@ -123,6 +123,8 @@ class LMTask(Task):
     sums = token_cross_entropy(logits, batch['targets'], batch['weights'],
                                self.config.label_smoothing if train else 0.0)
     sums['padded_tokens'] = jnp.float32(batch['targets'].size)
+    if 'target_chars' in batch:   # evaluation of a stream whose tokens know their characters
+      sums['chars'] = jnp.sum(batch['target_chars'] * batch['weights'])
     return sums
 
   def forward_flops(self, batch):
@@ -131,6 +133,8 @@ class LMTask(Task):
   def summarize(self, sums):
     out = super().summarize(sums)
     out['perplexity'] = float(np.exp(min(out['nll'], 50.0)))
+    if sums.get('chars'):   # comparable across tokenizers (characters, BPE, WordPiece)
+      out['nll_per_char'] = float(sums['nll']) / float(sums['chars'])
     if sums.get('padded_tokens'):
       out['real_token_fraction'] = float(sums['weight']) / float(sums['padded_tokens'])
     return out
