@@ -105,7 +105,9 @@ def main(argv):
     if not FLAGS.out:
       raise app.UsageError('export needs --out=DIR (the Hugging Face model directory to write)')
     cfg, params, kind = inference.load_model(FLAGS.workdir, FLAGS.step)
-    model_type = convert.export_hf(cfg, params, kind, FLAGS.out, FLAGS.workdir)
+    spec = workdir_lib.read_config(FLAGS.workdir).get('tokenizer') or ''
+    model_type = convert.export_hf(cfg, params, kind, FLAGS.out, FLAGS.workdir,
+                                   tokenizer_dir=spec[3:] if spec.startswith('hf:') else None)
     logs.log.info('Wrote %s: %s', FLAGS.out, json.dumps(
         {'model_type': model_type, 'files': sorted(os.listdir(FLAGS.out))}))
 

@@ -125,12 +125,14 @@ def _to_device(params: dict) -> dict:
 
 
 def export_hf(cfg: TransformerConfig, params: dict, kind: str, out: str,
-              workdir: str | None = None) -> str:
+              workdir: str | None = None, tokenizer_dir: str | None = None) -> str:
   """Writes OUT/config.json and OUT/model.safetensors: the model in the Hugging Face
   layout of its family (`hf.export_model_type`: a DecoderLM as GPT-2, or Llama / Qwen2
   with rotary positions; an EncoderOnly as BERT; an EncoderDecoder as T5; a ViT as ViT).
   A workdir of `import` (`workdir`) gives its tokenizer and preprocessing files to the
-  export, and its special-token ids to config.json. Returns the model_type."""
+  export, and its special-token ids to config.json; a trained run gives the tokenizer.json
+  it read (kept under WORKDIR/hf/, or `tokenizer_dir`: config.tokenizer's folder). Returns
+  the model_type."""
   from safetensors.numpy import save_file
   model_type = hf.export_model_type(kind, cfg)
   params = jax.tree.map(np.asarray, params)
@@ -150,6 +152,8 @@ def export_hf(cfg: TransformerConfig, params: dict, kind: str, out: str,
             metadata={'format': 'pt'})
   with open(os.path.join(out, 'config.json'), 'w', encoding='utf-8') as f:
     json.dump(hf_config, f, indent=2)
+  if tokenizer_dir and not (kept and os.path.isfile(os.path.join(kept, 'tokenizer.json'))):
+    kept = tokenizer_dir   # a run from before runs kept their tokenizer under WORKDIR/hf/
   if kept and os.path.isdir(kept):
     for name in KEPT_FILES:
       if name != 'config.json' and os.path.isfile(os.path.join(kept, name)):

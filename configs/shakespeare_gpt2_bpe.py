@@ -1,0 +1,50 @@
+"""Fine-tune the BPE GPT-2 of configs/lm_gpt2_bpe.py on Tiny Shakespeare: the second stage.
+
+  # 1. pretrain (configs/lm_gpt2_bpe.py), 2. export to Hugging Face's layout, import back:
+  python -m tools.convert export --workdir=runs/lm_gpt2_bpe --out=runs/gpt2_small_hf
+  python -m tools.convert import --hf=runs/gpt2_small_hf --workdir=runs/gpt2_small
+  # 3. fine-tune with the same BPE, and the same model from scratch with the same steps:
+  python train.py --config=configs/shakespeare_gpt2_bpe.py --workdir=runs/shakespeare_bpe
+  python train.py --config=configs/shakespeare_gpt2_bpe.py --config.init_from= \
+      --workdir=runs/shakespeare_bpe_scratch
+
+Data: Tiny Shakespeare (nanoGPT's 90/10 split of input.txt, as the char recipe)
+read with the pretrained model's byte-level BPE (config.tokenizer), windows of
+64 tokens (about 3 characters each). The metric that compares with the char
+model's 1.86 is `validation/nll_per_char`: the summed loss over the whole
+validation split divided by its characters (each token's characters from the
+tokenizer's offsets), in nats.
+Model: configs/lm_gpt2_bpe.py's (GPT-2 shaped, 4 layers, d_model 128, biases),
+from the imported checkpoint (init_from) or from scratch.
+AdamW (0.9, 0.99), warmup 100 steps, cosine to 1e-5, weight decay 0.1,
+clipping 1.0, dropout 0.1; 2,000 steps of 12 windows, as the char recipe.
+"""
+
+from configs import base, lm_gpt2_bpe
+
+
+def get_config():
+  c = base.get_config()
+  c.task = 'lm'
+  c.dataset = 'tiny_shakespeare'
+  c.tokenizer = 'hf:runs/gpt2_small/hf'
+  c.init_from = 'runs/gpt2_small'
+  c.seq_len = 64
+  c.batch_size = 12
+  c.num_train_steps = 2000
+  c.log_every_steps = 100
+  c.eval_every_steps = 500
+  c.eval_batch_size = 64
+  c.checkpoint_every_steps = 500
+  c.model = lm_gpt2_bpe.get_config().model
+  c.model.dropout_rate = 0.1
+  c.optimizer = 'adamw'
+  c.learning_rate = 3e-4
+  c.schedule = 'cosine'
+  c.warmup_steps = 100
+  c.min_learning_rate = 1e-5
+  c.b1, c.b2, c.eps = 0.9, 0.99, 1e-8
+  c.weight_decay = 0.1
+  c.grad_clip_norm = 1.0
+  c.sample.prompt = 'ROMEO:'
+  return c
