@@ -8,6 +8,8 @@
   python generate.py --workdir=runs/shakespeare --input=prompts.txt --num_tokens=200
   # a converted GPT-2 or Llama-family model (tools.convert import) with its own tokenizer.json
   echo "The capital of France is" | python generate.py --workdir=runs/qwen2 --num_tokens=20
+  # a converted T5 translates (config.source_prefix: its task prefix, from its config.json)
+  echo "The house is wonderful." | python generate.py --workdir=runs/t5-small
   # classification: every image file in a folder -> 'path<TAB>class<TAB>probability'
   python generate.py --workdir=runs/vit_mnist --images=digits/
   # sentence classification (a fine-tuned BERT): one sentence per line ->
@@ -98,6 +100,10 @@ def main(argv):
   if convert.is_converted(config, FLAGS.workdir):   # `tools.convert import`: its own tokenizer
     if FLAGS.images:
       raise app.UsageError('--images needs a trained classification model')
+    if config.pretrained.model == 'EncoderDecoder':   # T5: translate, with its task prefix
+      _write_lines(FLAGS.output, inference.translate_pretrained(config, FLAGS.workdir,
+                                                                _read_lines(FLAGS.input)))
+      return
     _write_blocks(inference.continue_pretrained(config, FLAGS.workdir, _read_lines(FLAGS.input),
                                                 FLAGS.num_tokens))
     return

@@ -77,6 +77,10 @@ def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str)
   if c.task in ('lm', 'mlm') and os.path.isfile(os.path.join(workdir, convert.HF_SUBDIR,
                                                              'tokenizer.json')):
     c.tokenizer = f'hf:{convert.HF_SUBDIR}'   # fine-tuning reads text with the model's own
+  if c.task == 'translation':   # T5's task prefix for the config's direction, if it has one
+    task = f'translation_{c.source_lang}_to_{c.target_lang}'
+    c.source_prefix = ((hf_config.get('task_specific_params') or {}).get(task) or {}).get(
+        'prefix', '')
   c.pretrained = {'source': source, 'model_type': hf_config['model_type'], 'model': kind,
                   'vocab_size': int(cfg.vocab_size)}
   return c

@@ -16,6 +16,7 @@ changes them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Sequence
@@ -142,21 +143,67 @@ def pretrained_tokenizer(workdir: str) -> HFTokenizer:
     raise DataError(f'{workdir} holds no usable tokenizer: {e}') from None
 
 
-def continue_pretrained(config, workdir: str, prompts: Sequence[str],
-                        num_tokens: int) -> list[str]:
-  """`continue_prompts` with a converted DecoderLM (GPT-2, Llama, Qwen2, Mistral) and its own
-  tokenizer.json: text in, text out (config.sample's settings; stops at the model's EOS)."""
-  pretrained = config.pretrained   # checked before the checkpoint is read
-  if pretrained.model != 'DecoderLM':
+def _pretrained_tokenizer_of(config, workdir: str, model: str, what: str) -> HFTokenizer:
+  """A converted workdir's tokenizer, checked against its fingerprint and embedding, before
+  the checkpoint is read; a ConfigError when the model is not a `model`."""
+  pretrained = config.pretrained
+  if pretrained.model != model:
     raise ConfigError(f'{workdir} holds a converted {pretrained.model_type} '
-                      f'({pretrained.model}), which does not continue prompts')
+                      f'({pretrained.model}), which does not {what}')
   tok = pretrained_tokenizer(workdir)
   workdir_lib.check_tokenizer(workdir, tok, f'{tok.path}')
   if tok.vocab_size > pretrained.vocab_size:
     raise DataError(f'{tok.path} has {tok.vocab_size} tokens but the model\'s embedding has '
                     f'{pretrained.vocab_size}: the tokenizer is not this model\'s')
+  return tok
+
+
+def continue_pretrained(config, workdir: str, prompts: Sequence[str],
+                        num_tokens: int) -> list[str]:
+  """`continue_prompts` with a converted DecoderLM (GPT-2, Llama, Qwen2, Mistral) and its own
+  tokenizer.json: text in, text out (config.sample's settings; stops at the model's EOS)."""
+  tok = _pretrained_tokenizer_of(config, workdir, 'DecoderLM', 'continue prompts')
   cfg, params, _ = load_model(workdir)
   return continue_with(params, cfg, tok, prompts, num_tokens, config.sample, config.seed)
+
+
+def translate_pretrained(config, workdir: str, texts: Sequence[str]) -> list[str]:
+  """Translations with a converted encoder-decoder (T5) and its own tokenizer.json: each text
+  after `config.source_prefix` (T5's task prefix, e.g. 'translate English to German: '),
+  encoded with the tokenizer's policy (T5 appends </s>), decoded as config.decoding says
+  (greedy or beam) from the model's decoder start id until its end id."""
+  tok = _pretrained_tokenizer_of(config, workdir, 'EncoderDecoder', 'translate')
+  with open(os.path.join(workdir, convert.HF_SUBDIR, 'config.json'), encoding='utf-8') as f:
+    hf_config = json.load(f)
+  eos = int(hf_config.get('eos_token_id', tok.eos_id if tok.eos_id is not None else 1))
+  start = int(hf_config.get('decoder_start_token_id', tok.pad_id or 0))
+  pad = int(hf_config.get('pad_token_id', tok.pad_id or 0))
+  settings, problems = tasks.task_class(config).settings_class.read(config)
+  if problems:
+    raise ConfigError('; '.join(problems))
+  s = settings.decoding
+  prefix = config.get('source_prefix', '')
+  cfg, params, _ = load_model(workdir)
+  sources = [tok.encode(prefix + t)[:cfg.max_len] for t in texts]
+  out = []
+  for begin in range(0, len(sources), s.batch_size):
+    chunk = sources[begin:begin + s.batch_size]
+    length = 8
+    while length < max(len(c) for c in chunk):
+      length *= 2
+    src = np.full((len(chunk), min(length, cfg.max_len)), pad, np.int32)
+    for r, ids in enumerate(chunk):
+      src[r, :len(ids)] = ids
+    if s.method == 'greedy':
+      tokens = decoding.translate_greedy(params, cfg, src, extra_len=s.extra_len,
+                                         bos_id=start, eos_id=eos)
+    else:
+      tokens = decoding.translate_beam(params, cfg, src, beam_size=s.beam_size, alpha=s.alpha,
+                                       extra_len=s.extra_len, bos_id=start, eos_id=eos,
+                                       eos_rule=s.eos_rule).tokens
+    for row in np.asarray(tokens).tolist():
+      out.append(tok.decode(row[:row.index(eos)] if eos in row else row))
+  return out
 
 
 def load_image(path: str, channels: int) -> np.ndarray:

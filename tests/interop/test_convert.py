@@ -2,6 +2,7 @@
 config.init_from, which starts any task from a trained or converted workdir."""
 
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -339,3 +340,37 @@ def test_a_moved_converted_workdir_still_names_itself(tmp_path):
   from_file = workdir_lib.config_from_json((tmp_path / 'moved' / 'config.json').read_text(),
                                            str(tmp_path / 'moved'))
   assert from_file.init_from == config.init_from
+
+
+def test_a_converted_t5_translates_as_hugging_face_does(tmp_path):
+  """generate.py on a converted T5: the sources encoded by its tokenizer.json (</s> last), the
+  decoder started from <pad>, greedy: the first 8 output words are Hugging Face's (text.json:
+  its generate() with right-padded sources, end id off); the task prefix of config.json's
+  task_specific_params goes before every source."""
+  import json
+  with open(os.path.join(FIXTURES, 't5', 'text.json')) as f:
+    expected = json.load(f)
+  imported('t5', tmp_path / 't5')
+  lines = tmp_path / 'sources.txt'
+  lines.write_text('\n'.join(expected['prompts']) + '\n')
+  res = helpers.run_python(['generate.py', f'--workdir={tmp_path / "t5"}', f'--input={lines}',
+                            '--config.decoding.method=greedy'])
+  assert res.returncode == 0, res.stderr[-2000:]
+  out = res.stdout.splitlines()
+  assert [' '.join(t.split()[:8]) for t in out] == expected['texts']
+  # The prefix of the checkpoint's task_specific_params is written into the converted config
+  # and goes before each source: 'the man said ' + 'that he would' is the first source.
+  with open(tmp_path / 't5' / 'hf' / 'config.json') as f:
+    hf_config = json.load(f)
+  hf_config['task_specific_params'] = {'translation_en_to_de': {'prefix': 'the man said '}}
+  source = tmp_path / 'src'
+  shutil.copytree(os.path.join(FIXTURES, 't5'), source)
+  (source / 'config.json').write_text(json.dumps(hf_config))
+  r = helpers.run_python(['-m', 'tools.convert', 'import', f'--hf={source}',
+                          f'--workdir={tmp_path / "t5p"}'])
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert workdir_lib.read_config(str(tmp_path / 't5p')).source_prefix == 'the man said '
+  lines.write_text('that he would\n')
+  res = helpers.run_python(['generate.py', f'--workdir={tmp_path / "t5p"}', f'--input={lines}',
+                            '--config.decoding.method=greedy'])
+  assert res.returncode == 0 and res.stdout.splitlines()[0] == out[0]   # same source

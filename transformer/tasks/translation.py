@@ -90,6 +90,9 @@ class TranslationSettings(Settings):
                                 check=one_of(('bpe', 'unigram')))
   spm_max_sentences: int = setting(tr_data.SPM_MAX_SENTENCES, 'sentences sampled to train the '
                                    'shared vocabulary', fixed=True, check=positive_int)
+  source_prefix: str = setting('', "text put before every source sentence a converted model "
+                                "translates (T5's task prefix, e.g. 'translate English to "
+                                "German: '; generate.py)")
   decoding: Decoding = setting(Decoding(), 'decoding settings (config.decoding)')
 
 
