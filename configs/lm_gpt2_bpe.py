@@ -19,32 +19,18 @@ AdamW (0.9, 0.99), warmup 100 steps to 1e-3, cosine to 1e-4, weight decay 0.1,
 clipping 1.0; batch 32.
 """
 
-from configs import base, lm_shakespeare_char
+from configs import lm_shakespeare_char
 
 
 def get_config():
-  c = base.get_config()
-  c.task = 'lm'
+  c = lm_shakespeare_char.get_config()   # its model and optimizer; other text, BPE, batch 32
   c.dataset = 'files'
   c.files.train = '{data_dir}/ptb/ptb.train.txt,{data_dir}/multi30k/train.en.gz'
   c.files.validation = '{data_dir}/ptb/ptb.valid.txt,{data_dir}/multi30k/val.en.gz'
   c.tokenizer = 'hf:runs/tokenizers/bpe_ptb_m30k'
-  c.seq_len = 64
   c.batch_size = 32
-  c.num_train_steps = 2000
-  c.log_every_steps = 100
   c.eval_every_steps = 1000
-  c.eval_batch_size = 64
   c.checkpoint_every_steps = 1000
-  c.model = lm_shakespeare_char.get_config().model
   c.model.use_bias = True   # GPT-2 has biases: the export is a GPT2LMHeadModel
-  c.optimizer = 'adamw'
-  c.learning_rate = 1e-3
-  c.schedule = 'cosine'
-  c.warmup_steps = 100
-  c.min_learning_rate = 1e-4
-  c.b1, c.b2, c.eps = 0.9, 0.99, 1e-8
-  c.weight_decay = 0.1
-  c.grad_clip_norm = 1.0
   c.sample.prompt = 'the'
   return c

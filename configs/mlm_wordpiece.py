@@ -14,40 +14,22 @@ dev sentences are never read), each line a document encoded as [CLS] ... [SEP]
 by the WordPiece tokenizer of tools/tokenizer.py (8,000 tokens, trained on the
 same text), concatenated and cut into windows of 64 tokens. Validation: PTB's.
 Masking as BERT (transformer/tasks/mlm.py) with the tokenizer's own [MASK].
-Model: mlm_ptb's (4 post-LN layers, d_model 128, 4 heads, d_ff 512, exact GELU,
-learned positions, MLM head tied to the embedding).
-AdamW (0.9, 0.98), warmup 200 steps to 1e-3, cosine to 1e-4, weight decay
-0.01, clipping 1.0.
+Model, masking rate and optimizer: configs/mlm_ptb.py's (4 post-LN layers,
+d_model 128, 4 heads, d_ff 512, exact GELU, learned positions, MLM head tied to
+the embedding; AdamW (0.9, 0.98), warmup 200 steps to 1e-3, cosine to 1e-4 at
+step 3,000, weight decay 0.01, clipping 1.0; batch 32).
 """
 
-from configs import base, mlm_ptb
+from configs import mlm_ptb
 
 
 def get_config():
-  c = base.get_config()
-  c.task = 'mlm'
+  c = mlm_ptb.get_config()   # its model, masking and optimizer; other text, another tokenizer
   c.dataset = 'files'
   c.files.train = '{data_dir}/ptb/ptb.train.txt,{data_dir}/sst2/train.tsv'
   c.files.validation = '{data_dir}/ptb/ptb.valid.txt'
   c.files.text_column = 'sentence'
   c.tokenizer = 'hf:runs/tokenizers/wordpiece_ptb_sst2'
-  c.seq_len = 64
-  c.batch_size = 32
-  c.num_train_steps = 3000
-  c.log_every_steps = 100
-  c.eval_every_steps = 1000
-  c.eval_batch_size = 64
-  c.checkpoint_every_steps = 1000
-  c.mlm = dict(mask_rate=0.15)
-  c.model = mlm_ptb.get_config().model
-  c.optimizer = 'adamw'
-  c.learning_rate = 1e-3
-  c.schedule = 'cosine'
-  c.warmup_steps = 200
-  c.min_learning_rate = 1e-4
-  c.b1, c.b2, c.eps = 0.9, 0.98, 1e-6
-  c.weight_decay = 0.01
-  c.grad_clip_norm = 1.0
   return c
 
 

@@ -20,31 +20,20 @@ AdamW (0.9, 0.99), warmup 100 steps, cosine to 1e-5, weight decay 0.1,
 clipping 1.0, dropout 0.1; 2,000 steps of 12 windows, as the char recipe.
 """
 
-from configs import base, lm_gpt2_bpe
+from configs import lm_gpt2_bpe
 
 
 def get_config():
-  c = base.get_config()
-  c.task = 'lm'
+  c = lm_gpt2_bpe.get_config()   # its model; Shakespeare with the same BPE, from the import
   c.dataset = 'tiny_shakespeare'
+  c.files.train = c.files.validation = ''
   c.tokenizer = 'hf:runs/gpt2_small/hf'
   c.init_from = 'runs/gpt2_small'
-  c.seq_len = 64
   c.batch_size = 12
-  c.num_train_steps = 2000
-  c.log_every_steps = 100
   c.eval_every_steps = 500
-  c.eval_batch_size = 64
   c.checkpoint_every_steps = 500
-  c.model = lm_gpt2_bpe.get_config().model
   c.model.dropout_rate = 0.1
-  c.optimizer = 'adamw'
   c.learning_rate = 3e-4
-  c.schedule = 'cosine'
-  c.warmup_steps = 100
   c.min_learning_rate = 1e-5
-  c.b1, c.b2, c.eps = 0.9, 0.99, 1e-8
-  c.weight_decay = 0.1
-  c.grad_clip_norm = 1.0
   c.sample.prompt = 'ROMEO:'
   return c

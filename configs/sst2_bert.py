@@ -22,12 +22,11 @@ the 2-class classifier start fresh (transformer/pretrained.py).
 AdamW, warmup 10% then linear decay, batch 32, dropout 0.1.
 """
 
-from configs import base, mlm_ptb
+from configs import sst2_from_mlm_ptb
 
 
 def get_config():
-  c = base.get_config()
-  c.task = 'text_classification'
+  c = sst2_from_mlm_ptb.get_config()   # its model and optimizer; the BERT's own tokenizer
   c.dataset = 'files'
   c.files.train = '{data_dir}/sst2/train.tsv'
   c.files.validation = '{data_dir}/sst2/dev.tsv'
@@ -36,18 +35,7 @@ def get_config():
   c.vocab_from = ''
   c.tokenizer = 'hf:runs/bert_small/hf'
   c.init_from = 'runs/bert_small'
-  c.seq_len = 64
-  c.batch_size = 32
   c.num_train_steps = 1500
-  c.log_every_steps = 100
-  c.eval_every_steps = 500
-  c.eval_batch_size = 128
-  c.checkpoint_every_steps = 500
-  c.model = mlm_ptb.get_config().model
-  c.optimizer = 'adamw'
-  c.learning_rate = 1e-4
-  c.schedule = 'linear'
   c.warmup_steps = 150
-  c.weight_decay = 0.01
-  c.grad_clip_norm = 1.0
+  c.eval_batch_size = 128
   return c

@@ -244,22 +244,9 @@ def classify_images(exp, params, paths: Sequence[str], batch_size: int = 64,
   data = exp.task.data
   model = exp.task.model(False)
   apply = jax.jit(lambda p, x: jax.nn.softmax(model.apply({'params': p}, x), axis=-1))
-  out = []
-  for start in range(0, len(paths), batch_size):
-    chunk = list(paths[start:start + batch_size])
-    images = data.prepare([load_image(p, data.num_channels) for p in chunk])
-    rows = len(chunk)
-    if rows < batch_size and len(paths) > batch_size:   # one compiled shape
-      images = np.concatenate([images, np.zeros((batch_size - rows,) + images.shape[1:],
-                                                 images.dtype)])
-    probs = np.asarray(apply(params, images))[:rows]
-    for path, p in zip(chunk, probs):
-      label = int(np.argmax(p))
-      out.append({'path': path, 'label': label, 'class': data.class_names[label],
-                  'probability': float(p[label])})
-    if progress:
-      progress(len(out))
-  return out
+  prepare = lambda chunk: data.prepare([load_image(p, data.num_channels) for p in chunk])
+  return _top_classes(apply, params, paths, prepare, 0, data.class_names, 'path', batch_size,
+                      progress)
 
 
 def classify_texts(exp, params, texts: Sequence[str], batch_size: int = 64,
@@ -271,17 +258,24 @@ def classify_texts(exp, params, texts: Sequence[str], batch_size: int = 64,
   model = exp.task.model(False)
   apply = jax.jit(lambda p, x: jax.nn.softmax(model.apply({'params': p}, x, head='classify'),
                                               axis=-1))
+  return _top_classes(apply, params, texts, data.encode, data.pad_id, data.class_names, 'text',
+                      batch_size, progress)
+
+
+def _top_classes(apply, params, items: Sequence, prepare, fill, class_names, key: str,
+                 batch_size: int, progress: Progress | None) -> list[dict]:
+  """`apply(params, prepare(chunk))` -> class probabilities, batch by batch (a short last
+  batch filled with `fill` rows, so one shape compiles): the top class of each item."""
   out = []
-  for start in range(0, len(texts), batch_size):
-    chunk = list(texts[start:start + batch_size])
-    rows = data.encode(chunk)
-    if len(chunk) < batch_size and len(texts) > batch_size:   # one compiled shape
-      rows = np.concatenate([rows, np.full((batch_size - len(chunk), rows.shape[1]),
-                                           data.pad_id, rows.dtype)])
-    probs = np.asarray(apply(params, rows))[:len(chunk)]
-    for text, p in zip(chunk, probs):
+  for start in range(0, len(items), batch_size):
+    chunk = list(items[start:start + batch_size])
+    x = prepare(chunk)
+    if len(chunk) < batch_size and len(items) > batch_size:   # one compiled shape
+      x = np.concatenate([x, np.full((batch_size - len(chunk),) + x.shape[1:], fill, x.dtype)])
+    probs = np.asarray(apply(params, x))[:len(chunk)]
+    for item, p in zip(chunk, probs):
       label = int(np.argmax(p))
-      out.append({'text': text, 'label': label, 'class': data.class_names[label],
+      out.append({key: item, 'label': label, 'class': class_names[label],
                   'probability': float(p[label])})
     if progress:
       progress(len(out))
