@@ -11,7 +11,7 @@ budget) if it states one, and whether the run is possible on this machine
   python -m tools.report verify
   python -m tools.report build [--out=docs/RESULTS.md]
   python -m tools.report sweep --parent=DIR --name=NAME [--metric=SPLIT/NAME] [--descending]
-      [--columns=SPLIT/NAME,...]
+      [--columns=SPLIT/NAME,...] [--group_over=seed]
 
 `record` takes everything from the run's workdir: the metric's value at the
 last step it was recorded in metrics.jsonl (default: the config's REFERENCE
@@ -531,10 +531,10 @@ def build(configs_dir: str = CONFIGS_DIR, results_dir: str = RESULTS_DIR,
 
 def sweep_summary(parent: str, name: str, metric: str | None = None, descending: bool = False,
                   results_dir: str = RESULTS_DIR, hardware: str | None = None,
-                  columns: Sequence[str] = ()) -> str:
+                  columns: Sequence[str] = (), group_over: str = '') -> str:
   """Copies a sweep's summary (tools.sweep.summarize) to results/sweep_NAME.md."""
   from tools import sweep as sweep_lib
-  table = sweep_lib.summarize(parent, metric, descending, columns)
+  table = sweep_lib.summarize(parent, metric, descending, columns, group_over)
   with open(os.path.join(parent, sweep_lib.SWEEP_FILE)) as f:
     spec = json.load(f)
   trials = [sweep_lib.read_trial(t['workdir']) for t in spec['trials']]
@@ -598,6 +598,8 @@ def _parser() -> argparse.ArgumentParser:
   s.add_argument('--metric', help='SPLIT/NAME to sort by')
   s.add_argument('--descending', action='store_true', help='higher is better')
   s.add_argument('--columns', default='', help='more SPLIT/NAME columns, comma-separated')
+  s.add_argument('--group_over', default='', help='e.g. seed: mean and spread of the trials '
+                 'that differ only in this field')
   s.add_argument('--hardware', help='default: a description of this machine')
   s.add_argument('--results_dir', default=RESULTS_DIR, help=argparse.SUPPRESS)
   return p
@@ -628,7 +630,7 @@ def main(argv: Sequence[str]) -> int:
         raise ReportError(f'--name={args.name!r}: use letters, digits, _ . -')
       columns = [c for c in args.columns.split(',') if c]
       print(sweep_summary(args.parent, args.name, args.metric, args.descending,
-                          args.results_dir, args.hardware, columns))
+                          args.results_dir, args.hardware, columns, args.group_over))
   except (ValueError, FileNotFoundError) as e:   # ReportError is a ValueError
     print(f'error: {e}', file=sys.stderr)
     return 1

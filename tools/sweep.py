@@ -224,6 +224,36 @@ def table(rows: list[dict], metric: str | None = None, columns: Sequence[str] = 
   return [header] + body
 
 
+def group_table(rows: list[dict], metric: str | None, columns: Sequence[str] = (),
+                over: str = 'seed') -> list[list[str]]:
+  """Header + one row per group of finished trials that differ only in `over` (their seeds):
+  the other override fields, the count, and the mean, sample standard deviation, minimum and
+  maximum of the metric and each column."""
+  shown = list(dict.fromkeys(([metric] if metric else []) + list(columns)))
+  done = [r for r in rows if r['status'] == 'done']
+  fields = list(dict.fromkeys(k for r in done for k in r['overrides'] if k != over))
+  groups: dict[tuple, list[dict]] = {}
+  for r in done:
+    key = tuple(format_value(r['overrides'][f]) if f in r['overrides'] else '' for f in fields)
+    groups.setdefault(key, []).append(r)
+  header = fields + ['n'] + [f'{c} {stat}' for c in shown for stat in ('mean', 'std', 'min', 'max')]
+  body = []
+  for key, members in groups.items():
+    cells = list(key) + [str(len(members))]
+    for c in shown:
+      values = [r['metrics'][c] for r in members if isinstance(r['metrics'].get(c), (int, float))]
+      if not values:
+        cells += [''] * 4
+        continue
+      mean = sum(values) / len(values)
+      std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+             if len(values) > 1 else float('nan'))
+      cells += [f'{mean:.4g}', '' if math.isnan(std) else f'{std:.2g}', f'{min(values):.4g}',
+                f'{max(values):.4g}']
+    body.append(cells)
+  return [header] + body
+
+
 def to_markdown(tab: list[list[str]]) -> str:
   lines = ['| ' + ' | '.join(tab[0]) + ' |', '|' + '---|' * len(tab[0])]
   lines += ['| ' + ' | '.join(c.replace('|', '\\|') for c in row) + ' |' for row in tab[1:]]
@@ -237,14 +267,19 @@ def to_csv(tab: list[list[str]]) -> str:
 
 
 def summarize(parent: str, metric: str | None = None, descending: bool = False,
-              columns: Sequence[str] = ()) -> str:
-  """Writes PARENT/summary.md and PARENT/summary.csv; returns the Markdown."""
+              columns: Sequence[str] = (), group_over: str = '') -> str:
+  """Writes PARENT/summary.md and PARENT/summary.csv; returns the Markdown. `group_over`
+  (e.g. 'seed') adds the statistics of the trials that differ only in that field."""
   rows = collect(parent)
   if metric and not any(metric in r['metrics'] for r in rows):
     known = sorted({k for r in rows for k in r['metrics']})
     raise ValueError(f'No trial has metric {metric!r}; metrics found: {known or "none yet"}')
   tab = table(sort_rows(rows, metric, descending), metric, columns)
   md = to_markdown(tab)
+  if group_over:
+    md += (f'\nOver `{group_over}` (finished trials that differ only in it; std: sample '
+           'standard deviation):\n\n' + to_markdown(group_table(rows, metric, columns,
+                                                                 group_over)))
   with open(os.path.join(parent, 'summary.md'), 'w') as f:
     f.write(md)
   with open(os.path.join(parent, 'summary.csv'), 'w') as f:
@@ -258,7 +293,7 @@ USAGE = """usage:
   python -m tools.sweep run      --sweep=FILE --parent=DIR [--config.FIELD=VALUE ...]
   python -m tools.sweep commands --sweep=FILE --parent=DIR [--config.FIELD=VALUE ...]
   python -m tools.sweep summary  --parent=DIR [--metric=SPLIT/NAME] [--descending]
-                                       [--columns=SPLIT/NAME,...]"""
+                                       [--columns=SPLIT/NAME,...] [--group_over=seed]"""
 
 
 def main(argv: Sequence[str]) -> int:
@@ -291,7 +326,8 @@ def main(argv: Sequence[str]) -> int:
     print(summarize(opts['parent'], opts.get('metric')))
     return 0 if all(r['status'] == 'done' for r in records) else 1
   columns = [c for c in opts.get('columns', '').split(',') if c]
-  print(summarize(opts['parent'], opts.get('metric'), opts.get('descending', False), columns))
+  print(summarize(opts['parent'], opts.get('metric'), opts.get('descending', False), columns,
+                  opts.get('group_over', '')))
   return 0
 
 

@@ -104,3 +104,19 @@ def test_summary_sorts_best_first(tmp_path):
       ('d', 'not started', {})]]
   assert [r['trial'] for r in sweep.sort_rows(rows, 'v/loss')] == ['c', 'a', 'b', 'd']
   assert [r['trial'] for r in sweep.sort_rows(rows, 'v/loss', True)] == ['a', 'c', 'b', 'd']
+
+
+def test_group_statistics_over_seeds():
+  rows = [{'trial': str(i), 'status': s, 'overrides': o, 'metrics': m} for i, (s, o, m) in
+          enumerate([('done', {'lr': 0.1}, {'d/acc': 0.80}),
+                     ('done', {'lr': 0.1, 'seed': 1}, {'d/acc': 0.84}),
+                     ('done', {'lr': 0.1, 'seed': 2}, {'d/acc': 0.85}),
+                     ('failed', {'lr': 0.1, 'seed': 3}, {'d/acc': 0.10}),   # not counted
+                     ('done', {'lr': 0.3}, {'d/acc': 0.70})])]
+  tab = sweep.group_table(rows, 'd/acc', over='seed')
+  assert tab[0] == ['lr', 'n', 'd/acc mean', 'd/acc std', 'd/acc min', 'd/acc max']
+  values = [0.80, 0.84, 0.85]
+  mean = sum(values) / 3
+  std = (sum((v - mean) ** 2 for v in values) / 2) ** 0.5   # sample standard deviation
+  assert tab[1] == ['0.1', '3', f'{mean:.4g}', f'{std:.2g}', '0.8', '0.85']
+  assert tab[2] == ['0.3', '1', '0.7', '', '0.7', '0.7']
