@@ -34,3 +34,17 @@ def get_config():
   c.model.use_bias = True   # GPT-2 has biases: the export is a GPT2LMHeadModel
   c.sample.prompt = 'the'
   return c
+
+
+# Reference and target for docs/RESULTS.md (python -m tools.report build).
+REFERENCE = dict(
+    metric='validation/nll_per_char',   # nats per character of PTB's and Multi30k's validation
+    higher_is_better=False,
+    reference=None,
+    source='none: the pretraining stage of the BPE transfer recipe '
+           '(configs/shakespeare_gpt2_bpe.py)',
+    target=None,
+    time_budget_min=None,
+    runnable_here=True,
+    why=None,
+)
