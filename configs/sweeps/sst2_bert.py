@@ -1,4 +1,4 @@
-"""SST-2 transfer: the pretrained small BERT against the same model from scratch, two learning
+"""SST-2 transfer: the pretrained small BERT against the same model from scratch, three learning
 rates each, chosen on 872 sentences held out of SST-2's train (configs/sst2_bert.py).
 
   python -m tools.sweep run --sweep=configs/sweeps/sst2_bert.py --parent=runs/sst2_sweep
@@ -15,6 +15,11 @@ from transformer import sweep_space as sweep
 BASE = 'configs/sst2_bert.py'
 
 
+STARTS = sweep.axis('init_from', ['runs/bert_small', ''])
+
+
 def get_sweep():
-  return sweep.product(sweep.axis('init_from', ['runs/bert_small', '']),
-                       sweep.axis('learning_rate', [1e-4, 3e-4]))
+  # Trials keep their index, so later stages are appended: the pretrained model's best rate
+  # was the largest of the first two, so 1e-3 was added for both starts.
+  return sweep.chain(sweep.product(STARTS, sweep.axis('learning_rate', [1e-4, 3e-4])),
+                     sweep.product(STARTS, sweep.axis('learning_rate', [1e-3])))
