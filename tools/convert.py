@@ -55,8 +55,7 @@ def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str)
   """The experiment config of a converted workdir (what OUT/config.json holds): the family's
   task with every task field at its default (so --config.FIELD=... works for each), the
   model's fields, fine-tuning defaults (FINE_TUNING), no dataset (the user names theirs with
-  --config.dataset=...), and init_from (and an LM's or BERT's tokenizer) relative to the
-  workdir."""
+  --config.dataset=...), and init_from (and a text model's tokenizer) relative to the workdir."""
   from transformer import config_schema, convert, tasks
   c = config_schema.get_config()
   c.task = convert.TASKS[kind]
@@ -74,8 +73,8 @@ def converted_config(cfg, kind: str, hf_config: dict, source: str, workdir: str)
   c.min_learning_rate, c.weight_decay = 0.0, 0.01
   # Relative to the workdir (workdir.resolve_relative_paths): a moved copy keeps working.
   c.init_from = '.'
-  if c.task in ('lm', 'mlm') and os.path.isfile(os.path.join(workdir, convert.HF_SUBDIR,
-                                                             'tokenizer.json')):
+  if c.task != 'classification' and os.path.isfile(os.path.join(workdir, convert.HF_SUBDIR,
+                                                                'tokenizer.json')):
     c.tokenizer = f'hf:{convert.HF_SUBDIR}'   # fine-tuning reads text with the model's own
   if c.task == 'translation':   # T5's task prefix for the config's direction, if it has one
     task = f'translation_{c.source_lang}_to_{c.target_lang}'

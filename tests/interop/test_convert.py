@@ -374,3 +374,46 @@ def test_a_converted_t5_translates_as_hugging_face_does(tmp_path):
   res = helpers.run_python(['generate.py', f'--workdir={tmp_path / "t5p"}', f'--input={lines}',
                             '--config.decoding.method=greedy'])
   assert res.returncode == 0 and res.stdout.splitlines()[0] == out[0]   # same source
+
+
+@pytest.mark.slow
+def test_a_converted_t5_fine_tunes_on_parallel_files_with_its_own_tokenizer(tmp_path):
+  """train.py --config=CONVERTED/config.json --config.dataset=files: the pairs are read with
+  T5's tokenizer.json (its pieces, </s> after each side, the decoder input started from
+  <pad> as T5's decoder_start_token_id says), the task prefix goes before each source, the
+  run starts from the converted weights, and generate.py translates with the fine-tuned run."""
+  from transformer import tasks
+  from transformer.data.tokenizers import HFTokenizer
+  imported('t5', tmp_path / 't5')
+  words = 'the a of to and in that is was he for it with as his on be at by this had'.split()
+  rng = np.random.default_rng(0)
+  src = [' '.join(rng.choice(words, 5)) for _ in range(40)]
+  for split, n in (('train', 32), ('val', 8)):
+    (tmp_path / f'{split}.en').write_text('\n'.join(src[:n] if split == 'train' else src[32:]))
+    (tmp_path / f'{split}.de').write_text('\n'.join(' '.join(reversed(s.split()))
+                                                   for s in (src[:n] if split == 'train'
+                                                             else src[32:])))
+  run = tmp_path / 'run'
+  flags = [f'--config={tmp_path / "t5" / "config.json"}', f'--workdir={run}',
+           '--config.dataset=files', f'--config.files.train={tmp_path}/train',
+           f'--config.files.validation={tmp_path}/val', '--config.num_train_steps=4',
+           '--config.eval_every_steps=4', '--config.seq_len=16', '--config.batch_size=4',
+           '--config.tokens_per_batch=64', '--config.source_prefix=it was ',
+           '--config.decoding.method=greedy', '--config.decoding.extra_len=4']
+  res = helpers.run_python(['train.py', *flags])
+  assert res.returncode == 0, res.stderr[-2000:]
+  config = workdir_lib.read_config(str(run))
+  task = tasks.make_task(config, str(run))
+  tok = HFTokenizer.from_dir(str(tmp_path / 't5' / 'hf'))
+  assert (task.data.bos_id, task.data.eos_id) == (0, 1) and task.model_cfg.vocab_size == 40
+  (batch,) = list(task.data.eval_batches('validation', 8))
+  first_src = tok.encode('it was ' + src[32])        # T5's policy: pieces then </s>
+  first_tgt = tok.encode(' '.join(reversed(src[32].split())))
+  assert batch['inputs'][0, :len(first_src)].tolist() == first_src
+  assert batch['targets'][0, :len(first_tgt)].tolist() == first_tgt
+  assert batch['targets_in'][0, :len(first_tgt)].tolist() == [0] + first_tgt[:-1]
+  res = helpers.run_python(['generate.py', f'--workdir={run}'], input=src[32] + '\n')
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert len(res.stdout.splitlines()) == 1
+  vocabulary = {tok.id_to_token(i) for i in range(tok.vocab_size)}
+  assert res.stdout.split() and set(res.stdout.split()) <= vocabulary   # decoded T5 words

@@ -363,21 +363,6 @@ class _TextColumn(Sequence):
     return feature_text(self._source[i][self._feature])
 
 
-def tokenizer_from_spec(spec: str):
-  """The tokenizer `config.tokenizer` names: None for '' (the dataset's own), an HFTokenizer
-  for 'hf:DIR' (DIR/tokenizer.json). DataError when it cannot be read."""
-  if not spec:
-    return None
-  kind, _, where = spec.partition(':')
-  if kind != 'hf' or not where:
-    raise DataError(f"tokenizer={spec!r}: give 'hf:DIR' (a folder with a pretrained model's "
-                    "tokenizer.json), or '' for the dataset's own")
-  try:
-    return HFTokenizer.from_dir(where)
-  except ValueError as e:
-    raise DataError(f'tokenizer={spec!r}: {e}') from None
-
-
 def _encoded(tokenizer, texts: dict[str, str]) -> tuple[dict[str, np.ndarray],
                                                        dict[str, np.ndarray] | None]:
   """({split: ids}, {split: characters per token}, or None where the tokenizer cannot say):
@@ -512,7 +497,7 @@ def make_lm_data(dataset: str, data_dir: str | None = None, seq_len: int = 256,
     processes: lm1b: which process trains the SentencePiece model (the others
       wait for it and load it; tokenizers.Processes).
     tokenizer: the stream datasets: encode the text with this one (e.g. a pretrained
-      model's HFTokenizer, `tokenizer_from_spec`) instead of the dataset's own.
+      model's HFTokenizer, tokenizers.from_spec) instead of the dataset's own.
     files: dataset 'files': config.files, your text files by path (data/files.py).
 
   Splits: tiny_shakespeare 'train', 'validation' (nanoGPT's 90/10 split of

@@ -24,6 +24,7 @@ from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
+from transformer.errors import DataError
 from transformer.token_ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: F401  (re-exported)
 
 
@@ -149,7 +150,7 @@ class HFTokenizer:
   padding, start, end and unknown come from the model's config.json and
   tokenizer_config.json (`from_dir`; None where the model has none).
   """
-  pad_id = bos_id = eos_id = unk_id = mask_id = None
+  pad_id = bos_id = eos_id = unk_id = mask_id = decoder_start_id = None
 
   def __init__(self, path: str):
     try:
@@ -169,21 +170,23 @@ class HFTokenizer:
 
   @classmethod
   def from_dir(cls, folder: str) -> 'HFTokenizer':
-    """FOLDER/tokenizer.json with the special-token ids of FOLDER/config.json (token ids)
-    and FOLDER/tokenizer_config.json (token strings)."""
+    """FOLDER/tokenizer.json with the special-token ids of FOLDER/config.json (token ids),
+    FOLDER/special_ids.json (a run's copy of them) and FOLDER/tokenizer_config.json (token
+    strings)."""
     path = os.path.join(folder, 'tokenizer.json')
     if not os.path.isfile(path):
       raise ValueError(f'{path} does not exist: the model\'s tokenizer.json is needed to read '
                        'and write text (download it with the model)')
     tok = cls(path)
     ids = {}
-    for name in ('tokenizer_config.json', 'config.json'):   # config.json's ids win
+    # config.json's ids win; special_ids.json: a run's record of them (workdir.record_tokenizer)
+    for name in ('tokenizer_config.json', 'special_ids.json', 'config.json'):
       file = os.path.join(folder, name)
       if not os.path.isfile(file):
         continue
       with open(file, encoding='utf-8') as f:
         meta = json.load(f)
-      for key in ('pad', 'bos', 'eos', 'unk', 'mask'):
+      for key in ('pad', 'bos', 'eos', 'unk', 'mask', 'decoder_start'):
         value = meta.get(f'{key}_token_id', meta.get(f'{key}_token'))
         if isinstance(value, dict):   # an AddedToken saved as a dict
           value = value.get('content')
@@ -193,8 +196,8 @@ class HFTokenizer:
           value = tok._tok.token_to_id(value)
         if isinstance(value, int):
           ids[key] = value
-    tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id, tok.mask_id = (
-        ids.get(k) for k in ('pad', 'bos', 'eos', 'unk', 'mask'))
+    tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id, tok.mask_id, tok.decoder_start_id = (
+        ids.get(k) for k in ('pad', 'bos', 'eos', 'unk', 'mask', 'decoder_start'))
     return tok
 
   def encode(self, text: str) -> list[int]:
@@ -216,6 +219,22 @@ class HFTokenizer:
 
   def id_to_token(self, i: int) -> str | None:
     return self._tok.id_to_token(int(i))
+
+
+def from_spec(spec: str):
+  """The tokenizer `config.tokenizer` names: None for '' (the dataset's own), an HFTokenizer
+  for 'hf:DIR' (DIR/tokenizer.json). DataError when it cannot be read. Every text pipeline
+  (lm, mlm, translation, text_classification) reads it."""
+  if not spec:
+    return None
+  kind, _, where = spec.partition(':')
+  if kind != 'hf' or not where:
+    raise DataError(f"tokenizer={spec!r}: give 'hf:DIR' (a folder with a pretrained model's "
+                    "tokenizer.json), or '' for the dataset's own")
+  try:
+    return HFTokenizer.from_dir(where)
+  except ValueError as e:
+    raise DataError(f'tokenizer={spec!r}: {e}') from None
 
 
 def _digest(kind: str, data: bytes) -> str:

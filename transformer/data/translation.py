@@ -77,7 +77,8 @@ from transformer.data import files as files_lib
 from transformer.data import tfds_reader
 from transformer.data.packing import PackedEpochs, pack_row
 from transformer.data import Batch, DataError, host_slice, read_lines, resolve_data_dir
-from transformer.data.tokenizers import BOS_ID, EOS_ID, Processes, load_or_train_sentencepiece
+from transformer.data.tokenizers import (BOS_ID, EOS_ID, HFTokenizer, Processes,
+                                         load_or_train_sentencepiece)
 
 log = logging.getLogger('transformer')
 
@@ -229,11 +230,37 @@ def _tfds_split(dataset, split, src, tgt, tfds_data_dir) -> _RawSplit:
 # ----------------------------------------------------------------------------- tokenized pairs
 
 def _encode_many(tokenizer, texts: list[str]) -> list[list[int]]:
-  """Batch encoding (SentencePiece's multi-threaded list encode when available)."""
+  """Batch encoding (SentencePiece's multi-threaded list encode when available): the pieces
+  alone, without the start or end id a pretrained tokenizer's own policy adds (T5's </s>),
+  which the batches put where the model expects them."""
   sp = getattr(tokenizer, '_sp', None)
   if sp is not None:
     return sp.encode(texts)
-  return [tokenizer.encode(t) for t in texts]
+  ends = {getattr(tokenizer, 'bos_id', None), getattr(tokenizer, 'eos_id', None)} - {None}
+  out = []
+  for t in texts:
+    ids = list(tokenizer.encode(t))
+    while ids and ids[-1] in ends:
+      ids.pop()
+    while ids and ids[0] in ends:
+      ids.pop(0)
+    out.append(ids)
+  return out
+
+
+def special_ids(tokenizer) -> tuple[int, int]:
+  """(the id that starts the decoder input, the end id) of a tokenizer: this library's own
+  SentencePiece models' BOS and EOS, or a pretrained model's decoder start (T5: its pad id,
+  config.json's decoder_start_token_id) and end ids."""
+  if isinstance(tokenizer, HFTokenizer):
+    start = tokenizer.decoder_start_id if tokenizer.decoder_start_id is not None else (
+        tokenizer.bos_id)
+    if start is None or tokenizer.eos_id is None:
+      raise DataError(f'{tokenizer.path}: translating needs a decoder start id and an end id; '
+                      "this tokenizer's config.json / tokenizer_config.json give "
+                      f'start={start}, end={tokenizer.eos_id}')
+    return start, tokenizer.eos_id
+  return BOS_ID, EOS_ID
 
 
 class TokenizedPairs:
@@ -241,11 +268,13 @@ class TokenizedPairs:
 
   CHUNK = 20_000
 
-  def __init__(self, raw: _RawSplit, tokenizer):
+  def __init__(self, raw: _RawSplit, tokenizer, source_prefix: str = ''):
     dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32
     src_parts, tgt_parts, src_lens, tgt_lens = [], [], [], []
     for start in range(0, len(raw), self.CHUNK):
       s, t = raw.get(start, min(start + self.CHUNK, len(raw)))
+      if source_prefix:
+        s = [source_prefix + x for x in s]
       for ids, parts, lens in ((_encode_many(tokenizer, s), src_parts, src_lens),
                                (_encode_many(tokenizer, t), tgt_parts, tgt_lens)):
         lens.append(np.fromiter((len(x) for x in ids), np.int64, len(ids)))
@@ -272,8 +301,10 @@ class TokenizedPairs:
     return np.maximum(self.source_lengths, self.target_lengths) + 1
 
 
-def make_batch(pairs: TokenizedPairs, indices: Sequence[int], length: int) -> Batch:
-  """Rows for `indices` (-1: an empty row of weight 0), padded to `length`; long pairs truncated."""
+def make_batch(pairs: TokenizedPairs, indices: Sequence[int], length: int,
+               bos_id: int = BOS_ID, eos_id: int = EOS_ID) -> Batch:
+  """Rows for `indices` (-1: an empty row of weight 0), padded to `length`; long pairs truncated.
+  `bos_id` starts the decoder input (T5: its pad id), `eos_id` ends both sides."""
   n = len(indices)
   inputs = np.zeros((n, length), np.int32)
   targets_in = np.zeros((n, length), np.int32)
@@ -281,20 +312,21 @@ def make_batch(pairs: TokenizedPairs, indices: Sequence[int], length: int) -> Ba
   weights = np.zeros((n, length), np.float32)
   for r, i in enumerate(indices):
     if i < 0:
-      inputs[r, 0], targets_in[r, 0] = EOS_ID, BOS_ID
+      inputs[r, 0], targets_in[r, 0] = eos_id, bos_id
       continue
     src, tgt = pairs.source(int(i))[:length - 1], pairs.target(int(i))[:length - 1]
     inputs[r, :len(src)] = src
-    inputs[r, len(src)] = EOS_ID
-    targets_in[r, 0] = BOS_ID
+    inputs[r, len(src)] = eos_id
+    targets_in[r, 0] = bos_id
     targets_in[r, 1:len(tgt) + 1] = tgt
     targets[r, :len(tgt)] = tgt
-    targets[r, len(tgt)] = EOS_ID
+    targets[r, len(tgt)] = eos_id
     weights[r, :len(tgt) + 1] = 1.0
   return {'inputs': inputs, 'targets_in': targets_in, 'targets': targets, 'weights': weights}
 
 
-def make_packed_batch(pairs: TokenizedPairs, rows: list, length: int) -> Batch:
+def make_packed_batch(pairs: TokenizedPairs, rows: list, length: int, bos_id: int = BOS_ID,
+                      eos_id: int = EOS_ID) -> Batch:
   """Packed rows: each row holds the pairs `rows[r]` (lists of indices) one after another on
   both sides (pieces + EOS per source; BOS + pieces -> pieces + EOS per target), with
   `source_segments`/`target_segments` (1, 2, ... per pair; 0 at padding) and positions
@@ -306,15 +338,15 @@ def make_packed_batch(pairs: TokenizedPairs, rows: list, length: int) -> Batch:
   weights = np.zeros((n, length), np.float32)
   for r, members in enumerate(rows):
     if len(members) == 0:
-      out['inputs'][r, 0], out['targets_in'][r, 0] = EOS_ID, BOS_ID
+      out['inputs'][r, 0], out['targets_in'][r, 0] = eos_id, bos_id
       continue
-    sources = [np.append(pairs.source(int(i))[:length - 1], EOS_ID) for i in members]
-    targets = [np.append(pairs.target(int(i))[:length - 1], EOS_ID) for i in members]
+    sources = [np.append(pairs.source(int(i))[:length - 1], eos_id) for i in members]
+    targets = [np.append(pairs.target(int(i))[:length - 1], eos_id) for i in members]
     out['inputs'][r], out['source_segments'][r], out['source_positions'][r] = pack_row(
         sources, length)
     out['targets'][r], out['target_segments'][r], out['target_positions'][r] = pack_row(
         targets, length)
-    out['targets_in'][r], _, _ = pack_row([np.concatenate([[BOS_ID], t[:-1]]) for t in targets],
+    out['targets_in'][r], _, _ = pack_row([np.concatenate([[bos_id], t[:-1]]) for t in targets],
                                           length)
     weights[r] = out['target_segments'][r] > 0
   out['weights'] = weights
@@ -403,13 +435,16 @@ class TranslationData:
 
   def __init__(self, name: str, raw_splits: dict, tokenizer, *, max_len: int,
                tokens_per_batch: int, source_lang: str, target_lang: str,
-               boundaries: Sequence[int] | None = None, packing: bool = False):
+               boundaries: Sequence[int] | None = None, packing: bool = False,
+               source_prefix: str = ''):
     if max_len < 2:
       raise ValueError(f'max_len must be >= 2 (a piece and EOS), got {max_len}')
     if tokens_per_batch <= 0:
       raise ValueError(f'tokens_per_batch must be > 0, got {tokens_per_batch}')
     self.name, self.tokenizer = name, tokenizer
     self.vocab_size = tokenizer.vocab_size
+    self.bos_id, self.eos_id = special_ids(tokenizer)
+    self.source_prefix = source_prefix
     self.source_lang, self.target_lang = source_lang, target_lang
     self.max_len, self.tokens_per_batch = max_len, tokens_per_batch
     self.boundaries = _check_boundaries(boundaries or default_boundaries(max_len), max_len)
@@ -438,8 +473,12 @@ class TranslationData:
 
   def tokenized(self, split: str) -> TokenizedPairs:
     if split not in self._tok:
-      self._tok[split] = TokenizedPairs(self.raw(split), self.tokenizer)
+      self._tok[split] = TokenizedPairs(self.raw(split), self.tokenizer, self.source_prefix)
     return self._tok[split]
+
+  def encode_source(self, text: str) -> list[int]:
+    """A raw source sentence's pieces, as the splits' are encoded (prefix, no start/end)."""
+    return _encode_many(self.tokenizer, [self.source_prefix + text])[0]
 
   def num_pairs(self, split: str) -> int:
     return len(self.raw(split))
@@ -496,11 +535,13 @@ class TranslationData:
     plan = self.plan(batch_size)
     if isinstance(plan, _PackedPlan):
       rows = plan.packed.rows(step, plan.rows, seed, host_slice(plan.rows, shard))
-      return make_packed_batch(self.tokenized('train'), rows, self.max_len)
+      return make_packed_batch(self.tokenized('train'), rows, self.max_len, self.bos_id,
+                               self.eos_id)
     epoch, k = divmod(step, plan.num_batches)
     bucket, indices = plan.epoch(seed, epoch)[k]
     rows = host_slice(len(indices), shard)
-    return make_batch(self.tokenized('train'), indices[rows], plan.boundaries[bucket])
+    return make_batch(self.tokenized('train'), indices[rows], plan.boundaries[bucket],
+                      self.bos_id, self.eos_id)
 
   # -- evaluation ---------------------------------------------------------------
 
@@ -518,7 +559,7 @@ class TranslationData:
       idx = np.arange(start, min(start + batch_size, len(pairs)))
       length = self.bucket_length(int(lengths[idx].max()))
       idx = np.concatenate([idx, -np.ones(batch_size - len(idx), np.int64)])
-      yield make_batch(pairs, idx[rows], length)
+      yield make_batch(pairs, idx[rows], length, self.bos_id, self.eos_id)
 
 
 # ----------------------------------------------------------------------------- construction
@@ -549,7 +590,8 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
                           tfds_data_dir: str | None = None,
                           spm_max_sentences: int = SPM_MAX_SENTENCES,
                           spm_model_type: str = 'bpe', packing: bool = False,
-                          processes: Processes = Processes(), files=None) -> TranslationData:
+                          processes: Processes = Processes(), files=None, tokenizer=None,
+                          source_prefix: str = '') -> TranslationData:
   """The translation data source for `dataset` (see the module doc).
 
   Args:
@@ -573,6 +615,10 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
       buckets, and tokens_per_batch counts real tokens (rows per batch from
       the measured fill).
     files: dataset 'files': config.files, your parallel text by path.
+    tokenizer: a pretrained model's (config.tokenizer, e.g. a converted T5's tokenizer.json)
+      instead of training the shared SentencePiece model: its pieces, its decoder start
+      and end ids (`special_ids`).
+    source_prefix: text put before every source sentence (T5's task prefix).
   """
   if dataset not in DATASETS + (files_lib.DATASET,):
     raise ValueError(f'Unknown translation dataset {dataset!r}; known: {list(DATASETS)} or '
@@ -606,6 +652,11 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
   else:
     split_fn = lambda s: _tfds_split(dataset, s, source_lang, target_lang, tfds_data_dir)
 
+  if tokenizer is not None:
+    return TranslationData(dataset, {'*': split_fn}, tokenizer, max_len=max_len,
+                           tokens_per_batch=tokens_per_batch, source_lang=source_lang,
+                           target_lang=target_lang, boundaries=boundaries, packing=packing,
+                           source_prefix=source_prefix)
   path = spm_path(workdir, dataset)
   holder: dict[str, _RawSplit] = {}
 
@@ -624,4 +675,5 @@ def make_translation_data(dataset: str, data_dir: str | None = None, *, workdir:
     splits['train'] = holder['train']
   return TranslationData(dataset, splits, tokenizer, max_len=max_len,
                          tokens_per_batch=tokens_per_batch, source_lang=source_lang,
-                         target_lang=target_lang, boundaries=boundaries, packing=packing)
+                         target_lang=target_lang, boundaries=boundaries, packing=packing,
+                         source_prefix=source_prefix)

@@ -13,6 +13,7 @@ import numpy as np
 from transformer import decoding, distributed, flops, models
 from transformer.data import files as files_data
 from transformer.data import lm as lm_data
+from transformer.data import tokenizers
 from transformer.data import resolve_data_dir
 from transformer.experiment_config import ConfigError, build_model_config
 from transformer.tasks.base import (Settings, Task, positive_int, register, setting,
@@ -27,7 +28,7 @@ def make_lm_source(config, workdir, **options):
                               vocab_size=config.vocab_size or None,
                               tfds_data_dir=config.get('tfds_data_dir') or None,
                               processes=distributed.processes(),
-                              tokenizer=lm_data.tokenizer_from_spec(config.get('tokenizer', '')),
+                              tokenizer=tokenizers.from_spec(config.get('tokenizer', '')),
                               files=config.get('files'), **options)
 
 

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from transformer import distributed, flops, models
 from transformer.data import files as files_data
 from transformer.data import lm as lm_data
+from transformer.data import tokenizers
 from transformer.data import resolve_data_dir
 from transformer.data import text_classification as text_data
 from transformer.experiment_config import build_model_config
@@ -76,7 +77,7 @@ class TextClassificationTask(Task):
   def __init__(self, config, workdir):
     super().__init__(config, workdir)
     data_dir = resolve_data_dir(config.data_dir)
-    tokenizer = lm_data.tokenizer_from_spec(config.get('tokenizer', ''))
+    tokenizer = tokenizers.from_spec(config.get('tokenizer', ''))
     if tokenizer is None:   # the word vocabulary of an LM dataset, lowercased, as mlm_ptb
       vocabulary = lm_data.make_lm_data(
           self.settings.vocab_from, data_dir, seq_len=config.seq_len,

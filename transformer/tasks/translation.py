@@ -38,8 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from transformer import bleu, decoding, distributed, flops, models
+from transformer.data import tokenizers
 from transformer.data import translation as tr_data
-from transformer.token_ids import EOS_ID
 from transformer.experiment_config import build_model_config
 from transformer.progress import Progress
 from transformer.tasks.base import (Settings, Task, one_of, positive_int, register, setting,
@@ -133,11 +133,16 @@ class TranslationTask(Task):
         tfds_data_dir=config.get('tfds_data_dir') or None,
         spm_max_sentences=s.spm_max_sentences, spm_model_type=s.spm_model_type,
         packing=bool(config.get('packing', False)), processes=distributed.processes(),
-        files=config.get('files'))
+        files=config.get('files'),
+        tokenizer=tokenizers.from_spec(config.get('tokenizer', '')),
+        source_prefix=s.source_prefix)
     overrides = {}
     if not config.model or config.model.get('max_len', None) is None:
       overrides['max_len'] = config.seq_len + s.decoding.extra_len
-    self.model_cfg = build_model_config(config, vocab_size=self.data.vocab_size, **overrides)
+    # A converted model's embedding may hold more rows than its tokenizer has ids (padded).
+    pretrained = (config.get('pretrained') or {}).get('vocab_size', 0)
+    self.model_cfg = build_model_config(config, vocab_size=max(self.data.vocab_size, pretrained),
+                                        **overrides)
 
   def model(self, train: bool) -> nn.Module:
     return models.EncoderDecoder(self.model_cfg.replace(deterministic=not train))
@@ -179,12 +184,13 @@ class TranslationTask(Task):
     d = self.settings.decoding
     return np.asarray(decoding.translate(params, self.model_cfg, jnp.asarray(src, jnp.int32),
                                          method=d.method, beam_size=d.beam_size, alpha=d.alpha,
-                                         extra_len=d.extra_len, eos_rule=d.eos_rule))
+                                         extra_len=d.extra_len, eos_rule=d.eos_rule,
+                                         bos_id=self.data.bos_id, eos_id=self.data.eos_id))
 
   def detokenize(self, ids) -> str:
     ids = np.asarray(ids).tolist()
-    if EOS_ID in ids:
-      ids = ids[:ids.index(EOS_ID)]
+    if self.data.eos_id in ids:
+      ids = ids[:ids.index(self.data.eos_id)]
     return self.data.tokenizer.decode(ids).replace('\n', ' ').strip()
 
   def translate_split(self, params, split: str, num: int | None = None) -> list[str]:
@@ -196,7 +202,7 @@ class TranslationTask(Task):
 
   def translate_texts(self, params, texts: list[str]) -> list[str]:
     """Detokenized translations of raw source sentences, in order."""
-    return self.translate_sources(params, [self.data.tokenizer.encode(t) for t in texts])
+    return self.translate_sources(params, [self.data.encode_source(t) for t in texts])
 
   def translate_sources(self, params, sources: list[list[int]], label: str = '') -> list[str]:
     """Detokenized translations of tokenized sources (pieces without EOS), in order.
@@ -228,10 +234,10 @@ class TranslationTask(Task):
       idx = order[start:start + rows]
       length = _decode_length(max(len(sources[i]) for i in idx) + 1, max_len)
       src = np.zeros((rows, length), np.int32)
-      src[:, 0] = EOS_ID                                   # filler rows: a lone EOS
+      src[:, 0] = self.data.eos_id                         # filler rows: a lone EOS
       for r, i in enumerate(idx):
         src[r, :len(sources[i])] = sources[i]
-        src[r, len(sources[i])] = EOS_ID
+        src[r, len(sources[i])] = self.data.eos_id
       tokens = self.translate_tokens(params, src)
       tokens_out[idx, :tokens.shape[1]] = tokens[:len(idx)]
       lengths[idx] = tokens.shape[1]
