@@ -2,6 +2,7 @@
 fine-tuning the result as a sentence classifier (text_classification)."""
 
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -137,6 +138,14 @@ def test_bert_by_path_with_its_own_tokenizer_through_export_and_import(tmp_path,
     r = helpers.run_python(['-m', 'tools.convert', *args])
     assert r.returncode == 0, r.stderr
   assert {'tokenizer.json', 'tokenizer_config.json'} <= set(os.listdir(hf_dir))
+  # A run from before runs kept their tokenizer: its export takes config.tokenizer's files.
+  shutil.rmtree(os.path.join(mlm, 'hf'))
+  r = helpers.run_python(['-m', 'tools.convert', 'export', f'--workdir={mlm}',
+                          f'--out={tmp_path}/hf_old'])
+  assert r.returncode == 0, r.stderr
+  with open(tmp_path / 'hf_old' / 'tokenizer.json') as a, open(tmp_path / 'tok' /
+                                                               'tokenizer.json') as b:
+    assert a.read() == b.read()
   assert workdir_lib.read_config(converted).tokenizer == f'hf:{converted}/hf'
   run = str(tmp_path / 'sst2')
   f = helpers.tiny_config(sst2_bert, TINY_BERT, **TINY_RUN, init_from=converted,
