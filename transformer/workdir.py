@@ -269,7 +269,6 @@ def check_tokenizer(workdir: str, tokenizer, what: str) -> None:
 # A pretrained tokenizer's files, kept under WORKDIR/hf/ by the runs that read text with it.
 TOKENIZER_FILES = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json')
 SPECIAL_IDS = 'special_ids.json'   # beside them: the ids the tokenizer was read with
-SPECIAL_TOKENS = ('pad', 'bos', 'eos', 'unk', 'mask', 'decoder_start')
 
 
 def record_tokenizer(workdir: str, tokenizer) -> None:
@@ -281,18 +280,19 @@ def record_tokenizer(workdir: str, tokenizer) -> None:
     return
   if tokenizer_fingerprint(workdir) != now:
     _write_atomically(os.path.join(workdir, TOKENIZER_FINGERPRINT), now + '\n')
-  source = os.path.dirname(os.path.abspath(getattr(tokenizer, 'path', '') or ''))
+  path = getattr(tokenizer, 'path', None)   # a tokenizer.json (HFTokenizer)
+  if not path:
+    return
+  source = os.path.dirname(os.path.abspath(path))
   kept = os.path.join(os.path.abspath(workdir), HF_DIR)
-  if getattr(tokenizer, 'path', None) and source != kept:
+  if source != kept:
     os.makedirs(kept, exist_ok=True)
     for name in TOKENIZER_FILES:
       if os.path.isfile(os.path.join(source, name)):
         with open(os.path.join(source, name), encoding='utf-8') as f:
           _write_atomically(os.path.join(kept, name), f.read())
     # The special-token ids as read (some come from the model's config.json, not kept).
-    ids = {f'{k}_token_id': getattr(tokenizer, f'{k}_id', None) for k in SPECIAL_TOKENS}
-    _write_atomically(os.path.join(kept, SPECIAL_IDS),
-                      json.dumps({k: v for k, v in ids.items() if v is not None}) + '\n')
+    _write_atomically(os.path.join(kept, SPECIAL_IDS), json.dumps(tokenizer.special_ids()) + '\n')
 
 
 # ----------------------------------------------------------------------------- resuming

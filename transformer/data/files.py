@@ -10,8 +10,8 @@ files hold depends on the family:
 
 - text (lm, mlm): UTF-8 text (.gz too); `files.unit='line'` makes each non-empty
   line a document, 'file' each whole file. A table among them (.tsv, .csv,
-  .jsonl, as below) gives the values of its `files.text_column` as documents. The documents are encoded one by one
-  with the run's tokenizer (`config.tokenizer`, e.g. a pretrained model's
+  .jsonl, as below) gives the values of its `files.text_column` as documents.
+  The documents are encoded one by one with the run's tokenizer (`config.tokenizer`, e.g. a pretrained model's
   'hf:DIR'; else characters of the training text) and concatenated into one
   stream per split: a pretrained tokenizer's own policy adds its start/end
   tokens, and its end id (where it has one) closes each document.
@@ -65,13 +65,20 @@ def split_specs(files, data_dir: str | None = None) -> dict[str, str]:
   return specs
 
 
+def _parts(spec: str) -> list[str]:
+  """The comma-separated paths of a split's spec, with ~ and $VARIABLES expanded."""
+  return [os.path.expanduser(os.path.expandvars(p.strip())) for p in spec.split(',')
+          if p.strip()]
+
+
+def _without_gz(path: str) -> str:
+  return path[:-3] if path.endswith('.gz') else path
+
+
 def expand(spec: str, split: str) -> list[str]:
   """The files a split's spec names (globs expanded, sorted per pattern), each existing."""
   out = []
-  for part in (p.strip() for p in spec.split(',')):
-    if not part:
-      continue
-    part = os.path.expanduser(os.path.expandvars(part))
+  for part in _parts(spec):
     matches = sorted(glob.glob(part)) if glob.has_magic(part) else [part]
     matches = [m for m in matches if os.path.isfile(m)]
     if not matches:
@@ -82,7 +89,7 @@ def expand(spec: str, split: str) -> list[str]:
 
 
 def is_table(path: str) -> bool:
-  return (path[:-3] if path.endswith('.gz') else path).endswith(('.tsv', '.csv', '.jsonl'))
+  return _without_gz(path).endswith(('.tsv', '.csv', '.jsonl'))
 
 
 def documents(spec: str, split: str, unit: str = 'line', text_column: str = 'sentence'
@@ -124,7 +131,7 @@ def encode_documents(tokenizer, docs: list[str]) -> tuple[np.ndarray, np.ndarray
 
 def _rows(path: str) -> tuple[list[str], list[dict]]:
   """(header, rows as dicts) of a .tsv/.csv/.jsonl file (optionally .gz)."""
-  base = path[:-3] if path.endswith('.gz') else path
+  base = _without_gz(path)
   text = read_text(path)
   if base.endswith('.jsonl'):
     rows = []
@@ -167,7 +174,9 @@ def _columns(path: str, names: tuple[str, ...]) -> list[tuple[str, ...]]:
   out = []
   for row in rows:
     values = tuple(row.get(c) for c in names)
-    if any(v is None or str(v).strip() == '' and c != names[0] for v, c in zip(values, names)):
+    # Every column needs a value; only the first (the text) may be an empty string.
+    if any(v is None or (str(v).strip() == '' and c != names[0])
+           for v, c in zip(values, names)):
       raise DataError(f'{path} line {row["_line"]}: expected a value in each of {list(names)}')
     out.append(tuple(str(v) for v in values))
   return out
@@ -263,12 +272,10 @@ def image_folder(spec: str, split: str, classes: list[str] | None = None
 
 
 def _folders(spec: str, split: str) -> list[str]:
-  out = []
-  for part in (p.strip() for p in spec.split(',')):
-    part = os.path.expanduser(os.path.expandvars(part))
-    if part and not os.path.isdir(part):
+  """The folders a split's spec names, each existing."""
+  folders = _parts(spec)
+  for part in folders:
+    if not os.path.isdir(part):
       raise DataError(f'files.{split}={spec!r}: {part!r} is not a folder; an image split is a '
                       'folder with a subfolder of images per class')
-    if part:
-      out.append(part)
-  return out
+  return folders

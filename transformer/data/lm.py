@@ -61,7 +61,7 @@ from transformer.data.order import EpochOrder
 from transformer.data.packing import PackedEpochs, pack_row
 from transformer.data import (Batch, DataError, feature_text, host_slice, read_text, require_files,
                               resolve_data_dir)
-from transformer.data.tokenizers import (BOS_ID, EOS_ID, CharTokenizer, HFTokenizer, Processes,
+from transformer.data.tokenizers import (BOS_ID, EOS_ID, CharTokenizer, Processes,
                                          SentencePieceTokenizer, WordTokenizer,
                                          load_or_train_sentencepiece)
 
@@ -365,12 +365,9 @@ class _TextColumn(Sequence):
 
 def _encoded(tokenizer, texts: dict[str, str]) -> tuple[dict[str, np.ndarray],
                                                        dict[str, np.ndarray] | None]:
-  """({split: ids}, {split: characters per token}, or None where the tokenizer cannot say):
-  one per token for characters, from the offsets for a tokenizer.json."""
-  if isinstance(tokenizer, CharTokenizer):
-    ids = {s: np.asarray(tokenizer.encode(t), np.int32) for s, t in texts.items()}
-    return ids, {s: np.ones(len(v), np.int32) for s, v in ids.items()}
-  if isinstance(tokenizer, HFTokenizer):
+  """({split: ids}, {split: characters per token}, or None where the tokenizer cannot say:
+  `encode_with_chars`, one per token for characters, from the offsets for a tokenizer.json)."""
+  if hasattr(tokenizer, 'encode_with_chars'):
     pairs = {s: tokenizer.encode_with_chars(t) for s, t in texts.items()}
     return ({s: np.asarray(p[0], np.int32) for s, p in pairs.items()},
             {s: np.asarray(p[1], np.int32) for s, p in pairs.items()})

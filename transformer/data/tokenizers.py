@@ -47,6 +47,11 @@ class CharTokenizer:
     except KeyError as e:
       raise ValueError(f'Character {e.args[0]!r} is not in the vocabulary') from None
 
+  def encode_with_chars(self, text: str) -> tuple[list[int], list[int]]:
+    """(ids, characters each token covers): one each."""
+    ids = self.encode(text)
+    return ids, [1] * len(ids)
+
   def decode(self, ids) -> str:
     return ''.join(self.chars[i - 1] for i in np.asarray(ids).tolist() if 0 < i <= len(self.chars))
 
@@ -150,6 +155,7 @@ class HFTokenizer:
   padding, start, end and unknown come from the model's config.json and
   tokenizer_config.json (`from_dir`; None where the model has none).
   """
+  SPECIAL_TOKENS = ('pad', 'bos', 'eos', 'unk', 'mask', 'decoder_start')   # each: an `_id`
   pad_id = bos_id = eos_id = unk_id = mask_id = decoder_start_id = None
 
   def __init__(self, path: str):
@@ -186,7 +192,7 @@ class HFTokenizer:
         continue
       with open(file, encoding='utf-8') as f:
         meta = json.load(f)
-      for key in ('pad', 'bos', 'eos', 'unk', 'mask', 'decoder_start'):
+      for key in cls.SPECIAL_TOKENS:
         value = meta.get(f'{key}_token_id', meta.get(f'{key}_token'))
         if isinstance(value, dict):   # an AddedToken saved as a dict
           value = value.get('content')
@@ -196,9 +202,15 @@ class HFTokenizer:
           value = tok._tok.token_to_id(value)
         if isinstance(value, int):
           ids[key] = value
-    tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id, tok.mask_id, tok.decoder_start_id = (
-        ids.get(k) for k in ('pad', 'bos', 'eos', 'unk', 'mask', 'decoder_start'))
+    for key in cls.SPECIAL_TOKENS:
+      setattr(tok, f'{key}_id', ids.get(key))
     return tok
+
+  def special_ids(self) -> dict[str, int]:
+    """{'pad_token_id': ..., ...}: the special-token ids it was read with (those it has), as
+    config.json names them."""
+    ids = {f'{k}_token_id': getattr(self, f'{k}_id') for k in self.SPECIAL_TOKENS}
+    return {k: v for k, v in ids.items() if v is not None}
 
   def encode(self, text: str) -> list[int]:
     return list(self._tok.encode(text).ids)   # add_special_tokens: the file's own policy
