@@ -41,6 +41,7 @@ import math
 import os
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -245,10 +246,8 @@ def group_table(rows: list[dict], metric: str | None, columns: Sequence[str] = (
       if not values:
         cells += [''] * 4
         continue
-      mean = sum(values) / len(values)
-      std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-             if len(values) > 1 else float('nan'))
-      cells += [f'{mean:.4g}', '' if math.isnan(std) else f'{std:.2g}', f'{min(values):.4g}',
+      std = f'{statistics.stdev(values):.2g}' if len(values) > 1 else ''   # sample std
+      cells += [f'{statistics.fmean(values):.4g}', std, f'{min(values):.4g}',
                 f'{max(values):.4g}']
     body.append(cells)
   return [header] + body

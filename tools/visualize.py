@@ -692,7 +692,8 @@ def example_ids(task, split: str, index: int, length: int) -> list[int]:
   if not 0 <= index < len(rows[split]):
     raise InputError(f'index={index} is out of range: {split!r} has {len(rows[split])} '
                      'sentences')
-  return [int(t) for t in rows[split][index] if t != PAD_ID]
+  pad = getattr(data, 'pad_id', PAD_ID)   # the tokenizer's padding (a tokenizer.json's)
+  return [int(t) for t in rows[split][index] if t != pad]
 
 
 def attention_html(config, workdir: str, path: str, *, step: int | None = None,

@@ -56,10 +56,8 @@ FINGERPRINT_CHUNK = 1 << 22   # elements summed at a time: bounds the transient 
 
 
 def _words(x: jax.Array) -> jax.Array:
-  """x's bits as a flat uint32 vector in row-major order: 64-bit values as two words each,
-  narrower ones widened."""
-  if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-    x = jax.random.key_data(x)
+  """x's bits (no PRNG keys: `_leaf_fingerprint` takes their data first) as a flat uint32
+  vector in row-major order: 64-bit values as two words each, narrower ones widened."""
   if x.dtype == jnp.bool_:
     x = x.astype(jnp.uint8)
   bits = x.dtype.itemsize * 8

@@ -59,8 +59,8 @@ def read_checkpoint(path: str) -> tuple[dict, dict[str, np.ndarray]]:
 
 class LazyWeights(Mapping):
   """Tensor name -> NumPy array of safetensors files, each read from its file only when it is
-  looked up (memory-mapped; nothing is kept): converting a checkpoint then holds the converted
-  parameters and one source tensor at a time, not a second copy of the whole checkpoint."""
+  looked up (nothing is kept): converting a checkpoint then holds the converted parameters
+  and one source tensor at a time, not a second copy of the whole checkpoint."""
 
   def __init__(self, files: Mapping[str, str]):
     self.files = dict(files)   # name -> the .safetensors file holding it
@@ -141,7 +141,7 @@ class _Tensors:
       self.problems.append(f'missing tensor {name} (expected shape {shape})')
       return None
     self.used.add(name)
-    x = np.asarray(self.state[name])
+    x = self.state[name]   # a NumPy array (_Renamed)
     if tuple(x.shape) != tuple(shape):
       self.problems.append(f'tensor {name} has shape {tuple(x.shape)}, expected {shape}')
       return None

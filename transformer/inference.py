@@ -16,7 +16,6 @@ changes them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Sequence
@@ -26,6 +25,7 @@ import numpy as np
 
 from transformer import bleu, convert, decoding, engine, tasks
 from transformer import workdir as workdir_lib
+from transformer.tasks import translation as translation_task
 from transformer.experiment_config import build_model_config
 from transformer.progress import Progress
 from transformer.data import DataError
@@ -173,11 +173,10 @@ def translate_pretrained(config, workdir: str, texts: Sequence[str]) -> list[str
   encoded with the tokenizer's policy (T5 appends </s>), decoded as config.decoding says
   (greedy or beam) from the model's decoder start id until its end id."""
   tok = _pretrained_tokenizer_of(config, workdir, 'EncoderDecoder', 'translate')
-  with open(os.path.join(workdir, convert.HF_SUBDIR, 'config.json'), encoding='utf-8') as f:
-    hf_config = json.load(f)
-  eos = int(hf_config.get('eos_token_id', tok.eos_id if tok.eos_id is not None else 1))
-  start = int(hf_config.get('decoder_start_token_id', tok.pad_id or 0))
-  pad = int(hf_config.get('pad_token_id', tok.pad_id or 0))
+  # The ids of the model's config.json (HFTokenizer.from_dir reads them; T5's defaults else).
+  eos = tok.eos_id if tok.eos_id is not None else 1
+  start = tok.decoder_start_id if tok.decoder_start_id is not None else (tok.pad_id or 0)
+  pad = tok.pad_id or 0
   settings, problems = tasks.task_class(config).settings_class.read(config)
   if problems:
     raise ConfigError('; '.join(problems))
@@ -188,19 +187,13 @@ def translate_pretrained(config, workdir: str, texts: Sequence[str]) -> list[str
   out = []
   for begin in range(0, len(sources), s.batch_size):
     chunk = sources[begin:begin + s.batch_size]
-    length = 8
-    while length < max(len(c) for c in chunk):
-      length *= 2
-    src = np.full((len(chunk), min(length, cfg.max_len)), pad, np.int32)
+    length = translation_task.decode_length(max(len(c) for c in chunk), cfg.max_len)
+    src = np.full((len(chunk), length), pad, np.int32)
     for r, ids in enumerate(chunk):
       src[r, :len(ids)] = ids
-    if s.method == 'greedy':
-      tokens = decoding.translate_greedy(params, cfg, src, extra_len=s.extra_len,
-                                         bos_id=start, eos_id=eos)
-    else:
-      tokens = decoding.translate_beam(params, cfg, src, beam_size=s.beam_size, alpha=s.alpha,
-                                       extra_len=s.extra_len, bos_id=start, eos_id=eos,
-                                       eos_rule=s.eos_rule).tokens
+    tokens = decoding.translate(params, cfg, src, method=s.method, beam_size=s.beam_size,
+                                alpha=s.alpha, extra_len=s.extra_len, bos_id=start, eos_id=eos,
+                                eos_rule=s.eos_rule)
     for row in np.asarray(tokens).tolist():
       out.append(tok.decode(row[:row.index(eos)] if eos in row else row))
   return out

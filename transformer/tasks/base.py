@@ -125,6 +125,13 @@ class Settings:
     return dataclasses.asdict(self)
 
 
+def vocab_with_pretrained(config: ml_collections.ConfigDict, vocab_size: int) -> int:
+  """The model's vocabulary size: the data's, or a converted checkpoint's embedding rows
+  (config.pretrained.vocab_size) where that is larger (an embedding padded past the
+  tokenizer's ids)."""
+  return max(vocab_size, (config.get('pretrained') or {}).get('vocab_size', 0))
+
+
 TASKS: dict[str, type['Task']] = {}
 
 

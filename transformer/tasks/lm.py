@@ -17,7 +17,7 @@ from transformer.data import tokenizers
 from transformer.data import resolve_data_dir
 from transformer.experiment_config import ConfigError, build_model_config
 from transformer.tasks.base import (Settings, Task, positive_int, register, setting,
-                                    token_cross_entropy)
+                                    token_cross_entropy, vocab_with_pretrained)
 
 
 def make_lm_source(config, workdir, **options):
@@ -84,9 +84,8 @@ class LMTask(Task):
         raise ConfigError(f'eval_stride: {config.dataset} is evaluated sentence by sentence; '
                           'sliding windows apply to the stream datasets (tiny_shakespeare, ptb)')
       self.data.eval_stride = self.settings.eval_stride
-    # A converted model's embedding may hold more rows than its tokenizer has ids (padded).
-    pretrained = (config.get('pretrained') or {}).get('vocab_size', 0)
-    self.model_cfg = build_model_config(config, vocab_size=max(self.data.vocab_size, pretrained))
+    self.model_cfg = build_model_config(
+        config, vocab_size=vocab_with_pretrained(config, self.data.vocab_size))
     if config.get('extra_eval_every_steps', 0):   # sampling during training: check it now
       self.check_evaluators()
 

@@ -30,7 +30,8 @@ import numpy as np
 
 from transformer import flops, models
 from transformer.experiment_config import build_model_config
-from transformer.tasks.base import Settings, Task, register, setting, token_cross_entropy
+from transformer.tasks.base import (Settings, Task, register, setting, token_cross_entropy,
+                                    vocab_with_pretrained)
 from transformer.tasks.lm import make_lm_source
 
 _MASK_STREAM = 0x6D6C6D   # folded into the step's key: the masks, apart from dropout's draws
@@ -94,9 +95,8 @@ class MLMTask(Task):
     self.data = make_lm_source(config, workdir)
     self.mask_id, vocab_size = mask_id_and_vocab(self.data.tokenizer, self.data.vocab_size)
     self.mask_rate = float(self.settings.mlm.mask_rate)
-    # A converted model's embedding may hold more rows than its tokenizer has ids (padded).
-    pretrained = (config.get('pretrained') or {}).get('vocab_size', 0)
-    self.model_cfg = build_model_config(config, vocab_size=max(vocab_size, pretrained))
+    self.model_cfg = build_model_config(config,
+                                        vocab_size=vocab_with_pretrained(config, vocab_size))
 
   def model(self, train: bool) -> nn.Module:
     return models.EncoderOnly(self.model_cfg.replace(deterministic=not train))

@@ -28,7 +28,7 @@ from transformer.data import tokenizers
 from transformer.data import resolve_data_dir
 from transformer.data import text_classification as text_data
 from transformer.experiment_config import build_model_config
-from transformer.tasks.base import Settings, Task, register, setting
+from transformer.tasks.base import Settings, Task, register, setting, vocab_with_pretrained
 from transformer.tasks.classification import classification_sums
 from transformer.tasks.mlm import mask_id_and_vocab
 
@@ -90,11 +90,10 @@ class TextClassificationTask(Task):
         config.dataset, data_dir, tokenizer, config.seq_len,
         tfds_data_dir=config.get('tfds_data_dir') or None, files=config.get('files'),
         lowercase=lowercase, validation_holdout=self.settings.validation_holdout)
-    # The vocabulary of the masked-LM model it fine-tunes ([MASK] included), or of the
-    # converted checkpoint's embedding when that is larger (padded).
+    # The vocabulary of the masked-LM model it fine-tunes ([MASK] included).
     _, vocab_size = mask_id_and_vocab(tokenizer, tokenizer.vocab_size)
-    pretrained = (config.get('pretrained') or {}).get('vocab_size', 0)
-    self.model_cfg = build_model_config(config, vocab_size=max(vocab_size, pretrained),
+    self.model_cfg = build_model_config(config,
+                                        vocab_size=vocab_with_pretrained(config, vocab_size),
                                         num_classes=self.data.num_classes)
 
   def model(self, train: bool) -> nn.Module:

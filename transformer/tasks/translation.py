@@ -43,7 +43,7 @@ from transformer.data import translation as tr_data
 from transformer.experiment_config import build_model_config
 from transformer.progress import Progress
 from transformer.tasks.base import (Settings, Task, one_of, positive_int, register, setting,
-                                    token_cross_entropy)
+                                    token_cross_entropy, vocab_with_pretrained)
 
 log = logging.getLogger('transformer')
 
@@ -96,7 +96,7 @@ class TranslationSettings(Settings):
   decoding: Decoding = setting(Decoding(), 'decoding settings (config.decoding)')
 
 
-def _decode_length(n: int, max_len: int) -> int:
+def decode_length(n: int, max_len: int) -> int:
   """Source length a decode batch is padded to: a power of two >= 8 (at most max_len)."""
   length = 8
   while length < n:
@@ -139,10 +139,8 @@ class TranslationTask(Task):
     overrides = {}
     if not config.model or config.model.get('max_len', None) is None:
       overrides['max_len'] = config.seq_len + s.decoding.extra_len
-    # A converted model's embedding may hold more rows than its tokenizer has ids (padded).
-    pretrained = (config.get('pretrained') or {}).get('vocab_size', 0)
-    self.model_cfg = build_model_config(config, vocab_size=max(self.data.vocab_size, pretrained),
-                                        **overrides)
+    self.model_cfg = build_model_config(
+        config, vocab_size=vocab_with_pretrained(config, self.data.vocab_size), **overrides)
 
   def model(self, train: bool) -> nn.Module:
     return models.EncoderDecoder(self.model_cfg.replace(deterministic=not train))
@@ -232,7 +230,7 @@ class TranslationTask(Task):
     done = 0
     for start in mine:
       idx = order[start:start + rows]
-      length = _decode_length(max(len(sources[i]) for i in idx) + 1, max_len)
+      length = decode_length(max(len(sources[i]) for i in idx) + 1, max_len)
       src = np.zeros((rows, length), np.int32)
       src[:, 0] = self.data.eos_id                         # filler rows: a lone EOS
       for r, i in enumerate(idx):
