@@ -171,12 +171,18 @@ def _local_split(data_dir, dataset, split, src, tgt) -> _RawSplit:
     raise DataError(f'{dataset}: split {split!r} ({src}-{tgt}) not found: need {folder}/'
                     f'{name}.{src} and {name}.{tgt} (or .gz); the folder has {have}.{extra} '
                     f'Layout: shared/data/README.md.')
+  sources, targets = _read_aligned(paths, f'{dataset} {split}', ' (one sentence pair per line '
+                                   'number). Re-extract or re-download the pair of files.')
+  return _RawSplit(sources, targets, f'{folder}/{name}.{{{src},{tgt}}}')
+
+
+def _read_aligned(paths: Sequence[str], where: str, hint: str = '') -> tuple[list, list]:
+  """The lines of a source and a target file; DataError naming both when their counts differ."""
   sources, targets = read_lines(paths[0]), read_lines(paths[1])
   if len(sources) != len(targets):
-    raise DataError(f'{dataset} {split}: {paths[0]} has {len(sources)} lines but {paths[1]} has '
-                    f'{len(targets)}; the two sides must be aligned line by line (one sentence '
-                    'pair per line number). Re-extract or re-download the pair of files.')
-  return _RawSplit(sources, targets, f'{folder}/{name}.{{{src},{tgt}}}')
+    raise DataError(f'{where}: {paths[0]} has {len(sources)} lines but {paths[1]} has '
+                    f'{len(targets)}; the two sides must be aligned line by line{hint}')
+  return sources, targets
 
 
 def _files_split(specs: dict[str, str], split: str, src: str, tgt: str) -> _RawSplit:
@@ -186,10 +192,7 @@ def _files_split(specs: dict[str, str], split: str, src: str, tgt: str) -> _RawS
                     f'(set --config.files.{split}=PREFIX of aligned files PREFIX.{src} and '
                     f'PREFIX.{tgt})')
   paths = [files_lib.translation_file(specs[split], lang, split) for lang in (src, tgt)]
-  sources, targets = read_lines(paths[0]), read_lines(paths[1])
-  if len(sources) != len(targets):
-    raise DataError(f'files.{split}: {paths[0]} has {len(sources)} lines but {paths[1]} has '
-                    f'{len(targets)}; the two sides must be aligned line by line')
+  sources, targets = _read_aligned(paths, f'files.{split}')
   return _RawSplit(sources, targets, f'{specs[split]}.{{{src},{tgt}}}')
 
 
