@@ -135,7 +135,7 @@ def prime_cross_cache(cfg: TransformerConfig, params, encoded: Array, src: Array
   values once, into the cache (with cfg.cache_cross_kv; else returns the cache as is).
 
   Beam search: prime with `repeat_beams(encoded, k)` and `repeat_beams(src, k)`
-  (the beams' rows are then reordered with the rest of the cache).
+  (every beam of an element then holds the same rows, which beam search never reorders).
   """
   if not cfg.cache_cross_kv:
     return cache
@@ -170,8 +170,9 @@ def repeat_beams(x: Array, beam_size: int) -> Array:
 
 
 def cache_length(cache: Cache) -> int | None:
-  """Positions the model's key/value cache holds (None: no `cached_key` in the pytree)."""
-  lengths = {leaf.shape[1] for path, leaf in jax.tree_util.tree_leaves_with_path(cache)
+  """Positions the model's key/value cache holds (None: no `cached_key` in the pytree); the
+  cache is heads-major, [batch, kv_heads, positions, head_dim]."""
+  lengths = {leaf.shape[2] for path, leaf in jax.tree_util.tree_leaves_with_path(cache)
              if getattr(path[-1], 'key', None) == 'cached_key'}
   return min(lengths) if lengths else None
 
@@ -304,11 +305,23 @@ def _take(x: Array, idx: Array) -> Array:
   return x[jnp.arange(x.shape[0])[:, None], idx]
 
 
+# Cache entries that are the same for every beam of one element (its source's cross-attention
+# keys and values, primed from repeat_beams rows): a reorder within the element leaves them as
+# they are, so beam search never copies them.
+SHARED_BY_BEAMS = ('cross_key', 'cross_value')
+
+
 def gather_beams(cache: Cache, beam_idx: Array) -> Cache:
-  """Reorders cache rows [B*K, ...] so new beam k of element b is old beam beam_idx[b, k]."""
+  """Reorders cache rows [B*K, ...] so new beam k of element b is old beam beam_idx[b, k]
+  (the self-attention keys and values; the beams' shared cross-attention ones stay)."""
   batch, beams = beam_idx.shape
   rows = (jnp.arange(batch)[:, None] * beams + beam_idx).reshape(-1)
-  return jax.tree.map(lambda x: x if x.ndim == 0 else x[rows], cache)
+
+  def reorder(path, x):
+    if x.ndim == 0 or getattr(path[-1], 'key', None) in SHARED_BY_BEAMS:
+      return x
+    return x[rows]
+  return jax.tree_util.tree_map_with_path(reorder, cache)
 
 
 EOS_RULES = ('all', 'top_k')

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from tests import helpers
-from transformer.attention import (MultiHeadAttention, causal_mask, combine_masks,
-                                   cross_attention_mask, dot_product_attention,
+from transformer.attention import (MultiHeadAttention, cached_attention, causal_mask,
+                                   combine_masks, cross_attention_mask, dot_product_attention,
                                    fused_attention, padding_mask)
 
 # The shapes of the models' tests (batch 2, length 7, 2 heads of 8): op-by-op dispatch then
@@ -175,6 +175,25 @@ def test_dot_product_attention_matches_numpy(case):
                                    bias=None if bias is None else jnp.asarray(bias),
                                    mask=None if mask is None else jnp.asarray(mask))
   chex.assert_trees_all_close(out_only, out, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('case', ['padding', 'bias_and_padding'])
+@pytest.mark.parametrize('kv_heads', [H, 1])
+def test_cached_attention_on_a_heads_major_cache_matches_numpy(case, kv_heads):
+  """The decoding path reads keys/values [batch, kv_heads, slots, head_dim]; query head h
+  reads key/value head h // (H // kv_heads), as the float64 reference with repeated heads."""
+  q, k, v = random_qkv(3, lk=K, h=H)
+  k, v = k[:, :, :kv_heads], v[:, :, :kv_heads]
+  mask, bias = mask_case(case, Q, K)
+  out, weights = cached_attention(
+      jnp.asarray(q), jnp.asarray(k.transpose(0, 2, 1, 3)), jnp.asarray(v.transpose(0, 2, 1, 3)),
+      bias=None if bias is None else jnp.asarray(bias), mask=jnp.asarray(mask))
+  groups = H // kv_heads
+  ref_out, ref_w = np_attention(q, np.repeat(k, groups, axis=2), np.repeat(v, groups, axis=2),
+                                bias=bias, mask=mask)
+  chex.assert_shape(out, (B, Q, H, D))
+  chex.assert_trees_all_close(out, ref_out, rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(weights, ref_w, rtol=1e-5, atol=1e-6)
 
 
 def test_dot_product_attention_fully_masked_row_is_finite_and_zero_weight():

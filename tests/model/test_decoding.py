@@ -540,3 +540,19 @@ def test_beam_search_on_a_request_sized_cache_matches_a_max_len_cache(monkeypatc
         decoding.translate_greedy(params, LONG, SRC, extra_len=extra),
         decoding.translate_greedy(params, whole, SRC, extra_len=extra))
   assert lengths == [8, 40, 8, 40, 16, 40, 16, 40]
+
+
+def test_gather_beams_reorders_the_self_cache_and_leaves_the_shared_cross_cache():
+  """Beams of one element share their source's cross-attention keys/values (primed from
+  repeat_beams rows), so a reorder within the element leaves them; the self-attention
+  cache and its index follow the new beams."""
+  rng = np.random.default_rng(0)
+  cross = jnp.asarray(rng.normal(size=(2 * 3, 1, 5, 4)), jnp.float32)
+  self_k = jnp.asarray(rng.normal(size=(2 * 3, 1, 8, 4)), jnp.float32)
+  cache = {'layer': {'cached_key': self_k, 'cross_key': cross, 'cache_index': jnp.int32(3)}}
+  beam_idx = jnp.asarray([[2, 2, 0], [1, 0, 0]])
+  out = decoding.gather_beams(cache, beam_idx)
+  rows = [2, 2, 0, 3 + 1, 3 + 0, 3 + 0]
+  np.testing.assert_array_equal(np.asarray(out['layer']['cached_key']), np.asarray(self_k)[rows])
+  assert out['layer']['cross_key'] is cross
+  assert int(out['layer']['cache_index']) == 3

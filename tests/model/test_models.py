@@ -541,7 +541,7 @@ def check_cache(cache, cfg, steps):
     if k.endswith(('cache_index', 'position')):
       assert int(v) == steps, k
     if k.endswith('cached_key'):   # grouped-query attention caches num_kv_heads heads
-      assert v.shape == (BATCH, cfg.max_len, cfg.kv_heads, cfg.qkv_dim)
+      assert v.shape == (BATCH, cfg.kv_heads, cfg.max_len, cfg.qkv_dim)   # heads-major
 
 
 @pytest.mark.parametrize('variant', list(DECODE_VARIANTS))
@@ -618,7 +618,7 @@ def test_encoder_decoder_cross_kv_cache_matches_full_forward(cache_cross_kv):
       if k.endswith(('cache_index', 'position')):
         assert int(v) == 0, k                     # priming does not advance the self cache
       if k.endswith('cross_key'):
-        assert v.shape == (BATCH, src.shape[1], cfg.num_heads, cfg.qkv_dim)
+        assert v.shape == (BATCH, cfg.num_heads, src.shape[1], cfg.qkv_dim)   # heads-major
         assert float(jnp.abs(v).max()) > 0
   kv_source = None if cache_cross_kv else encoded
   logits, cache = _decode_one_at_a_time(step, params, cache, kv_source, src, tgt)
