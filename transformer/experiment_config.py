@@ -20,6 +20,9 @@ from transformer import model_config as model_config_lib
 from transformer import optim, sharding
 from transformer.errors import ConfigError  # noqa: F401  (re-exported)
 
+# config.matmul_precision: jax.default_matmul_precision's names (config_schema says what each does).
+MATMUL_PRECISIONS = ('default', 'high', 'highest')
+
 
 def raise_if_problems(problems: list[str], title: str = 'Invalid config') -> None:
   """Raises one ConfigError listing every problem (nothing when the list is empty)."""
@@ -63,6 +66,8 @@ def common_problems(config: ml_collections.ConfigDict) -> list[str]:
         f'optimizer={config.optimizer!r} is not one of {optim.OPTIMIZERS}')
   check(config.schedule in optim.SCHEDULES,
         f'schedule={config.schedule!r} is not one of {optim.SCHEDULES}')
+  check(config.get('matmul_precision', 'default') in MATMUL_PRECISIONS,
+        f"matmul_precision={config.get('matmul_precision')!r} is not one of {MATMUL_PRECISIONS}")
   check(config.weight_decay_mask in optim.WEIGHT_DECAY_MASKS,
         f'weight_decay_mask={config.weight_decay_mask!r} is not one of '
         f'{optim.WEIGHT_DECAY_MASKS}')

@@ -134,12 +134,27 @@ def test_checkpoint_averaging_is_the_mean_of_params(tmp_path, data_dir):
     ('optimizer', 'adagrad', "optimizer='adagrad' is not one of"),
     ('schedule', 'step', "schedule='step' is not one of"),
     ('grad_accum_steps', 3, 'grad_accum_steps=3 must divide batch_size=4'),
+    ('matmul_precision', 'fp32', "matmul_precision='fp32' is not one of"),
 ])
 def test_invalid_config_names_the_field(field, value, message):
   c = tiny()
   helpers.set_field(c, field, value)
   with pytest.raises(ConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
     validation.validate(c)
+
+
+@pytest.mark.parametrize('precision', ['default', 'highest'])
+def test_matmul_precision_holds_while_the_train_step_is_traced(precision, data_dir):
+  """config.matmul_precision reaches every matrix product of the compiled step (on a GPU,
+  'default' lets float32 products run in TF32; 'highest' keeps them float32)."""
+  c = tiny(matmul_precision=precision)
+  exp = engine.Experiment(c, None)
+  batch = exp.put_batch(exp.task.data.train_batch(0, c.batch_size, c.seed))
+  with exp.context():
+    text = exp.train_step.lower(exp.init_state(), batch).as_text()
+  dots = [line for line in text.splitlines() if 'dot_general' in line]
+  want = f'precision = [{precision.upper()}, {precision.upper()}]'
+  assert dots and all(want in line for line in dots), dots[:2]
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):

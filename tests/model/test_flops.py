@@ -3,6 +3,7 @@
 import math
 
 import jax
+import jax.extend.core as jax_core   # jax.core's copy was removed in JAX 0.11
 import jax.numpy as jnp
 import pytest
 
@@ -26,7 +27,7 @@ def jaxpr_dot_flops(fn, *args) -> float:
         out = eqn.outvars[0].aval.shape
         per_output = math.prod(rhs[i] for i in spec[1:])  # in-features x window
         total += 2.0 * math.prod(out) * per_output
-      for sub in jax.core.jaxprs_in_params(eqn.params):
+      for sub in jax_core.jaxprs_in_params(eqn.params):
         total += walk(sub)
     return total
   return walk(jax.make_jaxpr(fn)(*args).jaxpr)

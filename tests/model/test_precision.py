@@ -152,10 +152,15 @@ def test_bf16_fused_attention_matches_reference_in_a_model():
   # probabilities times bf16 values). Other backends order bf16 work differently; bf16 itself
   # is 0.027 from float32 on these logits (up to 4.4 in size), hence 5e-2. Without the zeroing
   # of rows that see no key, the fused path differs by 1.9 (logits) and 0.61 (relative gradient norm).
+  # The key projections' biases have zero gradients in exact arithmetic (softmax ignores a
+  # shift common to all keys): what they get is rounding noise (norm 2.4e-4 against 2.7 for
+  # the largest leaf), which an H200 computes differently on each path, so each leaf is held
+  # to 5e-2 of its own norm or of 1e-3 of the largest, whichever is more.
   np.testing.assert_allclose(logits_x, logits_e, atol=5e-2, rtol=0)
+  largest = max(np.linalg.norm(g) for g in grads_e)
   for ge, gx in zip(grads_e, grads_x):
     assert np.all(np.isfinite(gx))
-    assert np.linalg.norm(gx - ge) <= 5e-2 * np.linalg.norm(ge)
+    assert np.linalg.norm(gx - ge) <= 5e-2 * max(np.linalg.norm(ge), 1e-3 * largest)
 
 
 def lm_losses(dtype, steps=200):

@@ -10,6 +10,7 @@ the gradients alone, and the evaluation step, run over a whole split by
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from typing import Any
@@ -155,9 +156,17 @@ class Experiment:
     tree = jax.tree.map(lambda x: x[0], tree)
     return jax.device_get(tree) if to_host else tree
 
+  @contextlib.contextmanager
   def context(self):
-    """The mesh and logical axis rules the steps run under (no mesh for pmap)."""
-    return sharding.mesh_context(None if self.pmap else self.mesh, self.rules)
+    """The mesh and logical axis rules the steps run under (no mesh for pmap), and the
+    config's matmul_precision (anything but 'default' holds while steps are traced)."""
+    precision = self.config.get('matmul_precision', 'default')
+    with sharding.mesh_context(None if self.pmap else self.mesh, self.rules):
+      if precision == 'default':
+        yield
+      else:
+        with jax.default_matmul_precision(precision):
+          yield
 
   # -- steps -------------------------------------------------------------------
 
