@@ -12,10 +12,11 @@ from tests import helpers
 
 ROOT = helpers.REPO
 
-# In a fresh process: optionally tune, malloc 40 MB, and report how many bytes
-# glibc serves with mmap (mallinfo2().hblkhd) while the block is live.
+# In a fresh process: optionally tune, malloc 40 MB on the main thread, then 100 MB on a
+# worker thread (as XLA's runtime threads allocate a step's temporaries), and report how many
+# bytes glibc serves with mmap (mallinfo2().hblkhd, all arenas) while each block is live.
 PROBE = r'''
-import ctypes, sys
+import ctypes, sys, threading
 sys.path.insert(0, sys.argv[1])
 from transformer import host
 tuned = host.tune_allocator()
@@ -25,9 +26,16 @@ class MallInfo2(ctypes.Structure):
 libc = ctypes.CDLL('libc.so.6')
 libc.malloc.restype = ctypes.c_void_p
 libc.mallinfo2.restype = MallInfo2
-p = libc.malloc(40 << 20)
-print(int(tuned), libc.mallinfo2().hblkhd)
-libc.free(ctypes.c_void_p(p))
+def block(size, out):
+  p = libc.malloc(size)
+  out.append(libc.mallinfo2().hblkhd)
+  libc.free(ctypes.c_void_p(p))
+main, worker = [], []
+block(40 << 20, main)
+t = threading.Thread(target=block, args=(100 << 20, worker))
+t.start()
+t.join()
+print(int(tuned), main[0], worker[0])
 '''
 
 
@@ -47,21 +55,24 @@ def _probe(env_value):
     env['TRANSFORMER_TUNE_MALLOC'] = env_value
   out = subprocess.run([sys.executable, '-c', PROBE, ROOT], env=env, check=True,
                        capture_output=True, text=True).stdout.split()
-  return bool(int(out[0])), int(out[1])
+  return bool(int(out[0])), int(out[1]), int(out[2])
 
 
 @pytest.mark.skipif(not _glibc_with_mallinfo2(), reason='needs glibc >= 2.33 (mallinfo2)')
-def test_tuned_allocator_serves_large_blocks_from_the_heap():
-  tuned, mmapped = _probe(None)
+def test_tuned_allocator_serves_large_blocks_from_the_heap_on_every_thread():
+  tuned, mmapped, mmapped_worker = _probe(None)
   assert tuned
   assert mmapped < (40 << 20), f'a 40 MB block was still mmapped ({mmapped} bytes)'
+  # A worker thread's own arena would mmap a block over 64 MB whatever the threshold.
+  assert mmapped_worker < (100 << 20), 'a worker thread\'s 100 MB block was mmapped'
 
 
 @pytest.mark.skipif(not _glibc_with_mallinfo2(), reason='needs glibc >= 2.33 (mallinfo2)')
 def test_opt_out_leaves_malloc_alone():
-  tuned, mmapped = _probe('0')
+  tuned, mmapped, mmapped_worker = _probe('0')
   assert not tuned
   assert mmapped >= (40 << 20)   # glibc's default: blocks this large are mmapped
+  assert mmapped_worker >= (100 << 20)
 
 
 def test_building_an_experiment_leaves_malloc_alone(monkeypatch, data_dir):
