@@ -15,7 +15,9 @@ allocate from arenas of their own, which serve any block larger than an
 arena's 64 MB with a fresh mmap whatever the threshold. A train step of 940 MB
 of temporaries (d_model 512, 6 layers, batch 8 x 256) page-faulted 230,000
 times per step (0.5 s of system time in a 2.1 s step) until malloc was held to
-one arena (M_ARENA_MAX=1): then 0 faults and 0.01 s (benchmarks/RESULTS.md,
+one arena (M_ARENA_MAX=1): then 23,000-115,000 faults and 0.09-0.23 s per
+step, varying from run to run (0 in one run), so some of the temporaries still
+come back as fresh pages (benchmarks/step_probe.py; benchmarks/RESULTS.md,
 2026-12-04 afternoon).
 
 It changes the whole process's allocator, so the library never calls it: the
