@@ -26,6 +26,9 @@ flags.DEFINE_bool('print_config', False, 'Print the resolved config, the model c
                   'presets, the parameter count and FLOPs per step, then exit.')
 flags.DEFINE_bool('dry_run', False, 'Also build the model, compile one step, report compile '
                   'time, memory of params + optimizer state and the time of 3 steps, then exit.')
+flags.DEFINE_string('report_trial', None, 'SWEEP_DIR#NUMBER: report the search\'s metric '
+                    'at each evaluation to that trial of the sweep\'s Optuna study, and stop '
+                    'early when its pruner says so (set by python -m tools.sweep run).')
 cli.define_config_flag(sys.argv, default='configs/lm_shakespeare_char.py')
 FLAGS = flags.FLAGS
 
@@ -43,8 +46,12 @@ def main(argv):
   if FLAGS.print_config or FLAGS.dry_run:
     cli.print_run_description(FLAGS.config, FLAGS.workdir, dry_run=FLAGS.dry_run)
     return
+  on_eval = None
+  if FLAGS.report_trial:
+    from tools import search
+    on_eval = search.Reporter(FLAGS.report_trial, FLAGS.workdir)
   engine.train_and_evaluate(FLAGS.config, FLAGS.workdir, command=cli.command_text(),
-                            stop_requested=lambda: bool(_SIGNALS))
+                            stop_requested=lambda: bool(_SIGNALS), on_eval=on_eval)
 
 
 if __name__ == '__main__':

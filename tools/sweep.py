@@ -1,8 +1,9 @@
-"""Sweeps: many trials of one experiment config, each in its own workdir.
+"""Sweeps: many trials of one experiment config, each in its own workdir, launched through
+tools/launch.py (submitit: this machine, SLURM, or in-process) and searched with Optuna.
 
-A sweep file is an ordinary experiment config (its `get_config()` is the base
-of every trial) with a `get_sweep()` that returns the trials as a list of
-override dicts, keyed by dotted config fields:
+A sweep file is an ordinary experiment config (its `get_config()` is the base of every
+trial), or names one (`BASE = 'configs/lm_shakespeare_char.py'`), and defines either
+`get_sweep()`, the trials as a list of override dicts keyed by dotted config fields:
 
   from transformer import sweep_space as sweep
 
@@ -10,25 +11,38 @@ override dicts, keyed by dotted config fields:
     return sweep.product(sweep.axis('learning_rate', [3e-4, 1e-3]),
                          sweep.axis('model.dropout_rate', [0.0, 0.2]))   # 4 trials
 
-`axis`, `product`, `zipped` and `chain` (transformer/sweep_space.py, the
-library's, so that sweep files never import a tool) build such lists; any list
-of dicts will do. A sweep file may also name an experiment config to sweep instead of
-defining its own: `BASE = 'configs/lm_shakespeare_char.py'`.
+or `get_search()`, a space that Optuna samples (random or TPE) with early stopping
+(median or Hyperband pruning; tools/search.py):
 
-  python -m tools.sweep run --sweep=configs/sweeps/shakespeare_lr.py --parent=runs/lr
-  python -m tools.sweep commands --sweep=... --parent=...   # for a cluster scheduler
-  python -m tools.sweep summary --parent=runs/lr --metric=validation/loss
+  def get_search():
+    return sweep.search({'learning_rate': sweep.loguniform(1e-4, 1e-2),
+                         'model.dropout_rate': sweep.uniform(0.0, 0.3)},
+                        metric='validation/loss', sampler='tpe', pruner='median',
+                        max_trials=12)
 
-`run` trains the trials one after another with train.py (a subprocess each,
-output in TRIAL/train.log) and records each outcome in TRIAL/trial.json.
-Run again after an interruption, it skips finished trials and reruns the
-others, which resume from their latest checkpoints (train.py does that).
-Extra `--config.FIELD=VALUE` flags apply to every trial.
+It may also set `LAUNCH = {'engine': 'slurm', 'partition': 'gpu', 'gpus_per_node': 8, ...}`
+(tools/launch.py's settings; flags override them).
 
-`summary` collects every trial's overrides and last metrics per split from
-its metrics.jsonl into PARENT/summary.md and PARENT/summary.csv, sorted by
-`--metric` (`SPLIT/NAME`, ascending unless --descending); trials that failed,
-were interrupted or never started are listed after the others, marked so.
+  python -m tools.sweep run     --sweep=FILE --parent=DIR [--engine=local --parallel=2 ...]
+  python -m tools.sweep status  --parent=DIR
+  python -m tools.sweep cancel  --parent=DIR
+  python -m tools.sweep summary --parent=DIR --metric=validation/loss
+  python -m tools.sweep commands --sweep=FILE --parent=DIR    # command lines, for by hand
+
+`run` first builds every trial's config exactly as train.py would (a search: every end of
+every range) and refuses the sweep, naming the trial and the field, if one is invalid;
+then it runs the trials, `--parallel` at a time, each train.py's console in
+TRIAL/console.log and its state in TRIAL/trial.json (tools/launch.py). The sweep directory
+is the state: run again after an interruption, it skips finished trials and resubmits the
+others, which resume from their checkpoints. Extra `--config.FIELD=VALUE` flags apply to
+every trial.
+
+`summary` collects every trial's overrides and last metrics per split from its
+metrics.jsonl into PARENT/summary.md and PARENT/summary.csv, sorted by `--metric`
+(`SPLIT/NAME`, ascending unless --descending), with the best trial's command, and plots
+(PARENT/plots/: the metric against each swept field, and every trial's curve of it, pruned
+trials cut short). Each finished trial's hyperparameters and final metrics also go to
+TensorBoard's HParams plugin: `tensorboard --logdir PARENT` compares them.
 """
 
 from __future__ import annotations
@@ -42,42 +56,66 @@ import os
 import re
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any, Sequence
 
+from tools import launch
+from transformer.errors import ConfigError
 from transformer.metric_writer import read_metrics
-from transformer.sweep_space import Trial
+from transformer.sweep_space import Search, Trial
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP_FILE = 'sweep.json'      # in the parent: the sweep file, base config and trial list
-TRIAL_FILE = 'trial.json'      # in each trial: overrides, status, return code, times
+TRIAL_FILE = launch.TRIAL_FILE  # in each trial: overrides, status, job, return code, times
 
 
 # ----------------------------------------------------------------------------- loading
 
+class SweepFile:
+  """A loaded sweep file: the base config file, and its trials (a grid) or its search,
+  and its launch settings."""
+
+  def __init__(self, path: str):
+    if not os.path.isfile(path):
+      raise ConfigError(f'Sweep file {path} does not exist')
+    spec = importlib.util.spec_from_file_location('_sweep_file', path)
+    module = importlib.util.module_from_spec(spec)
+    if REPO not in sys.path:
+      sys.path.insert(0, REPO)
+    try:
+      spec.loader.exec_module(module)
+    except Exception as e:   # the sweep file's own code
+      raise ConfigError(f'{path} could not be loaded: {type(e).__name__}: {e}') from None
+    self.path = path
+    grid, search = hasattr(module, 'get_sweep'), hasattr(module, 'get_search')
+    if grid == search:
+      raise ConfigError(f'{path} must define exactly one of get_sweep() (a list of '
+                        '{"dotted.field": value} dicts) and get_search() (a sweep_space.search)'
+                        ', see tools/sweep.py')
+    try:
+      self.trials = [dict(t) for t in module.get_sweep()] if grid else None
+      self.search = module.get_search() if search else None
+    except (ValueError, TypeError) as e:
+      raise ConfigError(f'{path}: {e}') from None
+    if grid and (not self.trials or not all(isinstance(t, dict) for t in module.get_sweep())):
+      raise ConfigError(f'{path}: get_sweep() must return a non-empty list of dicts')
+    if search and not isinstance(self.search, Search):
+      raise ConfigError(f'{path}: get_search() must return sweep_space.search(...)')
+    self.launch = dict(getattr(module, 'LAUNCH', {}))
+    base = getattr(module, 'BASE', None)
+    if base is None and not hasattr(module, 'get_config'):
+      raise ConfigError(f'{path} has neither get_config() nor BASE naming a config to sweep')
+    self.base = os.path.abspath(path) if base is None else (
+        base if os.path.isabs(base) else os.path.join(REPO, base))
+
+
 def load_sweep(path: str) -> tuple[str, list[Trial]]:
-  """(the experiment config file the trials run, the trials) of a sweep file."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'Sweep file {path} does not exist')
-  spec = importlib.util.spec_from_file_location('_sweep_file', path)
-  module = importlib.util.module_from_spec(spec)
-  if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-  spec.loader.exec_module(module)
-  if not hasattr(module, 'get_sweep'):
-    raise ValueError(f'{path} has no get_sweep(): a sweep file defines get_sweep() returning a '
-                     'list of {"dotted.field": value} dicts (see tools/sweep.py)')
-  trials = [dict(t) for t in module.get_sweep()]
-  if not trials or not all(isinstance(t, dict) for t in trials):
-    raise ValueError(f'{path}: get_sweep() must return a non-empty list of dicts')
-  base = getattr(module, 'BASE', None)
-  if base is None and not hasattr(module, 'get_config'):
-    raise ValueError(f'{path} has neither get_config() nor BASE naming a config to sweep')
-  base = os.path.abspath(path) if base is None else (
-      base if os.path.isabs(base) else os.path.join(REPO, base))
-  return base, trials
+  """(the experiment config file the trials run, the trials) of a grid sweep file."""
+  f = SweepFile(path)
+  if f.trials is None:
+    raise ConfigError(f'{path} is a search (get_search()): its trials are drawn as it runs')
+  return f.base, f.trials
 
 
 def format_value(value: Any) -> str:
@@ -91,7 +129,8 @@ def format_value(value: Any) -> str:
 
 def trial_name(index: int, overrides: Trial) -> str:
   """'003_learning_rate=0.001_model.dropout_rate=0.1' (filesystem-safe, at most ~120 chars)."""
-  parts = [f'{k}={format_value(v)}' for k, v in overrides.items()]
+  parts = [f'{k}={format_value(v) if not isinstance(v, float) else f"{v:.4g}"}'
+           for k, v in overrides.items()]
   name = re.sub(r'[^A-Za-z0-9._=+-]+', '-', '_'.join(parts))[:110].strip('-_')
   return f'{index:03d}_{name}' if name else f'{index:03d}'
 
@@ -102,67 +141,275 @@ def trial_command(base: str, workdir: str, overrides: Trial, extra: Sequence[str
           + [f'--config.{k}={format_value(v)}' for k, v in overrides.items()])
 
 
+def trial_config(base: str, overrides: Trial, extra: Sequence[str] = ()):
+  """The config train.py builds from a trial's command line (the same flag parsing: an
+  unknown field or a value of the wrong type fails as it would there), validated."""
+  from absl import flags
+  from ml_collections import config_flags
+  from transformer import validation
+  from transformer import workdir as workdir_lib
+  argv = ['train.py'] + [a for a in trial_command(base, 'unused', overrides, extra)[2:]
+                         if not a.startswith('--workdir=')]
+  values = flags.FlagValues()
+  if base.endswith('.json'):
+    with open(base) as f:
+      config = workdir_lib.config_from_json(f.read(), os.path.dirname(base))
+    argv = [a for a in argv if not a.startswith('--config=')]
+    config_flags.DEFINE_config_dict('config', config, '', flag_values=values)
+  else:
+    config_flags.DEFINE_config_file('config', None, '', flag_values=values, sys_argv=argv,
+                                    lock_config=True)
+  try:
+    values(argv)
+    config = values.config
+  except flags.Error as e:
+    raise ConfigError(_one_line(str(e))) from None
+  except (AttributeError, KeyError) as e:
+    raise ConfigError(f'unknown config field: {_one_line(str(e))}') from None
+  validation.validate(config)
+  return config
+
+
+def _one_line(text: str) -> str:
+  return ' '.join(text.strip("'").replace('\\n', ' ').split())
+
+
+def check_trials(base: str, trials: Sequence[Trial], extra: Sequence[str], names: Sequence[str]):
+  """Every trial's config, or one ConfigError naming the trial(s) that are invalid and why."""
+  bad = []
+  config = None
+  for name, overrides in zip(names, trials):
+    try:
+      config = trial_config(base, overrides, extra)
+    except ConfigError as e:
+      bad.append(f'trial {name} ({", ".join(f"{k}={format_value(v)}" for k, v in overrides.items()) or "the base config"}): {e}')
+  if bad:
+    raise ConfigError(f'{len(bad)} trial(s) of the sweep are invalid; nothing was run: '
+                      + '; '.join(bad))
+  return config
+
+
 def plan(sweep_path: str, parent: str, extra: Sequence[str] = ()) -> list[dict]:
-  """The trials of a sweep with their workdirs and commands; writes PARENT/sweep.json."""
+  """The trials of a grid sweep with their workdirs and commands; writes PARENT/sweep.json
+  (and refuses a PARENT made by another sweep file or with other trials)."""
   base, trials = load_sweep(sweep_path)
   bad = [f for f in extra if not f.startswith('--config.')]
   if bad:
-    raise ValueError(f'Extra flags must be --config.FIELD=VALUE overrides, got {bad}')
+    raise ConfigError(f'Extra flags must be --config.FIELD=VALUE overrides, got {bad}')
   parent = os.path.abspath(parent)
-  os.makedirs(parent, exist_ok=True)
   out = []
   for i, t in enumerate(trials):
     workdir = os.path.join(parent, trial_name(i, t))
     out.append({'name': os.path.basename(workdir), 'workdir': workdir, 'overrides': t,
                 'command': trial_command(base, workdir, t, extra)})
-  with open(os.path.join(parent, SWEEP_FILE), 'w') as f:
-    json.dump({'sweep': sweep_path, 'base': base, 'extra': list(extra),
-               'trials': [{k: v for k, v in p.items() if k != 'command'} for p in out]},
-              f, indent=2, default=str)
+  _write_sweep_json(parent, sweep_path, base, extra,
+                    [{k: v for k, v in p.items() if k != 'command'} for p in out])
   return out
 
 
-def read_trial(workdir: str) -> dict:
-  path = os.path.join(workdir, TRIAL_FILE)
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
-
-
-def _write_trial(workdir: str, record: dict) -> None:
-  tmp = os.path.join(workdir, TRIAL_FILE + '.tmp')
-  with open(tmp, 'w') as f:
+def _write_sweep_json(parent: str, sweep_path: str, base: str, extra: Sequence[str],
+                      trials: list[dict], search: bool = False) -> None:
+  path = os.path.join(parent, SWEEP_FILE)
+  record = {'sweep': os.path.abspath(sweep_path), 'base': base, 'extra': list(extra),
+            'search': search, 'trials': trials}
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    same = (os.path.basename(old.get('sweep', '')) == os.path.basename(record['sweep'])
+            and old.get('base') == base and (search or json.dumps(old.get('trials'), default=str)
+                                             == json.dumps(trials, default=str)))
+    if not same:
+      raise ConfigError(f'{parent} was made by another sweep ({old.get("sweep")}, '
+                        f'{len(old.get("trials", []))} trials): use a new --parent, or delete '
+                        'that directory')
+    if search:
+      record['trials'] = old.get('trials', []) + [t for t in trials if t not in old.get('trials', [])]
+  os.makedirs(parent, exist_ok=True)
+  with open(path + '.tmp', 'w') as f:
     json.dump(record, f, indent=2, default=str)
-  os.replace(tmp, os.path.join(workdir, TRIAL_FILE))
+  os.replace(path + '.tmp', path)
+
+
+def read_trial(workdir: str) -> dict:
+  return launch.read_record(workdir)
 
 
 # ----------------------------------------------------------------------------- running
 
-def run(sweep_path: str, parent: str, extra: Sequence[str] = (), log=print) -> list[dict]:
-  """Runs every unfinished trial in order; returns their trial.json records."""
+def run(sweep_path: str, parent: str, extra: Sequence[str] = (), log=print,
+        settings: dict | None = None, resume_pruned: bool = False) -> list[dict]:
+  """Runs every unfinished trial (a grid's, or a search's until max_trials) through the
+  launch engine; returns their trial.json records, in sweep order."""
+  sweep_file = SweepFile(sweep_path)
+  launch_settings = launch.settings_from({**sweep_file.launch, **(settings or {})})
+  if sweep_file.search is not None:
+    return _run_search(sweep_file, parent, extra, log, launch_settings, resume_pruned)
   trials = plan(sweep_path, parent, extra)
-  records = []
+  check_trials(sweep_file.base, [t['overrides'] for t in trials], extra,
+               [t['name'] for t in trials])
+  launcher = launch.Launcher(launch_settings, os.path.join(os.path.abspath(parent), 'submitit'),
+                             log=log)
+  items = []
   for n, t in enumerate(trials, 1):
-    os.makedirs(t['workdir'], exist_ok=True)
     previous = read_trial(t['workdir'])
-    if previous.get('status') == 'done':
-      log(f'[{n}/{len(trials)}] {t["name"]}: done before, skipped')
-      records.append(previous)
+    if _finished(previous, resume_pruned):
+      log(f'[{n}/{len(trials)}] {t["name"]}: {previous["status"]} before, skipped')
       continue
-    log(f'[{n}/{len(trials)}] {t["name"]}: ' + ('resuming' if previous else 'starting'))
-    record = {'name': t['name'], 'overrides': t['overrides'], 'command': shlex.join(t['command']),
-              'status': 'running', 'started': time.time()}
-    _write_trial(t['workdir'], record)
-    with open(os.path.join(t['workdir'], 'train.log'), 'a') as logf:
-      rc = subprocess.call(t['command'], stdout=logf, stderr=subprocess.STDOUT, cwd=REPO)
-    record.update(status='done' if rc == 0 else 'failed', returncode=rc, finished=time.time())
-    _write_trial(t['workdir'], record)
-    log(f'[{n}/{len(trials)}] {t["name"]}: {record["status"]}'
-        + (f' (exit {rc}; see {t["workdir"]}/train.log)' if rc else
-           f' in {record["finished"] - record["started"]:.0f} s'))
-    records.append(record)
-  return records
+    _prepare(t['workdir'], t['name'], t['overrides'], t['command'], previous)
+    items.append((f'[{n}/{len(trials)}] {t["name"]}', t['command'], t['workdir']))
+  launcher.run_all(items, on_finish=lambda workdir, record: write_hparams(workdir))
+  return [read_trial(t['workdir']) for t in trials]
+
+
+def _finished(record: dict, resume_pruned: bool) -> bool:
+  return record.get('status') in ('done', 'failed') or (
+      record.get('status') == 'pruned' and not resume_pruned)
+
+
+def _prepare(workdir: str, name: str, overrides: Trial, command: Sequence[str],
+             previous: dict, **more) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  if previous.get('status') == 'pruned':
+    pruned = os.path.join(workdir, launch.PRUNED_FILE)
+    if os.path.exists(pruned):
+      os.remove(pruned)      # run again to finish it: no longer pruned
+  launch.update_record(workdir, name=name, overrides=overrides, command=shlex.join(command),
+                       **more)
+
+
+def _run_search(sweep_file: SweepFile, parent: str, extra: Sequence[str], log,
+                settings: launch.Settings, resume_pruned: bool) -> list[dict]:
+  from tools import search as search_lib
+  search = sweep_file.search
+  bad = [f for f in extra if not f.startswith('--config.')]
+  if bad:
+    raise ConfigError(f'Extra flags must be --config.FIELD=VALUE overrides, got {bad}')
+  parent = os.path.abspath(parent)
+  corners = search_lib.corners(search)
+  config = check_trials(sweep_file.base, corners, extra,
+                        [f'corner {i}' for i in range(len(corners))])
+  _write_sweep_json(parent, sweep_file.path, sweep_file.base, extra, [], search=True)
+  searcher = search_lib.Searcher(parent, search, config)
+  log(f'search: {search.sampler} sampler, {search.pruner} pruner, {search.max_trials} trials, '
+      f'{searcher.count()} in the study so far; study in {parent}/{search_lib.JOURNAL}')
+
+  def item(number: int, params: dict, report: bool = True):
+    name = trial_name(number, params)
+    workdir = os.path.join(parent, name)
+    command = trial_command(sweep_file.base, workdir, params, extra) + (
+        [f'--report_trial={parent}#{number}'] if report else [])
+    _prepare(workdir, name, params, command, read_trial(workdir), number=number)
+    _write_sweep_json(parent, sweep_file.path, sweep_file.base, extra,
+                      [{'name': name, 'workdir': workdir, 'overrides': params}], search=True)
+    return (f'[{number + 1}/{search.max_trials}] {name}', command, workdir)
+
+  items = [item(n, p) for n, p in searcher.unfinished()]   # an interrupted sweep's
+  if resume_pruned:
+    for t in collect(parent):
+      record = read_trial(t['workdir'])
+      if record.get('status') == 'pruned':
+        items.append(item(record['number'], record['overrides'], report=False))
+
+  def more():
+    asked = searcher.ask()
+    return None if asked is None else item(*asked)
+
+  def finish(workdir: str, record: dict) -> None:
+    write_hparams(workdir)
+    if 'number' in record and not (resume_pruned and '--report_trial' not in record.get(
+        'command', '--report_trial')):
+      searcher.tell(record['number'], record.get('status'), _last_value(workdir, search.metric))
+
+  launch.Launcher(settings, os.path.join(parent, 'submitit'), log=log).run_all(
+      items, on_finish=finish, more=more)
+  return [read_trial(t['workdir']) for t in collect(parent)]
+
+
+def _last_value(workdir: str, metric: str) -> float | None:
+  split, _, name = metric.partition('/')
+  values = [m[name] for m in _metrics(workdir) if m.get('split') == split
+            and isinstance(m.get(name), (int, float))]
+  return float(values[-1]) if values else None
+
+
+def _metrics(workdir: str) -> list[dict]:
+  try:
+    return read_metrics(workdir) if os.path.isdir(workdir) else []
+  except (OSError, ValueError):
+    return []
+
+
+def write_hparams(workdir: str) -> None:
+  """The trial's overrides and final metrics to TensorBoard's HParams plugin, in its own
+  TensorBoard run (WORKDIR/tensorboard), so that `tensorboard --logdir SWEEP_DIR` shows
+  every trial in the HParams table and parallel-coordinates views."""
+  from tensorboardX import FileWriter
+  from tensorboardX.summary import hparams
+  record = read_trial(workdir)
+  overrides = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+               for k, v in record.get('overrides', {}).items()}
+  final: dict[str, float] = {}
+  for m in _metrics(workdir):
+    for k, v in m.items():
+      if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ('step', 'time'):
+        final[f'{m.get("split", "?")}/{k}'] = float(v)
+  if not overrides and not final:
+    return
+  overrides['status'] = record.get('status', '')
+  writer = FileWriter(os.path.join(workdir, 'tensorboard'))
+  for summary in hparams(overrides, final):
+    writer.add_summary(summary)
+  writer.close()
+
+
+def status(parent: str) -> list[list[str]]:
+  """Header + one row per trial: name, status, engine, job id, attempts, step, error."""
+  rows = [['trial', 'status', 'engine', 'job', 'attempts', 'step', 'error']]
+  for t in collect(parent):
+    record = read_trial(t['workdir'])
+    rows.append([t['trial'], record.get('status', 'not started'), record.get('engine', ''), str(record.get('job_id', '')),
+                 str(record.get('attempts', '')), str(t.get('step', '')),
+                 record.get('error', '')[:120]])
+  return rows
+
+
+def cancel(parent: str, log=print, wait_s: float = 120) -> int:
+  """Stops the sweep's unfinished jobs (SLURM: scancel; local: SIGTERM to the job's process,
+  which saves its checkpoint first) and marks their trials cancelled; `run` again resumes
+  them. Returns how many were stopped."""
+  import signal
+  import subprocess
+  stopped = []
+  for t in collect(parent):
+    record = read_trial(t['workdir'])
+    job = str(record.get('job_id', ''))
+    if record.get('status') in launch.TERMINAL or not job:
+      continue
+    if record.get('engine') == 'slurm':
+      if job in launch.slurm_queued([job]):
+        subprocess.run(['scancel', job], capture_output=True, timeout=60)
+        stopped.append((t['workdir'], job, lambda j=job: j in launch.slurm_queued([j])))
+    elif record.get('engine') == 'local' and record.get('host') == os.uname().nodename:
+      try:
+        os.kill(int(job), signal.SIGTERM)
+      except (OSError, ValueError):
+        continue
+      stopped.append((t['workdir'], job, lambda j=job: _alive(int(j))))
+  deadline = time.time() + wait_s
+  for workdir, job, alive in stopped:
+    while alive() and time.time() < deadline:
+      time.sleep(0.5)
+    launch.update_record(workdir, status='cancelled', finished=time.time())
+    log(f'{os.path.basename(workdir)}: job {job} cancelled')
+  return len(stopped)
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+    return True
+  except OSError:
+    return False
 
 
 # ----------------------------------------------------------------------------- summary
@@ -181,12 +428,9 @@ def collect(parent: str) -> list[dict]:
     status = record.get('status', 'not started')
     if status == 'running':
       status = 'unfinished'            # the sweep was interrupted during this trial
-    row = {'trial': t['name'], 'status': status, 'overrides': t['overrides'], 'metrics': {}}
-    try:
-      metrics = read_metrics(t['workdir']) if os.path.isdir(t['workdir']) else []
-    except (OSError, ValueError):
-      metrics = []
-    for m in metrics:
+    row = {'trial': t['name'], 'status': status, 'overrides': t['overrides'], 'metrics': {},
+           'workdir': t['workdir']}
+    for m in _metrics(t['workdir']):
       split = m.get('split', '?')
       row['metrics'].update({f'{split}/{k}': v for k, v in m.items()
                              if isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -279,6 +523,18 @@ def summarize(parent: str, metric: str | None = None, descending: bool = False,
     md += (f'\nOver `{group_over}` (finished trials that differ only in it; std: sample '
            'standard deviation):\n\n' + to_markdown(group_table(rows, metric, columns,
                                                                  group_over)))
+  best = sort_rows(rows, metric, descending)[0] if metric else None
+  if best is not None and best['status'] == 'done' and metric in best['metrics']:
+    command = re.sub(r" '?--report_trial=[^ ]*", '', read_trial(best['workdir']).get('command', ''))
+    md += (f'\nBest: {best["trial"]} ({metric} {best["metrics"][metric]:.6g}); its command:\n\n'
+           f'    {command}\n')
+  counts: dict[str, int] = {}
+  for r in rows:
+    counts[r['status']] = counts.get(r['status'], 0) + 1
+  md += '\nTrials: ' + ', '.join(f'{n} {k}' for k, n in counts.items()) + '\n'
+  if metric:
+    plots = plot(parent, rows, metric)
+    md += '\nPlots: ' + ', '.join(os.path.relpath(p, parent) for p in plots) + '\n'
   with open(os.path.join(parent, 'summary.md'), 'w') as f:
     f.write(md)
   with open(os.path.join(parent, 'summary.csv'), 'w') as f:
@@ -286,48 +542,154 @@ def summarize(parent: str, metric: str | None = None, descending: bool = False,
   return md
 
 
+def plot(parent: str, rows: list[dict], metric: str) -> list[str]:
+  """PARENT/plots/: the final metric against each swept field (one point per trial), and
+  every trial's curve of the metric against the step in one figure (a pruned trial's
+  curve ends where it was stopped, marked x). Returns the files written."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  out_dir = os.path.join(parent, 'plots')
+  os.makedirs(out_dir, exist_ok=True)
+  split, _, name = metric.partition('/')
+  written = []
+  colors = {'done': 'tab:blue', 'pruned': 'tab:orange', 'failed': 'tab:red'}
+  fields = list(dict.fromkeys(k for r in rows for k in r['overrides']))
+  for field in fields:
+    points = [(r['overrides'][field], r['metrics'][metric], r['status']) for r in rows
+              if field in r['overrides'] and isinstance(r['metrics'].get(metric), (int, float))]
+    if not points:
+      continue
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, _, _ in points)
+    labels = sorted({format_value(x) for x, _, _ in points})
+    for status in sorted({p[2] for p in points}):
+      xs = [x if numeric else labels.index(format_value(x)) for x, _, st in points if st == status]
+      ys = [y for _, y, st in points if st == status]
+      ax.scatter(xs, ys, label=status, color=colors.get(status, 'gray'))
+    if numeric and min(x for x, _, _ in points) > 0 and (
+        max(x for x, _, _ in points) / min(x for x, _, _ in points) > 20):
+      ax.set_xscale('log')
+    if not numeric:
+      ax.set_xticks(range(len(labels)), labels, rotation=30, ha='right')
+    ax.set_xlabel(field)
+    ax.set_ylabel(f'{metric} (last)')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out_dir, f'{metric.replace("/", "_")}_vs_{field}.png')
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path)
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for r in rows:
+    curve = [(m['step'], m[name]) for m in _metrics(r['workdir'])
+             if m.get('split') == split and isinstance(m.get(name), (int, float))]
+    if not curve:
+      continue
+    steps, values = zip(*curve)
+    line, = ax.plot(steps, values, lw=1, alpha=0.8,
+                    ls='--' if r['status'] == 'pruned' else '-')
+    if r['status'] == 'pruned':
+      ax.plot(steps[-1], values[-1], 'x', color=line.get_color())
+  ax.set_xlabel('step')
+  ax.set_ylabel(metric)
+  ax.set_title('every trial (dashed, x: pruned)', fontsize=9)
+  fig.tight_layout()
+  path = os.path.join(out_dir, f'{metric.replace("/", "_")}_curves.png')
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  written.append(path)
+  return written
+
+
 # ----------------------------------------------------------------------------- command line
 
 USAGE = """usage:
-  python -m tools.sweep run      --sweep=FILE --parent=DIR [--config.FIELD=VALUE ...]
+  python -m tools.sweep run      --sweep=FILE --parent=DIR [--engine=local|slurm|debug]
+                                 [--parallel=N] [--retries=N] [--resume_pruned]
+                                 [--metric=SPLIT/NAME] [SLURM settings: tools/launch.py]
+                                 [--config.FIELD=VALUE ...]
+  python -m tools.sweep status   --parent=DIR
+  python -m tools.sweep cancel   --parent=DIR
   python -m tools.sweep commands --sweep=FILE --parent=DIR [--config.FIELD=VALUE ...]
   python -m tools.sweep summary  --parent=DIR [--metric=SPLIT/NAME] [--descending]
                                        [--columns=SPLIT/NAME,...] [--group_over=seed]"""
 
+COMMANDS = ('run', 'status', 'cancel', 'commands', 'summary')
+OPTIONS = {'run': {'sweep', 'parent', 'metric', 'resume_pruned'} | set(launch.FIELDS),
+           'status': {'parent'}, 'cancel': {'parent'}, 'commands': {'sweep', 'parent'},
+           'summary': {'parent', 'metric', 'descending', 'columns', 'group_over'}}
+
 
 def main(argv: Sequence[str]) -> int:
-  if not argv or argv[0] not in ('run', 'commands', 'summary'):
+  if not argv or argv[0] not in COMMANDS:
     print(USAGE, file=sys.stderr)
     return 2
   cmd, opts, extra = argv[0], {}, []
   for a in argv[1:]:
     if a.startswith('--config.'):
       extra.append(a)
-    elif a == '--descending':
-      opts['descending'] = True
-    elif a.startswith('--') and '=' in a:
+    elif a in ('--descending', '--resume_pruned'):
+      opts[a[2:]] = True
+    elif a.startswith('--') and '=' in a and a[2:].split('=', 1)[0] in OPTIONS[cmd]:
       k, v = a[2:].split('=', 1)
       opts[k] = v
     else:
-      print(f'unknown argument {a!r}\n{USAGE}', file=sys.stderr)
+      print(f'error: unknown argument {a!r} for {cmd}\n{USAGE}', file=sys.stderr)
       return 2
-  need = ['parent'] + (['sweep'] if cmd != 'summary' else [])
+  need = ['parent'] + (['sweep'] if cmd in ('run', 'commands') else [])
   missing = [k for k in need if not opts.get(k)]
   if missing:
-    print(f'missing --{", --".join(missing)}\n{USAGE}', file=sys.stderr)
+    print(f'error: missing --{", --".join(missing)}\n{USAGE}', file=sys.stderr)
     return 2
+  try:
+    return _main(cmd, opts, extra)
+  except (ConfigError, launch.LaunchError, FileNotFoundError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+
+
+def _main(cmd: str, opts: dict, extra: list[str]) -> int:
+  parent = opts['parent']
   if cmd == 'commands':
-    for t in plan(opts['sweep'], opts['parent'], extra):
+    for t in plan(opts['sweep'], parent, extra):
       print(shlex.join(t['command']))
     return 0
+  if cmd == 'status':
+    print(to_markdown(status(parent)), end='')
+    return 0
+  if cmd == 'cancel':
+    print(f'{cancel(parent)} job(s) cancelled; `run` again resumes them')
+    return 0
   if cmd == 'run':
-    records = run(opts['sweep'], opts['parent'], extra)
-    print(summarize(opts['parent'], opts.get('metric')))
-    return 0 if all(r['status'] == 'done' for r in records) else 1
+    settings = {k: v for k, v in opts.items() if k in launch.FIELDS}
+    records = run(opts['sweep'], parent, extra, settings=settings,
+                  resume_pruned=opts.get('resume_pruned', False))
+    metric = opts.get('metric') or _search_metric(parent)
+    print(summarize(parent, metric if any(metric in r['metrics'] for r in collect(parent))
+                    else None, _search_maximizes(parent)))
+    return 0 if all(r.get('status') in ('done', 'pruned') for r in records) else 1
   columns = [c for c in opts.get('columns', '').split(',') if c]
-  print(summarize(opts['parent'], opts.get('metric'), opts.get('descending', False), columns,
+  print(summarize(parent, opts.get('metric') or _search_metric(parent),
+                  opts.get('descending', False) or _search_maximizes(parent), columns,
                   opts.get('group_over', '')))
   return 0
+
+
+def _search_metric(parent: str) -> str | None:
+  path = os.path.join(parent, 'search.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f).get('metric')
+  return None
+
+
+def _search_maximizes(parent: str) -> bool:
+  path = os.path.join(parent, 'search.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f).get('direction') == 'maximize'
+  return False
 
 
 if __name__ == '__main__':

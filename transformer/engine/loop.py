@@ -179,7 +179,9 @@ class _Profiler:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_at: int | None = None, command: str = '',
-                       stop_requested: Callable[[], bool] | None = None) -> dict[str, Any]:
+                       stop_requested: Callable[[], bool] | None = None,
+                       on_eval: Callable[[int, str, dict], bool] | None = None
+                       ) -> dict[str, Any]:
   """Trains (resuming from WORKDIR if it has checkpoints); returns the last metrics.
 
   `stop_at` interrupts the run after that step as a preemption would (a
@@ -189,6 +191,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   this was called (train.py catches SIGTERM from its first line): SIGTERM and
   SIGINT are caught from the start, so a preemption during start-up (data,
   compilation, restore) ends cleanly before the first step, with nothing trained.
+  `on_eval(step, split, metrics)`: called on process 0 after each periodic evaluation (a
+  sweep's pruner, tools/search.py); when it returns True the run saves its checkpoint and
+  stops there, and the result has 'stopped_early': True.
   """
   stopper = _Stopper()
   stopper.requested = bool(stop_requested and stop_requested())
@@ -200,7 +205,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     workdir_lib.check_resume(config, workdir, tasks.task_class(config).resume_fixed)
     handler = workdir_lib.log_to_file(workdir)
     workdir_lib.append_command(workdir, command)
-    return _Run(config, workdir, stop_at, stopper).train()
+    return _Run(config, workdir, stop_at, stopper, on_eval).train()
   finally:
     stopper.restore()
     if handler is not None:
@@ -213,7 +218,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 class _Run:
   """One training run: the Experiment, its state, and the periodic actions of the loop."""
 
-  def __init__(self, config, workdir: str, stop_at: int | None, stopper: _Stopper):
+  def __init__(self, config, workdir: str, stop_at: int | None, stopper: _Stopper,
+               on_eval: Callable[[int, str, dict], bool] | None = None):
     for warning in validation.semantic_warnings(config):
       log.warning('Config: %s', warning)
     self.config, self.workdir, self.stop_at = config, workdir, stop_at
@@ -241,6 +247,8 @@ class _Run:
     self.previous = None          # (step, metrics) of the step before: checked one step late
     self.bad_run: list[int] = []  # consecutive bad steps (bad_step > 0)
     self.last_applied: int | None = None   # the last step whose update was applied
+    self.on_eval = on_eval
+    self.stop_early = False       # on_eval asked to stop (a pruned sweep trial)
 
   # -- the loop ----------------------------------------------------------------------
 
@@ -266,6 +274,11 @@ class _Run:
           if _due(self.step, config.log_every_steps, total):
             self.log()
           self.evaluate()
+          if self.stop_early and self.step < total:
+            self.save()
+            log.warning('Stopped early at step %d: the sweep pruned this trial; checkpoint '
+                        'saved (run again without pruning to finish it).', self.step)
+            return {'step': self.step, 'stopped_early': True, **self.last_eval}
           if self.agree_to_stop(metrics):
             self.save()
             log.warning('Stopped at step %d after a signal; checkpoint saved.', self.step)
@@ -375,6 +388,9 @@ class _Run:
       log.info('eval %s step %d: %s', config.eval_split, step, logs.format_metrics(
           {k: v for k, v in metrics.items() if not k.endswith('signature')}))
       self.best.update(step, metrics, self._save_to)
+      if self.on_eval is not None:
+        stop = jax.process_index() == 0 and bool(self.on_eval(step, config.eval_split, metrics))
+        self.stop_early = _any_process(stop)
     self.window.t0 += time.perf_counter() - t_eval   # evaluation time is not training time
 
   def agree_to_stop(self, metrics) -> bool:
