@@ -109,7 +109,8 @@ def settings_from(values: dict[str, Any], base: Settings | None = None) -> Setti
       else:
         value = type(default)(value)
     except ValueError:
-      raise LaunchError(f'launch setting {name}={value!r} is not a {type(default).__name__}'
+      kind = {int: 'an integer', float: 'a number'}.get(type(default), type(default).__name__)
+      raise LaunchError(f'launch setting {name}={value!r} is not {kind}'
                         + (' (use --sbatch=KEY=VALUE,KEY=VALUE)' if name == 'sbatch' else '')
                         ) from None
     setattr(out, name, value)

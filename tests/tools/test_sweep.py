@@ -10,6 +10,7 @@ import pytest
 from tests import helpers
 from tools import sweep
 from transformer import sweep_space
+from transformer.errors import ConfigError
 
 TINY = ['--config.model.d_model=16', '--config.model.num_heads=2', '--config.model.d_ff=32',
         '--config.model.num_decoder_layers=1', '--config.seq_len=8', '--config.batch_size=2',
@@ -55,20 +56,51 @@ def test_commands_for_a_scheduler(tmp_path):
   cmd = trials[1]['command']
   assert cmd[1].endswith('train.py') and '--config.learning_rate=0.2' in cmd
   assert '--config.seed=3' in cmd and f'--workdir={trials[1]["workdir"]}' in cmd
-  with pytest.raises(ValueError, match='--config.FIELD=VALUE'):
+  with pytest.raises(ConfigError, match='--config.FIELD=VALUE'):
     sweep.plan(_write_sweep(tmp_path, [0.1]), str(tmp_path / 'p'), ['--seed=3'])
+
+
+def test_invalid_trials_are_refused_before_anything_runs(tmp_path):
+  """Every trial's config is built as train.py would and validated first: one message names
+  each bad trial and its field, and nothing is run."""
+  path = tmp_path / 'bad_sweep.py'
+  path.write_text(textwrap.dedent("""
+      from transformer import sweep_space
+      BASE = 'configs/lm_shakespeare_char.py'
+      def get_sweep():
+        return [{'learning_rate': 1e-3}, {'learing_rate': 1e-3}, {'learning_rate': 'fast'},
+                {'learning_rate': -1.0}]
+      """))
+  parent = tmp_path / 'p'
+  with pytest.raises(ConfigError) as e:
+    sweep.run(str(path), str(parent), TINY, log=lambda *_: None, settings={'engine': 'debug'})
+  msg = str(e.value)
+  assert '3 trial(s) of the sweep are invalid' in msg and 'nothing was run' in msg
+  assert 'trial 001_learing_rate=0.001' in msg and 'learing_rate' in msg
+  assert 'trial 002_learning_rate=fast' in msg and 'fast' in msg
+  assert 'trial 003_learning_rate=-1' in msg and 'learning_rate' in msg
+  assert not any((parent / d / 'console.log').exists() for d in os.listdir(parent)
+                 if (parent / d).is_dir())
 
 
 @pytest.mark.slow
 def test_sweep_runs_resumes_and_summarizes(tmp_path, data_dir):
-  # The third trial's value is invalid, so that trial fails with a config error.
-  path = _write_sweep(tmp_path, [1e-3, 3e-3, -1.0])
+  # The third trial starts from a checkpoint that does not exist: it fails when it starts.
+  path = tmp_path / 'my_sweep.py'
+  path.write_text(textwrap.dedent("""
+      from transformer import sweep_space
+      BASE = 'configs/lm_shakespeare_char.py'
+      def get_sweep():
+        return [{'learning_rate': 1e-3}, {'learning_rate': 3e-3},
+                {'learning_rate': 1e-3, 'init_from': '/nonexistent/run'}]
+      """))
+  path = str(path)
   parent = str(tmp_path / 'sweep')
-  records = sweep.run(path, parent, TINY, log=lambda *_: None)
+  records = sweep.run(path, parent, TINY, log=lambda *_: None)   # local, --parallel=1
   assert [r['status'] for r in records] == ['done', 'done', 'failed']
+  assert records[2]['returncode'] == 2 and '/nonexistent/run' in records[2]['error']
+  assert records[2]['attempts'] == 1                     # a user error is not retried
   trials = sweep.plan(path, parent, TINY)
-  log = open(os.path.join(trials[2]['workdir'], 'train.log')).read()
-  assert 'learning_rate' in log                            # the config error names the field
 
   # Resuming: finished trials are skipped, their metrics untouched.
   mtime = os.path.getmtime(os.path.join(trials[0]['workdir'], 'metrics.jsonl'))
@@ -87,7 +119,7 @@ def test_sweep_runs_resumes_and_summarizes(tmp_path, data_dir):
   header, body = rows[0], rows[1:]
   assert header[:4] == ['trial', 'status', 'step', 'learning_rate']
   assert [r[1] for r in body] == ['done', 'unfinished', 'failed']
-  assert body[0][3] == '0.001' and body[2][3] == '-1.0'
+  assert body[0][3] == '0.001' and body[2][3] == '0.001'
   # The metric column holds each trial's own last validation loss.
   col = header.index('validation/loss')
   last = helpers.records(trials[0]['workdir'], 'validation')[-1]
@@ -120,3 +152,117 @@ def test_group_statistics_over_seeds():
   std = (sum((v - mean) ** 2 for v in values) / 2) ** 0.5   # sample standard deviation
   assert tab[1] == ['0.1', '3', f'{mean:.4g}', f'{std:.2g}', '0.8', '0.85']
   assert tab[2] == ['0.3', '1', '0.7', '', '0.7', '0.7']
+
+
+def _events(workdir):
+  """Every TensorBoard event in WORKDIR/tensorboard (the TFRecord files read by hand)."""
+  import struct
+  from tensorboardX.proto import event_pb2
+  out = []
+  tb = os.path.join(workdir, 'tensorboard')
+  for name in sorted(os.listdir(tb)):
+    data = open(os.path.join(tb, name), 'rb').read()
+    i = 0
+    while i < len(data):
+      (n,) = struct.unpack('<Q', data[i:i + 8])
+      out.append(event_pb2.Event.FromString(data[i + 12:i + 12 + n]))
+      i += 12 + n + 4
+  return out
+
+
+SEARCH_STEPS = 60
+
+
+@pytest.mark.slow
+def test_search_prunes_resumes_and_records(tmp_path, data_dir):
+  """A random search of 5 trials, 2 at a time on this machine, with the median pruner: the
+  study's states match the trials' records, pruned trials stopped at an evaluation with a
+  checkpoint there, finished ones told their last metric; HParams in each trial's
+  TensorBoard run; --resume_pruned finishes the pruned ones."""
+  import optuna
+  path = tmp_path / 'search.py'
+  path.write_text(textwrap.dedent("""
+      from transformer import sweep_space as sweep
+      BASE = 'configs/lm_shakespeare_char.py'
+      def get_search():
+        return sweep.search({'learning_rate': sweep.choice([1e-2, 1e-6]),
+                             'model.dropout_rate': sweep.uniform(0.0, 0.1)},
+                            sampler='random', pruner='median', max_trials=5, startup_trials=1,
+                            seed=3)
+      """))
+  flags = [f for f in TINY if 'eval_every' not in f and 'num_train_steps' not in f] + [
+      '--config.eval_every_steps=20', f'--config.num_train_steps={SEARCH_STEPS}']
+  parent = str(tmp_path / 's')
+  assert sweep.main(['run', f'--sweep={path}', f'--parent={parent}', '--parallel=2',
+                     *flags]) == 0
+  study = optuna.load_study(study_name='search', storage=__import__(
+      'tools.search', fromlist=['storage']).storage(parent))
+  trials = {t.number: t for t in study.get_trials()}
+  assert sorted(trials) == [0, 1, 2, 3, 4]
+  rows = sweep.collect(parent)
+  assert len(rows) == 5
+  states = {'done': optuna.trial.TrialState.COMPLETE, 'pruned': optuna.trial.TrialState.PRUNED}
+  statuses = []
+  for row in rows:
+    record = sweep.read_trial(row['workdir'])
+    trial = trials[record['number']]
+    statuses.append(record['status'])
+    assert trial.state == states[record['status']], (record, trial)
+    assert trial.params == record['overrides']
+    evals = helpers.records(row['workdir'], 'validation')
+    ckpts = sorted(int(d) for d in os.listdir(os.path.join(row['workdir'], 'checkpoints'))
+                   if d.isdigit())
+    if record['status'] == 'pruned':
+      pruned = json.load(open(os.path.join(row['workdir'], 'pruned.json')))
+      assert pruned['step'] < SEARCH_STEPS and evals[-1]['step'] == pruned['step']
+      assert ckpts[-1] == pruned['step']
+      assert trial.intermediate_values[pruned['step']] == pytest.approx(evals[-1]['loss'])
+    else:
+      assert evals[-1]['step'] == SEARCH_STEPS and ckpts[-1] == SEARCH_STEPS
+      assert trial.value == pytest.approx(evals[-1]['loss'])
+    plugins = [v.metadata.plugin_data.plugin_name for e in _events(row['workdir'])
+               for v in e.summary.value]
+    assert 'hparams' in plugins
+  assert 'pruned' in statuses and 'done' in statuses, statuses
+  md = open(os.path.join(parent, 'summary.md')).read()
+  assert 'Best: ' in md and '--report_trial' not in md
+  assert os.path.exists(os.path.join(parent, 'plots', 'validation_loss_curves.png'))
+
+  # Finishing the pruned trials: they resume from their checkpoints to the end.
+  assert sweep.main(['run', f'--sweep={path}', f'--parent={parent}', '--resume_pruned',
+                     *flags]) == 0
+  for row in sweep.collect(parent):
+    assert sweep.read_trial(row['workdir'])['status'] == 'done'
+    assert helpers.records(row['workdir'], 'validation')[-1]['step'] == SEARCH_STEPS
+  assert len(optuna.load_study(study_name='search', storage=__import__(
+      'tools.search', fromlist=['storage']).storage(parent)).get_trials()) == 5
+
+
+def test_search_files_and_directories_that_cannot_work(tmp_path, capsys):
+  """An empty range, a directory made by another sweep file, an unknown engine: one
+  message each, exit status 2."""
+  with pytest.raises(ValueError, match='empty range'):
+    sweep_space.uniform(1.0, 1.0)
+  with pytest.raises(ValueError, match='pruner'):
+    sweep_space.search({'a': sweep_space.choice([1])}, pruner='asha')
+  empty = tmp_path / 'empty.py'
+  empty.write_text(textwrap.dedent("""
+      from transformer import sweep_space as sweep
+      BASE = 'configs/lm_shakespeare_char.py'
+      def get_search():
+        return sweep.search({'learning_rate': sweep.loguniform(1e-2, 1e-4)})
+      """))
+  assert sweep.main(['run', f'--sweep={empty}', f'--parent={tmp_path / "e"}']) == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and 'empty range [0.01, 0.0001]' in err
+
+  first = _write_sweep(tmp_path, [0.1, 0.2])
+  sweep.plan(first, str(tmp_path / 'p'))
+  other = tmp_path / 'other_sweep.py'
+  other.write_text(open(first).read().replace('[0.1, 0.2]', '[0.3]'))
+  assert sweep.main(['commands', f'--sweep={other}', f'--parent={tmp_path / "p"}']) == 2
+  err = capsys.readouterr().err
+  assert 'was made by another sweep' in err and err.count('\n') == 1
+  assert sweep.main(['run', f'--sweep={first}', f'--parent={tmp_path / "p"}',
+                     '--engine=cloud']) == 2
+  assert "unknown engine 'cloud'" in capsys.readouterr().err
