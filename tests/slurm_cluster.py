@@ -3,7 +3,8 @@
 `Cluster(root).start()` installs Debian's `slurm-wlm` and `munge` when they are missing
 (root with apt-get, as in CI; elsewhere the tier is skipped with a message that says how
 to run it), writes a `slurm.conf` for this host under ROOT (so /etc/slurm is never
-touched: every command finds it through $SLURM_CONF), starts `munged` (on its own socket
+touched: every command finds it through $SLURM_CONF; the daemons' ports are free ones, so
+that a cluster left running elsewhere on this machine is never the one tested), starts `munged` (on its own socket
 under ROOT), `slurmctld` and `slurmd`, and waits until `sinfo` shows the node idle.
 `stop()` stops every daemon it started. The settings are the ones that work in a
 container: process tracking without cgroups, no task plugin, consumable CPUs, no
@@ -56,7 +57,19 @@ def _memory_mb() -> int:
   return 1024
 
 
-def slurm_conf(root: str, node: str, cpus: int, memory_mb: int, munge_socket: str) -> str:
+def _free_ports(n: int) -> list[int]:
+  socks = [socket.socket() for _ in range(n)]
+  try:
+    for s in socks:
+      s.bind(('', 0))
+    return [s.getsockname()[1] for s in socks]
+  finally:
+    for s in socks:
+      s.close()
+
+
+def slurm_conf(root: str, node: str, cpus: int, memory_mb: int, munge_socket: str,
+               ports: list[int]) -> str:
   return f"""\
 ClusterName=transformer-tests
 SlurmctldHost={node}
@@ -81,8 +94,8 @@ SlurmctldPidFile={root}/slurmctld.pid
 SlurmdPidFile={root}/slurmd.pid
 SlurmctldLogFile={root}/slurmctld.log
 SlurmdLogFile={root}/slurmd.log
-SlurmctldPort=16817
-SlurmdPort=16818
+SlurmctldPort={ports[0]}
+SlurmdPort={ports[1]}
 KillWait=10
 MinJobAge=600
 NodeName={node} CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
@@ -112,7 +125,7 @@ class Cluster:
     os.chmod(os.path.join(self.root, 'munge'), 0o755)
     with open(self.conf, 'w') as f:
       f.write(slurm_conf(self.root, self.node, os.cpu_count() or 1, _memory_mb(),
-                         self.munge_socket))
+                         self.munge_socket, _free_ports(2)))
     key = '/etc/munge/munge.key'
     if not os.path.exists(key):
       subprocess.run(['mungekey', '--create', '--keyfile', key], check=True, timeout=60)
