@@ -48,6 +48,7 @@ CONSOLE = 'console.log'         # a job's console output (stdout and stderr), in
 TERMINAL = ('done', 'failed', 'pruned', 'cancelled')
 PRUNED_FILE = 'pruned.json'     # written by a run its sweep's pruner stopped (tools/search.py)
 BAD_INPUT = 2                   # train.py's exit status for a user error: never retried
+SLURM_TIME_MIN = 24 * 60        # a SLURM job's time limit when --time_min is not given
 
 
 class LaunchError(ValueError):
@@ -65,7 +66,7 @@ class Settings:
   retries: int = 1                # resubmissions of a failed job
   # SLURM only:
   partition: str = ''
-  time_min: int = 60
+  time_min: int = 0               # 0: no limit (local), 24 hours (SLURM)
   nodes: int = 1
   tasks_per_node: int = 1
   gpus_per_node: int = 0
@@ -237,10 +238,8 @@ class Job:
       env = dict(os.environ, **self.env)
       env['PYTHONPATH'] = os.pathsep.join(p for p in (REPO, env.get('PYTHONPATH')) if p)
       with open(log_path, 'a') as log:
-        cores = self.cores
-        self._proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
+        self._proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                      cwd=REPO, env=env, preexec_fn=self._child_setup)
         while self._proc.poll() is None:    # poll, not wait: a signal handler may poll too
           time.sleep(0.2)
         rc = self._proc.returncode
@@ -257,6 +256,15 @@ class Job:
       status, error = 'failed', error_line(log_path) or f'exit status {rc}'
     return update_record(self.workdir, status=status, returncode=rc, error=error,
                          finished=time.time())
+
+  def _child_setup(self) -> None:
+    """In the command's process before it starts: its cores, and USR2 ignored (SLURM sends
+    USR2 to every process of the job before the time limit; submitit's handler in this
+    process answers it by asking the command to save through SIGTERM, see `checkpoint`;
+    left at its default, USR2 would kill the command unsaved)."""
+    if self.cores:
+      os.sched_setaffinity(0, self.cores)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
   def _on_sigterm(self, signum, frame) -> None:
     """SLURM (requeue, preemption, scancel) signals every process of the job: the command
@@ -298,12 +306,12 @@ def make_executor(settings: Settings, folder: str):
     return submitit.DebugExecutor(folder)
   if settings.engine == 'local':
     executor = submitit.LocalExecutor(folder, python=sys.executable)
-    executor.update_parameters(timeout_min=settings.time_min if settings.time_min else 60 * 24 * 365)
+    executor.update_parameters(timeout_min=settings.time_min or 60 * 24 * 365)
     return executor
   executor = submitit.SlurmExecutor(folder, max_num_timeout=settings.max_requeues,
                                     python=sys.executable)
   params: dict[str, Any] = dict(
-      time=settings.time_min, nodes=settings.nodes, ntasks_per_node=settings.tasks_per_node,
+      time=settings.time_min or SLURM_TIME_MIN, nodes=settings.nodes, ntasks_per_node=settings.tasks_per_node,
       signal_delay_s=settings.signal_delay_s, job_name='transformer',
       additional_parameters=dict(settings.sbatch))
   if settings.partition:
@@ -366,10 +374,18 @@ class Launcher:
         gone = str(handle.job_id) not in queued
       else:
         gone = handle.done()
-      if gone:
-        # (a stopped job that SLURM requeues is queued again: not gone)
-        update_record(workdir, status='failed', error=read_record(workdir).get(
-            'error') or 'the job ended without reporting (killed?)', finished=time.time())
+      if not gone:
+        continue
+      previous = read_record(workdir)     # again: the job may have ended since
+      if previous.get('status') in TERMINAL or previous.get('status') == 'stopped':
+        out.append(workdir)    # stopped: cancelled, or preempted and not requeued (a job
+      else:                    # SLURM requeues is queued again: not gone)
+        error = previous.get('error') or (
+            f'stopped before its time limit {self.settings.max_requeues + 1} times: not '
+            'requeued again (raise --max_requeues or --time_min)'
+            if previous.get('status') == 'requeued' else
+            'the job ended without reporting (killed?)')
+        update_record(workdir, status='failed', error=error, finished=time.time())
         out.append(workdir)
     return out
 

@@ -542,23 +542,38 @@ def sweep_summary(parent: str, name: str, metric: str | None = None, descending:
   spent = sum(t['finished'] - t['started'] for t in trials
               if _is_number(t.get('finished')) and _is_number(t.get('started')))
   last = max((t['finished'] for t in trials if _is_number(t.get('finished'))), default=None)
+  first = min((t['started'] for t in trials if _is_number(t.get('started'))), default=None)
   sweep_file = os.path.relpath(os.path.abspath(spec['sweep']), REPO) \
       if os.path.isabs(spec['sweep']) else spec['sweep']
   command = shlex.join(['python', '-m', 'tools.sweep', 'run', f'--sweep={sweep_file}',
-                        f'--parent={parent}'] + list(spec.get('extra', [])))
+                        f'--parent={parent}']
+                       + [f'--{k}={v}' for k, v in spec.get('launch', {}).items()
+                          if not isinstance(v, dict)]
+                       + list(spec.get('extra', [])))
   order = (f'sorted by `{metric}`, ' + ('highest' if descending else 'lowest') + ' first'
            if metric else 'in sweep order')
   lines = [f'### Sweep `{name}`', '',
            f'- sweep: `{sweep_file}` over `{os.path.relpath(spec["base"], REPO)}`',
            f'- command: `{command}`',
            f'- trials: {len(done)} of {len(trials)} done; {order}',
-           f'- wall time of all trials: {format_duration(spent) if spent else "unknown"}',
+           f'- wall time of all trials: {format_duration(spent) if spent else "unknown"}'
+           + (f' summed; {format_duration(last - first)} from the first start to the last '
+              'finish' if last and first and last - first < spent - 1 else ''),
            f'- hardware: {hardware or default_hardware()}',
            '- date: ' + (datetime.datetime.fromtimestamp(last, datetime.timezone.utc)
                          .strftime('%Y-%m-%d') if last else 'unknown'),
            '', table.rstrip('\n')]
   md = '\n'.join(lines) + '\n'
   os.makedirs(results_dir, exist_ok=True)
+  plots = os.path.join(parent, 'plots')
+  if os.path.isdir(plots) and 'Plots: ' in md:   # copied beside the record, links rewritten
+    kept = os.path.join(results_dir, f'sweep_{name}')
+    os.makedirs(kept, exist_ok=True)
+    names = sorted(f for f in os.listdir(plots) if f.endswith('.png'))
+    for f in names:
+      shutil.copyfile(os.path.join(plots, f), os.path.join(kept, f))
+    md = md[:md.index('Plots: ')] + 'Plots: ' + ', '.join(
+        f'[{f}](sweep_{name}/{f})' for f in names) + '\n'
   with open(os.path.join(results_dir, f'sweep_{name}.md'), 'w') as f:
     f.write(md)
   return md

@@ -1,5 +1,5 @@
 """Searches with Optuna: random or TPE sampling of a sweep file's `get_search()` space,
-with trials stopped early by a pruner (median or Hyperband).
+with trials stopped early by a pruner (median, successive halving or Hyperband).
 
 The study lives in SWEEP_DIR/study.journal (Optuna's journal file: no server, safe on a
 shared file system, so jobs on several machines can share one study) and its settings in
@@ -28,6 +28,7 @@ from transformer.errors import ConfigError
 JOURNAL = 'study.journal'
 SETTINGS = 'search.json'
 STUDY = 'search'
+GROWABLE = ('max_trials',)    # a study may be given more trials later (--max_trials)
 
 
 def _optuna():
@@ -87,6 +88,9 @@ def pruner(settings: dict):
   if kind == 'median':
     return optuna.pruners.MedianPruner(n_startup_trials=settings['startup_trials'],
                                        n_warmup_steps=settings['warmup_steps'])
+  if kind == 'halving':
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=max(1, settings['eval_every_steps']), reduction_factor=3)
   return optuna.pruners.HyperbandPruner(min_resource=max(1, settings['eval_every_steps']),
                                         max_resource=max(1, settings['num_train_steps']),
                                         reduction_factor=3)
@@ -103,15 +107,15 @@ def write_settings(parent: str, search: sweep_space.Search, config) -> dict:
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
-    if json.loads(json.dumps(settings, default=str)) != old:
-      changed = sorted(k for k in set(old) | set(settings)
-                       if json.dumps(old.get(k), default=str) != json.dumps(settings.get(k),
-                                                                             default=str))
+    changed = sorted(k for k in set(old) | set(settings) if k not in GROWABLE and
+                     json.dumps(old.get(k), default=str) != json.dumps(settings.get(k),
+                                                                       default=str))
+    if changed:
       raise ConfigError(f'{parent} holds a study of another search ({", ".join(changed)} '
                         'differ): use a new --parent, or delete that directory')
-    return old
-  with open(path, 'w') as f:
+  with open(path + '.tmp', 'w') as f:      # trials read it while it may be rewritten
     json.dump(settings, f, indent=2, default=str)
+  os.replace(path + '.tmp', path)
   return settings
 
 

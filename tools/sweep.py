@@ -48,6 +48,7 @@ TensorBoard's HParams plugin: `tensorboard --logdir PARENT` compares them.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import io
 import json
@@ -230,6 +231,20 @@ def _write_sweep_json(parent: str, sweep_path: str, base: str, extra: Sequence[s
   os.replace(path + '.tmp', path)
 
 
+def _record_launch(parent: str, settings: launch.Settings) -> None:
+  """The launch settings that differ from the defaults, in sweep.json (for the recorded
+  command)."""
+  path = os.path.join(parent, SWEEP_FILE)
+  with open(path) as f:
+    record = json.load(f)
+  default = launch.Settings()
+  record['launch'] = {k: v for k, v in dataclasses.asdict(settings).items()
+                      if getattr(default, k) != v}
+  with open(path + '.tmp', 'w') as f:
+    json.dump(record, f, indent=2, default=str)
+  os.replace(path + '.tmp', path)
+
+
 def read_trial(workdir: str) -> dict:
   return launch.read_record(workdir)
 
@@ -237,14 +252,21 @@ def read_trial(workdir: str) -> dict:
 # ----------------------------------------------------------------------------- running
 
 def run(sweep_path: str, parent: str, extra: Sequence[str] = (), log=print,
-        settings: dict | None = None, resume_pruned: bool = False) -> list[dict]:
-  """Runs every unfinished trial (a grid's, or a search's until max_trials) through the
-  launch engine; returns their trial.json records, in sweep order."""
+        settings: dict | None = None, resume_pruned: bool = False,
+        max_trials: int | None = None) -> list[dict]:
+  """Runs every unfinished trial (a grid's, or a search's until max_trials: the sweep
+  file's, or `max_trials`) through the launch engine; returns their trial.json records, in
+  sweep order."""
   sweep_file = SweepFile(sweep_path)
+  if max_trials is not None:
+    if sweep_file.search is None:
+      raise ConfigError('--max_trials is for a search (get_search()); a grid runs its trials')
+    sweep_file.search = dataclasses.replace(sweep_file.search, max_trials=max_trials)
   launch_settings = launch.settings_from({**sweep_file.launch, **(settings or {})})
   if sweep_file.search is not None:
     return _run_search(sweep_file, parent, extra, log, launch_settings, resume_pruned)
   trials = plan(sweep_path, parent, extra)
+  _record_launch(parent, launch_settings)
   check_trials(sweep_file.base, [t['overrides'] for t in trials], extra,
                [t['name'] for t in trials])
   launcher = launch.Launcher(launch_settings, os.path.join(os.path.abspath(parent), 'submitit'),
@@ -289,6 +311,7 @@ def _run_search(sweep_file: SweepFile, parent: str, extra: Sequence[str], log,
   config = check_trials(sweep_file.base, corners, extra,
                         [f'corner {i}' for i in range(len(corners))])
   _write_sweep_json(parent, sweep_file.path, sweep_file.base, extra, [], search=True)
+  _record_launch(parent, settings)
   searcher = search_lib.Searcher(parent, search, config)
   log(f'search: {search.sampler} sampler, {search.pruner} pruner, {search.max_trials} trials, '
       f'{searcher.count()} in the study so far; study in {parent}/{search_lib.JOURNAL}')
@@ -546,9 +569,7 @@ def plot(parent: str, rows: list[dict], metric: str) -> list[str]:
   """PARENT/plots/: the final metric against each swept field (one point per trial), and
   every trial's curve of the metric against the step in one figure (a pruned trial's
   curve ends where it was stopped, marked x). Returns the files written."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure   # the object API: no pyplot, no backend switch
   out_dir = os.path.join(parent, 'plots')
   os.makedirs(out_dir, exist_ok=True)
   split, _, name = metric.partition('/')
@@ -560,7 +581,8 @@ def plot(parent: str, rows: list[dict], metric: str) -> list[str]:
               if field in r['overrides'] and isinstance(r['metrics'].get(metric), (int, float))]
     if not points:
       continue
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, _, _ in points)
     labels = sorted({format_value(x) for x, _, _ in points})
     for status in sorted({p[2] for p in points}):
@@ -578,9 +600,9 @@ def plot(parent: str, rows: list[dict], metric: str) -> list[str]:
     fig.tight_layout()
     path = os.path.join(out_dir, f'{metric.replace("/", "_")}_vs_{field}.png')
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     written.append(path)
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig = Figure(figsize=(6, 4))
+  ax = fig.subplots()
   for r in rows:
     curve = [(m['step'], m[name]) for m in _metrics(r['workdir'])
              if m.get('split') == split and isinstance(m.get(name), (int, float))]
@@ -597,7 +619,6 @@ def plot(parent: str, rows: list[dict], metric: str) -> list[str]:
   fig.tight_layout()
   path = os.path.join(out_dir, f'{metric.replace("/", "_")}_curves.png')
   fig.savefig(path, dpi=100)
-  plt.close(fig)
   written.append(path)
   return written
 
@@ -607,6 +628,7 @@ def plot(parent: str, rows: list[dict], metric: str) -> list[str]:
 USAGE = """usage:
   python -m tools.sweep run      --sweep=FILE --parent=DIR [--engine=local|slurm|debug]
                                  [--parallel=N] [--retries=N] [--resume_pruned]
+                                 [--max_trials=N (a search)]
                                  [--metric=SPLIT/NAME] [SLURM settings: tools/launch.py]
                                  [--config.FIELD=VALUE ...]
   python -m tools.sweep status   --parent=DIR
@@ -616,7 +638,8 @@ USAGE = """usage:
                                        [--columns=SPLIT/NAME,...] [--group_over=seed]"""
 
 COMMANDS = ('run', 'status', 'cancel', 'commands', 'summary')
-OPTIONS = {'run': {'sweep', 'parent', 'metric', 'resume_pruned'} | set(launch.FIELDS),
+OPTIONS = {'run': {'sweep', 'parent', 'metric', 'resume_pruned', 'max_trials'}
+           | set(launch.FIELDS),
            'status': {'parent'}, 'cancel': {'parent'}, 'commands': {'sweep', 'parent'},
            'summary': {'parent', 'metric', 'descending', 'columns', 'group_over'}}
 
@@ -663,8 +686,12 @@ def _main(cmd: str, opts: dict, extra: list[str]) -> int:
     return 0
   if cmd == 'run':
     settings = {k: v for k, v in opts.items() if k in launch.FIELDS}
+    max_trials = opts.get('max_trials')
+    if max_trials is not None and not (max_trials.isdigit() and int(max_trials) > 0):
+      raise ConfigError(f'--max_trials={max_trials} must be a positive integer')
     records = run(opts['sweep'], parent, extra, settings=settings,
-                  resume_pruned=opts.get('resume_pruned', False))
+                  resume_pruned=opts.get('resume_pruned', False),
+                  max_trials=int(max_trials) if max_trials else None)
     metric = opts.get('metric') or _search_metric(parent)
     print(summarize(parent, metric if any(metric in r['metrics'] for r in collect(parent))
                     else None, _search_maximizes(parent)))

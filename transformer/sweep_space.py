@@ -113,7 +113,7 @@ def choice(values: Iterable[Any]) -> Choice:
 
 
 SAMPLERS = ('tpe', 'random')
-PRUNERS = ('none', 'median', 'hyperband')
+PRUNERS = ('none', 'median', 'halving', 'hyperband')
 DIRECTIONS = ('minimize', 'maximize')
 
 
@@ -121,7 +121,8 @@ DIRECTIONS = ('minimize', 'maximize')
 class Search:
   """A search: the space (dotted field -> Range or Choice), the metric it optimizes
   ('SPLIT/NAME' as in metrics.jsonl, read at each periodic evaluation), how to sample
-  (Optuna's TPE or random) and prune (median, Hyperband, or none), and how many trials."""
+  (Optuna's TPE or random) and prune (median, successive halving, Hyperband, or none), and
+  how many trials."""
   space: Mapping[str, Range | Choice]
   metric: str = 'validation/loss'
   direction: str = 'minimize'

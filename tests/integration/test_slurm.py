@@ -5,8 +5,9 @@ as in CI; skipped elsewhere with the command that installs them).
 - a sweep through the SLURM engine gives, trial by trial, the same final metrics as the same
   sweep through the local engine, and a trial whose run fails is reported failed with its
   one-line error while the others finish;
-- a trial requeued mid-run (`scontrol requeue`) resumes from the checkpoint its SIGTERM
-  saved and ends with the same metrics as an uninterrupted run;
+- a trial requeued mid-run (`scontrol requeue`, or the signal before the time limit through
+  submitit's checkpoint-and-requeue) resumes from the checkpoint its SIGTERM saved and ends
+  with the same metrics as an uninterrupted run;
 - a 2-task job trains across two processes joined by jax.distributed from SLURM's
   environment, and matches one process on 2 forced CPU devices.
 """
@@ -91,25 +92,45 @@ def test_sweep_on_slurm_matches_local_and_reports_the_failed_trial(cluster, tmp_
       assert slurm_run[split][1] == pytest.approx(local_run[split][1], rel=1e-6)
 
 
+REQUEUE_STEPS = 1500
+REQUEUE_CMD = [sys.executable, os.path.join(helpers.REPO, 'train.py'),
+               '--config=configs/lm_shakespeare_char.py', *TINY,
+               f'--config.num_train_steps={REQUEUE_STEPS}', '--config.eval_every_steps=100000',
+               '--config.checkpoint_every_steps=100000']
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory, require_data):
+  """The final metrics of the requeue tests' run, never interrupted."""
+  require_data()
+  work = str(tmp_path_factory.mktemp('uninterrupted'))
+  res = helpers.run_python(REQUEUE_CMD[1:] + [f'--workdir={work}'])
+  assert res.returncode == 0, res.stderr[-3000:]
+  return _finals(work)
+
+
 @pytest.mark.slow
-def test_requeued_trial_resumes_to_the_same_metrics(cluster, tmp_path, data_dir):
-  steps = 1500
-  flags = TINY + [f'--config.num_train_steps={steps}', '--config.eval_every_steps=100000',
-                  '--config.checkpoint_every_steps=100000']
-  cmd = [sys.executable, os.path.join(helpers.REPO, 'train.py'),
-         '--config=configs/lm_shakespeare_char.py', *flags]
+@pytest.mark.parametrize('interruption', ['scontrol requeue', 'time-limit signal'])
+def test_interrupted_trial_is_requeued_and_resumes_to_the_same_metrics(
+    cluster, tmp_path, uninterrupted, interruption):
+  """`scontrol requeue` (SLURM stops and requeues the job), or the signal SLURM sends
+  --signal_delay_s before the time limit (USR2, sent here by hand; submitit then asks the
+  job to checkpoint and requeues it): either way train.py saves on its SIGTERM, and the
+  requeued job resumes from that checkpoint to the same metrics as a run never stopped."""
   work = str(tmp_path / 'requeued')
   settings = launch.settings_from({'engine': 'slurm', 'time_min': 10})
   launcher = launch.Launcher(settings, str(tmp_path / 'submitit'), log=lambda *_: None)
-  handle = launcher.submit(cmd + [f'--workdir={work}'], work, 0)
-  job = str(handle.job_id)
+  job = str(launcher.submit(REQUEUE_CMD + [f'--workdir={work}'], work, 0).job_id)
   deadline = time.time() + 240
   while time.time() < deadline:       # wait until it has trained a little, not finished
     if os.path.exists(os.path.join(work, 'metrics.jsonl')) and helpers.records(work, 'train'):
       break
     time.sleep(0.1)
-  requeue = cluster.run('scontrol', 'requeue', job)
-  assert requeue.returncode == 0, requeue.stderr
+  if interruption == 'scontrol requeue':
+    p = cluster.run('scontrol', 'requeue', job)
+  else:
+    p = cluster.run('scancel', '--signal=USR2', job)
+  assert p.returncode == 0, p.stderr
   # SLURM holds a requeued job for 120 s before it may start again (once it has finished
   # stopping): let it start as soon as it is pending.
   while time.time() < deadline + 120:
@@ -124,16 +145,12 @@ def test_requeued_trial_resumes_to_the_same_metrics(cluster, tmp_path, data_dir)
   assert record['status'] == 'done' and record['attempts'] == 2, (record, log[-3000:])
   stopped = [line for line in log.splitlines() if 'after a signal; checkpoint saved' in line]
   assert len(stopped) == 1, log[-3000:]
-  assert f'step {steps}/' not in log.split(stopped[0])[0]     # it stopped mid-run
+  assert f'step {REQUEUE_STEPS}/' not in log.split(stopped[0])[0]     # it stopped mid-run
   assert 'Restored checkpoint at step' in log.split(stopped[0])[1]
-
-  reference = str(tmp_path / 'reference')
-  res = helpers.run_python(cmd[1:] + [f'--workdir={reference}'])
-  assert res.returncode == 0, res.stderr[-3000:]
-  got, want = _finals(work), _finals(reference)
-  assert got['train'][0] == want['train'][0] == steps
-  assert got['validation'][1] == pytest.approx(want['validation'][1], rel=1e-6)
-  assert got['train'][1] == pytest.approx(want['train'][1], rel=1e-6)
+  got = _finals(work)
+  assert got['train'][0] == uninterrupted['train'][0] == REQUEUE_STEPS
+  assert got['validation'][1] == pytest.approx(uninterrupted['validation'][1], rel=1e-6)
+  assert got['train'][1] == pytest.approx(uninterrupted['train'][1], rel=1e-6)
 
 
 @pytest.mark.slow

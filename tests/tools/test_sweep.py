@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import sys
 import textwrap
 
 import pytest
@@ -266,3 +267,45 @@ def test_search_files_and_directories_that_cannot_work(tmp_path, capsys):
   assert sweep.main(['run', f'--sweep={first}', f'--parent={tmp_path / "p"}',
                      '--engine=cloud']) == 2
   assert "unknown engine 'cloud'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cancel_stops_a_running_sweep_and_run_resumes_it(tmp_path, data_dir):
+  """`cancel` stops a local trial through SIGTERM (it saves its checkpoint), the `run` that
+  launched it ends without retrying it, and `run` again resumes it to the end."""
+  import subprocess
+  import time
+  path = _write_sweep(tmp_path, [1e-3])
+  steps = 3000
+  flags = [f for f in TINY if 'num_train_steps' not in f and 'log_every' not in f] + [
+      f'--config.num_train_steps={steps}', '--config.log_every_steps=10']
+  parent = tmp_path / 'p'
+  run = subprocess.Popen([sys.executable, '-m', 'tools.sweep', 'run', f'--sweep={path}',
+                          f'--parent={parent}', *flags], cwd=helpers.REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    deadline = time.time() + 240
+    while time.time() < deadline:
+      workdirs = [d for d in parent.glob('000_*') if (d / 'metrics.jsonl').exists()]
+      if workdirs and helpers.records(str(workdirs[0]), 'train'):
+        break
+      assert run.poll() is None, run.communicate()[0]
+      time.sleep(0.1)
+    assert sweep.cancel(str(parent), log=lambda *_: None) == 1
+    out = run.communicate(timeout=120)[0]
+  finally:
+    if run.poll() is None:
+      run.kill()
+  assert run.returncode == 1, out
+  assert 'retrying' not in out and 'submitted' in out
+  workdir = str(workdirs[0])
+  record = sweep.read_trial(workdir)
+  assert record['status'] == 'cancelled' and record['attempts'] == 1, record
+  saved = max(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
+  assert 0 < saved < steps
+  assert [row[1] for row in sweep.status(str(parent))[1:]] == ['cancelled']
+
+  records = sweep.run(path, str(parent), flags, log=lambda *_: None)
+  assert records[0]['status'] == 'done' and records[0]['attempts'] == 2
+  assert f'Restored checkpoint at step {saved}' in open(os.path.join(workdir, 'train.log')).read()
+  assert helpers.records(workdir, 'train')[-1]['step'] == steps
