@@ -225,6 +225,8 @@ def _write_sweep_json(parent: str, sweep_path: str, base: str, extra: Sequence[s
                         'that directory')
     if search:
       record['trials'] = old.get('trials', []) + [t for t in trials if t not in old.get('trials', [])]
+    if 'launch' in old:
+      record['launch'] = old['launch']
   os.makedirs(parent, exist_ok=True)
   with open(path + '.tmp', 'w') as f:
     json.dump(record, f, indent=2, default=str)

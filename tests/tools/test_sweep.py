@@ -309,3 +309,34 @@ def test_cancel_stops_a_running_sweep_and_run_resumes_it(tmp_path, data_dir):
   assert records[0]['status'] == 'done' and records[0]['attempts'] == 2
   assert f'Restored checkpoint at step {saved}' in open(os.path.join(workdir, 'train.log')).read()
   assert helpers.records(workdir, 'train')[-1]['step'] == steps
+
+
+def test_search_space_and_pruners_as_optuna_sees_them():
+  """The space becomes Optuna distributions with the given bounds; each pruner counts its
+  budget in training steps, from the first evaluation to num_train_steps."""
+  import optuna
+  from tools import search
+  s = sweep_space.search({'lr': sweep_space.loguniform(1e-4, 1e-2),
+                          'w': sweep_space.integer(0, 200, step=25),
+                          'p': sweep_space.uniform(0.0, 0.3),
+                          'pos': sweep_space.choice(['rope', 'learned'])})
+  d = search.distributions(s)
+  assert d['lr'] == optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+  assert d['w'] == optuna.distributions.IntDistribution(0, 200, step=25)
+  assert d['p'] == optuna.distributions.FloatDistribution(0.0, 0.3)
+  assert d['pos'] == optuna.distributions.CategoricalDistribution(['rope', 'learned'])
+  assert {tuple(c.items())[0] for c in search.corners(s)} == {
+      ('lr', 1e-4), ('lr', 1e-2), ('w', 0), ('w', 200), ('p', 0.0), ('p', 0.3),
+      ('pos', 'rope'), ('pos', 'learned')}
+  settings = {'startup_trials': 2, 'warmup_steps': 50, 'eval_every_steps': 100,
+              'num_train_steps': 900}
+  median = search.pruner({**settings, 'pruner': 'median'})
+  assert isinstance(median, optuna.pruners.MedianPruner)
+  assert (median._n_startup_trials, median._n_warmup_steps) == (2, 50)
+  halving = search.pruner({**settings, 'pruner': 'halving'})
+  assert isinstance(halving, optuna.pruners.SuccessiveHalvingPruner)
+  assert halving._min_resource == 100
+  hyperband = search.pruner({**settings, 'pruner': 'hyperband'})
+  assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
+  assert (hyperband._min_resource, hyperband._max_resource) == (100, 900)
+  assert isinstance(search.pruner({**settings, 'pruner': 'none'}), optuna.pruners.NopPruner)
