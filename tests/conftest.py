@@ -11,6 +11,8 @@
   `python train.py` launches; each compiles once per machine.
 """
 
+import glob
+import importlib.util
 import os
 import pathlib
 
@@ -33,6 +35,13 @@ _CACHE = pathlib.Path(__file__).resolve().parents[1] / '.pytest_cache' / 'jax'
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', str(_CACHE))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+
+# With libtpu installed (requirements-tpu.txt, for tools.plan's deviceless TPU compiles) and
+# no TPU here, JAX would try it as a backend in every test process and subprocess (taking its
+# lock file, logging errors): the tests run on the CPU unless told otherwise.
+if importlib.util.find_spec('libtpu') is not None and not glob.glob('/dev/accel*') \
+    and not glob.glob('/dev/vfio/[0-9]*'):
+  os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 _INTEGRATION = pathlib.Path(__file__).resolve().parent / 'integration'
 

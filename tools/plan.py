@@ -1,0 +1,321 @@
+"""Will it fit? Compile a config's train step for a device topology, without the devices.
+
+  python -m tools.plan --config=configs/lm_shakespeare_char.py --topology=v5e:2x2 \\
+      [--config.parallelism=fsdp] [--config.FIELD=VALUE ...] [--require_fit] [--json=FILE]
+  python -m tools.plan --config=... --topology=cpu:8       # forced CPU devices, anywhere
+
+Builds the real Experiment (the train step train.py compiles: optimizer, gradient
+accumulation, remat, donation, shardings) on the topology's devices with abstract state and
+batch (no parameter is made), compiles it ahead of time, and reports per device:
+
+- bytes of parameters, optimizer state and the batch (from their shardings), and XLA's own
+  memory analysis of the compiled step (arguments, outputs, temporaries; donated buffers
+  counted once), against the chip's memory (CHIPS): fits, or does not fit by N GiB;
+- FLOPs per step per device from the compiled cost analysis, beside this library's analytic
+  count (transformer/flops.py: matrix products only);
+- the collectives in the compiled program: kind, count and the bytes of their results;
+- where the backend's cost model gives one (TPU), the estimated step time and from it tokens
+  per second, MFU and the time to config.num_train_steps: an estimate of XLA's cost model,
+  not a measurement.
+
+TPU topologies ('v5e:2x2', 'v4:2x2x4', 'v5p:2x2x2', 'v6e:4x4', ...) compile through libtpu,
+deviceless: `pip install -r requirements-tpu.txt`. 'cpu:N' uses N forced CPU devices
+(the flag is set before JAX starts).
+
+The task is built as train.py builds it (its vocabulary from the data), so the data must be
+readable here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from typing import Any, Sequence
+
+GIB = 1024 ** 3
+TPU_INSTALL = 'pip install -r requirements-tpu.txt   (jax[tpu] matching this jax: libtpu)'
+
+# Memory per chip (HBM), from Google Cloud's TPU system architecture pages (v4, v5e, v5p,
+# v6e), and the common GPUs' data sheets. `device_kind` substrings, longest match first.
+CHIPS = {
+    'TPU v4': (32 * GIB, 'Cloud TPU v4: 32 GiB HBM2 per chip'),
+    'TPU v5 lite': (16 * GIB, 'Cloud TPU v5e: 16 GiB HBM2 per chip'),
+    'TPU v5': (95 * GIB, 'Cloud TPU v5p: 95 GiB HBM2e per chip'),
+    'TPU v6 lite': (32 * GIB, 'Cloud TPU v6e (Trillium): 32 GiB HBM per chip'),
+    'H100': (80 * GIB, 'NVIDIA H100 SXM: 80 GB HBM3'),
+    'H200': (141 * GIB, 'NVIDIA H200: 141 GB HBM3e'),
+    'A100': (80 * GIB, 'NVIDIA A100 80GB'),
+}
+TPU_PREFIXES = ('v2', 'v3', 'v4', 'v5e', 'v5litepod', 'v5p', 'v6e')
+COLLECTIVES = ('all-reduce', 'all-gather', 'reduce-scatter', 'all-to-all', 'collective-permute')
+DTYPE_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 'bf16': 2, 'f16': 2, 's16': 2, 'u16': 2,
+               'f32': 4, 's32': 4, 'u32': 4, 'f64': 8, 's64': 8, 'u64': 8, 'c64': 8}
+
+
+class PlanError(ValueError):
+  """A topology or setting the plan cannot use; the message says what to change."""
+
+
+# ----------------------------------------------------------------------------- topologies
+
+def parse_topology(name: str) -> tuple[str, int | None]:
+  """('cpu', N) or ('tpu', None) for a TPU topology name; PlanError for anything else."""
+  if name.startswith('cpu:'):
+    count = name.split(':', 1)[1]
+    if not count.isdigit() or int(count) < 1:
+      raise PlanError(f'--topology={name}: cpu:N needs a positive device count, e.g. cpu:8')
+    return 'cpu', int(count)
+  if re.fullmatch(r'(%s):\d+(x\d+){1,2}' % '|'.join(TPU_PREFIXES), name):
+    return 'tpu', None
+  raise PlanError(f'unknown topology {name!r}: use cpu:N (forced CPU devices) or a TPU '
+                  'topology such as v5e:2x2, v5e:16x16, v4:2x2x4, v5p:2x2x2, v6e:4x4 '
+                  f'(generations: {", ".join(TPU_PREFIXES)})')
+
+
+def prepare_environment(name: str) -> None:
+  """Before JAX starts: N forced CPU devices for cpu:N."""
+  kind, count = parse_topology(name)
+  # The compile needs no backend of the target: JAX runs on the CPU, and a TPU topology is
+  # described by libtpu without initializing it as a backend (which would look for chips and
+  # take libtpu's lock file).
+  os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+  if kind == 'cpu':
+    flags = re.sub(r'--xla_force_host_platform_device_count=\d+', '',
+                   os.environ.get('XLA_FLAGS', ''))
+    os.environ['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count={count}'.strip()
+
+
+def topology_devices(name: str) -> list:
+  import jax
+  kind, count = parse_topology(name)
+  if kind == 'cpu':
+    devices = jax.devices('cpu')
+    if len(devices) < count:
+      raise PlanError(f'--topology={name} needs {count} CPU devices and this process has '
+                      f'{len(devices)}: start it with XLA_FLAGS=--xla_force_host_platform_'
+                      f'device_count={count} (python -m tools.plan does that itself)')
+    return devices[:count]
+  import importlib.util
+  if importlib.util.find_spec('libtpu') is None:
+    raise PlanError(f'--topology={name} compiles for TPU through libtpu, which is not '
+                    f'installed: {TPU_INSTALL}')
+  from jax.experimental import topologies
+  try:
+    return list(topologies.get_topology_desc(platform='tpu', topology_name=name).devices)
+  except Exception as e:   # libtpu's own message (an unknown chip count, ...)
+    raise PlanError(f'--topology={name}: libtpu could not describe it: '
+                    f'{" ".join(str(e).split())[:300]}') from None
+
+
+def chip_memory(device, count: int = 1) -> tuple[int | None, str]:
+  """(bytes, source) of one device's memory; CPU devices share the machine's RAM."""
+  kind = getattr(device, 'device_kind', '')
+  hits = sorted((k for k in CHIPS if k.lower() in kind.lower()), key=len, reverse=True)
+  if hits:
+    return CHIPS[hits[0]]
+  if device.platform == 'cpu':
+    with open('/proc/meminfo') as f:
+      total = next(int(line.split()[1]) * 1024 for line in f if line.startswith('MemTotal'))
+    return total // count, (f'this machine\'s {total / GIB:.1f} GiB of RAM shared by '
+                            f'{count} CPU device(s)')
+  return None, f'unknown memory for {kind!r}'
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def per_device_bytes(tree) -> int:
+  """Bytes of the largest shard set one device holds of `tree`'s abstract arrays."""
+  import numpy as np
+  totals: dict[Any, int] = {}
+  for x in __import__('jax').tree.leaves(tree):
+    itemsize = np.dtype(x.dtype).itemsize
+    for device, index in x.sharding.devices_indices_map(x.shape).items():
+      n = 1
+      for dim, sl in zip(x.shape, index):
+        start, stop, _ = sl.indices(dim)
+        n *= stop - start
+      totals[device] = totals.get(device, 0) + n * itemsize
+  return max(totals.values()) if totals else 0
+
+
+_OP = re.compile(r'\s(%s)(-start)?\(' % '|'.join(COLLECTIVES))
+_SHAPE = re.compile(r'\b(pred|[sufc]\d+|bf16)\[([\d,]*)\]')
+
+
+def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
+  """{kind: {'count', 'bytes'}} of the collectives in a compiled HLO module's text; bytes
+  are those of each op's result (a tuple's elements summed; an async pair counted once, at
+  its start)."""
+  out: dict[str, dict[str, int]] = {}
+  for line in hlo_text.splitlines():
+    lhs, eq, rhs = line.partition(' = ')
+    m = _OP.search(rhs) if eq else None
+    if not m:
+      continue
+    size = 0
+    for dtype, dims in _SHAPE.findall(rhs[:m.start()]):   # the result's shape(s)
+      n = 1
+      for d in (dims.split(',') if dims else []):
+        n *= int(d)
+      size += n * DTYPE_BYTES.get(dtype, 4)
+    entry = out.setdefault(m.group(1), {'count': 0, 'bytes': 0})
+    entry['count'] += 1
+    entry['bytes'] += size
+  return out
+
+
+def plan(config, topology: str, chip_memory_bytes: int | None = None) -> dict[str, Any]:
+  """The plan of `config` on `topology` (see the module docstring), as a dict."""
+  import jax
+  import numpy as np
+
+  from transformer import flops as flops_lib
+  from transformer.engine import Experiment
+  from transformer.engine.inspect import scratch_task
+  devices = topology_devices(topology)
+  with scratch_task(config, None) as task:
+    exp = Experiment(config, None, devices=devices, task=task)
+    batch = task.data.train_batch(0, config.batch_size, config.seed)
+    analytic = float(task.train_flops(batch))
+  abstract_batch = {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype,
+                                            sharding=exp.batch_sharding)
+                    for k, v in batch.items()}
+  with exp.context():
+    compiled = exp.train_step.lower(exp.abstract_state, abstract_batch).compile()
+  mem = compiled.memory_analysis()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else (cost or {})
+  n = len(devices)
+  state = exp.abstract_state
+  out: dict[str, Any] = {
+      'topology': topology, 'devices': n, 'device_kind': devices[0].device_kind,
+      'parallelism': config.parallelism, 'mesh': dict(exp.mesh.shape),
+      'params_bytes': per_device_bytes(state.params),
+      'opt_state_bytes': per_device_bytes(state.opt_state),
+      'batch_bytes': per_device_bytes(list(abstract_batch.values())),
+  }
+  if mem is not None:
+    out.update(argument_bytes=int(mem.argument_size_in_bytes),
+               output_bytes=int(mem.output_size_in_bytes),
+               alias_bytes=int(mem.alias_size_in_bytes),
+               temp_bytes=int(mem.temp_size_in_bytes),
+               code_bytes=int(mem.generated_code_size_in_bytes))
+    out['total_bytes'] = (out['argument_bytes'] + out['output_bytes'] - out['alias_bytes']
+                          + out['temp_bytes'] + out['code_bytes'])
+  memory, source = ((chip_memory_bytes, 'given') if chip_memory_bytes else
+                    chip_memory(devices[0], len(devices)))
+  out['chip_memory_bytes'], out['chip_memory_source'] = memory, source
+  if memory and 'total_bytes' in out:
+    out['fits'] = out['total_bytes'] <= memory
+    out['overflow_gib'] = max(0.0, (out['total_bytes'] - memory) / GIB)
+  out['flops_per_device_compiled'] = float(cost.get('flops', 0.0))
+  out['flops_per_device_analytic'] = analytic / n
+  out['collectives'] = collectives(compiled.as_text())
+  seconds = cost.get('optimal_seconds')
+  if seconds and seconds > 0:
+    weight = float(np.sum(batch['weights'])) if 'weights' in batch else float(config.batch_size)
+    out['estimated_step_seconds'] = float(seconds)
+    out['estimated_examples_or_tokens_per_second'] = weight / seconds
+    peak = flops_lib.peak_flops(devices[0].device_kind, 'bfloat16')
+    if peak:
+      out['estimated_mfu'] = analytic / seconds / (peak * n)
+    out['estimated_seconds_to_num_train_steps'] = seconds * config.num_train_steps
+  return out
+
+
+# ----------------------------------------------------------------------------- report
+
+def _gib(b: float) -> str:
+  return f'{b / GIB:.3f} GiB' if b >= GIB / 10 else f'{b / 2**20:.2f} MiB'
+
+
+def format_report(p: dict[str, Any]) -> str:
+  lines = [f'{p["topology"]}: {p["devices"]} x {p["device_kind"]}, {p["parallelism"]} '
+           f'parallelism, mesh {p["mesh"]}', '', 'per device:',
+           f'  parameters        {_gib(p["params_bytes"])}',
+           f'  optimizer state   {_gib(p["opt_state_bytes"])}',
+           f'  batch             {_gib(p["batch_bytes"])}']
+  if 'total_bytes' in p:
+    lines += [f'  compiled step: arguments {_gib(p["argument_bytes"])}, outputs '
+              f'{_gib(p["output_bytes"])} ({_gib(p["alias_bytes"])} of them donated '
+              f'arguments), temporaries {_gib(p["temp_bytes"])}, code {_gib(p["code_bytes"])}',
+              f'  total             {_gib(p["total_bytes"])}']
+  if p.get('chip_memory_bytes'):
+    lines.append(f'  chip memory       {_gib(p["chip_memory_bytes"])} '
+                 f'({p["chip_memory_source"]})')
+  if 'fits' in p:
+    lines.append('  verdict           ' + ('fits' if p['fits'] else
+                                          f'DOES NOT FIT by {p["overflow_gib"]:.2f} GiB'))
+  ratio = (p['flops_per_device_compiled'] / p['flops_per_device_analytic']
+           if p['flops_per_device_analytic'] else float('nan'))
+  lines += ['', f'FLOPs per step per device: {p["flops_per_device_compiled"]:.4g} compiled '
+            f'(XLA cost analysis), {p["flops_per_device_analytic"]:.4g} analytic '
+            f'(transformer/flops.py); ratio {ratio:.3f}']
+  if p['collectives']:
+    lines.append('collectives per step: ' + ', '.join(
+        f'{k} x{v["count"]} ({v["bytes"] / 2**20:.2f} MiB)' for k, v in
+        sorted(p['collectives'].items())))
+  else:
+    lines.append('collectives per step: none')
+  if 'estimated_step_seconds' in p:
+    lines += ['', 'ESTIMATES of XLA\'s cost model, not measurements:',
+              f'  step time {p["estimated_step_seconds"] * 1e3:.2f} ms, '
+              f'{p["estimated_examples_or_tokens_per_second"]:,.0f} tokens (or examples)/s'
+              + (f', MFU {100 * p["estimated_mfu"]:.1f}%' if 'estimated_mfu' in p else ''),
+              f'  time to num_train_steps: '
+              f'{p["estimated_seconds_to_num_train_steps"] / 3600:.2f} h']
+  else:
+    lines.append('(no step-time estimate: this backend\'s cost model gives none)')
+  return '\n'.join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _flag(argv: Sequence[str], name: str) -> str | None:
+  for a in argv:
+    if a.startswith(f'--{name}='):
+      return a.split('=', 1)[1]
+  return None
+
+
+def main() -> None:
+  topology = _flag(sys.argv, 'topology')
+  try:
+    if topology is None:
+      raise PlanError('--topology is required, e.g. --topology=v5e:2x2 or --topology=cpu:8')
+    prepare_environment(topology)   # before JAX starts
+  except PlanError as e:
+    print(f'error: {e}', file=sys.stderr)
+    raise SystemExit(2) from None
+
+  from absl import flags
+
+  from tools import cli
+  flags.DEFINE_string('topology', None, 'cpu:N or a TPU topology (v5e:2x2, v4:2x2x4, ...)')
+  flags.DEFINE_float('chip_memory_gib', 0.0, 'Override the chip memory (GiB).')
+  flags.DEFINE_bool('require_fit', False, 'Exit with status 2 when it does not fit.')
+  flags.DEFINE_string('json', '', 'Also write the plan as JSON to this file.')
+  cli.define_config_flag(sys.argv)
+  FLAGS = flags.FLAGS
+
+  def run(argv):
+    from transformer.errors import ConfigError
+    try:
+      p = plan(FLAGS.config, FLAGS.topology,
+               int(FLAGS.chip_memory_gib * GIB) if FLAGS.chip_memory_gib else None)
+    except PlanError as e:
+      raise ConfigError(str(e)) from None
+    print(format_report(p))
+    if FLAGS.json:
+      with open(FLAGS.json, 'w') as f:
+        json.dump(p, f, indent=2)
+    if FLAGS.require_fit and p.get('fits') is False:
+      raise ConfigError(f'does not fit: {p["overflow_gib"]:.2f} GiB over the chip\'s memory '
+                        '(--require_fit)')
+  cli.run(run)
+
+
+if __name__ == '__main__':
+  main()
