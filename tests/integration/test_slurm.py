@@ -132,13 +132,17 @@ def test_interrupted_trial_is_requeued_and_resumes_to_the_same_metrics(
     p = cluster.run('scancel', '--signal=USR2', job)
   assert p.returncode == 0, p.stderr
   # SLURM holds a requeued job for 120 s before it may start again (once it has finished
-  # stopping): let it start as soon as it is pending.
+  # stopping): let it start a few seconds after it is pending. (At once, slurmd can still
+  # hold the old start's credential as revoked, and kills the new start: seen under load.)
+  pending_since = None
   while time.time() < deadline + 120:
     if launch.read_record(work).get('status') in launch.TERMINAL:
       break
     state = cluster.run('squeue', '-h', '-j', job, '-o', '%T %r').stdout.split()
     if state[:2] == ['PENDING', 'BeginTime']:
-      cluster.run('scontrol', 'update', f'JobId={job}', 'StartTime=now')
+      pending_since = pending_since or time.time()
+      if time.time() - pending_since > 3:
+        cluster.run('scontrol', 'update', f'JobId={job}', 'StartTime=now')
     time.sleep(0.3)
   record = launch.read_record(work)
   log = open(os.path.join(work, 'train.log')).read()
