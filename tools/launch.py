@@ -238,8 +238,7 @@ class Job:
       env = dict(os.environ, **self.env)
       env['PYTHONPATH'] = os.pathsep.join(p for p in (REPO, env.get('PYTHONPATH')) if p)
       with open(log_path, 'a') as log:
-        self._proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                      cwd=REPO, env=env, preexec_fn=self._child_setup)
+        self._proc = self._start(log, env)
         while self._proc.poll() is None:    # poll, not wait: a signal handler may poll too
           time.sleep(0.2)
         rc = self._proc.returncode
@@ -257,14 +256,25 @@ class Job:
     return update_record(self.workdir, status=status, returncode=rc, error=error,
                          finished=time.time())
 
-  def _child_setup(self) -> None:
-    """In the command's process before it starts: its cores, and USR2 ignored (SLURM sends
-    USR2 to every process of the job before the time limit; submitit's handler in this
-    process answers it by asking the command to save through SIGTERM, see `checkpoint`;
-    left at its default, USR2 would kill the command unsaved)."""
+  def _start(self, log, env) -> subprocess.Popen:
+    """The command, started with USR2 ignored (SLURM sends USR2 to every process of the job
+    before the time limit; submitit's handler in this process answers it by asking the
+    command to save through SIGTERM, see `checkpoint`; at its default, USR2 would kill the
+    command unsaved) and pinned to its cores. Both without a preexec function (unsafe where
+    threads run): an ignored signal is inherited through exec, and the command's threads
+    (XLA's pool) start after its affinity is set here, and inherit it."""
+    handler = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    try:
+      proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                              env=env)
+    finally:
+      signal.signal(signal.SIGUSR2, handler if handler is not None else signal.SIG_DFL)
     if self.cores:
-      os.sched_setaffinity(0, self.cores)
-    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+      try:
+        os.sched_setaffinity(proc.pid, self.cores)
+      except OSError:    # it has already ended
+        pass
+    return proc
 
   def _on_sigterm(self, signum, frame) -> None:
     """SLURM (requeue, preemption, scancel) signals every process of the job: the command
