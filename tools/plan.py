@@ -3,6 +3,7 @@
   python -m tools.plan --config=configs/lm_shakespeare_char.py --topology=v5e:2x2 \\
       [--config.parallelism=fsdp] [--config.FIELD=VALUE ...] [--require_fit] [--json=FILE]
   python -m tools.plan --config=... --topology=cpu:8       # forced CPU devices, anywhere
+  python -m tools.plan --config=... --topology=v5e:4x4 --compare   # every preset, ranked
 
 Builds the real Experiment (the train step train.py compiles: optimizer, gradient
 accumulation, remat, donation, shardings) on the topology's devices with abstract state and
@@ -225,6 +226,61 @@ def plan(config, topology: str, chip_memory_bytes: int | None = None) -> dict[st
   return out
 
 
+def compare(config, topology: str, chip_memory_bytes: int | None = None,
+            presets: Sequence[str] | None = None) -> list[dict[str, Any]]:
+  """The plan under every parallelism preset (pmap aside), ranked: those that fit first,
+  then by estimated step time where the backend gives one, then by collective bytes per
+  step and memory per device. A preset the mesh cannot hold is kept, with why."""
+  from transformer import sharding
+  from transformer.errors import UserError
+  rows = []
+  for preset in presets or [p for p in sharding.PARALLELISM if p != 'pmap']:
+    trial = config.copy_and_resolve_references()
+    trial.parallelism = preset
+    try:
+      rows.append(plan(trial, topology, chip_memory_bytes))
+    except UserError as e:
+      rows.append({'parallelism': preset, 'error': ' '.join(str(e).split())})
+
+  def key(r):
+    if 'error' in r:
+      return (2, 0, 0, 0)
+    moved = sum(c['bytes'] for c in r['collectives'].values())
+    return (0 if r.get('fits', True) else 1, r.get('estimated_step_seconds', 0.0), moved,
+            r.get('total_bytes', 0))
+  return sorted(rows, key=key)
+
+
+def recommendation(rows: list[dict[str, Any]]) -> str:
+  ok = [r for r in rows if 'error' not in r and r.get('fits', True)]
+  if not ok:
+    return 'none fits: see each one\'s overflow; add gradient accumulation, remat or chips'
+  best = ok[0]
+  why = (f'the lowest estimated step time ({best["estimated_step_seconds"] * 1e3:.2f} ms)'
+         if 'estimated_step_seconds' in best else
+         'the fewest collective bytes per step among those that fit (the same FLOPs are '
+         'split either way; no step-time estimate on this backend), then the least memory')
+  return f'{best["parallelism"]}: it fits, with {why}'
+
+
+def format_comparison(rows: list[dict[str, Any]]) -> str:
+  lines = ['| parallelism | mesh | fits | memory per device | collectives (bytes per step) '
+           '| estimated step |', '|---|---|---|---|---|---|']
+  for r in rows:
+    if 'error' in r:
+      lines.append(f'| {r["parallelism"]} | cannot: {r["error"][:160]} | | | | |')
+      continue
+    moved = sum(c['bytes'] for c in r['collectives'].values())
+    fits = 'yes' if r.get('fits', True) else f'no, by {r["overflow_gib"]:.2f} GiB'
+    est = (f'{r["estimated_step_seconds"] * 1e3:.2f} ms (XLA estimate)'
+           if 'estimated_step_seconds' in r else '-')
+    mesh = ' '.join(f'{k}={v}' for k, v in r['mesh'].items() if v > 1) or 'one device'
+    lines.append(f'| {r["parallelism"]} | {mesh} | {fits} | {_gib(r.get("total_bytes", 0))} '
+                 f'| {moved / 2**20:.2f} MiB | {est} |')
+  lines += ['', f'recommended: {recommendation(rows)}']
+  return '\n'.join(lines)
+
+
 # ----------------------------------------------------------------------------- report
 
 def _gib(b: float) -> str:
@@ -297,14 +353,22 @@ def main() -> None:
   flags.DEFINE_float('chip_memory_gib', 0.0, 'Override the chip memory (GiB).')
   flags.DEFINE_bool('require_fit', False, 'Exit with status 2 when it does not fit.')
   flags.DEFINE_string('json', '', 'Also write the plan as JSON to this file.')
+  flags.DEFINE_bool('compare', False, 'Plan every parallelism preset and rank them.')
   cli.define_config_flag(sys.argv)
   FLAGS = flags.FLAGS
 
   def run(argv):
     from transformer.errors import ConfigError
+    memory = int(FLAGS.chip_memory_gib * GIB) if FLAGS.chip_memory_gib else None
     try:
-      p = plan(FLAGS.config, FLAGS.topology,
-               int(FLAGS.chip_memory_gib * GIB) if FLAGS.chip_memory_gib else None)
+      if FLAGS.compare:
+        rows = compare(FLAGS.config, FLAGS.topology, memory)
+        print(format_comparison(rows))
+        if FLAGS.json:
+          with open(FLAGS.json, 'w') as f:
+            json.dump(rows, f, indent=2)
+        return
+      p = plan(FLAGS.config, FLAGS.topology, memory)
     except PlanError as e:
       raise ConfigError(str(e)) from None
     print(format_report(p))

@@ -130,3 +130,25 @@ def test_a_mesh_the_devices_cannot_hold(tmp_path, data_dir):
   assert 'Traceback' not in res.stderr
 
 
+
+
+@pytest.mark.slow
+def test_compare_ranks_the_presets(tmp_path, data_dir):
+  """Every preset on 4 CPU devices: one that cannot divide the heads is listed with why;
+  with a chip too small for whole parameters, the recommended one is one that fits."""
+  args = ['--config=configs/lm_shakespeare_char.py', '--topology=cpu:4', *TINY,
+          '--config.model.num_heads=2', '--compare']
+  res, rows = _plan_cli(args, tmp_path)
+  assert res.returncode == 0, res.stderr[-3000:]
+  by = {r['parallelism']: r for r in rows}
+  assert set(by) == {'data', 'fsdp', 'tensor', 'data_fsdp', 'data_tensor', 'fsdp_tensor'}
+  assert 'model.num_heads' in by['tensor']['error']            # 2 heads over tensor=4
+  assert all('error' in r for r in rows[len(rows) - 1:])       # the impossible ones last
+  # A chip between fsdp's and data's memory: data does not fit, the recommendation fits.
+  memory = (by['fsdp']['total_bytes'] + by['data']['total_bytes']) / 2
+  res, rows = _plan_cli(args + [f'--chip_memory_gib={memory / 2**30}'], tmp_path)
+  assert res.returncode == 0, res.stderr[-3000:]
+  by = {r['parallelism']: r for r in rows}
+  assert by['data']['fits'] is False and by['fsdp']['fits'] is True
+  best = res.stdout.split('recommended: ')[1].split(':')[0]
+  assert by[best]['fits'] is True and rows[0]['parallelism'] == best
