@@ -20,7 +20,10 @@ batch (no parameter is made), compiles it ahead of time, and reports per device:
   not a measurement.
 
 TPU topologies ('v5e:2x2', 'v4:2x2x4', 'v5p:2x2x2', 'v6e:4x4', ...) compile through libtpu,
-deviceless: `pip install -r requirements-tpu.txt`. 'cpu:N' uses N forced CPU devices
+deviceless: `pip install -r requirements-tpu.txt`. GPU targets ('h100:8', 'h200:16': hosts
+of 8) compile deviceless through the CUDA plugin (`pip install "jax[cuda13]==0.10.2"`, about
+4 GB, so not in CI) from XLA target configs written here (GPUS); XLA's GPU compiler gives
+memory but no cost analysis (no FLOPs, no step estimate). 'cpu:N' uses N forced CPU devices
 (the flag is set before JAX starts).
 
 The task is built as train.py builds it (its vocabulary from the data), so the data must be
@@ -49,6 +52,35 @@ CHIPS = {
     'H200': (141 * GIB, 'NVIDIA H200: 141 GB HBM3e'),
     'A100': (80 * GIB, 'NVIDIA A100 80GB'),
 }
+GPU_INSTALL = 'pip install "jax[cuda13]==0.10.2"   (the CUDA plugin and libraries, about 4 GB)'
+
+
+def _gpu_target(name: str, memory: int, bandwidth: int) -> str:
+  """XLA's GpuTargetConfig (text proto) of a Hopper GPU: 132 SMs at 1.98 GHz, compute
+  capability 9.0 (NVIDIA's H100 SXM and H200 data sheets), `memory` bytes at `bandwidth`
+  bytes/s, CUDA 13.0 and cuDNN 9.7 as the plugin's runtime."""
+  return f'''gpu_device_info {{
+  threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152
+  shared_memory_per_core: 233472 threads_per_core_limit: 2048 core_count: 132
+  fpus_per_core: 128 block_dim_limit_x: 2147483647 block_dim_limit_y: 65535
+  block_dim_limit_z: 65535 memory_bandwidth: {bandwidth} l2_cache_size: 52428800
+  clock_rate_ghz: 1.98 device_memory_size: {memory} shared_memory_per_block_optin: 232448
+  cuda_compute_capability {{ major: 9 }} registers_per_core_limit: 65536
+  registers_per_block_limit: 65536
+}}
+platform_name: "CUDA"
+dnn_version_info {{ major: 9 minor: 7 }}
+runtime_version {{ major: 13 minor: 0 patch: 0 }}
+device_description_str: "{name}"
+'''
+
+
+# GPU kinds for --topology=KIND:N: (XLA target config, memory bytes). The H100's memory is
+# what an H100 80GB HBM3 reports (79.1 GiB); the H200's is its data sheet's 141 GB.
+GPUS = {
+    'h100': (_gpu_target('NVIDIA H100 80GB HBM3', 84929347584, 3352320000000), 84929347584),
+    'h200': (_gpu_target('NVIDIA H200', 141 * 10**9, 4800 * 10**9), 141 * 10**9),
+}
 TPU_PREFIXES = ('v2', 'v3', 'v4', 'v5e', 'v5litepod', 'v5p', 'v6e')
 COLLECTIVES = ('all-reduce', 'all-gather', 'reduce-scatter', 'all-to-all', 'collective-permute')
 DTYPE_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 'bf16': 2, 'f16': 2, 's16': 2, 'u16': 2,
@@ -70,9 +102,17 @@ def parse_topology(name: str) -> tuple[str, int | None]:
     return 'cpu', int(count)
   if re.fullmatch(r'(%s):\d+(x\d+){1,2}' % '|'.join(TPU_PREFIXES), name):
     return 'tpu', None
+  m = re.fullmatch(r'(%s):(\d+)' % '|'.join(GPUS), name)
+  if m:
+    count = int(m.group(2))
+    if count < 1 or (count > 8 and count % 8):
+      raise PlanError(f'--topology={name}: up to 8 GPUs on one host, or a multiple of 8 '
+                      '(hosts of 8)')
+    return 'gpu', count
   raise PlanError(f'unknown topology {name!r}: use cpu:N (forced CPU devices) or a TPU '
                   'topology such as v5e:2x2, v5e:16x16, v4:2x2x4, v5p:2x2x2, v6e:4x4 '
-                  f'(generations: {", ".join(TPU_PREFIXES)})')
+                  f'(generations: {", ".join(TPU_PREFIXES)}), or GPUs: '
+                  f'{", ".join(g + ":8" for g in GPUS)}')
 
 
 def prepare_environment(name: str) -> None:
@@ -99,6 +139,8 @@ def topology_devices(name: str) -> list:
                       f'device_count={count} (python -m tools.plan does that itself)')
     return devices[:count]
   import importlib.util
+  if kind == 'gpu':
+    return _gpu_devices(name, count)
   if importlib.util.find_spec('libtpu') is None:
     raise PlanError(f'--topology={name} compiles for TPU through libtpu, which is not '
                     f'installed: {TPU_INSTALL}')
@@ -110,9 +152,27 @@ def topology_devices(name: str) -> list:
                     f'{" ".join(str(e).split())[:300]}') from None
 
 
+def _gpu_devices(name: str, count: int) -> list:
+  """`count` GPUs of a kind, described to XLA's CUDA compiler by a target config (no GPU
+  needed; the CUDA plugin must be installed: jax[cuda13] matching this jax, about 4 GB)."""
+  from jax.experimental import topologies
+  kind = name.split(':')[0]
+  hosts, per_host = (1, count) if count <= 8 else (count // 8, 8)
+  try:
+    return list(topologies.get_topology_desc(platform='cuda', target_config=GPUS[kind][0],
+                                             topology=f'1x{hosts}x{per_host}').devices)
+  except Exception as e:
+    raise PlanError(f'--topology={name} compiles for CUDA without a GPU through the CUDA '
+                    f'plugin, which could not describe it ({" ".join(str(e).split())[:200]}): '
+                    f'{GPU_INSTALL}') from None
+
+
 def chip_memory(device, count: int = 1) -> tuple[int | None, str]:
   """(bytes, source) of one device's memory; CPU devices share the machine's RAM."""
   kind = getattr(device, 'device_kind', '')
+  for gpu, (_, memory) in GPUS.items():
+    if gpu.upper() in kind:
+      return memory, f'{kind}: {memory / GIB:.1f} GiB (the target config given to XLA)'
   hits = sorted((k for k in CHIPS if k.lower() in kind.lower()), key=len, reverse=True)
   if hits:
     return CHIPS[hits[0]]
@@ -211,7 +271,7 @@ def plan(config, topology: str, chip_memory_bytes: int | None = None) -> dict[st
   if memory and 'total_bytes' in out:
     out['fits'] = out['total_bytes'] <= memory
     out['overflow_gib'] = max(0.0, (out['total_bytes'] - memory) / GIB)
-  out['flops_per_device_compiled'] = float(cost.get('flops', 0.0))
+  out['flops_per_device_compiled'] = float(cost['flops']) if cost.get('flops') else None
   out['flops_per_device_analytic'] = analytic / n
   out['collectives'] = collectives(compiled.as_text())
   seconds = cost.get('optimal_seconds')
@@ -304,11 +364,14 @@ def format_report(p: dict[str, Any]) -> str:
   if 'fits' in p:
     lines.append('  verdict           ' + ('fits' if p['fits'] else
                                           f'DOES NOT FIT by {p["overflow_gib"]:.2f} GiB'))
-  ratio = (p['flops_per_device_compiled'] / p['flops_per_device_analytic']
-           if p['flops_per_device_analytic'] else float('nan'))
-  lines += ['', f'FLOPs per step per device: {p["flops_per_device_compiled"]:.4g} compiled '
-            f'(XLA cost analysis), {p["flops_per_device_analytic"]:.4g} analytic '
-            f'(transformer/flops.py); ratio {ratio:.3f}']
+  if p['flops_per_device_compiled'] and p['flops_per_device_analytic']:
+    ratio = p['flops_per_device_compiled'] / p['flops_per_device_analytic']
+    lines += ['', f'FLOPs per step per device: {p["flops_per_device_compiled"]:.4g} compiled '
+              f'(XLA cost analysis), {p["flops_per_device_analytic"]:.4g} analytic '
+              f'(transformer/flops.py); ratio {ratio:.3f}']
+  else:
+    lines += ['', f'FLOPs per step per device: {p["flops_per_device_analytic"]:.4g} analytic '
+              '(transformer/flops.py); this backend\'s compiled cost analysis gives none']
   if p['collectives']:
     lines.append('collectives per step: ' + ', '.join(
         f'{k} x{v["count"]} ({v["bytes"] / 2**20:.2f} MiB)' for k, v in

@@ -88,12 +88,33 @@ def test_a_plan_that_does_not_fit(tmp_path, data_dir):
   assert 'does not fit' in res.stderr and '--require_fit' in res.stderr
 
 
+@pytest.mark.slow
+def test_deviceless_gpu_compile(tmp_path, data_dir):
+  """h100:8 through the CUDA plugin's compile-only path, no GPU here. The plugin is about
+  4 GB, so CI does not install it and this test runs where it is installed (by hand:
+  benchmarks/RESULTS.md)."""
+  if importlib.util.find_spec('jax_plugins') is None or not any(
+      importlib.util.find_spec(f'jax_plugins.xla_cuda{v}') for v in (12, 13)):
+    pytest.skip(f'no CUDA plugin: {plan.GPU_INSTALL}')
+  res, p = _plan_cli(['--config=configs/lm_shakespeare_char.py', '--topology=h100:8', *TINY],
+                     tmp_path, env_extra={'CUDA_VISIBLE_DEVICES': ''})
+  assert res.returncode == 0, res.stderr[-3000:]
+  assert p['devices'] == 8 and 'H100' in p['device_kind']
+  assert p['total_bytes'] > p['params_bytes'] > 0 and p['fits'] is True
+  assert p['chip_memory_bytes'] == plan.GPUS['h100'][1]
+  assert p['collectives']['all-reduce']['count'] >= 1
+  assert 'compiled cost analysis gives none' in res.stdout
+
+
 def test_bad_topologies_and_configs(tmp_path, monkeypatch):
   with pytest.raises(plan.PlanError, match='v5e:2x2.*generations'):
     plan.parse_topology('tpu-big')
   with pytest.raises(plan.PlanError, match='positive device count'):
     plan.parse_topology('cpu:0')
   assert plan.parse_topology('v4:2x2x4') == ('tpu', None)
+  assert plan.parse_topology('h200:16') == ('gpu', 16)
+  with pytest.raises(plan.PlanError, match='hosts of 8'):
+    plan.parse_topology('h100:12')
   monkeypatch.setattr(importlib.util, 'find_spec', lambda name: None)
   with pytest.raises(plan.PlanError, match='pip install -r requirements-tpu.txt'):
     plan.topology_devices('v5e:2x2')
