@@ -94,9 +94,9 @@ class Settings:
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
-def settings_from(values: dict[str, Any], base: Settings | None = None) -> Settings:
-  """`base` (or the defaults) updated from {name: value} (flag strings or typed values)."""
-  out = dataclasses.replace(base) if base else Settings()
+def settings_from(values: dict[str, Any]) -> Settings:
+  """The defaults updated from {name: value} (flag strings or typed values), checked."""
+  out = Settings()
   for name, value in values.items():
     if name not in FIELDS:
       raise LaunchError(f'unknown launch setting {name!r}; known: {", ".join(FIELDS)}')
@@ -105,8 +105,6 @@ def settings_from(values: dict[str, Any], base: Settings | None = None) -> Setti
       if name == 'sbatch':
         value = value if isinstance(value, dict) else dict(
             kv.split('=', 1) for kv in str(value).split(',') if kv)
-      elif isinstance(default, bool):
-        value = value if isinstance(value, bool) else str(value).lower() in ('1', 'true')
       else:
         value = type(default)(value)
     except ValueError:
@@ -167,12 +165,19 @@ def read_record(workdir: str) -> dict:
     return {}
 
 
+def write_json(path: str, obj) -> None:
+  """`obj` as JSON into `path` through a temporary file renamed over it (named by process:
+  a job and the sweep that launched it may write the same file), so that a reader never
+  sees half of it."""
+  tmp = f'{path}.{os.getpid()}.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, default=str)
+  os.replace(tmp, path)
+
+
 def write_record(workdir: str, record: dict) -> None:
   os.makedirs(workdir, exist_ok=True)
-  tmp = os.path.join(workdir, f'{TRIAL_FILE}.{os.getpid()}.tmp')
-  with open(tmp, 'w') as f:
-    json.dump(record, f, indent=2, default=str)
-  os.replace(tmp, os.path.join(workdir, TRIAL_FILE))
+  write_json(os.path.join(workdir, TRIAL_FILE), record)
 
 
 def update_record(workdir: str, **changes) -> dict:

@@ -188,9 +188,10 @@ def chip_memory(device, count: int = 1) -> tuple[int | None, str]:
 
 def per_device_bytes(tree) -> int:
   """Bytes of the largest shard set one device holds of `tree`'s abstract arrays."""
+  import jax
   import numpy as np
   totals: dict[Any, int] = {}
-  for x in __import__('jax').tree.leaves(tree):
+  for x in jax.tree.leaves(tree):
     itemsize = np.dtype(x.dtype).itemsize
     for device, index in x.sharding.devices_indices_map(x.shape).items():
       n = 1
@@ -393,6 +394,7 @@ def format_report(p: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- command line
 
 def _flag(argv: Sequence[str], name: str) -> str | None:
+  """--NAME=V from argv, read before JAX starts (tools.cli._flag_value's module imports it)."""
   for a in argv:
     if a.startswith(f'--{name}='):
       return a.split('=', 1)[1]

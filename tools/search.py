@@ -21,7 +21,7 @@ import math
 import os
 from typing import Any
 
-from tools.launch import PRUNED_FILE
+from tools.launch import PRUNED_FILE, write_json
 from transformer import sweep_space
 from transformer.errors import ConfigError
 
@@ -113,9 +113,7 @@ def write_settings(parent: str, search: sweep_space.Search, config) -> dict:
     if changed:
       raise ConfigError(f'{parent} holds a study of another search ({", ".join(changed)} '
                         'differ): use a new --parent, or delete that directory')
-  with open(path + '.tmp', 'w') as f:      # trials read it while it may be rewritten
-    json.dump(settings, f, indent=2, default=str)
-  os.replace(path + '.tmp', path)
+  write_json(path, settings)      # trials read it while it may be rewritten
   return settings
 
 

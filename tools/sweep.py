@@ -61,7 +61,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from tools import launch
+from tools import cli, launch
 from transformer.errors import ConfigError
 from transformer.metric_writer import read_metrics
 from transformer.sweep_space import Search, Trial
@@ -95,12 +95,13 @@ class SweepFile:
                         '{"dotted.field": value} dicts) and get_search() (a sweep_space.search)'
                         ', see tools/sweep.py')
     try:
-      self.trials = [dict(t) for t in module.get_sweep()] if grid else None
+      trials = list(module.get_sweep()) if grid else None
       self.search = module.get_search() if search else None
     except (ValueError, TypeError) as e:
       raise ConfigError(f'{path}: {e}') from None
-    if grid and (not self.trials or not all(isinstance(t, dict) for t in module.get_sweep())):
+    if grid and (not trials or not all(isinstance(t, dict) for t in trials)):
       raise ConfigError(f'{path}: get_sweep() must return a non-empty list of dicts')
+    self.trials = [dict(t) for t in trials] if grid else None
     if search and not isinstance(self.search, Search):
       raise ConfigError(f'{path}: get_search() must return sweep_space.search(...)')
     self.launch = dict(getattr(module, 'LAUNCH', {}))
@@ -164,15 +165,11 @@ def trial_config(base: str, overrides: Trial, extra: Sequence[str] = ()):
     values(argv)
     config = values.config
   except flags.Error as e:
-    raise ConfigError(_one_line(str(e))) from None
+    raise ConfigError(cli._one_line(e)) from None
   except (AttributeError, KeyError) as e:
-    raise ConfigError(f'unknown config field: {_one_line(str(e))}') from None
+    raise ConfigError(cli._config_error(e)) from None
   validation.validate(config)
   return config
-
-
-def _one_line(text: str) -> str:
-  return ' '.join(text.strip("'").replace('\\n', ' ').split())
 
 
 def check_trials(base: str, trials: Sequence[Trial], extra: Sequence[str], names: Sequence[str]):
@@ -183,7 +180,8 @@ def check_trials(base: str, trials: Sequence[Trial], extra: Sequence[str], names
     try:
       config = trial_config(base, overrides, extra)
     except ConfigError as e:
-      bad.append(f'trial {name} ({", ".join(f"{k}={format_value(v)}" for k, v in overrides.items()) or "the base config"}): {e}')
+      fields = ', '.join(f'{k}={format_value(v)}' for k, v in overrides.items())
+      bad.append(f'trial {name} ({fields or "the base config"}): {e}')
   if bad:
     raise ConfigError(f'{len(bad)} trial(s) of the sweep are invalid; nothing was run: '
                       + '; '.join(bad))
@@ -193,19 +191,29 @@ def check_trials(base: str, trials: Sequence[Trial], extra: Sequence[str], names
 def plan(sweep_path: str, parent: str, extra: Sequence[str] = ()) -> list[dict]:
   """The trials of a grid sweep with their workdirs and commands; writes PARENT/sweep.json
   (and refuses a PARENT made by another sweep file or with other trials)."""
-  base, trials = load_sweep(sweep_path)
+  return _plan(SweepFile(sweep_path), parent, extra)
+
+
+def _plan(sweep_file: SweepFile, parent: str, extra: Sequence[str]) -> list[dict]:
+  if sweep_file.trials is None:
+    raise ConfigError(f'{sweep_file.path} is a search (get_search()): its trials are drawn '
+                      'as it runs')
+  _check_extra(extra)
+  parent = os.path.abspath(parent)
+  out = []
+  for i, t in enumerate(sweep_file.trials):
+    workdir = os.path.join(parent, trial_name(i, t))
+    out.append({'name': os.path.basename(workdir), 'workdir': workdir, 'overrides': t,
+                'command': trial_command(sweep_file.base, workdir, t, extra)})
+  _write_sweep_json(parent, sweep_file.path, sweep_file.base, extra,
+                    [{k: v for k, v in p.items() if k != 'command'} for p in out])
+  return out
+
+
+def _check_extra(extra: Sequence[str]) -> None:
   bad = [f for f in extra if not f.startswith('--config.')]
   if bad:
     raise ConfigError(f'Extra flags must be --config.FIELD=VALUE overrides, got {bad}')
-  parent = os.path.abspath(parent)
-  out = []
-  for i, t in enumerate(trials):
-    workdir = os.path.join(parent, trial_name(i, t))
-    out.append({'name': os.path.basename(workdir), 'workdir': workdir, 'overrides': t,
-                'command': trial_command(base, workdir, t, extra)})
-  _write_sweep_json(parent, sweep_path, base, extra,
-                    [{k: v for k, v in p.items() if k != 'command'} for p in out])
-  return out
 
 
 def _write_sweep_json(parent: str, sweep_path: str, base: str, extra: Sequence[str],
@@ -228,9 +236,7 @@ def _write_sweep_json(parent: str, sweep_path: str, base: str, extra: Sequence[s
     if 'launch' in old:
       record['launch'] = old['launch']
   os.makedirs(parent, exist_ok=True)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(record, f, indent=2, default=str)
-  os.replace(path + '.tmp', path)
+  launch.write_json(path, record)
 
 
 def _record_launch(parent: str, settings: launch.Settings) -> None:
@@ -242,9 +248,7 @@ def _record_launch(parent: str, settings: launch.Settings) -> None:
   default = launch.Settings()
   record['launch'] = {k: v for k, v in dataclasses.asdict(settings).items()
                       if getattr(default, k) != v}
-  with open(path + '.tmp', 'w') as f:
-    json.dump(record, f, indent=2, default=str)
-  os.replace(path + '.tmp', path)
+  launch.write_json(path, record)
 
 
 def read_trial(workdir: str) -> dict:
@@ -267,7 +271,7 @@ def run(sweep_path: str, parent: str, extra: Sequence[str] = (), log=print,
   launch_settings = launch.settings_from({**sweep_file.launch, **(settings or {})})
   if sweep_file.search is not None:
     return _run_search(sweep_file, parent, extra, log, launch_settings, resume_pruned)
-  trials = plan(sweep_path, parent, extra)
+  trials = _plan(sweep_file, parent, extra)
   _record_launch(parent, launch_settings)
   check_trials(sweep_file.base, [t['overrides'] for t in trials], extra,
                [t['name'] for t in trials])
@@ -305,9 +309,7 @@ def _run_search(sweep_file: SweepFile, parent: str, extra: Sequence[str], log,
                 settings: launch.Settings, resume_pruned: bool) -> list[dict]:
   from tools import search as search_lib
   search = sweep_file.search
-  bad = [f for f in extra if not f.startswith('--config.')]
-  if bad:
-    raise ConfigError(f'Extra flags must be --config.FIELD=VALUE overrides, got {bad}')
+  _check_extra(extra)
   parent = os.path.abspath(parent)
   corners = search_lib.corners(search)
   config = check_trials(sweep_file.base, corners, extra,
@@ -341,8 +343,7 @@ def _run_search(sweep_file: SweepFile, parent: str, extra: Sequence[str], log,
 
   def finish(workdir: str, record: dict) -> None:
     write_hparams(workdir)
-    if 'number' in record and not (resume_pruned and '--report_trial' not in record.get(
-        'command', '--report_trial')):
+    if 'number' in record and '--report_trial' in record.get('command', ''):
       searcher.tell(record['number'], record.get('status'), _last_value(workdir, search.metric))
 
   launch.Launcher(settings, os.path.join(parent, 'submitit'), log=log).run_all(
@@ -392,8 +393,9 @@ def status(parent: str) -> list[list[str]]:
   rows = [['trial', 'status', 'engine', 'job', 'attempts', 'step', 'error']]
   for t in collect(parent):
     record = read_trial(t['workdir'])
-    rows.append([t['trial'], record.get('status', 'not started'), record.get('engine', ''), str(record.get('job_id', '')),
-                 str(record.get('attempts', '')), str(t.get('step', '')),
+    rows.append([t['trial'], record.get('status', 'not started'), record.get('engine', ''),
+                 str(record.get('job_id', '')), str(record.get('attempts', '')),
+                 str(t.get('step', '')),
                  record.get('error', '')[:120]])
   return rows
 
@@ -694,31 +696,26 @@ def _main(cmd: str, opts: dict, extra: list[str]) -> int:
     records = run(opts['sweep'], parent, extra, settings=settings,
                   resume_pruned=opts.get('resume_pruned', False),
                   max_trials=int(max_trials) if max_trials else None)
-    metric = opts.get('metric') or _search_metric(parent)
+    search = _search_settings(parent)
+    metric = opts.get('metric') or search.get('metric')
     print(summarize(parent, metric if any(metric in r['metrics'] for r in collect(parent))
-                    else None, _search_maximizes(parent)))
+                    else None, search.get('direction') == 'maximize'))
     return 0 if all(r.get('status') in ('done', 'pruned') for r in records) else 1
   columns = [c for c in opts.get('columns', '').split(',') if c]
-  print(summarize(parent, opts.get('metric') or _search_metric(parent),
-                  opts.get('descending', False) or _search_maximizes(parent), columns,
+  search = _search_settings(parent)
+  print(summarize(parent, opts.get('metric') or search.get('metric'),
+                  opts.get('descending', False) or search.get('direction') == 'maximize',
+                  columns,
                   opts.get('group_over', '')))
   return 0
 
 
-def _search_metric(parent: str) -> str | None:
-  path = os.path.join(parent, 'search.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f).get('metric')
-  return None
-
-
-def _search_maximizes(parent: str) -> bool:
-  path = os.path.join(parent, 'search.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f).get('direction') == 'maximize'
-  return False
+def _search_settings(parent: str) -> dict:
+  """A search's settings (its metric and direction), or {} for a grid sweep."""
+  from tools import search as search_lib
+  if not os.path.exists(os.path.join(parent, search_lib.SETTINGS)):
+    return {}
+  return search_lib.read_settings(parent)
 
 
 if __name__ == '__main__':
