@@ -46,7 +46,7 @@ def main(out_path: str) -> None:
                                                     exp.data_shard))
     with exp.context():
       compiled = exp.train_step.lower(state, batch).compile()
-    real['collectives'] = plan_lib.collectives(compiled.as_text())
+    real['collectives'] = plan_lib.collectives(compiled.as_text(), len(jax.devices()))
     out[preset] = {'plan': p, 'real': real}
   with open(out_path, 'w') as f:
     json.dump(out, f, indent=2)

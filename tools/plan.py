@@ -26,8 +26,12 @@ of 8) compile deviceless through the CUDA plugin (`pip install "jax[cuda13]==0.1
 memory but no cost analysis (no FLOPs, no step estimate). 'cpu:N' uses N forced CPU devices
 (the flag is set before JAX starts).
 
-The task is built as train.py builds it (its vocabulary from the data), so the data must be
-readable here.
+The task is built as train.py builds it, its vocabulary and first batch from the data, where
+the data is readable here. Where it is not (WMT14, LM1B, ImageNet on a laptop), or with
+--shapes_only, the batch has the shapes the config implies (transformer/data/shapes.py: the
+vocabulary from config.vocab_size, the image size and classes from the dataset's table,
+translation at its longest bucket or fully packed rows); the report says which, and what
+the shapes assume.
 """
 
 from __future__ import annotations
@@ -51,6 +55,19 @@ CHIPS = {
     'H100': (80 * GIB, 'NVIDIA H100 SXM: 80 GB HBM3'),
     'H200': (141 * GIB, 'NVIDIA H200: 141 GB HBM3e'),
     'A100': (80 * GIB, 'NVIDIA A100 80GB'),
+}
+# Bandwidths per chip for the roofline estimate: (HBM bytes/s, collective bytes/s, source).
+# HBM from the same pages; the collective bandwidth is each page's all-reduce bandwidth per
+# pod divided by the pod's chips (v4: 1.1 PB/s over 4096; v5e: 51.2 TB/s over 256; v6e:
+# 102.4 TB/s over 256), for v5p (no such figure) its 4800 Gbps inter-chip interconnect.
+BANDWIDTH = {
+    'TPU v4': (1200e9, 1.1e15 / 4096, 'Cloud TPU v4: HBM 1200 GBps; all-reduce 1.1 PB/s per '
+               '4096-chip pod'),
+    'TPU v5 lite': (819e9, 51.2e12 / 256, 'Cloud TPU v5e: HBM 819 GBps; all-reduce 51.2 TB/s '
+                    'per 256-chip pod'),
+    'TPU v5': (2765e9, 4800e9 / 8, 'Cloud TPU v5p: HBM 2765 GBps; ICI 4800 Gbps'),
+    'TPU v6 lite': (1638e9, 102.4e12 / 256, 'Cloud TPU v6e: HBM 1638 GBps; all-reduce '
+                    '102.4 TB/s per 256-chip pod'),
 }
 GPU_INSTALL = 'pip install "jax[cuda13]==0.10.2"   (the CUDA plugin and libraries, about 4 GB)'
 
@@ -167,15 +184,29 @@ def _gpu_devices(name: str, count: int) -> list:
                     f'{GPU_INSTALL}') from None
 
 
-def chip_memory(device, count: int = 1) -> tuple[int | None, str]:
-  """(bytes, source) of one device's memory; CPU devices share the machine's RAM."""
+def devices_per_chip(devices) -> int:
+  """How many of `devices` share a chip: 2 for libtpu's deviceless v4 topologies, which
+  give each TensorCore its own device (JAX on a real v4 joins them, megacore); else 1."""
+  import collections
+  coords = collections.Counter(tuple(getattr(d, 'coords', ())) + (getattr(d, 'slice_index', 0),)
+                               for d in devices if getattr(d, 'coords', None) is not None)
+  return max(coords.values()) if coords else 1
+
+
+def chip_memory(device, count: int = 1, per_chip: int = 1) -> tuple[int | None, str]:
+  """(bytes, source) of one device's memory; CPU devices share the machine's RAM; a device
+  that is one of `per_chip` TensorCores of a chip has that share of its memory."""
   kind = getattr(device, 'device_kind', '')
   for gpu, (_, memory) in GPUS.items():
     if gpu.upper() in kind:
       return memory, f'{kind}: {memory / GIB:.1f} GiB (the target config given to XLA)'
   hits = sorted((k for k in CHIPS if k.lower() in kind.lower()), key=len, reverse=True)
   if hits:
-    return CHIPS[hits[0]]
+    memory, source = CHIPS[hits[0]]
+    if per_chip > 1:
+      return memory // per_chip, (f'{source}, shared by its {per_chip} TensorCores, each a '
+                                  'device of this topology')
+    return memory, source
   if device.platform == 'cpu':
     with open('/proc/meminfo') as f:
       total = next(int(line.split()[1]) * 1024 for line in f if line.startswith('MemTotal'))
@@ -203,13 +234,36 @@ def per_device_bytes(tree) -> int:
 
 
 _OP = re.compile(r'\s(%s)(-start)?\(' % '|'.join(COLLECTIVES))
+_GROUPS_LIST = re.compile(r'replica_groups=\{\{([\d,]*)\}')
+_GROUPS_IOTA = re.compile(r'replica_groups=\[([\d,]+)\]<=')
+
+
+def _group_size(rhs: str, devices: int) -> int:
+  """The devices in each replica group of a collective's HLO line (all of them when the
+  groups are not given)."""
+  m = _GROUPS_LIST.search(rhs)
+  if m:
+    return len(m.group(1).split(',')) if m.group(1) else devices
+  m = _GROUPS_IOTA.search(rhs)
+  return int(m.group(1).split(',')[-1]) if m else devices
+
+
+def _traffic(kind: str, size: int, n: int) -> float:
+  """Bytes one device sends in a ring implementation of collective `kind` whose result is
+  `size` bytes, over groups of `n` devices."""
+  if n <= 1:
+    return 0.0
+  share = (n - 1) / n
+  return {'all-reduce': 2 * share * size, 'all-gather': share * size,
+          'reduce-scatter': (n - 1) * size, 'all-to-all': share * size}.get(kind, float(size))
 _SHAPE = re.compile(r'\b(pred|[sufc]\d+|bf16)\[([\d,]*)\]')
 
 
-def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
-  """{kind: {'count', 'bytes'}} of the collectives in a compiled HLO module's text; bytes
-  are those of each op's result (a tuple's elements summed; an async pair counted once, at
-  its start)."""
+def collectives(hlo_text: str, devices: int = 1) -> dict[str, dict[str, float]]:
+  """{kind: {'count', 'bytes', 'traffic'}} of the collectives in a compiled HLO module's
+  text: bytes are those of each op's result (a tuple's elements summed; an async pair
+  counted once, at its start); traffic, the bytes a device sends for them in ring
+  implementations over their replica groups (`devices`: the group where none is given)."""
   out: dict[str, dict[str, int]] = {}
   for line in hlo_text.splitlines():
     lhs, eq, rhs = line.partition(' = ')
@@ -222,25 +276,58 @@ def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
       for d in (dims.split(',') if dims else []):
         n *= int(d)
       size += n * DTYPE_BYTES.get(dtype, 4)
-    entry = out.setdefault(m.group(1), {'count': 0, 'bytes': 0})
+    entry = out.setdefault(m.group(1), {'count': 0, 'bytes': 0, 'traffic': 0.0})
     entry['count'] += 1
     entry['bytes'] += size
+    entry['traffic'] += _traffic(m.group(1), size, _group_size(rhs, devices))
   return out
 
 
-def plan(config, topology: str, chip_memory_bytes: int | None = None) -> dict[str, Any]:
+def planning_task(config, shapes_only: bool = False):
+  """(task, batch, how): the task train.py would build, with its first training batch, when
+  the data is readable here (and not `shapes_only`); else the task on its batch shapes
+  alone (transformer/data/shapes.py), and `how` says why and what the shapes assume."""
+  from transformer import tasks
+  from transformer.engine.inspect import scratch_task
+  from transformer.errors import DataError
+  why = 'asked (--shapes_only)'
+  if not shapes_only:
+    try:
+      with scratch_task(config, None) as task:
+        step = _longest_step(task.data, config)
+        return (task, task.data.train_batch(step, config.batch_size, config.seed),
+                f'the data (training batch {step})')
+    except DataError as e:
+      why = 'the data is not readable here: ' + ' '.join(str(e).split())[:120] + '...'
+  data = tasks.task_class(config).shape_data(config)
+  task = tasks.make_task(config, None, data=data)
+  batch = data.train_batch(0, config.batch_size, config.seed)
+  return task, batch, f'shapes from the config ({why}); {data.assumption}'
+
+
+def _longest_step(data, config) -> int:
+  """The first step of epoch 0 whose batch has the longest bucket, for data bucketed by
+  length (translation; the longest rows need the most attention memory for the same
+  tokens per batch); else 0."""
+  if not hasattr(data, 'epoch_batches') or getattr(data, 'packing', True):
+    return 0
+  lengths = [length for length, _ in data.epoch_batches(config.seed, 0, config.batch_size)]
+  return lengths.index(max(lengths))
+
+
+def plan(config, topology: str, chip_memory_bytes: int | None = None,
+         shapes_only: bool = False) -> dict[str, Any]:
   """The plan of `config` on `topology` (see the module docstring), as a dict."""
   import jax
   import numpy as np
 
   from transformer import flops as flops_lib
   from transformer.engine import Experiment
-  from transformer.engine.inspect import scratch_task
   devices = topology_devices(topology)
-  with scratch_task(config, None) as task:
-    exp = Experiment(config, None, devices=devices, task=task)
-    batch = task.data.train_batch(0, config.batch_size, config.seed)
-    analytic = float(task.train_flops(batch))
+  per_chip = devices_per_chip(devices)
+  task, batch, batch_source = planning_task(config, shapes_only)
+  exp = Experiment(config, None, devices=devices, task=task)
+  analytic = float(task.train_flops(batch))
   abstract_batch = {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype,
                                             sharding=exp.batch_sharding)
                     for k, v in batch.items()}
@@ -253,10 +340,13 @@ def plan(config, topology: str, chip_memory_bytes: int | None = None) -> dict[st
   state = exp.abstract_state
   out: dict[str, Any] = {
       'topology': topology, 'devices': n, 'device_kind': devices[0].device_kind,
+      'devices_per_chip': per_chip,
       'parallelism': config.parallelism, 'mesh': dict(exp.mesh.shape),
       'params_bytes': per_device_bytes(state.params),
       'opt_state_bytes': per_device_bytes(state.opt_state),
       'batch_bytes': per_device_bytes(list(abstract_batch.values())),
+      'batch_source': batch_source,
+      'batch_shapes': {k: list(v.shape) for k, v in abstract_batch.items()},
   }
   if mem is not None:
     out.update(argument_bytes=int(mem.argument_size_in_bytes),
@@ -267,30 +357,57 @@ def plan(config, topology: str, chip_memory_bytes: int | None = None) -> dict[st
     out['total_bytes'] = (out['argument_bytes'] + out['output_bytes'] - out['alias_bytes']
                           + out['temp_bytes'] + out['code_bytes'])
   memory, source = ((chip_memory_bytes, 'given') if chip_memory_bytes else
-                    chip_memory(devices[0], len(devices)))
+                    chip_memory(devices[0], len(devices), per_chip))
   out['chip_memory_bytes'], out['chip_memory_source'] = memory, source
   if memory and 'total_bytes' in out:
     out['fits'] = out['total_bytes'] <= memory
     out['overflow_gib'] = max(0.0, (out['total_bytes'] - memory) / GIB)
   out['flops_per_device_compiled'] = float(cost['flops']) if cost.get('flops') else None
   out['flops_per_device_analytic'] = analytic / n
-  out['collectives'] = collectives(compiled.as_text())
-  seconds = cost.get('optimal_seconds')
-  if seconds and seconds > 0:
+  out['collectives'] = collectives(compiled.as_text(), n)
+  xla = cost.get('optimal_seconds')
+  if xla and xla > 0:   # XLA's TPU cost model; negative (no estimate) on larger programs
+    out['xla_optimal_seconds'] = float(xla)
+  out['roofline'] = roofline(devices[0].device_kind, per_chip, out['flops_per_device_compiled'],
+                             cost.get('bytes accessed'), out['collectives'])
+  seconds = out['roofline']['seconds'] if out['roofline'] else out.get('xla_optimal_seconds')
+  if seconds:
     weight = float(np.sum(batch['weights'])) if 'weights' in batch else float(config.batch_size)
-    out['estimated_step_seconds'] = float(seconds)
+    out['estimated_step_seconds'] = seconds
     out['estimated_examples_or_tokens_per_second'] = weight / seconds
     peak = flops_lib.peak_flops(devices[0].device_kind, 'bfloat16')
     if peak:
-      out['estimated_mfu'] = analytic / seconds / (peak * n)
+      out['estimated_mfu'] = analytic / seconds / (peak * n / per_chip)   # peak is a chip's
     out['estimated_seconds_to_num_train_steps'] = seconds * config.num_train_steps
   return out
 
 
+def roofline(kind: str, per_chip: int, flops: float | None, bytes_accessed: float | None,
+             colls: dict[str, dict[str, float]]) -> dict[str, Any] | None:
+  """A step's time from the compiled program's cost analysis, per device: its FLOPs at the
+  chip's bf16 peak or its bytes accessed at the HBM bandwidth, whichever is slower, plus
+  its collective traffic at the chip's collective bandwidth (BANDWIDTH; no overlap of
+  communication with compute). None where a figure is missing (CPU, GPU)."""
+  from transformer import flops as flops_lib
+  peak = flops_lib.peak_flops(kind, 'bfloat16')
+  hits = sorted((k for k in BANDWIDTH if k.lower() in kind.lower()), key=len, reverse=True)
+  if not (peak and hits and flops and bytes_accessed):
+    return None
+  hbm, ici, source = BANDWIDTH[hits[0]]
+  parts = {'compute_seconds': flops / (peak / per_chip),
+           'memory_seconds': float(bytes_accessed) / (hbm / per_chip),
+           'collective_seconds': sum(c['traffic'] for c in colls.values()) / (ici / per_chip)}
+  parts['seconds'] = (max(parts['compute_seconds'], parts['memory_seconds'])
+                      + parts['collective_seconds'])
+  parts['source'] = source
+  return parts
+
+
 def compare(config, topology: str, chip_memory_bytes: int | None = None,
-            presets: Sequence[str] | None = None) -> list[dict[str, Any]]:
+            presets: Sequence[str] | None = None,
+            shapes_only: bool = False) -> list[dict[str, Any]]:
   """The plan under every parallelism preset (pmap aside), ranked: those that fit first,
-  then by estimated step time where the backend gives one, then by collective bytes per
+  then by estimated step time where the backend gives one, then by collective traffic per
   step and memory per device. A preset the mesh cannot hold is kept, with why."""
   from transformer import sharding
   from transformer.errors import UserError
@@ -299,14 +416,14 @@ def compare(config, topology: str, chip_memory_bytes: int | None = None,
     trial = config.copy_and_resolve_references()
     trial.parallelism = preset
     try:
-      rows.append(plan(trial, topology, chip_memory_bytes))
+      rows.append(plan(trial, topology, chip_memory_bytes, shapes_only))
     except UserError as e:
       rows.append({'parallelism': preset, 'error': ' '.join(str(e).split())})
 
   def key(r):
     if 'error' in r:
       return (2, 0, 0, 0)
-    moved = sum(c['bytes'] for c in r['collectives'].values())
+    moved = sum(c['traffic'] for c in r['collectives'].values())
     return (0 if r.get('fits', True) else 1, r.get('estimated_step_seconds', 0.0), moved,
             r.get('total_bytes', 0))
   return sorted(rows, key=key)
@@ -319,21 +436,21 @@ def recommendation(rows: list[dict[str, Any]]) -> str:
   best = ok[0]
   why = (f'the lowest estimated step time ({best["estimated_step_seconds"] * 1e3:.2f} ms)'
          if 'estimated_step_seconds' in best else
-         'the fewest collective bytes per step among those that fit (the same FLOPs are '
+         'the least collective traffic per step among those that fit (the same FLOPs are '
          'split either way; no step-time estimate on this backend), then the least memory')
   return f'{best["parallelism"]}: it fits, with {why}'
 
 
 def format_comparison(rows: list[dict[str, Any]]) -> str:
-  lines = ['| parallelism | mesh | fits | memory per device | collectives (bytes per step) '
-           '| estimated step |', '|---|---|---|---|---|---|']
+  lines = ['| parallelism | mesh | fits | memory per device | collective traffic per device '
+           '| estimated step (roofline) |', '|---|---|---|---|---|---|']
   for r in rows:
     if 'error' in r:
       lines.append(f'| {r["parallelism"]} | cannot: {r["error"][:160]} | | | | |')
       continue
-    moved = sum(c['bytes'] for c in r['collectives'].values())
+    moved = sum(c['traffic'] for c in r['collectives'].values())
     fits = 'yes' if r.get('fits', True) else f'no, by {r["overflow_gib"]:.2f} GiB'
-    est = (f'{r["estimated_step_seconds"] * 1e3:.2f} ms (XLA estimate)'
+    est = (f'{r["estimated_step_seconds"] * 1e3:.2f} ms'
            if 'estimated_step_seconds' in r else '-')
     mesh = ' '.join(f'{k}={v}' for k, v in r['mesh'].items() if v > 1) or 'one device'
     lines.append(f'| {r["parallelism"]} | {mesh} | {fits} | {_gib(r.get("total_bytes", 0))} '
@@ -348,9 +465,18 @@ def _gib(b: float) -> str:
   return f'{b / GIB:.3f} GiB' if b >= GIB / 10 else f'{b / 2**20:.2f} MiB'
 
 
+def _shapes(shapes: dict[str, list[int]]) -> str:
+  groups: dict[tuple, list[str]] = {}
+  for k, v in shapes.items():
+    groups.setdefault(tuple(v), []).append(k)
+  return '; '.join(f'{", ".join(ks)} {list(v)}' for v, ks in groups.items())
+
+
 def format_report(p: dict[str, Any]) -> str:
   lines = [f'{p["topology"]}: {p["devices"]} x {p["device_kind"]}, {p["parallelism"]} '
-           f'parallelism, mesh {p["mesh"]}', '', 'per device:',
+           f'parallelism, mesh {p["mesh"]}',
+           f'batch: {_shapes(p["batch_shapes"])} per step, from {p["batch_source"]}',
+           '', 'per device:',
            f'  parameters        {_gib(p["params_bytes"])}',
            f'  optimizer state   {_gib(p["opt_state_bytes"])}',
            f'  batch             {_gib(p["batch_bytes"])}']
@@ -375,19 +501,31 @@ def format_report(p: dict[str, Any]) -> str:
               '(transformer/flops.py); this backend\'s compiled cost analysis gives none']
   if p['collectives']:
     lines.append('collectives per step: ' + ', '.join(
-        f'{k} x{v["count"]} ({v["bytes"] / 2**20:.2f} MiB)' for k, v in
+        f'{k} x{v["count"]} ({v["bytes"] / 2**20:.2f} MiB of results, '
+        f'{v["traffic"] / 2**20:.2f} MiB sent)' for k, v in
         sorted(p['collectives'].items())))
   else:
     lines.append('collectives per step: none')
-  if 'estimated_step_seconds' in p:
-    lines += ['', 'ESTIMATES of XLA\'s cost model, not measurements:',
-              f'  step time {p["estimated_step_seconds"] * 1e3:.2f} ms, '
-              f'{p["estimated_examples_or_tokens_per_second"]:,.0f} tokens (or examples)/s'
-              + (f', MFU {100 * p["estimated_mfu"]:.1f}%' if 'estimated_mfu' in p else ''),
-              f'  time to num_train_steps: '
-              f'{p["estimated_seconds_to_num_train_steps"] / 3600:.2f} h']
+  r = p.get('roofline')
+  if r or 'xla_optimal_seconds' in p:
+    lines += ['', 'ESTIMATES, not measurements:']
+    if r:
+      lines.append(f'  roofline: compute {r["compute_seconds"] * 1e3:.2f} ms (compiled FLOPs at '
+                   f'the bf16 peak), memory {r["memory_seconds"] * 1e3:.2f} ms (bytes accessed '
+                   f'at HBM bandwidth), collectives {r["collective_seconds"] * 1e3:.2f} ms '
+                   f'(ring traffic, no overlap) -> step {r["seconds"] * 1e3:.2f} ms '
+                   f'[{r["source"]}]')
+    lines.append('  XLA\'s cost model: ' + (f'{p["xla_optimal_seconds"] * 1e3:.2f} ms'
+                                             if 'xla_optimal_seconds' in p else
+                                             'no estimate for this program'))
+    lines.append(f'  from the {"roofline" if r else "cost model"}: '
+                 f'{p["estimated_examples_or_tokens_per_second"]:,.0f} tokens (or examples)/s'
+                 + (f', MFU {100 * p["estimated_mfu"]:.1f}%' if 'estimated_mfu' in p else '')
+                 + f', {p["estimated_seconds_to_num_train_steps"] / 3600:.2f} h to '
+                 'num_train_steps')
   else:
-    lines.append('(no step-time estimate: this backend\'s cost model gives none)')
+    lines.append('(no step-time estimate for this device: the roofline needs its peak FLOP/s and '
+                 'bandwidths, known for TPUs, and XLA\'s cost model gives none)')
   return '\n'.join(lines)
 
 
@@ -419,6 +557,9 @@ def main() -> None:
   flags.DEFINE_bool('require_fit', False, 'Exit with status 2 when it does not fit.')
   flags.DEFINE_string('json', '', 'Also write the plan as JSON to this file.')
   flags.DEFINE_bool('compare', False, 'Plan every parallelism preset and rank them.')
+  flags.DEFINE_list('presets', [], 'With --compare: only these presets (default: all).')
+  flags.DEFINE_bool('shapes_only', False, 'Plan from the batch shapes the config implies, '
+                    'without reading the data (the default where it is not readable here).')
   cli.define_config_flag(sys.argv)
   FLAGS = flags.FLAGS
 
@@ -427,13 +568,14 @@ def main() -> None:
     memory = int(FLAGS.chip_memory_gib * GIB) if FLAGS.chip_memory_gib else None
     try:
       if FLAGS.compare:
-        rows = compare(FLAGS.config, FLAGS.topology, memory)
+        rows = compare(FLAGS.config, FLAGS.topology, memory, FLAGS.presets or None,
+                       shapes_only=FLAGS.shapes_only)
         print(format_comparison(rows))
         if FLAGS.json:
           with open(FLAGS.json, 'w') as f:
             json.dump(rows, f, indent=2)
         return
-      p = plan(FLAGS.config, FLAGS.topology, memory)
+      p = plan(FLAGS.config, FLAGS.topology, memory, FLAGS.shapes_only)
     except PlanError as e:
       raise ConfigError(str(e)) from None
     print(format_report(p))

@@ -107,9 +107,23 @@ def make_mesh(sizes: dict[str, int], devices: Sequence[jax.Device] | None = None
       grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
     except (ValueError, NotImplementedError, AssertionError):
       grid = None
-  if grid is None:
+  if grid is None or not _batch_blocks_contiguous(grid, shape):
+    # The physical order can give a process scattered batch blocks (a v5e-256's host holds
+    # a 2x2 tile of the 16x16 torus: blocks 0, 1, 16, 17 of an fsdp axis of 256), which
+    # host_batch_shard cannot feed: process order instead.
     grid = np.asarray(devices).reshape(shape)
   return Mesh(grid, MESH_AXES)
+
+
+def _batch_blocks_contiguous(grid: np.ndarray, shape: tuple[int, ...]) -> bool:
+  """Whether every process's devices hold one contiguous block of the batch rows in this
+  device grid (what host_batch_shard needs)."""
+  blocks = grid.reshape(shape[0] * shape[1], -1)
+  held: dict[int, set[int]] = {}
+  for i, row in enumerate(blocks):
+    for d in row:
+      held.setdefault(d.process_index, set()).add(i)
+  return all(max(b) - min(b) + 1 == len(b) for b in held.values())
 
 
 def rules_tuple(rules) -> tuple[tuple[str, Any], ...]:

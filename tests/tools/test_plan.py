@@ -69,8 +69,11 @@ def test_deviceless_tpu_compile(tmp_path, data_dir):
   assert p['total_bytes'] > 0 and p['flops_per_device_compiled'] > 0
   assert p['collectives']['all-reduce']['count'] >= 1
   assert p['chip_memory_bytes'] == 16 * 2**30 and p['fits'] is True
-  assert p['estimated_step_seconds'] > 0
-  assert 'ESTIMATES of XLA\'s cost model, not measurements' in res.stdout
+  assert p['estimated_step_seconds'] == p['roofline']['seconds'] > 0
+  assert 'ESTIMATES, not measurements' in res.stdout
+  # XLA's own estimate, where it gives one (tiny programs), within 4x of the roofline's.
+  if 'xla_optimal_seconds' in p:
+    assert 0.25 < p['xla_optimal_seconds'] / p['estimated_step_seconds'] < 4
 
 
 @pytest.mark.slow
@@ -132,11 +135,74 @@ def test_collectives_are_read_from_the_compiled_text():
   hlo = '\n'.join([
       '  %all-reduce.28 = (f32[64]{0:T(128)}, f32[]{:T(128)}, /*index=2*/bf16[4,16]{1,0}) '
       'all-reduce(%a, %b, %c), channel_id=1',
-      '  %ag = f32[8,32]{1,0} all-gather-start(%x), dimensions={0}',
+      '  %ag = f32[8,32]{1,0} all-gather-start(%x), dimensions={0}, '
+      'replica_groups={{0,1},{2,3},{4,5},{6,7}}',
       '  %ag.done = f32[8,32]{1,0} all-gather-done(%ag)',
+      '  %rs = f32[16]{0} reduce-scatter(%y), replica_groups=[2,4]<=[8], dimensions={0}',
       '  %add = f32[8]{0} add(%all-reduce.28, %y)'])
-  assert plan.collectives(hlo) == {'all-reduce': {'count': 1, 'bytes': 64 * 4 + 4 + 64 * 2},
-                                   'all-gather': {'count': 1, 'bytes': 8 * 32 * 4}}
+  reduce_bytes = 64 * 4 + 4 + 64 * 2
+  assert plan.collectives(hlo, devices=8) == {
+      # ring traffic per device: all-reduce 2 (n-1)/n of its bytes over all 8 devices (no
+      # groups given); all-gather (n-1)/n of its result in groups of 2; reduce-scatter
+      # (n-1) times its result (a shard) in groups of 4 (the iota form's last dimension)
+      'all-reduce': {'count': 1, 'bytes': reduce_bytes, 'traffic': 2 * 7 / 8 * reduce_bytes},
+      'all-gather': {'count': 1, 'bytes': 8 * 32 * 4, 'traffic': 1 / 2 * 8 * 32 * 4},
+      'reduce-scatter': {'count': 1, 'bytes': 16 * 4, 'traffic': 3 * 16 * 4}}
+
+
+class FakeDevice:
+  def __init__(self, coords, kind='TPU v4'):
+    self.coords, self.device_kind, self.platform, self.slice_index = coords, kind, 'tpu', 0
+
+
+def test_v4_devices_are_tensorcores_with_half_a_chip_each():
+  """libtpu's deviceless v4 topologies give each of a chip's 2 TensorCores its own device
+  (v4:2x2x4 is 16 chips, 32 devices: Google's v4-32); each has half the chip's memory and
+  peak."""
+  cores = [FakeDevice([x, y, 0]) for x in range(2) for y in range(2) for _ in range(2)]
+  assert plan.devices_per_chip(cores) == 2
+  assert plan.devices_per_chip([FakeDevice([i, 0, 0], 'TPU v5 lite') for i in range(4)]) == 1
+  memory, source = plan.chip_memory(cores[0], 8, per_chip=2)
+  assert memory == 16 * 2**30 and '2 TensorCores' in source
+  assert plan.chip_memory(cores[0], 8)[0] == 32 * 2**30
+
+
+def test_roofline_is_the_slower_of_compute_and_memory_plus_communication():
+  colls = {'all-reduce': {'count': 1, 'bytes': 10, 'traffic': 2e9}}
+  r = plan.roofline('TPU v5 lite', 1, flops=197e12 * 0.010, bytes_accessed=819e9 * 0.004,
+                    colls=colls)
+  assert r['compute_seconds'] == pytest.approx(0.010)
+  assert r['memory_seconds'] == pytest.approx(0.004)
+  assert r['collective_seconds'] == pytest.approx(2e9 / (51.2e12 / 256))
+  assert r['seconds'] == pytest.approx(0.010 + 0.010)
+  # a v4 TensorCore has half the chip's peak and bandwidths
+  half = plan.roofline('TPU v4', 2, flops=275e12 * 0.01, bytes_accessed=0.0 + 1, colls={})
+  assert half['compute_seconds'] == pytest.approx(0.02)
+  assert plan.roofline('cpu', 1, 1e9, 1e9, colls) is None
+
+
+@pytest.mark.slow
+def test_plan_without_the_data_uses_the_configs_shapes(tmp_path):
+  """lm1b is not here: the plan falls back to the batch shapes its config implies and says
+  so; --shapes_only does the same where the data is readable."""
+  empty = tmp_path / 'data'
+  empty.mkdir()
+  args = ['--config=configs/lm1b.py', '--topology=cpu:2', *TINY, '--config.vocab_size=500',
+          f'--config.data_dir={empty}']
+  res, p = _plan_cli(args, tmp_path)
+  assert res.returncode == 0, res.stderr[-3000:]
+  assert p['batch_source'].startswith('shapes from the config (the data is not readable here')
+  assert p['batch_shapes'] == {k: [8, 16] for k in
+                               ('inputs', 'targets', 'segments', 'positions', 'weights')}
+  assert 'lm1b' in p['batch_source'] and p['params_bytes'] > 0
+  assert 'from shapes from the config' in res.stdout
+  res, p = _plan_cli(['--config=configs/translate_multi30k.py', '--topology=cpu:2',
+                      '--config.model.d_model=32', '--config.model.num_heads=2',
+                      '--config.model.d_ff=64', '--config.model.num_encoder_layers=1',
+                      '--config.model.num_decoder_layers=1', '--shapes_only'], tmp_path)
+  assert res.returncode == 0, res.stderr[-3000:]
+  assert p['batch_source'].startswith('shapes from the config (asked (--shapes_only))')
+  assert 'the longest bucket' in p['batch_source']
 
 
 @pytest.mark.slow

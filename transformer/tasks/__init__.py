@@ -22,9 +22,11 @@ def task_class(config) -> type[Task]:
   return TASKS[config.task]
 
 
-def make_task(config, workdir: str | None) -> Task:
-  """The task of `config.task`, built (its data opened, its model config made)."""
-  return task_class(config)(config, workdir)
+def make_task(config, workdir: str | None, data=None) -> Task:
+  """The task of `config.task`, built (its data opened, its model config made); `data`: a
+  data source to use instead (the task's `shape_data(config)`, for planning)."""
+  cls = task_class(config)
+  return cls(config, workdir) if data is None else cls(config, workdir, data=data)
 
 
 __all__ = ['FAMILIES', 'TASKS', 'Task', 'make_task', 'register', 'task_class',

@@ -28,6 +28,7 @@ import numpy as np
 from transformer import flops as flops_lib
 from transformer import pretrained
 from transformer import workdir as workdir_lib
+from transformer.errors import ConfigError
 from transformer.experiment_config import build_model_config, raise_if_problems
 
 log = logging.getLogger('transformer')
@@ -191,6 +192,15 @@ class Task:
       return []   # reported by the common checks
     return [f'model.{name}={getattr(cfg, name)}: a {cls.name!r} model needs at least one layer '
             'there' for name in cls.required_layers if getattr(cfg, name) < 1]
+
+  @classmethod
+  def shape_data(cls, config: ml_collections.ConfigDict):
+    """A data source with this task's training batch shapes and no data
+    (transformer/data/shapes.py), for planning a run where the dataset is not readable
+    (tools.plan); passed to the constructor as `data`. A ConfigError for a task whose
+    shapes need its data."""
+    raise ConfigError(f'task={cls.name!r} is planned from its data only (its batch shapes '
+                      'come from it): make the dataset readable here')
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | None):
     self.config = config

@@ -34,6 +34,8 @@ import numpy as np
 
 from transformer import flops, models
 from transformer.data import images as image_data
+from transformer.data import shapes
+from transformer.errors import ConfigError
 from transformer.experiment_config import build_model_config
 from transformer.tasks.base import Settings, Task, register, setting
 
@@ -104,11 +106,23 @@ class ClassificationTask(Task):
   generates = 'labels'
   required_layers = ('num_encoder_layers',)
 
-  def __init__(self, config, workdir):
+  @classmethod
+  def shape_data(cls, config):
+    info = image_data.INFO.get(config.dataset)
+    if info is None:
+      raise ConfigError(f'dataset={config.dataset!r}: its classes come from the data; plan it '
+                        'where the image folders are readable')
+    size = ((config.model.get('image_size') if config.model else None) or info.image_size
+            or image_data.IMAGENET_DEFAULT_SIZE)
+    return shapes.image_shapes(config.dataset, image_size=size, num_channels=info.num_channels,
+                               num_classes=info.num_classes,
+                               mixup=cls.settings_class.read(config)[0].augment.mixup > 0)
+
+  def __init__(self, config, workdir, data=None):
     super().__init__(config, workdir)
     s = self.settings
     image_size = (config.model.get('image_size') if config.model else None) or None
-    self.data = image_data.make_image_data(
+    self.data = data if data is not None else image_data.make_image_data(
         config.dataset, config.data_dir or None, image_size=image_size, augment=s.augment,
         tfds_data_dir=config.get('tfds_data_dir') or None,
         num_workers=None if s.data_workers < 0 else s.data_workers,

@@ -13,6 +13,7 @@ import numpy as np
 from transformer import decoding, distributed, flops, models
 from transformer.data import files as files_data
 from transformer.data import lm as lm_data
+from transformer.data import shapes
 from transformer.data import tokenizers
 from transformer.data import resolve_data_dir
 from transformer.experiment_config import ConfigError, build_model_config
@@ -74,19 +75,29 @@ class LMTask(Task):
                       f'[1, seq_len={config.seq_len}) (sliding windows)')
     return problems
 
-  def __init__(self, config, workdir):
+  @classmethod
+  def shape_data(cls, config):
+    vocab = config.vocab_size or (lm_data.LM1B_DEFAULT_VOCAB if config.dataset == 'lm1b' else 0)
+    if not vocab:
+      raise ConfigError(f'dataset={config.dataset!r}: its vocabulary size comes from the data; '
+                        'give --config.vocab_size to plan from batch shapes alone')
+    return shapes.lm_shapes(config.dataset, seq_len=config.seq_len, vocab_size=vocab,
+                            packing=bool(config.get('packing', False)))
+
+  def __init__(self, config, workdir, data=None):
     super().__init__(config, workdir)
-    self.data = make_lm_source(config, workdir,
-                               spm_max_sentences=self.settings.spm_max_sentences,
-                               packing=bool(config.get('packing', False)))
-    if self.settings.eval_stride:
+    if data is None:
+      data = make_lm_source(config, workdir, spm_max_sentences=self.settings.spm_max_sentences,
+                            packing=bool(config.get('packing', False)))
+    self.data, shaped = data, isinstance(data, shapes.ShapeData)
+    if self.settings.eval_stride and not shaped:
       if not hasattr(self.data, 'eval_stride'):
         raise ConfigError(f'eval_stride: {config.dataset} is evaluated sentence by sentence; '
                           'sliding windows apply to the stream datasets (tiny_shakespeare, ptb)')
       self.data.eval_stride = self.settings.eval_stride
     self.model_cfg = build_model_config(
         config, vocab_size=vocab_with_pretrained(config, self.data.vocab_size))
-    if config.get('extra_eval_every_steps', 0):   # sampling during training: check it now
+    if config.get('extra_eval_every_steps', 0) and not shaped:   # sampling: check it now
       self.check_evaluators()
 
   def check_evaluators(self) -> None:

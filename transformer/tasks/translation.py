@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transformer import bleu, decoding, distributed, flops, models
-from transformer.data import tokenizers
+from transformer.data import shapes, tokenizers
 from transformer.data import translation as tr_data
 from transformer.experiment_config import build_model_config
 from transformer.progress import Progress
@@ -122,10 +122,18 @@ class TranslationTask(Task):
                       'method, beam_size, alpha, ...); use --config.decoding.FIELD=VALUE')
     return problems
 
-  def __init__(self, config, workdir):
+  @classmethod
+  def shape_data(cls, config):
+    s = cls.settings_class.read(config)[0]
+    return shapes.translation_shapes(config.dataset, max_len=config.seq_len,
+                                     vocab_size=config.vocab_size or DEFAULT_VOCAB,
+                                     tokens_per_batch=s.tokens_per_batch,
+                                     packing=bool(config.get('packing', False)))
+
+  def __init__(self, config, workdir, data=None):
     super().__init__(config, workdir)
     s = self.settings
-    self.data = tr_data.make_translation_data(
+    self.data = data if data is not None else tr_data.make_translation_data(
         config.dataset, config.data_dir, workdir=workdir, source_lang=s.source_lang,
         target_lang=s.target_lang, vocab_size=config.vocab_size or DEFAULT_VOCAB,
         max_len=config.seq_len, tokens_per_batch=s.tokens_per_batch,
