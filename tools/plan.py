@@ -162,6 +162,9 @@ def topology_devices(name: str) -> list:
     raise PlanError(f'--topology={name} compiles for TPU through libtpu, which is not '
                     f'installed: {TPU_INSTALL}')
   from jax.experimental import topologies
+  # A deviceless description touches no chip: let plans run side by side (libtpu otherwise
+  # takes /tmp/libtpu_lockfile, and a second process fails with "ABORTED").
+  os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
   try:
     return list(topologies.get_topology_desc(platform='tpu', topology_name=name).devices)
   except Exception as e:   # libtpu's own message (an unknown chip count, ...)

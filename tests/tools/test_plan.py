@@ -57,11 +57,7 @@ def test_plan_equals_the_real_experiment_on_8_devices(tmp_path, data_dir):
 def test_deviceless_tpu_compile(tmp_path, data_dir):
   """v5e:2x2 through libtpu, no TPU here (requirements-tpu.txt; .ci/run installs it and
   requires this test to run)."""
-  if importlib.util.find_spec('libtpu') is None:
-    if os.environ.get('TRANSFORMER_REQUIRE_TPU_PLAN'):
-      pytest.fail('libtpu is not installed but TRANSFORMER_REQUIRE_TPU_PLAN is set: '
-                  'pip install -r requirements-tpu.txt')
-    pytest.skip(f'no libtpu: {plan.TPU_INSTALL}')
+  _require_libtpu()
   res, p = _plan_cli(['--config=configs/lm_shakespeare_char.py', '--topology=v5e:2x2',
                       *TINY], tmp_path)
   assert res.returncode == 0, res.stderr[-3000:]
@@ -74,6 +70,43 @@ def test_deviceless_tpu_compile(tmp_path, data_dir):
   # XLA's own estimate, where it gives one (tiny programs), within 4x of the roofline's.
   if 'xla_optimal_seconds' in p:
     assert 0.25 < p['xla_optimal_seconds'] / p['estimated_step_seconds'] < 4
+
+
+MESH_CHECK = """
+import json, sys
+from tools import plan
+from transformer import sharding
+out = {}
+for sizes in (dict(data=1, fsdp=-1, tensor=1), dict(data=-1, fsdp=1, tensor=2)):
+  mesh = sharding.make_mesh(sizes, plan.topology_devices('v5e:16x16'))
+  blocks = mesh.devices.reshape(mesh.shape['data'] * mesh.shape['fsdp'], -1)
+  held = {}
+  for i, row in enumerate(blocks):
+    for d in row:
+      held.setdefault(d.process_index, set()).add(i)
+  out[str(sizes)] = {str(p): sorted(b) for p, b in held.items()}
+json.dump(out, sys.stdout)
+"""
+
+
+def _require_libtpu():
+  if importlib.util.find_spec('libtpu') is None:
+    if os.environ.get('TRANSFORMER_REQUIRE_TPU_PLAN'):
+      pytest.fail('libtpu is not installed but TRANSFORMER_REQUIRE_TPU_PLAN is set: '
+                  'pip install -r requirements-tpu.txt')
+    pytest.skip(f'no libtpu: {plan.TPU_INSTALL}')
+
+
+def test_a_v5e_256_mesh_gives_each_host_one_batch_block():
+  """v5e:16x16 is 64 hosts of 4 chips; the physical order tiles a host's chips 2x2, which
+  scattered its batch rows (blocks 0, 1, 16, 17 of 256); make_mesh keeps them contiguous."""
+  _require_libtpu()
+  res = helpers.run_python(['-c', MESH_CHECK], env_extra={'JAX_PLATFORMS': 'cpu'})
+  assert res.returncode == 0, res.stderr[-3000:]
+  for sizes, held in json.loads(res.stdout).items():
+    assert len(held) == 64, sizes
+    for blocks in held.values():
+      assert blocks == list(range(blocks[0], blocks[0] + len(blocks))), (sizes, blocks)
 
 
 @pytest.mark.slow
