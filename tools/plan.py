@@ -57,6 +57,8 @@ CHIPS = {
     'A100': (80 * GIB, 'NVIDIA A100 80GB'),
 }
 # Bandwidths per chip for the roofline estimate: (HBM bytes/s, collective bytes/s, source).
+# (GPUs: used where the compiled program has a cost analysis, i.e. compiled on a real GPU;
+# the deviceless CUDA compile gives none.)
 # HBM from the same pages; the collective bandwidth is each page's all-reduce bandwidth per
 # pod divided by the pod's chips (v4: 1.1 PB/s over 4096; v5e: 51.2 TB/s over 256; v6e:
 # 102.4 TB/s over 256), for v5p (no such figure) its 4800 Gbps inter-chip interconnect.
@@ -68,6 +70,9 @@ BANDWIDTH = {
     'TPU v5': (2765e9, 4800e9 / 8, 'Cloud TPU v5p: HBM 2765 GBps; ICI 4800 Gbps'),
     'TPU v6 lite': (1638e9, 102.4e12 / 256, 'Cloud TPU v6e: HBM 1638 GBps; all-reduce '
                     '102.4 TB/s per 256-chip pod'),
+    # NVIDIA's data sheets (SXM): HBM, and half of NVLink's 900 GB/s (both directions).
+    'H100': (3.35e12, 450e9, 'NVIDIA H100 SXM: HBM3 3.35 TB/s; NVLink 900 GB/s'),
+    'H200': (4.8e12, 450e9, 'NVIDIA H200: HBM3e 4.8 TB/s; NVLink 900 GB/s'),
 }
 GPU_INSTALL = 'pip install "jax[cuda13]==0.10.2"   (the CUDA plugin and libraries, about 4 GB)'
 
