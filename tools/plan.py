@@ -244,6 +244,7 @@ def per_device_bytes(tree) -> int:
 _OP = re.compile(r'\s(%s)(-start)?\(' % '|'.join(COLLECTIVES))
 _GROUPS_LIST = re.compile(r'replica_groups=\{\{([\d,]*)\}')
 _GROUPS_IOTA = re.compile(r'replica_groups=\[([\d,]+)\]<=')
+_SHAPE = re.compile(r'\b(pred|[sufc]\d+|bf16)\[([\d,]*)\]')
 
 
 def _group_size(rhs: str, devices: int) -> int:
@@ -264,7 +265,6 @@ def _traffic(kind: str, size: int, n: int) -> float:
   share = (n - 1) / n
   return {'all-reduce': 2 * share * size, 'all-gather': share * size,
           'reduce-scatter': (n - 1) * size, 'all-to-all': share * size}.get(kind, float(size))
-_SHAPE = re.compile(r'\b(pred|[sufc]\d+|bf16)\[([\d,]*)\]')
 
 
 def collectives(hlo_text: str, devices: int = 1) -> dict[str, dict[str, float]]:
@@ -306,7 +306,9 @@ def planning_task(config, shapes_only: bool = False):
         return (task, task.data.train_batch(step, config.batch_size, config.seed),
                 f'the data (training batch {step})')
     except DataError as e:
-      why = 'the data is not readable here: ' + ' '.join(str(e).split())[:120] + '...'
+      message = ' '.join(str(e).split())
+      why = 'the data is not readable here: ' + (message if len(message) <= 120 else
+                                                 message[:120] + '...')
   data = tasks.task_class(config).shape_data(config)
   task = tasks.make_task(config, None, data=data)
   batch = data.train_batch(0, config.batch_size, config.seed)
@@ -395,7 +397,9 @@ def roofline(kind: str, per_chip: int, flops: float | None, bytes_accessed: floa
   """A step's time from the compiled program's cost analysis, per device: its FLOPs at the
   chip's bf16 peak or its bytes accessed at the HBM bandwidth, whichever is slower, plus
   its collective traffic at the chip's collective bandwidth (BANDWIDTH; no overlap of
-  communication with compute). None where a figure is missing (CPU, GPU)."""
+  communication with compute). None where a figure is missing: CPUs, and the deviceless GPU
+  compile (no cost analysis; compiled on a real GPU, XLA's FLOPs miss the matrix products it
+  hands to cuBLAS, so benchmarks/plan_vs_gpu.py reports this beside the measured step)."""
   from transformer import flops as flops_lib
   peak = flops_lib.peak_flops(kind, 'bfloat16')
   hits = sorted((k for k in BANDWIDTH if k.lower() in kind.lower()), key=len, reverse=True)
