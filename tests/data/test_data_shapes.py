@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from configs import lm1b, lm_shakespeare_char, translate_multi30k, vit_mnist
+from configs import lm1b, lm_shakespeare_char, mlm_ptb, translate_multi30k, vit_mnist
 from tests import helpers
 from transformer import tasks
 from transformer.data import shapes
@@ -85,6 +85,14 @@ def test_image_shapes_equal_the_pipeline(data_dir, tmp_path, mixup):
   assert layout(planned) == layout(batch)
   assert shaped.model_cfg == real.model_cfg
   assert shaped.data.class_names == tuple(str(i) for i in range(10))
+
+
+def test_tasks_without_shapes_say_so():
+  with pytest.raises(ConfigError, match="task='mlm' is planned from its data only"):
+    tasks.task_class(mlm_ptb.get_config()).shape_data(mlm_ptb.get_config())
+  config = helpers.tiny_config(vit_mnist, dataset='files')
+  with pytest.raises(ConfigError, match='classes come from the data'):
+    tasks.task_class(config).shape_data(config)
 
 
 def test_shape_data_shards_rows_and_has_no_evaluation():
