@@ -342,9 +342,17 @@ def plan(config, topology: str, chip_memory_bytes: int | None = None,
                                             sharding=exp.batch_sharding)
                     for k, v in batch.items()}
   with exp.context():
-    compiled = exp.train_step.lower(exp.abstract_state, abstract_batch).compile()
-  mem = compiled.memory_analysis()
-  cost = compiled.cost_analysis()
+    lowered = exp.train_step.lower(exp.abstract_state, abstract_batch)
+    try:
+      compiled = lowered.compile()
+      oom = None
+    except Exception as e:   # XLA's TPU compiler refuses a program that cannot fit
+      oom = out_of_memory(str(e))
+      if oom is None:
+        raise
+      compiled = None
+  mem = compiled.memory_analysis() if compiled else None
+  cost = compiled.cost_analysis() if compiled else {}
   cost = cost[0] if isinstance(cost, (list, tuple)) else (cost or {})
   n = len(devices)
   state = exp.abstract_state
@@ -366,6 +374,10 @@ def plan(config, topology: str, chip_memory_bytes: int | None = None,
                code_bytes=int(mem.generated_code_size_in_bytes))
     out['total_bytes'] = (out['argument_bytes'] + out['output_bytes'] - out['alias_bytes']
                           + out['temp_bytes'] + out['code_bytes'])
+  if oom:   # no compiled program: its arguments from the shardings, XLA's temporaries
+    out.update(compile_error=oom['message'], argument_bytes=out['params_bytes']
+               + out['opt_state_bytes'] + out['batch_bytes'], temp_bytes=oom['temp_bytes'])
+    out['total_bytes'] = out['argument_bytes'] + out['temp_bytes']
   memory, source = ((chip_memory_bytes, 'given') if chip_memory_bytes else
                     chip_memory(devices[0], len(devices), per_chip))
   out['chip_memory_bytes'], out['chip_memory_source'] = memory, source
@@ -374,7 +386,7 @@ def plan(config, topology: str, chip_memory_bytes: int | None = None,
     out['overflow_gib'] = max(0.0, (out['total_bytes'] - memory) / GIB)
   out['flops_per_device_compiled'] = float(cost['flops']) if cost.get('flops') else None
   out['flops_per_device_analytic'] = analytic / n
-  out['collectives'] = collectives(compiled.as_text(), n)
+  out['collectives'] = collectives(compiled.as_text(), n) if compiled else {}
   xla = cost.get('optimal_seconds')
   if xla and xla > 0:   # XLA's TPU cost model; negative (no estimate) on larger programs
     out['xla_optimal_seconds'] = float(xla)
@@ -390,6 +402,24 @@ def plan(config, topology: str, chip_memory_bytes: int | None = None,
       out['estimated_mfu'] = analytic / seconds / (peak * n / per_chip)   # peak is a chip's
     out['estimated_seconds_to_num_train_steps'] = seconds * config.num_train_steps
   return out
+
+
+_OOM_TEMPS = re.compile(r'required for HLO temporaries \(([\d.]+)([KMGT]?)\)')
+_OOM_USED = re.compile(r'[Uu]sed ([\d.]+)([KMGT]?) of ([\d.]+)([KMGT]?) hbm')
+_UNITS = {'': 1, 'K': 2**10, 'M': 2**20, 'G': 2**30, 'T': 2**40}
+
+
+def out_of_memory(message: str) -> dict[str, Any] | None:
+  """{'message', 'temp_bytes'} when `message` is XLA's compiler refusing a program for want
+  of device memory (RESOURCE_EXHAUSTED), with the temporaries it says the program needs
+  (0 where it does not say); else None."""
+  if 'RESOURCE_EXHAUSTED' not in message and 'Ran out of memory' not in message:
+    return None
+  line = next((ln.strip() for ln in message.splitlines() if 'memory' in ln.lower()),
+              message.strip().splitlines()[0] if message.strip() else '')
+  m = _OOM_TEMPS.search(message) or _OOM_USED.search(message)
+  temps = int(float(m.group(1)) * _UNITS[m.group(2)]) if m else 0
+  return {'message': line[:300], 'temp_bytes': temps}
 
 
 def roofline(kind: str, per_chip: int, flops: float | None, bytes_accessed: float | None,
@@ -492,7 +522,11 @@ def format_report(p: dict[str, Any]) -> str:
            f'  parameters        {_gib(p["params_bytes"])}',
            f'  optimizer state   {_gib(p["opt_state_bytes"])}',
            f'  batch             {_gib(p["batch_bytes"])}']
-  if 'total_bytes' in p:
+  if 'compile_error' in p:
+    lines += [f'  XLA\'s compiler refused it: {p["compile_error"]}',
+              f'  total             {_gib(p["total_bytes"])} (state and batch, and the '
+              'temporaries the compiler asked for)']
+  elif 'total_bytes' in p:
     lines += [f'  compiled step: arguments {_gib(p["argument_bytes"])}, outputs '
               f'{_gib(p["output_bytes"])} ({_gib(p["alias_bytes"])} of them donated '
               f'arguments), temporaries {_gib(p["temp_bytes"])}, code {_gib(p["code_bytes"])}',
@@ -503,6 +537,10 @@ def format_report(p: dict[str, Any]) -> str:
   if 'fits' in p:
     lines.append('  verdict           ' + ('fits' if p['fits'] else
                                           f'DOES NOT FIT by {p["overflow_gib"]:.2f} GiB'))
+  if 'compile_error' in p:
+    lines += ['', f'FLOPs per step per device: {p["flops_per_device_analytic"]:.4g} analytic '
+              '(transformer/flops.py); no compiled program, so no collectives or estimates']
+    return '\n'.join(lines)
   if p['flops_per_device_compiled'] and p['flops_per_device_analytic']:
     ratio = p['flops_per_device_compiled'] / p['flops_per_device_analytic']
     lines += ['', f'FLOPs per step per device: {p["flops_per_device_compiled"]:.4g} compiled '

@@ -183,6 +183,18 @@ def test_collectives_are_read_from_the_compiled_text():
       'reduce-scatter': {'count': 1, 'bytes': 16 * 4, 'traffic': 3 * 16 * 4}}
 
 
+def test_the_compilers_out_of_memory_is_a_verdict():
+  """XLA's TPU compiler refuses a program that cannot fit (a ViT-B/16 at 512 images per v5e
+  chip); the plan reports it as does-not-fit with the temporaries it asked for."""
+  tpu = ('RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO '
+         'temporaries (31.63G) exceeds available HBM (15.75G).')
+  assert plan.out_of_memory('Traceback\n' + tpu) == {'message': tpu,
+                                                      'temp_bytes': int(31.63 * 2**30)}
+  used = 'RESOURCE_EXHAUSTED: Ran out of memory in memory space hbm. Used 20.5G of 15.75G hbm.'
+  assert plan.out_of_memory(used)['temp_bytes'] == int(20.5 * 2**30)
+  assert plan.out_of_memory('INVALID_ARGUMENT: shapes differ') is None
+
+
 class FakeDevice:
   def __init__(self, coords, kind='TPU v4'):
     self.coords, self.device_kind, self.platform, self.slice_index = coords, kind, 'tpu', 0
