@@ -267,13 +267,30 @@ def _traffic(kind: str, size: int, n: int) -> float:
           'reduce-scatter': (n - 1) * size, 'all-to-all': share * size}.get(kind, float(size))
 
 
-def collectives(hlo_text: str, devices: int = 1) -> dict[str, dict[str, float]]:
-  """{kind: {'count', 'bytes', 'traffic'}} of the collectives in a compiled HLO module's
-  text: bytes are those of each op's result (a tuple's elements summed; an async pair
-  counted once, at its start); traffic, the bytes a device sends for them in ring
-  implementations over their replica groups (`devices`: the group where none is given)."""
+_WHILE_BODY = re.compile(r'\swhile\(.*?body=%([\w.\-]+)')
+_COMPUTATION = re.compile(r'^(?:ENTRY )?%([\w.\-]+) \(')
+
+
+def loop_bodies(hlo_text: str) -> set[str]:
+  """The names of the computations that while loops of a compiled HLO module run."""
+  return set(_WHILE_BODY.findall(hlo_text))
+
+
+def collectives(hlo_text: str, devices: int = 1, trips: int = 1) -> dict[str, dict[str, float]]:
+  """{kind: {'count', 'bytes', 'traffic'}} of the collectives a step of a compiled HLO
+  module's text runs: bytes are those of each op's result (a tuple's elements summed; an
+  async pair counted once, at its start); traffic, the bytes a device sends for them in ring
+  implementations over their replica groups (`devices`: the group where none is given).
+  Collectives in a while loop's body count `trips` times (the gradient-accumulation loop
+  runs grad_accum_steps times; the text holds its body once)."""
+  bodies = loop_bodies(hlo_text) if trips > 1 else set()
   out: dict[str, dict[str, int]] = {}
+  times = 1
   for line in hlo_text.splitlines():
+    head = _COMPUTATION.match(line)
+    if head:
+      times = trips if head.group(1) in bodies else 1
+      continue
     lhs, eq, rhs = line.partition(' = ')
     m = _OP.search(rhs) if eq else None
     if not m:
@@ -285,9 +302,9 @@ def collectives(hlo_text: str, devices: int = 1) -> dict[str, dict[str, float]]:
         n *= int(d)
       size += n * DTYPE_BYTES.get(dtype, 4)
     entry = out.setdefault(m.group(1), {'count': 0, 'bytes': 0, 'traffic': 0.0})
-    entry['count'] += 1
-    entry['bytes'] += size
-    entry['traffic'] += _traffic(m.group(1), size, _group_size(rhs, devices))
+    entry['count'] += times
+    entry['bytes'] += times * size
+    entry['traffic'] += times * _traffic(m.group(1), size, _group_size(rhs, devices))
   return out
 
 
@@ -384,14 +401,20 @@ def plan(config, topology: str, chip_memory_bytes: int | None = None,
   if memory and 'total_bytes' in out:
     out['fits'] = out['total_bytes'] <= memory
     out['overflow_gib'] = max(0.0, (out['total_bytes'] - memory) / GIB)
-  out['flops_per_device_compiled'] = float(cost['flops']) if cost.get('flops') else None
+  text = compiled.as_text() if compiled else ''
+  # XLA's cost analysis counts a while loop's body once: with gradient accumulation (the
+  # step's one loop) its FLOPs and bytes are scaled by the trip count. The update outside
+  # the loop is scaled with them, a slight over-estimate.
+  scale = config.grad_accum_steps if loop_bodies(text) else 1
+  out['cost_scaled_by'] = scale
+  out['flops_per_device_compiled'] = float(cost['flops']) * scale if cost.get('flops') else None
   out['flops_per_device_analytic'] = analytic / n
-  out['collectives'] = collectives(compiled.as_text(), n) if compiled else {}
+  out['collectives'] = collectives(text, n, config.grad_accum_steps) if compiled else {}
   xla = cost.get('optimal_seconds')
   if xla and xla > 0:   # XLA's TPU cost model; negative (no estimate) on larger programs
     out['xla_optimal_seconds'] = float(xla)
   out['roofline'] = roofline(devices[0].device_kind, per_chip, out['flops_per_device_compiled'],
-                             cost.get('bytes accessed'), out['collectives'])
+                             cost.get('bytes accessed', 0.0) * scale, out['collectives'])
   seconds = out['roofline']['seconds'] if out['roofline'] else out.get('xla_optimal_seconds')
   if seconds:
     weight = float(np.sum(batch['weights'])) if 'weights' in batch else float(config.batch_size)

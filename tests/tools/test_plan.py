@@ -70,6 +70,15 @@ def test_deviceless_tpu_compile(tmp_path, data_dir):
   # XLA's own estimate, where it gives one (tiny programs), within 4x of the roofline's.
   if 'xla_optimal_seconds' in p:
     assert 0.25 < p['xla_optimal_seconds'] / p['estimated_step_seconds'] < 4
+  # Gradient accumulation is a loop whose body XLA's cost analysis counts once: scaled by
+  # the trip count, the FLOPs agree with the analytic count again (16 rows per micro-batch:
+  # the update outside the loop, scaled with it, stays a small share; at 4 rows it is 1.6x).
+  res, p = _plan_cli(['--config=configs/lm_shakespeare_char.py', '--topology=v5e:2x2',
+                      *TINY, '--config.batch_size=64', '--config.grad_accum_steps=4'], tmp_path)
+  assert res.returncode == 0, res.stderr[-3000:]
+  assert p['cost_scaled_by'] == 4
+  ratio = p['flops_per_device_compiled'] / p['flops_per_device_analytic']
+  assert FLOPS_RATIO[0] <= ratio <= FLOPS_RATIO[1], ratio
 
 
 MESH_CHECK = """
@@ -181,6 +190,23 @@ def test_collectives_are_read_from_the_compiled_text():
       'all-reduce': {'count': 1, 'bytes': reduce_bytes, 'traffic': 2 * 7 / 8 * reduce_bytes},
       'all-gather': {'count': 1, 'bytes': 8 * 32 * 4, 'traffic': 1 / 2 * 8 * 32 * 4},
       'reduce-scatter': {'count': 1, 'bytes': 16 * 4, 'traffic': 3 * 16 * 4}}
+
+
+def test_collectives_in_the_accumulation_loop_count_once_per_micro_batch():
+  hlo = '\n'.join([
+      '%body.7 (p: (s32[], f32[8])) -> (s32[], f32[8]) {',
+      '  %ag = f32[8]{0} all-gather(%x), dimensions={0}, replica_groups={{0,1}}',
+      '}',
+      'ENTRY %main.9 (a: f32[4]) -> f32[8] {',
+      '  %w = (s32[], f32[8]) while(%t), condition=%cond.3, body=%body.7',
+      '  %ar = f32[8]{0} all-reduce(%g), replica_groups={{0,1}}',
+      '}'])
+  assert plan.loop_bodies(hlo) == {'body.7'}
+  once = plan.collectives(hlo, devices=2)
+  four = plan.collectives(hlo, devices=2, trips=4)
+  assert once['all-gather']['count'] == 1 and four['all-gather']['count'] == 4
+  assert four['all-gather']['traffic'] == 4 * once['all-gather']['traffic'] == 4 * 16
+  assert four['all-reduce'] == once['all-reduce'] == {'count': 1, 'bytes': 32, 'traffic': 32.0}
 
 
 def test_the_compilers_out_of_memory_is_a_verdict():
