@@ -105,7 +105,8 @@ def table(cells: list[dict]) -> str:
   lines = ['| config | slice (devices) | preset chosen | memory per device (chip) | fits | '
            'est. step | est. time to num_train_steps | notes |',
            '|---|---|---|---|---|---|---|---|']
-  for c in cells:
+  order = list(SLICES)
+  for c in sorted(cells, key=lambda c: (CONFIGS.index(c['config']), order.index(c['slice']))):
     rows = c['fix_rows'] if c['fix'] else c['rows']
     r = best(rows)
     if r is None:
@@ -118,7 +119,7 @@ def table(cells: list[dict]) -> str:
       notes.insert(0, f'{first["parallelism"]} alone needs {_gib(first["total_bytes"])} '
                    f'(over by {first["overflow_gib"]:.1f} GiB); fits with '
                    + ', '.join(a.replace('--config.', '') for a in c['fix']))
-    others = [o for o in c['rows'] if 'error' not in o and o is not first]
+    others = [o for o in rows if 'error' not in o and o['parallelism'] != r['parallelism']]
     for o in others:
       est = (f', {o["estimated_step_seconds"] * 1e3:.0f} ms'
              if 'estimated_step_seconds' in o else '')
@@ -155,6 +156,8 @@ def main() -> None:
         json.dump(cells, f, indent=1)
       with open(os.path.join(out_dir, 'table.md'), 'w') as f:
         f.write(table(cells) + '\n')
+  with open(os.path.join(out_dir, 'table.md'), 'w') as f:
+    f.write(table(cells) + '\n')
   print(table(cells))
 
 
