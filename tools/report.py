@@ -534,6 +534,7 @@ def sweep_summary(parent: str, name: str, metric: str | None = None, descending:
                   columns: Sequence[str] = (), group_over: str = '') -> str:
   """Copies a sweep's summary (tools.sweep.summarize) to results/sweep_NAME.md."""
   from tools import sweep as sweep_lib
+  metric, descending = sweep_lib.ranking(parent, metric, descending)
   table = sweep_lib.summarize(parent, metric, descending, columns, group_over)
   with open(os.path.join(parent, sweep_lib.SWEEP_FILE)) as f:
     spec = json.load(f)

@@ -696,26 +696,26 @@ def _main(cmd: str, opts: dict, extra: list[str]) -> int:
     records = run(opts['sweep'], parent, extra, settings=settings,
                   resume_pruned=opts.get('resume_pruned', False),
                   max_trials=int(max_trials) if max_trials else None)
-    search = _search_settings(parent)
-    metric = opts.get('metric') or search.get('metric')
+    metric, descending = ranking(parent, opts.get('metric'))
     print(summarize(parent, metric if any(metric in r['metrics'] for r in collect(parent))
-                    else None, search.get('direction') == 'maximize'))
+                    else None, descending))
     return 0 if all(r.get('status') in ('done', 'pruned') for r in records) else 1
   columns = [c for c in opts.get('columns', '').split(',') if c]
-  search = _search_settings(parent)
-  print(summarize(parent, opts.get('metric') or search.get('metric'),
-                  opts.get('descending', False) or search.get('direction') == 'maximize',
-                  columns,
-                  opts.get('group_over', '')))
+  metric, descending = ranking(parent, opts.get('metric'), opts.get('descending', False))
+  print(summarize(parent, metric, descending, columns, opts.get('group_over', '')))
   return 0
 
 
-def _search_settings(parent: str) -> dict:
-  """A search's settings (its metric and direction), or {} for a grid sweep."""
+def ranking(parent: str, metric: str | None = None,
+            descending: bool = False) -> tuple[str | None, bool]:
+  """(metric, higher is better) to rank a sweep's trials by: those given, else a search's
+  own (its metric, and its direction: 'maximize' ranks the highest first)."""
   from tools import search as search_lib
   if not os.path.exists(os.path.join(parent, search_lib.SETTINGS)):
-    return {}
-  return search_lib.read_settings(parent)
+    return metric, descending
+  search = search_lib.read_settings(parent)
+  return (metric or search.get('metric'),
+          descending or search.get('direction') == 'maximize')
 
 
 if __name__ == '__main__':

@@ -139,6 +139,19 @@ def test_summary_sorts_best_first(tmp_path):
   assert [r['trial'] for r in sweep.sort_rows(rows, 'v/loss', True)] == ['a', 'c', 'b', 'd']
 
 
+def test_a_search_ranks_by_its_own_metric_and_direction(tmp_path):
+  """A maximized metric (accuracy) ranks highest first in tools.sweep and tools.report
+  (a recorded search once named its worst trial best)."""
+  assert sweep.ranking(str(tmp_path)) == (None, False)   # a grid sweep: as given
+  (tmp_path / 'search.json').write_text(json.dumps(
+      {'metric': 'validation/accuracy', 'direction': 'maximize'}))
+  assert sweep.ranking(str(tmp_path)) == ('validation/accuracy', True)
+  assert sweep.ranking(str(tmp_path), 'validation/loss') == ('validation/loss', True)
+  (tmp_path / 'search.json').write_text(json.dumps(
+      {'metric': 'validation/loss', 'direction': 'minimize'}))
+  assert sweep.ranking(str(tmp_path)) == ('validation/loss', False)
+
+
 def test_group_statistics_over_seeds():
   rows = [{'trial': str(i), 'status': s, 'overrides': o, 'metrics': m} for i, (s, o, m) in
           enumerate([('done', {'lr': 0.1}, {'d/acc': 0.80}),
