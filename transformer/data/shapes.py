@@ -7,14 +7,14 @@ on a machine that does not hold its dataset (WMT14, LM1B, ImageNet are not here)
 A `ShapeData` has what a task reads from its data source when it builds its model
 (`vocab_size`; `image_size`, `num_channels`, `num_classes` and `class_names` for images)
 and a `train_batch` with the keys, dtypes and shapes of the real pipeline's (zeros, with
-weights of 1: every position counts as a real token or example)
-(tests/test_data_shapes.py compares them with the real sources on the local datasets). It
-has no evaluation batches and no tokenizer: it only serves compiling a train step.
+weights of 1: every position counts as a real token or example;
+tests/data/test_data_shapes.py compares them with the real sources on the local datasets).
+It has no evaluation batches and no tokenizer: it only serves compiling a train step.
 
 Where the real shapes depend on the data, the choice is stated in `assumption`:
 translation batches bucketed by length are planned at their longest bucket (max_len: the
 most attention memory for the same tokens per batch), and packed translation rows assume
-the packing fills them (a real fill f gives about 1/f as many rows).
+the packing fills them (a real fill f needs about 1/f times as many rows).
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def translation_shapes(dataset: str, *, max_len: int, vocab_size: int, tokens_pe
     def rows(b):   # data.translation._PackedPlan with fill 1.0
       return max(int(round(tokens_per_batch / max_len / b)) * b, b)
     why = (f'packed rows of max_len={max_len}, as many as tokens_per_batch={tokens_per_batch} '
-           'fills when packing fills rows completely (a real fill f gives about 1/f as many)')
+           'fills when packing fills rows completely (a real fill f needs about 1/f times as '
+           'many)')
   else:
     ints = ('inputs', 'targets_in', 'targets')
 
