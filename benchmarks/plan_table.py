@@ -12,7 +12,8 @@ roofline of tools.plan), not a measurement.
 
 A batch that the slice's devices cannot divide (WMT's row granularity of 8 on 32 or 256
 devices, an evaluation batch of 1000) is raised to the next multiple of the device count,
-and the table says so.
+and a token budget under one row per device (WMT's 25,000 tokens on 256 devices) to one
+row per device; the table says so.
 """
 
 from __future__ import annotations
@@ -39,16 +40,24 @@ FIXES = [['--config.grad_accum_steps=%d' % k] for k in (2, 4, 8, 16)] + [
 def config_value(name: str, field: str):
   sys.path.insert(0, ROOT)
   import importlib
-  return importlib.import_module(f'configs.{name}').get_config()[field]
+  return importlib.import_module(f'configs.{name}').get_config().get(field)
 
 
 def divisible_overrides(name: str, devices: int) -> list[str]:
-  out = []
+  """Overrides that let `devices` divide the config's batches: batch sizes raised to a
+  multiple of the device count, and a translation token budget raised to fill at least
+  that many rows (the pipeline refuses a budget under one row per device)."""
+  out, batch = [], config_value(name, 'batch_size')
   for field in ('batch_size', 'eval_batch_size'):
-    value = config_value(name, field) or (config_value(name, 'batch_size')
-                                          if field == 'eval_batch_size' else 0)
+    value = config_value(name, field) or batch
     if value % devices:
-      out.append(f'--config.{field}={-(-value // devices) * devices}')
+      value = -(-value // devices) * devices
+      out.append(f'--config.{field}={value}')
+    if field == 'batch_size':
+      batch = value
+  tokens, seq_len = config_value(name, 'tokens_per_batch'), config_value(name, 'seq_len')
+  if tokens and tokens < batch * seq_len:
+    out.append(f'--config.tokens_per_batch={batch * seq_len}')
   return out
 
 

@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from transformer.data import translation
 from transformer.errors import DataError
 
 Batch = dict[str, np.ndarray]
@@ -80,20 +81,16 @@ def translation_shapes(dataset: str, *, max_len: int, vocab_size: int, tokens_pe
     ints = ('inputs', 'targets_in', 'targets', 'source_segments', 'target_segments',
             'source_positions', 'target_positions')
 
-    def rows(b):   # data.translation._PackedPlan with fill 1.0
-      return max(int(round(tokens_per_batch / max_len / b)) * b, b)
+    def rows(b):
+      return translation.packed_rows(tokens_per_batch, max_len, 1.0, b)
     why = (f'packed rows of max_len={max_len}, as many as tokens_per_batch={tokens_per_batch} '
            'fills when packing fills rows completely (a real fill f needs about 1/f times as '
            'many)')
   else:
     ints = ('inputs', 'targets_in', 'targets')
 
-    def rows(b):   # data.translation._Plan's rows at the longest bucket
-      r = tokens_per_batch // max_len // b * b
-      if r < b:
-        raise DataError(f'tokens_per_batch={tokens_per_batch} is too small for bucket length '
-                        f'{max_len} with batches of a multiple of batch_size={b} rows')
-      return r
+    def rows(b):
+      return translation.bucket_rows(tokens_per_batch, max_len, b)
     why = (f'the longest bucket (max_len={max_len}): tokens_per_batch={tokens_per_batch} '
            'in the fewest, longest rows, the most attention memory of any bucket')
   return ShapeData(dataset, lambda b: _tokens(rows(b), max_len, ints), why,

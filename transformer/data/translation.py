@@ -376,11 +376,30 @@ class _PackedPlan:
     rows_in_epoch = self.packed.rows_in_epoch(0, 0)
     real = max(int(np.minimum(lengths[:, k], max_len).sum()) for k in range(2))
     self.fill = real / (rows_in_epoch * max_len)
-    self.rows = int(round(tokens_per_batch / (max_len * self.fill) / row_multiple)) * row_multiple
-    if self.rows < row_multiple:
-      raise DataError(f'tokens_per_batch={tokens_per_batch} is too small for packed rows of '
-                      f'max_len={max_len} tokens ({100 * self.fill:.0f}% real) in a multiple '
-                      f'of batch_size={row_multiple} rows')
+    self.rows = packed_rows(tokens_per_batch, max_len, self.fill, row_multiple)
+
+
+def packed_rows(tokens_per_batch: int, max_len: int, fill: float, row_multiple: int) -> int:
+  """Rows of max_len per packed batch: about tokens_per_batch real tokens at this `fill`
+  (the real share of a packed row), a multiple of row_multiple; DataError if none."""
+  rows = int(round(tokens_per_batch / (max_len * fill) / row_multiple)) * row_multiple
+  if rows < row_multiple:
+    raise DataError(f'tokens_per_batch={tokens_per_batch} is too small for packed rows of '
+                    f'max_len={max_len} tokens ({100 * fill:.0f}% real) in a multiple '
+                    f'of batch_size={row_multiple} rows')
+  return rows
+
+
+def bucket_rows(tokens_per_batch: int, length: int, row_multiple: int) -> int:
+  """Rows of a batch of bucket length `length`: at most tokens_per_batch tokens, padding
+  included, a multiple of row_multiple; DataError if none."""
+  rows = tokens_per_batch // length // row_multiple * row_multiple
+  if rows < row_multiple:
+    raise DataError(
+        f'tokens_per_batch={tokens_per_batch} is too small for bucket length {length} with '
+        f'batches of a multiple of batch_size={row_multiple} rows (needs at least '
+        f'{row_multiple * length}); raise tokens_per_batch or lower max_len / batch_size.')
+  return rows
 
 
 class _Plan:
@@ -389,15 +408,7 @@ class _Plan:
   def __init__(self, lengths: np.ndarray, eligible: np.ndarray, boundaries: list[int],
                tokens_per_batch: int, row_multiple: int):
     self.boundaries = boundaries
-    self.rows = []
-    for length in boundaries:
-      rows = tokens_per_batch // length // row_multiple * row_multiple
-      if rows < row_multiple:
-        raise DataError(
-            f'tokens_per_batch={tokens_per_batch} is too small for bucket length {length} with '
-            f'batches of a multiple of batch_size={row_multiple} rows (needs at least '
-            f'{row_multiple * length}); raise tokens_per_batch or lower max_len / batch_size.')
-      self.rows.append(rows)
+    self.rows = [bucket_rows(tokens_per_batch, length, row_multiple) for length in boundaries]
     idx = np.flatnonzero(eligible)
     bucket_of = np.searchsorted(np.asarray(boundaries), lengths[idx], side='left')
     self.members = [idx[bucket_of == b] for b in range(len(boundaries))]

@@ -96,6 +96,11 @@ class ClassificationSettings(Settings):
                                                     'training process)'))
 
 
+def _model_image_size(config) -> int | None:
+  """config.model.image_size, or None: the dataset's own (224 for ImageNet)."""
+  return (config.model.get('image_size') if config.model else None) or None
+
+
 @register
 class ClassificationTask(Task):
   """Image classification with a ViT; example-weighted metrics."""
@@ -112,8 +117,7 @@ class ClassificationTask(Task):
     if info is None:
       raise ConfigError(f'dataset={config.dataset!r}: its classes come from the data; plan it '
                         'where the image folders are readable')
-    size = ((config.model.get('image_size') if config.model else None) or info.image_size
-            or image_data.IMAGENET_DEFAULT_SIZE)
+    size = _model_image_size(config) or info.image_size or image_data.IMAGENET_DEFAULT_SIZE
     return shapes.image_shapes(config.dataset, image_size=size, num_channels=info.num_channels,
                                num_classes=info.num_classes,
                                mixup=cls.settings_class.read(config)[0].augment.mixup > 0)
@@ -121,9 +125,9 @@ class ClassificationTask(Task):
   def __init__(self, config, workdir, data=None):
     super().__init__(config, workdir)
     s = self.settings
-    image_size = (config.model.get('image_size') if config.model else None) or None
     self.data = data if data is not None else image_data.make_image_data(
-        config.dataset, config.data_dir or None, image_size=image_size, augment=s.augment,
+        config.dataset, config.data_dir or None, image_size=_model_image_size(config),
+        augment=s.augment,
         tfds_data_dir=config.get('tfds_data_dir') or None,
         num_workers=None if s.data_workers < 0 else s.data_workers,
         validation_holdout=s.validation_holdout, worker_processes=s.data_processes,
