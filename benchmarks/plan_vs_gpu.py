@@ -88,9 +88,7 @@ def main() -> None:
                                    'params_bytes', 'opt_state_bytes', 'fits')},
       'plan_seconds': plan_seconds,
       'on_gpu_compiled': {
-          'total_bytes': (mem.argument_size_in_bytes + mem.output_size_in_bytes
-                          - mem.alias_size_in_bytes + mem.temp_size_in_bytes
-                          + mem.generated_code_size_in_bytes) if mem else None,
+          'total_bytes': plan_lib.memory_totals(mem)['total_bytes'] if mem else None,
           'temp_bytes': mem.temp_size_in_bytes if mem else None,
           'flops': cost.get('flops'), 'bytes_accessed': cost.get('bytes accessed'),
           'compile_s': compile_s},

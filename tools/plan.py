@@ -308,6 +308,19 @@ def collectives(hlo_text: str, devices: int = 1, trips: int = 1) -> dict[str, di
   return out
 
 
+def memory_totals(mem) -> dict[str, int]:
+  """A compiled program's memory analysis per device: arguments, outputs (and how many of
+  them alias donated arguments), temporaries, code, and their total (aliases counted once)."""
+  out = {'argument_bytes': int(mem.argument_size_in_bytes),
+         'output_bytes': int(mem.output_size_in_bytes),
+         'alias_bytes': int(mem.alias_size_in_bytes),
+         'temp_bytes': int(mem.temp_size_in_bytes),
+         'code_bytes': int(mem.generated_code_size_in_bytes)}
+  out['total_bytes'] = (out['argument_bytes'] + out['output_bytes'] - out['alias_bytes']
+                        + out['temp_bytes'] + out['code_bytes'])
+  return out
+
+
 def planning_task(config, shapes_only: bool = False):
   """(task, batch, how): the task train.py would build, with its first training batch, when
   the data is readable here (and not `shapes_only`); else the task on its batch shapes
@@ -384,13 +397,7 @@ def plan(config, topology: str, chip_memory_bytes: int | None = None,
       'batch_shapes': {k: list(v.shape) for k, v in abstract_batch.items()},
   }
   if mem is not None:
-    out.update(argument_bytes=int(mem.argument_size_in_bytes),
-               output_bytes=int(mem.output_size_in_bytes),
-               alias_bytes=int(mem.alias_size_in_bytes),
-               temp_bytes=int(mem.temp_size_in_bytes),
-               code_bytes=int(mem.generated_code_size_in_bytes))
-    out['total_bytes'] = (out['argument_bytes'] + out['output_bytes'] - out['alias_bytes']
-                          + out['temp_bytes'] + out['code_bytes'])
+    out.update(memory_totals(mem))
   if oom:   # no compiled program: its arguments from the shardings, XLA's temporaries
     out.update(compile_error=oom['message'], argument_bytes=out['params_bytes']
                + out['opt_state_bytes'] + out['batch_bytes'], temp_bytes=oom['temp_bytes'])
@@ -409,7 +416,7 @@ def plan(config, topology: str, chip_memory_bytes: int | None = None,
   out['cost_scaled_by'] = scale
   out['flops_per_device_compiled'] = float(cost['flops']) * scale if cost.get('flops') else None
   out['flops_per_device_analytic'] = analytic / n
-  out['collectives'] = collectives(text, n, config.grad_accum_steps) if compiled else {}
+  out['collectives'] = collectives(text, n, config.grad_accum_steps)
   xla = cost.get('optimal_seconds')
   if xla and xla > 0:   # XLA's TPU cost model; negative (no estimate) on larger programs
     out['xla_optimal_seconds'] = float(xla)
