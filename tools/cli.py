@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import os
 import platform
 import shlex
@@ -31,6 +32,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
+from transformer import tasks
 from transformer import workdir as workdir_lib
 from transformer.errors import ConfigError, UserError
 
@@ -77,20 +79,48 @@ def _define_config_flag(argv, default, from_workdir) -> None:
         config = workdir_lib.config_from_json(f.read(), os.path.dirname(os.path.abspath(path)))
       except ValueError as e:
         raise ConfigError(f'--config={path} is not valid JSON ({e})') from None
-    i = next(i for i, a in enumerate(argv) if a == '--config' or a.startswith('--config='))
-    del argv[i:i + (2 if argv[i] == '--config' else 1)]
-    config_flags.DEFINE_config_dict('config', config, f'The experiment config: {path}, then '
-                                    '--config.FIELD overrides.')
+    _define_loaded(argv, config, path)
     return
-  if from_workdir and _flag_value(argv, 'config') is None:
+  if from_workdir and path is None:
     workdir = _flag_value(argv, 'workdir')
     if workdir and (os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_JSON))
                     or workdir_lib.has_checkpoints(workdir)):
-      config_flags.DEFINE_config_dict(
-          'config', workdir_lib.read_config(workdir),
-          f'The experiment config: {workdir}/config.json, then --config.FIELD overrides.')
+      _define_loaded(argv, workdir_lib.read_config(workdir), f'{workdir}/config.json')
       return
-  config_flags.DEFINE_config_file('config', default, 'Experiment config file.', lock_config=True)
+  path = path if path is not None else default
+  if path is None:
+    config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
+    return
+  # A config file (configs/NAME.py, or NAME.py:ARG for its get_config), loaded here
+  # rather than by the flag, so that its task's own fields can be added before the
+  # overrides are read.
+  _define_loaded(argv, _load_config_file(path), path)
+
+
+def _load_config_file(path: str) -> ml_collections.ConfigDict:
+  """get_config() of a config file; PATH:ARG calls get_config('ARG')."""
+  file, *arg = path.split(':', 1)
+  if not os.path.isfile(file):
+    raise ConfigError(f'--config={file}: no such file')
+  spec = importlib.util.spec_from_file_location('experiment_config_file', file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(*arg)
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f'--config={path}: get_config() returned {type(config).__name__}, '
+                      'not a ConfigDict')
+  return config
+
+
+def _define_loaded(argv, config: ml_collections.ConfigDict, source: str) -> None:
+  """--config as `config`, its task's fields added at their defaults (so that
+  `--config.FIELD=V` can set any of them). The --config argument stays in sys.argv (a
+  process spawned from this one, e.g. a grain worker, re-imports the entry point with it);
+  `_parse_flags` leaves it out of what absl parses."""
+  tasks.with_task_fields(config)
+  config_flags.DEFINE_config_dict('config', config, f'The experiment config: {source}, then '
+                                  '--config.FIELD overrides.',
+                                  sys_argv=_drop_config_argument(argv))
 
 
 # ----------------------------------------------------------------------------- errors
@@ -124,12 +154,33 @@ def _usage_error(message: str) -> None:
   os._exit(2)
 
 
+def _without_config_argument(argv: list[str]) -> list[str]:
+  """argv without --config=PATH (or --config PATH) when --config is a loaded config (a
+  DEFINE_config_dict flag, which takes no argument); as it is otherwise."""
+  if 'config' not in flags.FLAGS or not isinstance(flags.FLAGS['config'].default,
+                                                    ml_collections.ConfigDict):
+    return argv
+  return _drop_config_argument(argv)
+
+
+def _drop_config_argument(argv: Sequence[str]) -> list[str]:
+  out, skip = [], False
+  for a in argv:
+    if skip:
+      skip = False
+    elif a == '--config':
+      skip = True
+    elif not a.startswith('--config='):
+      out.append(a)
+  return out
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, its errors (a misspelled --config.FIELD, a value of the wrong type,
   a config file that is missing, has a syntax error, has no get_config or raises in it) as
   one line and exit status 2 instead of a traceback or flag help."""
   try:
-    rest = flags.FLAGS(argv)
+    rest = flags.FLAGS(_without_config_argument(argv))
     config = flags.FLAGS.config if 'config' in flags.FLAGS else None
     if config is not None:   # a config file's load error is raised when it is first read
       config.keys()

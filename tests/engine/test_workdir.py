@@ -8,7 +8,7 @@ import pytest
 
 from configs import lm_shakespeare_char, translate_multi30k
 from tests import helpers
-from transformer import engine, validation
+from transformer import engine, tasks, validation
 from transformer import workdir as workdir_lib
 from transformer.experiment_config import ConfigError
 
@@ -399,3 +399,39 @@ t = threading.Thread(target=other); t.start(); t.join()
   assert 'never retrieved (abandoned)' not in res.stderr and 'DATA_LOSS' not in res.stderr
   assert 'ValueError: a real error in a thread' in res.stderr   # not every error is hidden
   assert 'a real asyncio error' in res.stderr
+
+
+def test_a_task_field_the_config_leaves_out_can_still_be_overridden(tmp_path, data_dir):
+  """configs/vit_mnist.py sets neither data_processes nor eval_flip; a run's config.json from
+  before a field existed lacks it too. Both take --config.FIELD (the task's defaults are added
+  first), and a misspelled field is still refused."""
+  res = helpers.run_python(['train.py', '--config=configs/vit_mnist.py', '--print_config',
+                            f'--workdir={tmp_path}/w', '--config.eval_flip=True',
+                            '--config.data_processes=1'])
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert '  eval_flip: True' in res.stdout and '  data_processes: 1' in res.stdout
+  typo = helpers.run_python(['train.py', '--config=configs/vit_mnist.py', '--print_config',
+                             f'--workdir={tmp_path}/w', '--config.eval_flp=True'])
+  assert typo.returncode == 2 and 'eval_flp' in typo.stderr and 'Traceback' not in typo.stderr
+
+  from configs import vit_mnist
+  old = json.loads(vit_mnist.get_config().to_json_best_effort())
+  assert 'eval_flip' not in old
+  loaded = tasks.with_task_fields(workdir_lib.config_from_json(json.dumps(old)))
+  assert loaded.eval_flip is False and loaded.validation_holdout == 5000   # kept as set
+  assert tasks.with_task_fields(tiny()).get('eval_flip') is None            # not the lm task's
+
+
+def test_the_config_argument_stays_in_sys_argv_for_spawned_processes(tmp_path):
+  """A spawned process (grain's workers) re-imports the entry point with the parent's
+  sys.argv: taking --config out of it made the child load the default config and fail."""
+  code = ('import sys; from tools import cli; '
+          "sys.argv = ['train.py', '--config', 'configs/vit_mnist.py', '--config.seed=3']; "
+          'cli.define_config_flag(sys.argv, default="configs/lm_shakespeare_char.py"); '
+          'print(sys.argv); rest = cli._parse_flags(sys.argv); '
+          'from absl import flags; print(flags.FLAGS.config.task, flags.FLAGS.config.seed, rest)')
+  res = helpers.run_python(['-c', code])
+  assert res.returncode == 0, res.stderr[-2000:]
+  lines = res.stdout.strip().splitlines()
+  assert lines[0] == "['train.py', '--config', 'configs/vit_mnist.py', '--config.seed=3']"
+  assert lines[1] == "classification 3 ['train.py']"

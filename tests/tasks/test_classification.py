@@ -1,6 +1,7 @@
 """Image classification end to end: the ViT's pieces, the loss, training, eval.py, fine-tuning."""
 
 import csv
+import dataclasses
 import os
 
 import jax
@@ -131,6 +132,34 @@ def test_classification_sums_match_numpy():
   np.testing.assert_allclose(plain['objective'],
                              (-logp[np.arange(6), labels] * weights).sum(), rtol=1e-5)
   assert 'correct_top5' not in plain
+
+
+def test_eval_flip_averages_the_probabilities_of_the_image_and_its_mirror(data_dir):
+  c = tiny(eval_flip=True)
+  task = tasks.make_task(c, None)
+  params = random_vit_params(task.model_cfg, seed=3, image_shape=(28, 28, 1))
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(5, 28, 28, 1)).astype(np.float32)
+  labels = rng.integers(0, 10, 5)
+  weights = np.array([1, 1, 1, 1, 0], np.float32)
+  batch = {'images': jnp.asarray(images), 'labels': jnp.asarray(labels),
+           'weights': jnp.asarray(weights)}
+  got = task.loss_sums(params, batch, None, train=False)
+  model = task.model(False)
+  logits = [np.asarray(model.apply({'params': params}, jnp.asarray(x)), np.float64)
+            for x in (images, images[:, :, ::-1].copy())]   # the mirror: width reversed
+  assert not np.allclose(logits[0], logits[1], atol=1e-3)   # the two views differ
+  probs = (helpers.np_softmax(logits[0]) + helpers.np_softmax(logits[1])) / 2
+  want = -(np.log(probs[np.arange(5), labels]) * weights).sum()
+  np.testing.assert_allclose(float(got['objective']), want, rtol=1e-5)
+  assert float(got['correct']) == ((probs.argmax(-1) == labels) * weights).sum()
+  confusion = np.asarray(task.evaluator_sums(params, batch)['confusion'])
+  assert confusion.sum() == 4 and np.trace(confusion) == float(got['correct'])
+  task.settings = dataclasses.replace(task.settings, eval_flip=False)   # one view again
+  plain = task.loss_sums(params, batch, None, train=False)
+  logp = np.log(helpers.np_softmax(logits[0]))
+  np.testing.assert_allclose(float(plain['objective']),
+                             -(logp[np.arange(5), labels] * weights).sum(), rtol=1e-5)
 
 
 # -- training and evaluation ----------------------------------------------------------------

@@ -22,6 +22,15 @@ def task_class(config) -> type[Task]:
   return TASKS[config.task]
 
 
+def with_task_fields(config):
+  """`config` with its task's own plain fields added at their defaults where it leaves them
+  out (`Settings.add_missing`), so that the command line can override any of them; a config
+  whose task is not known is returned as it is (its validation says so)."""
+  if config.get('task') in TASKS:
+    TASKS[config.task].settings_class.add_missing(config)
+  return config
+
+
 def make_task(config, workdir: str | None, data=None) -> Task:
   """The task of `config.task`, built (its data opened, its model config made); `data`: a
   data source to use instead (the task's `shape_data(config)`, for planning)."""
@@ -30,4 +39,5 @@ def make_task(config, workdir: str | None, data=None) -> Task:
 
 
 __all__ = ['FAMILIES', 'TASKS', 'Task', 'make_task', 'register', 'task_class',
+           'with_task_fields',
            'token_cross_entropy']

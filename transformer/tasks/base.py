@@ -121,6 +121,22 @@ class Settings:
       values[f.name] = value
     return cls(**values), problems
 
+  @classmethod
+  def add_missing(cls, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config` with each plain field (bool, int, float, str) that it does not set added at
+    its default, here and in the blocks (e.g. `config.decoding`) it has: so that
+    `--config.FIELD=V` overrides a task's field that the config file leaves out, or that a
+    run's older config.json predates. Fields parsed from a block of their own (augment)
+    and fields without a typed default are left to the config."""
+    for f in dataclasses.fields(cls):
+      if isinstance(f.default, Settings):
+        if f.name in config and isinstance(config[f.name], ml_collections.ConfigDict):
+          type(f.default).add_missing(config[f.name])
+      elif (f.name not in config and f.metadata.get('parse') is None
+            and type(f.default) in (bool, int, float, str)):
+        config[f.name] = f.default
+    return config
+
   def describe(self) -> dict[str, Any]:
     """The settings as plain values (for --print_config)."""
     return dataclasses.asdict(self)

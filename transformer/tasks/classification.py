@@ -3,7 +3,7 @@
 The task reads images from `transformer.data.images` and trains `models.ViT`
 on them with the shared engine. Its own config fields, with their defaults and
 checks, are `ClassificationSettings` below (augment, validation_holdout,
-data_workers, data_processes); `train.py --print_config` prints their values.
+data_workers, data_processes, eval_flip); `train.py --print_config` prints their values.
 Common fields read here: dataset ('mnist' | 'fashion_mnist' | 'cifar10' |
 'imagenet2012'), model (ViT fields; image_size is the model resolution, default
 the dataset's own, 224 for ImageNet; num_channels and num_classes come from the
@@ -94,6 +94,10 @@ class ClassificationSettings(Settings):
   data_processes: int = setting(0, 'grain worker processes making training batches ahead',
                                 check=_int_at_least(0, '(0: make the training batches in the '
                                                     'training process)'))
+  eval_flip: bool = setting(False, 'evaluation averages the class probabilities of each '
+                            'image and its horizontal mirror (test-time augmentation; '
+                            'training is unchanged)',
+                            check=lambda v: None if isinstance(v, bool) else 'must be True or False')
 
 
 def _model_image_size(config) -> int | None:
@@ -145,9 +149,23 @@ class ClassificationTask(Task):
     s = self.data.image_size
     return (jnp.zeros((1, s, s, self.data.num_channels), jnp.float32),)
 
+  def _eval_logits(self, params, images):
+    """Evaluation logits; with eval_flip, the log of the mean of the image's and its
+    mirror's class probabilities (one forward pass over both)."""
+    model = self.model(False)
+    if not self.settings.eval_flip:
+      return model.apply({'params': params}, images)
+    both = model.apply({'params': params}, jnp.concatenate([images, images[:, :, ::-1]], 0))
+    log_probs = jax.nn.log_softmax(both.astype(jnp.float32)).reshape(
+        2, images.shape[0], -1)
+    return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(2.0)
+
   def loss_sums(self, params, batch, rng, train):
-    logits = self.model(train).apply({'params': params}, batch['images'],
-                                     rngs={'dropout': rng} if train else None)
+    if train:
+      logits = self.model(True).apply({'params': params}, batch['images'],
+                                      rngs={'dropout': rng})
+    else:
+      logits = self._eval_logits(params, batch['images'])
     return classification_sums(
         logits, batch['labels'], batch['weights'],
         label_smoothing=self.config.label_smoothing if train else 0.0,
@@ -170,7 +188,7 @@ class ClassificationTask(Task):
     """The confusion counts of one batch: [classes, classes], rows the true class, columns
     the predicted one (padding rows weigh 0)."""
     c = self.num_classes
-    logits = self.model(False).apply({'params': params}, batch['images'])
+    logits = self._eval_logits(params, batch['images'])
     truth = jax.nn.one_hot(batch['labels'], c, dtype=jnp.float32) * batch['weights'][:, None]
     pred = jax.nn.one_hot(jnp.argmax(logits, -1), c, dtype=jnp.float32)
     return {'confusion': jnp.einsum('bi,bj->ij', truth, pred)}
