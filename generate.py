@@ -118,7 +118,8 @@ def main(argv):
     raise app.UsageError(f'--images needs a classification model; this one makes {makes}')
   else:
     lines = _read_lines(FLAGS.input)
-  exp, state = inference.load_trained(config, FLAGS.workdir, FLAGS.step, FLAGS.checkpoint)
+  exp, state = inference.load_trained(config, FLAGS.workdir, FLAGS.step, FLAGS.checkpoint,
+                                      from_workdir=True)   # its tokenizer; no dataset
   params = state.params
   if makes == 'labels':
     rows = inference.classify_images(exp, params, paths,

@@ -45,20 +45,29 @@ def load_model(workdir: str, step: int | None = None):
     cfg = build_model_config(config, vocab_size=config.pretrained.vocab_size)
     kind = config.pretrained.model
   else:
-    task = tasks.make_task(config, workdir)
+    task = _task(config, workdir, from_workdir=True)
     cfg, kind = task.model_cfg, type(task.model(False)).__name__
   return cfg, workdir_lib.restore_params(
       workdir, step, config.get('allow_unverified_checkpoints', False)), kind
 
 
-def load_trained(config, workdir: str, step: int | None = None,
-                 checkpoint: str = 'latest') -> tuple[engine.Experiment, engine.TrainState]:
+def _task(config, workdir: str, from_workdir: bool) -> tasks.Task:
+  """The task of a trained `workdir`; from_workdir: built from what the workdir keeps (its
+  tokenizer: Task.kept_data) where the task can, so that no dataset is read."""
+  data = tasks.task_class(config).kept_data(config, workdir) if from_workdir else None
+  return tasks.make_task(config, workdir, data=data)
+
+
+def load_trained(config, workdir: str, step: int | None = None, checkpoint: str = 'latest',
+                 from_workdir: bool = False) -> tuple[engine.Experiment, engine.TrainState]:
   """The experiment of `config` and its state restored from WORKDIR's checkpoints.
 
   checkpoint 'latest': WORKDIR/checkpoints (the newest good one, or `step`);
   'avg': the averaged checkpoint of `python -m tools.average`; 'best': the best
   by config.best_metric. The state is plain (no pmap device axis), restored
-  onto the experiment's mesh through `workdir.restore` (verified). Raises
+  onto the experiment's mesh through `workdir.restore` (verified). `from_workdir`: the
+  task is built from what the workdir keeps where it can (`Task.kept_data`: a language
+  model needs its tokenizer, not its dataset), for generating, not evaluating. Raises
   CheckpointError when there is no checkpoint, before anything is built (no
   silent random initialization).
   """
@@ -70,7 +79,7 @@ def load_trained(config, workdir: str, step: int | None = None,
         '--config.dataset=...), export it, or draw its attention (tools.visualize attention '
         f'--hf={workdir})')
   workdir_lib.require_checkpoints(workdir, checkpoint)
-  exp = engine.Experiment(config, workdir)
+  exp = engine.Experiment(config, workdir, task=_task(config, workdir, from_workdir))
   workdir_lib.check_tokenizer(workdir, exp.task.tokenizer, 'this config')
   state, _, _ = workdir_lib.restore(
       workdir, exp.abstract_state, step, which=checkpoint,

@@ -43,6 +43,7 @@ import orbax.checkpoint as ocp
 from transformer import checkpoint as ckpt_lib
 from transformer import config_schema
 from transformer.checkpoint import checkpoint_steps  # the one definition; also workdir's
+from transformer.data import tokenizers
 from transformer.errors import CheckpointError, ConfigError, TrainingError
 
 log = logging.getLogger('transformer')
@@ -272,14 +273,21 @@ SPECIAL_IDS = 'special_ids.json'   # beside them: the ids the tokenizer was read
 
 
 def record_tokenizer(workdir: str, tokenizer) -> None:
-  """WORKDIR/tokenizer_fingerprint.txt (process 0, atomically) for `check_tokenizer`; a
-  tokenizer.json read from elsewhere (`config.tokenizer='hf:DIR'`) is copied with its
+  """WORKDIR/tokenizer_fingerprint.txt (process 0, atomically) for `check_tokenizer`; the
+  run's own tokenizer (characters, words, SentencePiece: `tokenizers.kept_files`) beside it,
+  for `kept_tokenizer`; a tokenizer.json read from elsewhere (`config.tokenizer='hf:DIR'`) is copied with its
   config under WORKDIR/hf/, so the workdir keeps its tokenizer and an export carries it."""
   now = getattr(tokenizer, 'fingerprint', None)
   if now is None or jax.process_index() != 0:
     return
   if tokenizer_fingerprint(workdir) != now:
     _write_atomically(os.path.join(workdir, TOKENIZER_FINGERPRINT), now + '\n')
+  for name, content in tokenizers.kept_files(tokenizer).items():   # characters, words, spm
+    target = os.path.join(workdir, name)
+    if _read_bytes(target) != content:
+      with open(target + '.tmp', 'wb') as f:
+        f.write(content)
+      os.replace(target + '.tmp', target)
   path = getattr(tokenizer, 'path', None)   # a tokenizer.json (HFTokenizer)
   if not path:
     return
@@ -293,6 +301,29 @@ def record_tokenizer(workdir: str, tokenizer) -> None:
           _write_atomically(os.path.join(kept, name), f.read())
     # The special-token ids as read (some come from the model's config.json, not kept).
     _write_atomically(os.path.join(kept, SPECIAL_IDS), json.dumps(tokenizer.special_ids()) + '\n')
+
+
+def _read_bytes(path: str) -> bytes | None:
+  try:
+    with open(path, 'rb') as f:
+      return f.read()
+  except OSError:
+    return None
+
+
+def kept_tokenizer(workdir: str):
+  """The tokenizer WORKDIR's run read its text with, from the workdir alone (`record_tokenizer`
+  kept it): its own (WORKDIR/tokenizer_vocab.json or tokenizer_spm.model) or a pretrained one's
+  (WORKDIR/hf/). None when the workdir keeps none whose fingerprint is the recorded one (a
+  run from before tokenizers were kept, a model of images)."""
+  saved = tokenizer_fingerprint(workdir)
+  if saved is None:
+    return None
+  tokenizer = tokenizers.load_kept(workdir)
+  hf = os.path.join(workdir, HF_DIR)
+  if tokenizer is None and os.path.isfile(os.path.join(hf, 'tokenizer.json')):
+    tokenizer = tokenizers.HFTokenizer.from_dir(hf)
+  return tokenizer if getattr(tokenizer, 'fingerprint', None) == saved else None
 
 
 # ----------------------------------------------------------------------------- resuming

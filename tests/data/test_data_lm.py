@@ -298,3 +298,27 @@ def test_tfds_lm1b_glue(data_dir, tmp_path, monkeypatch):
   assert batch['inputs'].shape == (4, 32) and np.all(batch['inputs'][:, 0] == BOS_ID)
   sentence = next(s for s in rows['test'] if '<unk>' not in s)
   assert data.tokenizer.decode(data.encode(sentence)) == sentence
+
+
+def test_a_kept_tokenizer_reads_back_as_the_same_tokenizer(tmp_path):
+  """Characters, words and a SentencePiece model, as a workdir keeps them (kept_files) and
+  generate.py reads them back (load_kept): same ids, same text, same fingerprint."""
+  from transformer.data import tokenizers
+  text = 'the cat sat on the mat\nthe dog sat on the log\n' * 20
+  kinds = [tokenizers.CharTokenizer.from_text(text + 'é'),
+           tokenizers.WordTokenizer.from_lines(text.splitlines()),
+           SentencePieceTokenizer.train(text.splitlines(), vocab_size=24, model_type='bpe')]
+  for i, tok in enumerate(kinds):
+    folder = tmp_path / str(i)
+    folder.mkdir()
+    for name, content in tokenizers.kept_files(tok).items():
+      (folder / name).write_bytes(content)
+    back = tokenizers.load_kept(str(folder))
+    assert type(back) is type(tok) and back.fingerprint == tok.fingerprint
+    sample = 'the cat sat on the log'
+    assert back.encode(sample) == tok.encode(sample)
+    assert back.decode(tok.encode(sample)) == tok.decode(tok.encode(sample))
+  assert tokenizers.load_kept(str(tmp_path)) is None            # nothing kept there
+  (tmp_path / '0' / tokenizers.KEPT_VOCAB).write_text('{"kind": "chars"')   # cut short
+  with pytest.raises(DataError, match='cannot be read'):
+    tokenizers.load_kept(str(tmp_path / '0'))

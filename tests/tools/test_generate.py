@@ -2,6 +2,7 @@
 folder of images classified, a hypothesis file scored; outputs equal the library's."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -95,6 +96,22 @@ def test_prompts_of_different_lengths_are_continued(tmp_path, require_data):
   # A prompt longer than the model's positions is refused before decoding.
   with pytest.raises(DataError, match='prompt 2 has 40 tokens; the model has 16 positions'):
     inference.continue_prompts(exp, state.params, ['O', 'x' * 40], 4)
+
+  # The workdir keeps its tokenizer: a copy continues the prompts the same on a machine
+  # without the dataset; without the kept vocabulary it would have to read the dataset.
+  copy = tmp_path / 'copied'
+  shutil.copytree(workdir, copy)
+  assert (copy / 'tokenizer_vocab.json').is_file()
+  empty = tmp_path / 'no_data'
+  empty.mkdir()
+  args = ['generate.py', f'--workdir={copy}', f'--input={tmp_path / "p.txt"}',
+          '--num_tokens=4', '--config.sample.temperature=0.0']
+  alone = helpers.run_python(args, env_extra={'TRANSFORMER_DATA_DIR': str(empty)})
+  assert alone.returncode == 0, alone.stderr[-3000:]
+  assert alone.stdout == res.stdout
+  (copy / 'tokenizer_vocab.json').unlink()
+  missing = helpers.run_python(args, env_extra={'TRANSFORMER_DATA_DIR': str(empty)})
+  assert missing.returncode == 2 and 'tiny_shakespeare' in missing.stderr, missing.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -249,6 +249,47 @@ def from_spec(spec: str):
     raise DataError(f'tokenizer={spec!r}: {e}') from None
 
 
+# A run keeps its own tokenizer in its workdir (workdir.record_tokenizer), so that generate.py
+# on a copied workdir needs no data directory: characters and words as a JSON vocabulary,
+# a SentencePiece model as its bytes. A tokenizer.json read from elsewhere is kept under hf/.
+KEPT_VOCAB = 'tokenizer_vocab.json'
+KEPT_SPM = 'tokenizer_spm.model'
+
+
+def kept_files(tokenizer) -> dict[str, bytes]:
+  """{file name: contents} that `load_kept` turns back into `tokenizer`; {} for a tokenizer
+  kept otherwise (HFTokenizer: its folder is copied) or none (images)."""
+  if isinstance(tokenizer, (CharTokenizer, WordTokenizer)):
+    kind, tokens = (('chars', tokenizer.chars) if isinstance(tokenizer, CharTokenizer)
+                    else ('words', tokenizer.words))
+    return {KEPT_VOCAB: json.dumps({'kind': kind, 'tokens': list(tokens)},
+                                   ensure_ascii=False).encode('utf-8')}
+  if isinstance(tokenizer, SentencePieceTokenizer):
+    return {KEPT_SPM: tokenizer.model_proto}
+  return {}
+
+
+def load_kept(folder: str):
+  """The tokenizer that `kept_files` wrote into `folder`, or None when there is none; a
+  DataError when the files are unreadable."""
+  vocab, spm_path = os.path.join(folder, KEPT_VOCAB), os.path.join(folder, KEPT_SPM)
+  try:
+    if os.path.isfile(vocab):
+      with open(vocab, encoding='utf-8') as f:
+        kept = json.load(f)
+      if kept.get('kind') == 'chars':
+        return CharTokenizer(kept['tokens'])
+      if kept.get('kind') == 'words':
+        return WordTokenizer(kept['tokens'])
+      raise ValueError(f"unknown kind {kept.get('kind')!r}")
+    if os.path.isfile(spm_path):
+      return SentencePieceTokenizer.load(spm_path)
+  except (OSError, ValueError, KeyError, RuntimeError) as e:
+    raise DataError(f'the tokenizer kept in {folder} cannot be read ({e}): train.py writes '
+                    'it again when the run resumes') from None
+  return None
+
+
 def _digest(kind: str, data: bytes) -> str:
   return f'{kind}:{hashlib.sha256(data).hexdigest()[:16]}'
 

@@ -218,6 +218,14 @@ class Task:
     raise ConfigError(f'task={cls.name!r} is planned from its data only (its batch shapes '
                       'come from it): make the dataset readable here')
 
+  @classmethod
+  def kept_data(cls, config, workdir: str):
+    """A data source for using a trained model (generate.py, export) built from what WORKDIR
+    keeps (its tokenizer), without the dataset; None where this task has none or the
+    workdir keeps too little (then the task reads its data)."""
+    del config, workdir
+    return None
+
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | None):
     self.config = config
     self.workdir = workdir

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transformer import decoding, distributed, flops, models
+from transformer import workdir as workdir_lib
 from transformer.data import files as files_data
 from transformer.data import lm as lm_data
 from transformer.data import shapes
@@ -83,6 +84,18 @@ class LMTask(Task):
                         'give --config.vocab_size to plan from batch shapes alone')
     return shapes.lm_shapes(config.dataset, seq_len=config.seq_len, vocab_size=vocab,
                             packing=bool(config.get('packing', False)))
+
+  @classmethod
+  def kept_data(cls, config, workdir):
+    """The batch shapes with the run's own tokenizer, kept in WORKDIR (no dataset read)."""
+    tokenizer = workdir_lib.kept_tokenizer(workdir)
+    if tokenizer is None:
+      return None
+    data = shapes.lm_shapes(config.dataset, seq_len=config.seq_len,
+                            vocab_size=tokenizer.vocab_size,
+                            packing=bool(config.get('packing', False)))
+    data.tokenizer = tokenizer
+    return data
 
   def __init__(self, config, workdir, data=None):
     super().__init__(config, workdir)
