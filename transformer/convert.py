@@ -113,15 +113,33 @@ def import_hf(source: str, workdir: str) -> tuple[TransformerConfig, str, dict]:
   return cfg, kind, hf_config
 
 
-def _to_device(params: dict) -> dict:
+def _to_device(params: dict, devices: list | None = None) -> dict:
   """The converted arrays as JAX arrays, one at a time, each host copy dropped once moved: the
   peak is about one model and one array, not two models (on a CPU host the device is host
-  memory too)."""
+  memory too). With several devices (default: this process's) each array is split over all
+  of them along its largest dimension they divide (`shard_placement`), so no device holds
+  more than its share of a model too large for one; Orbax saves the shards as they lie, and
+  a run restores them into its own sharding."""
+  devices = list(devices if devices is not None else jax.local_devices())
+  mesh = jax.sharding.Mesh(np.asarray(devices), ('shards',))
   leaves, treedef = jax.tree.flatten(params)
   del params
   for i in range(len(leaves)):
-    leaves[i] = jax.device_put(leaves[i])
+    spec = shard_placement(np.shape(leaves[i]), len(devices))
+    leaves[i] = jax.device_put(leaves[i], jax.sharding.NamedSharding(mesh, spec))
   return jax.tree.unflatten(treedef, leaves)
+
+
+def shard_placement(shape: tuple[int, ...], count: int) -> jax.sharding.PartitionSpec:
+  """Where `_to_device` splits an array of `shape` over `count` devices: its largest dimension
+  that `count` divides (the first of equals), or nowhere (a copy on each device: a bias, a
+  norm scale, or a single device)."""
+  axes = [a for a, n in enumerate(shape) if count > 1 and n % count == 0]
+  if not axes:
+    return jax.sharding.PartitionSpec()
+  best = max(axes, key=lambda a: (shape[a], -a))
+  return jax.sharding.PartitionSpec(*[('shards' if a == best else None)
+                                      for a in range(len(shape))])
 
 
 def export_hf(cfg: TransformerConfig, params: dict, kind: str, out: str,

@@ -126,13 +126,18 @@ def resolve_relative_paths(config: ml_collections.ConfigDict,
   return config
 
 
-def _json_file(path: str) -> dict | None:
-  """The JSON object in `path`; None when the file is missing, truncated or not JSON."""
+def _json_value(path: str) -> Any:
+  """The JSON value in `path`; None when the file is missing, truncated or not JSON."""
   try:
-    with open(path) as f:
-      value = json.load(f)
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
   except (OSError, ValueError):
     return None
+
+
+def _json_file(path: str) -> dict | None:
+  """The JSON object in `path`; None when the file is missing, truncated or not JSON."""
+  value = _json_value(path)
   return value if isinstance(value, dict) else None
 
 
@@ -301,6 +306,26 @@ def record_tokenizer(workdir: str, tokenizer) -> None:
           _write_atomically(os.path.join(kept, name), f.read())
     # The special-token ids as read (some come from the model's config.json, not kept).
     _write_atomically(os.path.join(kept, SPECIAL_IDS), json.dumps(tokenizer.special_ids()) + '\n')
+
+
+CLASS_NAMES = 'class_names.json'
+
+
+def record_class_names(workdir: str, names) -> None:
+  """WORKDIR/class_names.json (process 0, atomically): a classifier's class names, in the
+  order of its outputs, for `kept_class_names`. Nothing for a task without classes."""
+  if names is None or jax.process_index() != 0:
+    return
+  text = json.dumps(list(names), ensure_ascii=False) + '\n'
+  path = os.path.join(workdir, CLASS_NAMES)
+  if _read_bytes(path) != text.encode('utf-8'):
+    _write_atomically(path, text)
+
+
+def kept_class_names(workdir: str) -> list[str] | None:
+  """The class names `record_class_names` kept; None when there are none (or unreadable)."""
+  names = _json_value(os.path.join(workdir, CLASS_NAMES))
+  return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
 
 
 def _read_bytes(path: str) -> bytes | None:

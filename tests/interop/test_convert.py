@@ -1,6 +1,7 @@
 """Hugging Face checkpoints as workdirs and back (tools.convert, transformer.convert), and
 config.init_from, which starts any task from a trained or converted workdir."""
 
+import json
 import os
 import shutil
 
@@ -417,3 +418,48 @@ def test_a_converted_t5_fine_tunes_on_parallel_files_with_its_own_tokenizer(tmp_
   assert len(res.stdout.splitlines()) == 1
   vocabulary = {tok.id_to_token(i) for i in range(tok.vocab_size)}
   assert res.stdout.split() and set(res.stdout.split()) <= vocabulary   # decoded T5 words
+
+
+IMPORT_ON_FOUR_DEVICES = '''
+import json, sys
+import jax
+from transformer import convert, hf
+source, workdir = sys.argv[1], sys.argv[2]
+_, tensors = hf.read_checkpoint(source)
+params = convert._to_device(hf.from_hf(hf.read_checkpoint(source)[0], tensors)[1])
+rows = [[list(x.shape), len(x.sharding.device_set), max(s.data.size for s in x.addressable_shards)]
+        for x in jax.tree.leaves(params)]
+convert.import_hf(source, workdir)
+print(json.dumps({'devices': jax.device_count(), 'rows': rows}))
+'''
+
+
+@pytest.mark.slow
+def test_an_import_on_several_devices_splits_each_tensor_over_them(tmp_path):
+  """On a host with 4 devices every tensor with a dimension 4 divides is split 4 ways (no
+  device holds the whole model), the rest copied; the checkpoint it writes restores in a
+  1-device process to the same params as an import on one device."""
+  source = os.path.join(FIXTURES, 'llama')
+  res = helpers.run_python(['-c', IMPORT_ON_FOUR_DEVICES, source, str(tmp_path / 'four')],
+                           env_extra={'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
+                                      'JAX_PLATFORMS': 'cpu'})
+  assert res.returncode == 0, res.stderr[-3000:]
+  out = json.loads(res.stdout.strip().splitlines()[-1])
+  assert out['devices'] == 4
+  split = 0
+  for shape, devices, largest_shard in out['rows']:
+    size = int(np.prod(shape))
+    divisible = any(n % 4 == 0 for n in shape)
+    assert devices == 4 and largest_shard == (size // 4 if divisible else size), shape
+    split += divisible
+  assert split >= len(out['rows']) // 2   # the matrices and embeddings
+  assert convert.shard_placement((10, 8), 4) == jax.sharding.PartitionSpec(None, 'shards')
+  assert convert.shard_placement((16, 8), 4) == jax.sharding.PartitionSpec('shards', None)
+  assert convert.shard_placement((6,), 4) == jax.sharding.PartitionSpec()
+  assert convert.shard_placement((16, 8), 1) == jax.sharding.PartitionSpec()
+  imported('llama', tmp_path / 'one')
+  four = workdir_lib.restore_params(str(tmp_path / 'four'))
+  one = workdir_lib.restore_params(str(tmp_path / 'one'))
+  assert jax.tree.structure(four) == jax.tree.structure(one)
+  for a, b in zip(jax.tree.leaves(four), jax.tree.leaves(one)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -1,6 +1,7 @@
 """Masked language modeling: BERT's masking rule, the mlm task training on PTB's text, and
 fine-tuning the result as a sentence classifier (text_classification)."""
 
+import json
 import os
 import shutil
 
@@ -99,6 +100,21 @@ def test_mlm_task_trains_on_ptb_and_a_classifier_fine_tunes_from_it(tmp_path, re
   engine.train_and_evaluate(f, str(tmp_path / 'sst2'))
   (v,) = helpers.records(str(tmp_path / 'sst2'), 'validation')
   assert v['examples'] == 12 and 0.0 <= v['accuracy'] <= 1.0 and np.isfinite(v['loss'])
+
+  # generate.py labels sentences from a copy of the run after the data is gone: the workdir
+  # keeps its word vocabulary and class names.
+  (tmp_path / 'lines.txt').write_text('The movie was great\na dull , boring film\n')
+  args = [f'--input={tmp_path / "lines.txt"}']
+  here = helpers.run_python(['generate.py', f'--workdir={tmp_path / "sst2"}', *args])
+  assert here.returncode == 0, here.stderr[-2000:]
+  assert [line.split('\t')[2] for line in here.stdout.splitlines()] == [
+      'The movie was great', 'a dull , boring film']
+  shutil.copytree(tmp_path / 'sst2', tmp_path / 'copied')
+  shutil.rmtree(data)
+  assert json.loads((tmp_path / 'copied' / 'class_names.json').read_text()) == ['0', '1']
+  alone = helpers.run_python(['generate.py', f'--workdir={tmp_path / "copied"}', *args])
+  assert alone.returncode == 0, alone.stderr[-2000:]
+  assert alone.stdout == here.stdout
 
 
 def test_text_classification_files_are_checked(tmp_path):

@@ -41,6 +41,17 @@ def test_translate_stdin_to_a_file_as_the_library_does(translation_run, tmp_path
   assert lines[-1] == '' and len(lines) == len(SOURCES) + 1
   assert lines[:-1] == inference.translate(exp, params, SOURCES)
 
+  # A copy of the workdir translates the same on a machine without Multi30k: it keeps its
+  # SentencePiece model.
+  copy = tmp_path / 'copied'
+  shutil.copytree(workdir, copy)
+  (tmp_path / 'no_data').mkdir()
+  alone = helpers.run_python(['generate.py', f'--workdir={copy}'],
+                             input=''.join(s + '\n' for s in SOURCES),
+                             env_extra={'TRANSFORMER_DATA_DIR': str(tmp_path / 'no_data')})
+  assert alone.returncode == 0, alone.stderr[-3000:]
+  assert alone.stdout.split('\n')[:-1] == lines[:-1]
+
 
 def test_raw_text_translates_like_the_tokenized_split(translation_run):
   """The file path (raw text -> SentencePiece) gives what eval.py's split path gives."""

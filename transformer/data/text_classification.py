@@ -78,6 +78,9 @@ class TextClassificationData:
     self._rows, self._labels = {}, {}
     for split, (sentences, labels) in splits.items():
       self._rows[split], self._labels[split] = self.encode(sentences), labels
+    if not splits and label_names:   # no sentences: a trained model's encoder and classes
+      self.num_classes, self._order = len(label_names), None
+      return
     if not len(self._labels.get('train', ())):
       raise DataError(f'{name}: no training examples')
     self.num_classes = int(max(labels.max() for labels in self._labels.values() if len(labels))) + 1

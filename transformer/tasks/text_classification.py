@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from transformer import distributed, flops, models
+from transformer import workdir as workdir_lib
 from transformer.data import files as files_data
 from transformer.data import lm as lm_data
 from transformer.data import tokenizers
@@ -74,8 +75,29 @@ class TextClassificationTask(Task):
                       f'(vocab_from, one of {lm_data.DATASETS})')
     return problems + cls.layer_problems(config) + more
 
-  def __init__(self, config, workdir):
+  @classmethod
+  def kept_data(cls, config, workdir):
+    """The run's tokenizer and class names, kept in WORKDIR: sentences encoded as training
+    encoded them, with no sentences read."""
+    tokenizer = workdir_lib.kept_tokenizer(workdir)
+    names = workdir_lib.kept_class_names(workdir)
+    if tokenizer is None or names is None:
+      return None
+    return text_data.TextClassificationData(
+        config.dataset, {}, tokenizer, config.seq_len, lowercase=not config.get('tokenizer'),
+        label_names=names)
+
+  def __init__(self, config, workdir, data=None):
     super().__init__(config, workdir)
+    self.data = data if data is not None else self._read_data(config, workdir)
+    tokenizer = self.data.tokenizer
+    # The vocabulary of the masked-LM model it fine-tunes ([MASK] included).
+    _, vocab_size = mask_id_and_vocab(tokenizer, tokenizer.vocab_size)
+    self.model_cfg = build_model_config(config,
+                                        vocab_size=vocab_with_pretrained(config, vocab_size),
+                                        num_classes=self.data.num_classes)
+
+  def _read_data(self, config, workdir):
     data_dir = resolve_data_dir(config.data_dir)
     tokenizer = tokenizers.from_spec(config.get('tokenizer', ''))
     if tokenizer is None:   # the word vocabulary of an LM dataset, lowercased, as mlm_ptb
@@ -86,15 +108,10 @@ class TextClassificationTask(Task):
       tokenizer, lowercase = vocabulary.tokenizer, True
     else:   # a pretrained model's tokenizer.json normalizes the text itself
       lowercase = False
-    self.data = text_data.make_text_classification_data(
+    return text_data.make_text_classification_data(
         config.dataset, data_dir, tokenizer, config.seq_len,
         tfds_data_dir=config.get('tfds_data_dir') or None, files=config.get('files'),
         lowercase=lowercase, validation_holdout=self.settings.validation_holdout)
-    # The vocabulary of the masked-LM model it fine-tunes ([MASK] included).
-    _, vocab_size = mask_id_and_vocab(tokenizer, tokenizer.vocab_size)
-    self.model_cfg = build_model_config(config,
-                                        vocab_size=vocab_with_pretrained(config, vocab_size),
-                                        num_classes=self.data.num_classes)
 
   def model(self, train: bool) -> nn.Module:
     return models.EncoderOnly(self.model_cfg.replace(deterministic=not train))

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transformer import bleu, decoding, distributed, flops, models
+from transformer import workdir as workdir_lib
 from transformer.data import shapes, tokenizers
 from transformer.data import translation as tr_data
 from transformer.experiment_config import build_model_config
@@ -129,6 +130,20 @@ class TranslationTask(Task):
                                      vocab_size=config.vocab_size or DEFAULT_VOCAB,
                                      tokens_per_batch=s.tokens_per_batch,
                                      packing=bool(config.get('packing', False)))
+
+  @classmethod
+  def kept_data(cls, config, workdir):
+    """A source without sentence pairs, with the run's tokenizer kept in WORKDIR: what
+    translating raw text needs (encoding a source as the splits were, the special ids)."""
+    tokenizer = workdir_lib.kept_tokenizer(workdir)
+    if tokenizer is None:
+      return None
+    s = cls.settings_class.read(config)[0]
+    return tr_data.TranslationData(
+        config.dataset, {}, tokenizer, max_len=config.seq_len,
+        tokens_per_batch=s.tokens_per_batch, source_lang=s.source_lang,
+        target_lang=s.target_lang, boundaries=list(s.bucket_boundaries) or None,
+        packing=bool(config.get('packing', False)), source_prefix=s.source_prefix)
 
   def __init__(self, config, workdir, data=None):
     super().__init__(config, workdir)
