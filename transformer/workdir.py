@@ -308,24 +308,24 @@ def record_tokenizer(workdir: str, tokenizer) -> None:
     _write_atomically(os.path.join(kept, SPECIAL_IDS), json.dumps(tokenizer.special_ids()) + '\n')
 
 
-CLASS_NAMES = 'class_names.json'
+DATA_INFO = 'data_info.json'
 
 
-def record_class_names(workdir: str, names) -> None:
-  """WORKDIR/class_names.json (process 0, atomically): a classifier's class names, in the
-  order of its outputs, for `kept_class_names`. Nothing for a task without classes."""
-  if names is None or jax.process_index() != 0:
+def record_data_info(workdir: str, info: dict | None) -> None:
+  """WORKDIR/data_info.json (process 0, atomically): what using the trained model needs from
+  its data besides the tokenizer (`Task.kept_info`: a classifier's class names, an image
+  model's preprocessing), for `kept_data_info`. Nothing when there is none."""
+  if not info or jax.process_index() != 0:
     return
-  text = json.dumps(list(names), ensure_ascii=False) + '\n'
-  path = os.path.join(workdir, CLASS_NAMES)
+  text = json.dumps(info, ensure_ascii=False, sort_keys=True) + '\n'
+  path = os.path.join(workdir, DATA_INFO)
   if _read_bytes(path) != text.encode('utf-8'):
     _write_atomically(path, text)
 
 
-def kept_class_names(workdir: str) -> list[str] | None:
-  """The class names `record_class_names` kept; None when there are none (or unreadable)."""
-  names = _json_value(os.path.join(workdir, CLASS_NAMES))
-  return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
+def kept_data_info(workdir: str) -> dict | None:
+  """What `record_data_info` kept; None when nothing was (or it is unreadable)."""
+  return _json_file(os.path.join(workdir, DATA_INFO))
 
 
 def _read_bytes(path: str) -> bytes | None:

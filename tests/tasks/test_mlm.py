@@ -111,7 +111,8 @@ def test_mlm_task_trains_on_ptb_and_a_classifier_fine_tunes_from_it(tmp_path, re
       'The movie was great', 'a dull , boring film']
   shutil.copytree(tmp_path / 'sst2', tmp_path / 'copied')
   shutil.rmtree(data)
-  assert json.loads((tmp_path / 'copied' / 'class_names.json').read_text()) == ['0', '1']
+  info = json.loads((tmp_path / 'copied' / 'data_info.json').read_text())
+  assert info == {'class_names': ['0', '1']}
   alone = helpers.run_python(['generate.py', f'--workdir={tmp_path / "copied"}', *args])
   assert alone.returncode == 0, alone.stderr[-2000:]
   assert alone.stdout == here.stdout

@@ -14,6 +14,7 @@ from tests.tasks.test_translation import tiny as tiny_translation
 from transformer import engine, inference
 from transformer import workdir as workdir_lib
 from transformer.data import DataError
+from transformer.data import images as image_data
 
 SOURCES = ['Ein Mann fährt Fahrrad.', 'Zwei Hunde spielen im Schnee.',
            'Eine Frau mit einem roten Hut liest ein Buch auf einer Bank im Park.']
@@ -154,3 +155,17 @@ def test_a_folder_of_images_is_classified_as_the_eval_split(tmp_path, require_da
   probs = np.exp(logits[:n] - logits[:n].max(-1, keepdims=True))
   probs /= probs.sum(-1, keepdims=True)
   np.testing.assert_allclose([float(r[2]) for r in rows], probs.max(-1), atol=1e-4)
+
+  # A copy of the workdir classifies the folder the same without MNIST: it keeps the class
+  # names and the preprocessing (size, mean and std).
+  copy = tmp_path / 'copied'
+  shutil.copytree(workdir, copy)
+  (tmp_path / 'no_data').mkdir()
+  alone = helpers.run_python(['generate.py', f'--workdir={copy}', f'--images={folder}'],
+                             env_extra={'TRANSFORMER_DATA_DIR': str(tmp_path / 'no_data')})
+  assert alone.returncode == 0, alone.stderr[-3000:]
+  assert alone.stdout == res.stdout
+  kept = image_data.KeptImages(workdir_lib.kept_data_info(str(copy))['images'], names)
+  pixels = [np.asarray(Image.open(folder / f'{i}.png'))[..., None] for i in range(n)]
+  np.testing.assert_array_equal(kept.prepare(pixels), exp.task.data.prepare(pixels))
+  assert kept.prepare(pixels).shape == (n, 28, 28, 1)

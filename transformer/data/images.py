@@ -425,6 +425,14 @@ class ImageData:
   def _normalize(self, images: np.ndarray) -> np.ndarray:
     return ((images.astype(np.float32) * np.float32(1 / 255)) - self._mean) / self._std
 
+  def preprocessing(self) -> dict:
+    """What `prepare` does to an image, as plain values (a workdir keeps them: KeptImages)."""
+    return {'image_size': self.image_size, 'num_channels': self.num_channels,
+            'mean': self._mean.ravel().tolist(), 'std': self._std.ravel().tolist(),
+            'native_size': self.native_size,
+            'eval_crop_fraction': self.augment.eval_crop_fraction}
+
+
   def _train_images(self, step: int, seed: int, indices: np.ndarray,
                     rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     split = self._split('train')
@@ -546,6 +554,31 @@ class ImageData:
     for ex in (self._prefetcher, self._pool):
       if ex is not None:
         ex.shutdown(wait=False, cancel_futures=True)
+
+
+class KeptImages(ImageData):
+  """`ImageData.prepare` and the class names, from the values a trained workdir keeps
+  (`ImageData.preprocessing`): classifying image files needs no dataset. It has no splits."""
+
+  def __init__(self, preprocessing: Mapping, class_names: Sequence[str]):   # no splits to set up
+    p = preprocessing
+    self.name, self.class_names = 'kept', tuple(class_names)
+    self.num_classes, self.splits, self.epoch_size = len(self.class_names), (), 0
+    self.image_size, self.num_channels = int(p['image_size']), int(p['num_channels'])
+    self.native_size = p['native_size']
+    self.augment = Augment(eval_crop_fraction=float(p['eval_crop_fraction']))
+    self._mean = np.asarray(p['mean'], np.float32).reshape(1, 1, 1, -1)
+    self._std = np.asarray(p['std'], np.float32).reshape(1, 1, 1, -1)
+    self._splits, self._order, self.worker_processes = {}, None, 0
+    self._pool = self._prefetcher = self._workers = None
+    self._prefetched = {}
+
+  def train_batch(self, *args, **kwargs):
+    raise DataError('a classifier restored from its workdir alone has no training images')
+
+  def eval_batches(self, split: str, *args, **kwargs):
+    raise DataError(f'a classifier restored from its workdir alone has no {split!r} images: '
+                    'give the data directory to evaluate it')
 
 
 # ----------------------------------------------------------------------------- readers

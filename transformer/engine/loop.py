@@ -237,7 +237,7 @@ class _Run:
     self.state = self.exp.restore_or_init(self.checkpointer)
     workdir_lib.write_config(config, workdir)   # only once the checkpoints (if any) restored into it
     workdir_lib.record_tokenizer(workdir, tokenizer)
-    workdir_lib.record_class_names(workdir, getattr(self.exp.task.data, 'class_names', None))
+    workdir_lib.record_data_info(workdir, self.exp.task.kept_info())
     self.step = int(self.exp.unreplicate(self.state.step))
     self.writer = MetricWriter(workdir, resume_step=self.step)   # drops what is redone
     self.best = BestCheckpoint(config, workdir)

@@ -218,6 +218,12 @@ class Task:
     raise ConfigError(f'task={cls.name!r} is planned from its data only (its batch shapes '
                       'come from it): make the dataset readable here')
 
+  def kept_info(self) -> dict | None:
+    """What `kept_data` needs from the data besides the tokenizer, as plain values that
+    train.py keeps in the workdir (workdir.record_data_info): the class names, if any."""
+    names = getattr(getattr(self, 'data', None), 'class_names', None)
+    return {'class_names': list(names)} if names is not None else None
+
   @classmethod
   def kept_data(cls, config, workdir: str):
     """A data source for using a trained model (generate.py, export) built from what WORKDIR

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transformer import flops, models
+from transformer import workdir as workdir_lib
 from transformer.data import images as image_data
 from transformer.data import shapes
 from transformer.errors import ConfigError
@@ -125,6 +126,21 @@ class ClassificationTask(Task):
     return shapes.image_shapes(config.dataset, image_size=size, num_channels=info.num_channels,
                                num_classes=info.num_classes,
                                mixup=cls.settings_class.read(config)[0].augment.mixup > 0)
+
+  @classmethod
+  def kept_data(cls, config, workdir):
+    """The class names and the evaluation preprocessing kept in WORKDIR: classifying image
+    files without the dataset."""
+    info = workdir_lib.kept_data_info(workdir) or {}
+    if not info.get('class_names') or not info.get('images'):
+      return None
+    return image_data.KeptImages(info['images'], info['class_names'])
+
+  def kept_info(self):
+    info = super().kept_info()
+    if not isinstance(self.data, shapes.ShapeData):
+      info['images'] = self.data.preprocessing()
+    return info
 
   def __init__(self, config, workdir, data=None):
     super().__init__(config, workdir)

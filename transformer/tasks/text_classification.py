@@ -80,12 +80,12 @@ class TextClassificationTask(Task):
     """The run's tokenizer and class names, kept in WORKDIR: sentences encoded as training
     encoded them, with no sentences read."""
     tokenizer = workdir_lib.kept_tokenizer(workdir)
-    names = workdir_lib.kept_class_names(workdir)
-    if tokenizer is None or names is None:
+    names = (workdir_lib.kept_data_info(workdir) or {}).get('class_names')
+    if tokenizer is None or not names:
       return None
     return text_data.TextClassificationData(
         config.dataset, {}, tokenizer, config.seq_len, lowercase=not config.get('tokenizer'),
-        label_names=names)
+        label_names=list(names))
 
   def __init__(self, config, workdir, data=None):
     super().__init__(config, workdir)
