@@ -27,8 +27,23 @@ Everything else is configs/vit_fashion_mnist.py's: the ViT with a convolutional 
 horizontal flips, batch 32, 24,000 steps.
 
 Target: >= 92.0% test accuracy within 20 minutes of training on 2 CPU cores.
-Result: benchmarks/RESULTS.md and results/vit_fashion_mnist_tta.json (filled in below
-when recorded).
+Result (2026-12-04, the commands above, quiet 2-core AMD EPYC CPU; results/
+vit_fashion_mnist_tta.json with its artifacts, the ablation's runs in
+results/vit_fashion_mnist_tta_ablation/, its table from benchmarks/fashion_ablation.py):
+seed 0 (the recorded run) 92.10% test accuracy, 14.2 min from the first to the last
+training step (14 min 37 s for the whole train.py command, its test evaluation
+included); seeds 1 and 2: 91.89% and 92.17%; mean 92.05% +- 0.15 (sample sd), so the
+target is met on average and by two of the three seeds. Weakest class: Shirt.
+
+Ablation (test accuracy; each change removed in turn):
+  recipe (60,000 images, flips in evaluation)   92.10, 91.89, 92.17   mean 92.05 +- 0.15
+  without the flips in evaluation               91.34, 91.12, 91.36   mean 91.27 +- 0.13
+  trained on 55,000 (validation held out)        91.95 (seed 0; validation 92.12)
+  without either (vit_fashion_mnist, rerun)      91.35 (seed 0; validation 91.14)
+The flips buy 0.78 points (0.76, 0.77, 0.81 on the three seeds: five times the seeds'
+spread); the 5,000 extra images 0.15 (one seed, within the spread). The rerun of
+vit_fashion_mnist shows the run-to-run noise too: 91.14% validation where its first run
+gave 91.72% with the same seed.
 """
 
 from configs import vit_fashion_mnist

@@ -107,3 +107,22 @@ def test_decode_cache_benchmark_runs_and_checks_its_tokens():
   assert 'same tokens in every variant: True' in res.stdout
   assert [line.split()[0] for line in res.stdout.splitlines()[2:]] == ['sized,'] * 2 + \
       ['max_len'] * 2
+
+
+def test_fashion_ablation_table_is_read_from_the_kept_runs():
+  """benchmarks/fashion_ablation.py: every row from the committed metrics; the recipe's first
+  test accuracy is the recorded result's value."""
+  import json
+  import subprocess
+  import sys
+  res = subprocess.run([sys.executable, 'benchmarks/fashion_ablation.py'], cwd=helpers.REPO,
+                       capture_output=True, text=True, timeout=60)
+  assert res.returncode == 0, res.stderr
+  rows = [line.split(' | ') for line in res.stdout.splitlines()[2:]]
+  assert len(rows) == 4 and [r[1] for r in rows] == ['3', '3', '1', '1']
+  with open(os.path.join(helpers.REPO, 'results', 'vit_fashion_mnist_tta.json')) as f:
+    recorded = json.load(f)['value']
+  assert rows[0][2].split(', ')[0] == f'{100 * recorded:.2f}'
+  with open(os.path.join(helpers.REPO, 'results', 'vit_fashion_mnist_tta_ablation',
+                         'table.md')) as f:
+    assert f.read() == res.stdout   # the kept table is the script's output
