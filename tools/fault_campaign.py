@@ -162,7 +162,7 @@ USER_ERRORS = {
     'value of the wrong type': (['train.py', '--config.batch_size=abc'],
                                 "--config.batch_size=abc: invalid literal for int()"),
     'missing config file': (['train.py', '--config=configs/no_such_config.py'],
-                            'the config could not be loaded'),
+                            '--config=configs/no_such_config.py: no such file'),
     'config file with a syntax error': (['train.py', '--config={tmp}/syntax.py'],
                                         'SyntaxError: invalid syntax'),
     'config file without get_config': (['train.py', '--config={tmp}/empty.py'],
