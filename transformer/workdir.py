@@ -181,10 +181,12 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     _write_atomically(os.path.join(workdir, CONFIG_JSON), config.to_json_best_effort(indent=2))
 
 
-def _write_atomically(path: str, text: str) -> None:
-  """`text` into `path` through a temporary file renamed over it."""
-  with open(path + '.tmp', 'w', encoding='utf-8') as f:
-    f.write(text)
+def _write_atomically(path: str, content: str | bytes) -> None:
+  """`content` (text, or bytes as they are) into `path` through a temporary file renamed
+  over it."""
+  binary = isinstance(content, bytes)
+  with open(path + '.tmp', 'wb' if binary else 'w', encoding=None if binary else 'utf-8') as f:
+    f.write(content)
   os.replace(path + '.tmp', path)
 
 
@@ -290,9 +292,7 @@ def record_tokenizer(workdir: str, tokenizer) -> None:
   for name, content in tokenizers.kept_files(tokenizer).items():   # characters, words, spm
     target = os.path.join(workdir, name)
     if _read_bytes(target) != content:
-      with open(target + '.tmp', 'wb') as f:
-        f.write(content)
-      os.replace(target + '.tmp', target)
+      _write_atomically(target, content)
   path = getattr(tokenizer, 'path', None)   # a tokenizer.json (HFTokenizer)
   if not path:
     return
