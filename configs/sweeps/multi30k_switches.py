@@ -25,6 +25,8 @@ perplexity at step 350
 Rotary positions lead by far this early in training (sinusoids are slow to learn at this
 step count); whether the lead holds at the full 1,400 steps, in BLEU on val, is the next
 run (issue 28). No BLEU was measured here and test was not read.
+At the full budget it held (configs/translate_multi30k_rope.py): val perplexity 6.20 against
+the baseline's 7.15, val tokenized BLEU 40.39 against 37.42.
 """
 
 BASE = 'configs/translate_multi30k.py'
