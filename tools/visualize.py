@@ -465,8 +465,8 @@ def image_example(data, split: str, index: int) -> tuple[np.ndarray, np.ndarray,
   if not 0 <= index < n:
     raise InputError(f'index={index} is out of range: {split!r} has {n} examples')
   image, label = data._split(split).example(index)
-  image = data._fit(image)
-  return image, data._normalize(image[None])[0], int(label)
+  image = data.preprocess.fit(image)
+  return image, data.preprocess.normalize(image[None])[0], int(label)
 
 
 def vit_figures(task, params, split: str, index: int, out_dir: str, *, layer: int = -1,

@@ -202,7 +202,23 @@ def test_vectorized_crop_flip_equals_the_per_example_augmentation():
   idx = data.train_indices(5, 16, 2, rows)
   ref = [data.augment_image(data._split('train').images[i], np.random.default_rng((2, 5, r, 1)))
          for i, r in zip(idx, rows)]
-  np.testing.assert_array_equal(data._normalize(np.stack(ref)), b['images'])
+  np.testing.assert_array_equal(data.preprocess.normalize(np.stack(ref)), b['images'])
+
+
+def test_eval_preprocessing_is_the_formula_and_survives_a_workdir_round_trip():
+  """Evaluation input = (pixel / 255 - mean) / std per channel after the central crop; the
+  plain values a workdir keeps rebuild the same preprocessing (KeptImages)."""
+  import json
+  p = images.EvalPreprocessing(image_size=4, num_channels=3, mean=(0.5, 0.4, 0.3),
+                               std=(0.2, 0.25, 0.3), native_size=None, eval_crop_fraction=0.5)
+  assert images.EvalPreprocessing.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+  img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), np.uint8)   # resize_small: as is
+  want = (img[2:6, 2:6].astype(np.float64) / 255 - np.array(p.mean)) / np.array(p.std)
+  np.testing.assert_allclose(p.prepare([img])[0], want, rtol=1e-5, atol=1e-5)
+  kept = images.KeptImages(p.to_dict(), ['a', 'b'])
+  np.testing.assert_array_equal(kept.prepare([img]), p.prepare([img]))
+  with pytest.raises(DataError, match='no training images'):
+    kept.train_batch(0, 2, 0)
 
 
 def test_mixup_mixes_each_image_with_the_previous_row():

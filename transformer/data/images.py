@@ -300,6 +300,51 @@ def _decode_record(source, i: int):
 
 # ----------------------------------------------------------------------------- the source
 
+@dataclasses.dataclass(frozen=True)
+class EvalPreprocessing:
+  """What evaluation does to an image before the model sees it: fit it to S x S, then scale
+  to [0, 1] and standardize per channel. `ImageData` evaluates with it, and a trained
+  workdir keeps it as plain values (`to_dict`) so that classifying image files needs no
+  dataset (`KeptImages`)."""
+  image_size: int
+  num_channels: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  native_size: int | None = None       # fixed-size datasets: resized directly
+  eval_crop_fraction: float = 0.875    # other images: resize_small, then a central crop
+
+  def fit(self, image: np.ndarray) -> np.ndarray:
+    """Resizes to S x S: directly for fixed-size datasets, else resize_small + central crop."""
+    s = self.image_size
+    if image.shape[:2] == (s, s):
+      return image
+    if self.native_size is not None:
+      return resize_bilinear(image, s, s)
+    return central_crop(resize_small(image, max(s, round(s / self.eval_crop_fraction))), s)
+
+  def normalize(self, images: np.ndarray) -> np.ndarray:
+    """uint8 [N, S, S, C] -> float32, scaled to [0, 1] and standardized per channel."""
+    mean = np.asarray(self.mean, np.float32).reshape(1, 1, 1, -1)
+    std = np.asarray(self.std, np.float32).reshape(1, 1, 1, -1)
+    return ((images.astype(np.float32) * np.float32(1 / 255)) - mean) / std
+
+  def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 HWC images of any size -> the model's float32 input [N, S, S, C]."""
+    return self.normalize(np.stack([self.fit(np.asarray(i, np.uint8)) for i in images]))
+
+  def to_dict(self) -> dict:
+    d = dataclasses.asdict(self)
+    d.update(mean=list(self.mean), std=list(self.std))
+    return d
+
+  @classmethod
+  def from_dict(cls, d: Mapping) -> 'EvalPreprocessing':
+    return cls(image_size=int(d['image_size']), num_channels=int(d['num_channels']),
+               mean=tuple(float(v) for v in d['mean']), std=tuple(float(v) for v in d['std']),
+               native_size=d.get('native_size'),
+               eval_crop_fraction=float(d['eval_crop_fraction']))
+
+
 class ImageData:
   """An image-classification data source (the DataSource protocol); see the module doc.
 
@@ -322,8 +367,9 @@ class ImageData:
     self.splits = tuple(splits)
     self._splits = dict(splits)
     self.class_names = tuple(class_names or (str(i) for i in range(num_classes)))
-    self._mean = np.asarray(mean, np.float32).reshape(1, 1, 1, -1)
-    self._std = np.asarray(std, np.float32).reshape(1, 1, 1, -1)
+    self.preprocess = EvalPreprocessing(
+        image_size, num_channels, tuple(float(v) for v in np.ravel(mean)),
+        tuple(float(v) for v in np.ravel(std)), native_size, augment.eval_crop_fraction)
     self.epoch_size = len(self._splits['train'])
     if self.epoch_size == 0:
       raise DataError(f'{name}: the train split is empty')
@@ -376,15 +422,6 @@ class ImageData:
     """Train-split indices of global rows `rows` of step `step` (epoch-shuffled order)."""
     return self._order.indices(step, batch_size, seed, np.asarray(rows, np.int64))
 
-  def _fit(self, image: np.ndarray) -> np.ndarray:
-    """Resizes to S x S: directly for fixed-size datasets, else resize_small + central crop."""
-    s = self.image_size
-    if image.shape[:2] == (s, s):
-      return image
-    if self.native_size is not None:
-      return resize_bilinear(image, s, s)
-    return central_crop(resize_small(image, max(s, round(s / self.augment.eval_crop_fraction))), s)
-
   def augment_image(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The training augmentation of one uint8 HWC image (returns uint8 [S, S, C])."""
     a, s = self.augment, self.image_size
@@ -393,7 +430,7 @@ class ImageData:
                                            a.inception_min_area, a.inception_max_area)
       image = resize_bilinear(image[top:top + h, left:left + w], s, s)
     else:
-      image = self._fit(image)
+      image = self.preprocess.fit(image)
       if a.crop == 'random':
         image = pad_random_crop(image, a.crop_padding, rng)
     if a.flip and rng.random() < 0.5:
@@ -420,18 +457,11 @@ class ImageData:
 
   def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
     """uint8 HWC images of any size -> the model's float32 input [N, S, S, C], as evaluated."""
-    return self._normalize(np.stack([self._fit(np.asarray(i, np.uint8)) for i in images]))
-
-  def _normalize(self, images: np.ndarray) -> np.ndarray:
-    return ((images.astype(np.float32) * np.float32(1 / 255)) - self._mean) / self._std
+    return self.preprocess.prepare(images)
 
   def preprocessing(self) -> dict:
     """What `prepare` does to an image, as plain values (a workdir keeps them: KeptImages)."""
-    return {'image_size': self.image_size, 'num_channels': self.num_channels,
-            'mean': self._mean.ravel().tolist(), 'std': self._std.ravel().tolist(),
-            'native_size': self.native_size,
-            'eval_crop_fraction': self.augment.eval_crop_fraction}
-
+    return self.preprocess.to_dict()
 
   def _train_images(self, step: int, seed: int, indices: np.ndarray,
                     rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -509,7 +539,7 @@ class ImageData:
       rows = np.concatenate([[(sl.start - 1) % batch_size], rows])
     indices = self.train_indices(step, batch_size, seed, rows)
     images, labels = self._train_images(step, seed, indices, rows)
-    images = self._normalize(images)
+    images = self.preprocess.normalize(images)
     if not mix:
       return {'images': images, 'labels': labels, 'weights': np.ones(len(labels), np.float32)}
     lam = np.random.default_rng((seed, step, _MIX_STREAM)).beta(self.augment.mixup,
@@ -536,12 +566,12 @@ class ImageData:
       else:
         def fitted(i, data=data):
           image, label = data.example(int(i))
-          return self._fit(image), label
+          return self.preprocess.fit(image), label
         out = self._map(fitted, real)
         images = (np.stack([x[0] for x in out]) if out else np.zeros((0, s, s, c), np.uint8))
         labels = np.array([x[1] for x in out], np.int32)
       pad = len(idx) - len(real)
-      images = self._normalize(images)
+      images = self.preprocess.normalize(images)
       if pad:
         images = np.concatenate([images, np.zeros((pad, s, s, c), np.float32)])
         labels = np.concatenate([labels, np.zeros(pad, np.int32)])
@@ -556,22 +586,23 @@ class ImageData:
         ex.shutdown(wait=False, cancel_futures=True)
 
 
-class KeptImages(ImageData):
-  """`ImageData.prepare` and the class names, from the values a trained workdir keeps
+class KeptImages:
+  """The class names and `ImageData.prepare`, from the values a trained workdir keeps
   (`ImageData.preprocessing`): classifying image files needs no dataset. It has no splits."""
+  tokenizer = None
 
-  def __init__(self, preprocessing: Mapping, class_names: Sequence[str]):   # no splits to set up
-    p = preprocessing
+  def __init__(self, preprocessing: Mapping, class_names: Sequence[str]):
+    self.preprocess = EvalPreprocessing.from_dict(preprocessing)
     self.name, self.class_names = 'kept', tuple(class_names)
     self.num_classes, self.splits, self.epoch_size = len(self.class_names), (), 0
-    self.image_size, self.num_channels = int(p['image_size']), int(p['num_channels'])
-    self.native_size = p['native_size']
-    self.augment = Augment(eval_crop_fraction=float(p['eval_crop_fraction']))
-    self._mean = np.asarray(p['mean'], np.float32).reshape(1, 1, 1, -1)
-    self._std = np.asarray(p['std'], np.float32).reshape(1, 1, 1, -1)
-    self._splits, self._order, self.worker_processes = {}, None, 0
-    self._pool = self._prefetcher = self._workers = None
-    self._prefetched = {}
+    self.image_size = self.preprocess.image_size
+    self.num_channels = self.preprocess.num_channels
+
+  def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
+    return self.preprocess.prepare(images)
+
+  def preprocessing(self) -> dict:
+    return self.preprocess.to_dict()
 
   def train_batch(self, *args, **kwargs):
     raise DataError('a classifier restored from its workdir alone has no training images')
@@ -579,6 +610,9 @@ class KeptImages(ImageData):
   def eval_batches(self, split: str, *args, **kwargs):
     raise DataError(f'a classifier restored from its workdir alone has no {split!r} images: '
                     'give the data directory to evaluate it')
+
+  def close(self) -> None:
+    pass
 
 
 # ----------------------------------------------------------------------------- readers
