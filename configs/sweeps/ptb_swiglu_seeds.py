@@ -11,6 +11,13 @@ seeds 1 and 2, at the same quarter budget (issue 28's ablation of lm_ptb_modern)
 
 Seed 0 of both is in results/sweep_ptb_switches.md (164.94 without SwiGLU, 163.38 with).
 The seed sets the initialization, the dropout masks and the order of the windows.
+
+Result (results/sweep_ptb_swiglu_seeds.md, 2026-12-05, the commands above, 2-core AMD EPYC
+CPU, the first trial shared with the test suite): validation perplexity at step 1,250
+  seed                      0 (ptb_switches)   1        2        mean +- sd
+  rotary positions          164.94             163.72   165.24   164.63 +- 0.81
+  rotary + SwiGLU (512)     163.38             164.18   162.56   163.38 +- 0.81
+SwiGLU's difference (-1.56, +0.46, -2.68 by seed) is not the same sign on every seed.
 """
 
 BASE = 'configs/lm_ptb.py'
