@@ -23,12 +23,15 @@ results/vit_fashion_mnist_tta/). The runs and evaluations that wrote them:
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from transformer.metric_writer import read_metrics  # noqa: E402
+
 ABLATION = os.path.join(REPO, 'results', 'vit_fashion_mnist_tta_ablation')
 RECORDED = os.path.join(REPO, 'results', 'vit_fashion_mnist_tta')
 
@@ -36,9 +39,7 @@ RECORDED = os.path.join(REPO, 'results', 'vit_fashion_mnist_tta')
 def evaluations(folder: str, split: str) -> list[dict]:
   """The evaluation records of `split` at the last step, in the order they were written:
   the training run's own first (no 'checkpoint' field), then eval.py's."""
-  with open(os.path.join(folder, 'metrics.jsonl')) as f:
-    records = [json.loads(line) for line in f if line.strip()]
-  out = [r for r in records if r['split'] == split]
+  out = [r for r in read_metrics(folder) if r['split'] == split]
   last = max(r['step'] for r in out)
   return [r for r in out if r['step'] == last]
 

@@ -15,8 +15,9 @@ CPU shared with the test suite and another trial, 23.7 min): validation perplexi
 buys 1.3%, rotary positions 14%.
 """
 
+from configs.sweeps.ptb_switches import SWIGLU   # the same switch as that sweep
+
 BASE = 'configs/lm_ptb.py'
-SWIGLU = {'model.gated_ffn': True, 'model.activation': 'silu', 'model.d_ff': 512}
 
 
 def get_sweep():

@@ -20,9 +20,9 @@ CPU, the first trial shared with the test suite): validation perplexity at step 
 SwiGLU's difference (-1.56, +0.46, -2.68 by seed) is not the same sign on every seed.
 """
 
+from configs.sweeps.ptb_switches import ROPE, SWIGLU   # the same switches as that sweep
+
 BASE = 'configs/lm_ptb.py'
-ROPE = {'model.positional': 'rope'}
-SWIGLU = {'model.gated_ffn': True, 'model.activation': 'silu', 'model.d_ff': 512}
 
 
 def get_sweep():

@@ -349,7 +349,8 @@ class ImageData:
   """An image-classification data source (the DataSource protocol); see the module doc.
 
   Attributes: `name`, `num_classes`, `num_channels`, `image_size` (S), `splits`,
-  `augment`, `class_names`, `epoch_size` (train examples), `tokenizer` (None).
+  `augment`, `class_names`, `epoch_size` (train examples), `tokenizer` (None), `preprocess`
+  (the evaluation preprocessing: `EvalPreprocessing`).
   """
   tokenizer = None
 
@@ -363,7 +364,7 @@ class ImageData:
     if image_size <= 0:
       raise ValueError(f'image_size must be > 0, got {image_size}')
     self.name, self.num_classes, self.image_size = name, num_classes, image_size
-    self.num_channels, self.augment, self.native_size = num_channels, augment, native_size
+    self.num_channels, self.augment = num_channels, augment
     self.splits = tuple(splits)
     self._splits = dict(splits)
     self.class_names = tuple(class_names or (str(i) for i in range(num_classes)))
