@@ -113,13 +113,14 @@ def encdec_forward_flops(cfg: TransformerConfig, batch: int, source_len: int,
 
 
 def encoder_only_forward_flops(cfg: TransformerConfig, batch: int, length: int,
-                               head: str = 'mlm') -> float:
+                               head: str = 'mlm', predictions: int = 0) -> float:
   """EncoderOnly (BERT) over [batch, length]: the encoder, then the masked-LM head over
-  every position (a d x d transform, then the logits; head 'mlm') or the [CLS] pooler and
-  classifier (head 'classify')."""
+  every position, or over `predictions` positions per row where it is set (a d x d
+  transform, then the logits; head 'mlm'), or the [CLS] pooler and classifier (head
+  'classify')."""
   out = encoder_flops(cfg, batch, length)
   if head == 'mlm':
-    tokens = batch * length
+    tokens = batch * (predictions or length)
     return out + 2.0 * cfg.d_model * cfg.d_model * tokens + logits_flops(cfg, tokens)
   return out + batch * 2.0 * cfg.d_model * (cfg.d_model + cfg.num_classes)
 

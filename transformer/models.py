@@ -301,11 +301,15 @@ class EncoderOnly(nn.Module):
   the encoder stack (post-LN in BERT). Heads:
   - 'mlm': masked-LM logits [batch, len, vocab]: Dense + activation + norm, then
     the output projection tied to the token embedding, plus a bias per token;
-  - 'classify': [batch, num_classes] from the pooled first token ([CLS]):
-    Dense + tanh, then a classifier (BERT's next-sentence head has 2 classes).
+  - 'classify': [batch, num_classes] from the pooled first token ([CLS]), or with
+    cfg.pool 'gap' the mean over the real tokens (a model pretrained without BERT's
+    next-sentence task has not trained [CLS]'s output): Dense + tanh, then a
+    classifier (BERT's next-sentence head has 2 classes).
   `attention_mask` [batch, len] (1 = real token) defaults to tokens != pad_id.
   `model.apply(v, tokens, types, head='both')` returns (mlm logits, class logits);
-  initialize with head='both' to create every parameter.
+  initialize with head='both' to create every parameter. `mlm_positions` [batch, k]
+  computes the masked-LM logits at those positions only ([batch, k, vocab]; BERT's
+  max_predictions_per_seq): the head's cost falls from every position to k of them.
   """
   cfg: TransformerConfig
 
@@ -346,19 +350,27 @@ class EncoderOnly(nn.Module):
                         positions)
 
   def __call__(self, tokens: Array, token_types: Array | None = None,
-               attention_mask: Array | None = None, head: str = 'mlm'):
+               attention_mask: Array | None = None, head: str = 'mlm',
+               mlm_positions: Array | None = None):
     if head not in HEADS:
       raise ValueError(f'head={head!r} is not one of {HEADS}')
     cfg = self.cfg
     h = self.encode(tokens, token_types, attention_mask)
     outputs = []
     if head in ('mlm', 'both'):
-      t = self.mlm_norm(ACTIVATION_FNS[cfg.activation](self.mlm_dense(h)))
+      hm = h if mlm_positions is None else jnp.take_along_axis(h, mlm_positions[..., None], 1)
+      t = self.mlm_norm(ACTIVATION_FNS[cfg.activation](self.mlm_dense(hm)))
       logits = self.embed.attend(t) + self.mlm_bias.astype(t.dtype)
       outputs.append(nn.with_logical_constraint(logits.astype(jnp.float32),
                                                 ('batch', 'length', 'vocab')))
     if head in ('classify', 'both'):
-      pooled = jnp.tanh(self.pooler(h[:, 0]))
+      if cfg.pool == 'gap':
+        real = (tokens != cfg.pad_id if attention_mask is None else attention_mask)
+        real = real.astype(h.dtype)[..., None]
+        summary = jnp.sum(h * real, axis=1) / jnp.maximum(jnp.sum(real, axis=1), 1)
+      else:
+        summary = h[:, 0]
+      pooled = jnp.tanh(self.pooler(summary))
       outputs.append(self.classifier(pooled).astype(jnp.float32))
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
 

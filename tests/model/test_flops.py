@@ -98,6 +98,12 @@ def test_encoder_only_count_is_the_jaxpr(head):
   params = jax.eval_shape(lambda k: model.init(k, tokens, head=head), jax.random.key(0))
   measured = jaxpr_dot_flops(lambda p: model.apply(p, tokens, head=head), params)
   assert flops.encoder_only_forward_flops(cfg, 2, 9, head) == pytest.approx(measured, rel=1e-12)
+  if head == 'mlm':   # the head at 4 of the 9 positions (config.mlm.max_predictions)
+    positions = jnp.zeros((2, 4), jnp.int32)
+    measured = jaxpr_dot_flops(
+        lambda p: model.apply(p, tokens, head=head, mlm_positions=positions), params)
+    assert flops.encoder_only_forward_flops(cfg, 2, 9, head, predictions=4) == pytest.approx(
+        measured, rel=1e-12)
 
 
 def test_every_task_counts_its_training_flops(data_dir):

@@ -19,7 +19,7 @@ import transformer
 from tests import helpers
 from transformer.attention import padding_mask
 from transformer.model_config import TransformerConfig, from_dict, preset
-from transformer.models import ConvStem, DecoderLM, EncoderDecoder, ViT
+from transformer.models import ConvStem, DecoderLM, EncoderDecoder, EncoderOnly, ViT
 
 BATCH, SRC_LEN = 2, 7
 CFG = helpers.tiny_model_cfg(num_encoder_layers=2, num_decoder_layers=2)
@@ -420,6 +420,34 @@ def test_vit_matches_numpy(pool, positional, layers):
   ref = pooled @ p['head']['kernel'] + p['head']['bias']
   chex.assert_shape(logits, (BATCH, cfg.num_classes))
   chex.assert_trees_all_close(logits, ref, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize('pool', ['cls', 'gap'])
+def test_encoder_only_heads_match_numpy(pool):
+  """BERT's heads over the encoder's output: the classifier pools [CLS] or the mean of the
+  real tokens ('gap'; padding's content does not reach it), then Dense + tanh and the
+  classifier; the masked-LM head at given positions equals the full head's there."""
+  cfg = CFG.replace(num_classes=3, pool=pool)
+  rng = np.random.default_rng(26)
+  tokens = jnp.asarray(rng.integers(1, cfg.vocab_size, size=(BATCH, SRC_LEN)), jnp.int32)
+  real = jnp.asarray(np.arange(SRC_LEN)[None] < np.array([[SRC_LEN], [4]]))
+  params = perturb(helpers.init_params(EncoderOnly(cfg), tokens, None, None, 'both'), 4)
+  run = apply_fn(EncoderOnly, cfg)
+  mlm, classes = run({'params': params}, tokens, attention_mask=real, head='both')
+  h = np.asarray(apply_fn(EncoderOnly, cfg, method='encode')(
+      {'params': params}, tokens, attention_mask=real), np.float64)
+  p, m = helpers.np64(params), np.asarray(real, np.float64)[..., None]
+  summary = h[:, 0] if pool == 'cls' else (h * m).sum(1) / m.sum(1)
+  pooled = np.tanh(summary @ p['pooler']['kernel'] + p['pooler']['bias'])
+  ref = pooled @ p['classifier']['kernel'] + p['classifier']['bias']
+  chex.assert_trees_all_close(classes, ref, rtol=2e-4, atol=2e-4)
+  other = tokens.at[1, 4:].set(1)          # new content in the second row's padding
+  again = run({'params': params}, other, attention_mask=real, head='classify')
+  chex.assert_trees_all_close(again, classes, rtol=1e-5, atol=1e-5)
+  positions = jnp.asarray([[5, 0, 2], [3, 3, 1]], jnp.int32)
+  some = run({'params': params}, tokens, attention_mask=real, mlm_positions=positions)
+  chex.assert_trees_all_close(some, np.take_along_axis(np.asarray(mlm), positions[..., None], 1),
+                              rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from transformer import engine, inference
 from transformer import workdir as workdir_lib
 from transformer.data import DataError
 from transformer.data import text_classification as text_data
-from transformer.tasks.mlm import mask_tokens
+from transformer.tasks.mlm import mask_tokens, selected_positions
 
 
 def test_masking_follows_bert_rates_and_leaves_padding_alone():
@@ -41,6 +41,34 @@ def test_masking_follows_bert_rates_and_leaves_padding_alone():
   assert s_in[s_in != 50].min() >= 1
   again, _ = mask_tokens(jax.random.PRNGKey(1), jnp.asarray(tokens), real, 50, 50)
   np.testing.assert_array_equal(np.asarray(again), inputs)           # a pure function of the key
+
+
+def test_capped_masking_keeps_the_first_k_and_their_positions():
+  """config.mlm.max_predictions: at most k selected per row (the first k of the uncapped
+  draw, which is otherwise unchanged), and the positions the head computes are exactly the
+  selected ones, padded with weight 0."""
+  rng = np.random.default_rng(1)
+  tokens = jnp.asarray(rng.integers(1, 50, size=(300, 40)), jnp.int32)
+  real = jnp.ones_like(tokens, bool)
+  key = jax.random.PRNGKey(3)
+  full_in, full = map(np.asarray, mask_tokens(key, tokens, real, 50, 50, 0.3))
+  k = 12
+  inputs, selected = map(np.asarray, mask_tokens(key, tokens, real, 50, 50, 0.3, k))
+  counts = full.sum(1)
+  assert counts.max() > k and counts.min() < k              # both cases occur
+  np.testing.assert_array_equal(selected.sum(1), np.minimum(counts, k))
+  for row in range(300):
+    first = np.flatnonzero(full[row])[:k]
+    np.testing.assert_array_equal(np.flatnonzero(selected[row]), first)
+  np.testing.assert_array_equal(inputs[selected], full_in[selected])
+  np.testing.assert_array_equal(inputs[~selected], np.asarray(tokens)[~selected])
+  positions, weights = map(np.asarray, selected_positions(jnp.asarray(selected), k))
+  assert positions.shape == weights.shape == (300, k)
+  for row in range(300):
+    n = selected[row].sum()
+    np.testing.assert_array_equal(positions[row, :n], np.flatnonzero(selected[row]))
+    assert (weights[row, :n] == 1).all() and (weights[row, n:] == 0).all()
+    assert not selected[row, positions[row, n:]].any()
 
 
 TINY_BERT = dict(d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1, max_len=16)

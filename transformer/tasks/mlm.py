@@ -5,7 +5,10 @@ windows of seq_len tokens) are masked as in BERT (Devlin et al. 2019, 3.1):
 each real token is selected with probability `config.mlm.mask_rate` (0.15);
 a selected token is replaced by [MASK] 80% of the time, by a random token 10%,
 and kept 10%; the loss is the cross-entropy of the original token at the
-selected positions only. [MASK] is the tokenizer's own where it has one (a pretrained
+selected positions only. `config.mlm.max_predictions` = k > 0 caps the selection at k
+tokens per row (the first k selected; BERT's max_predictions_per_seq, 20 of 128) and
+computes the output head at those k positions only, which is most of the step's cost
+with a large vocabulary and a small model; 0 computes it everywhere. [MASK] is the tokenizer's own where it has one (a pretrained
 model's tokenizer.json, `config.tokenizer`), else one extra id after the data's
 vocabulary (`mask_id_and_vocab`).
 
@@ -38,16 +41,27 @@ _MASK_STREAM = 0x6D6C6D   # folded into the step's key: the masks, apart from dr
 
 
 def mask_tokens(key: jax.Array, tokens: jax.Array, real: jax.Array, mask_id: int,
-                vocab_size: int, mask_rate: float = 0.15) -> tuple[jax.Array, jax.Array]:
+                vocab_size: int, mask_rate: float = 0.15,
+                max_selected: int = 0) -> tuple[jax.Array, jax.Array]:
   """BERT's masking: (inputs, selected). `real` marks tokens that may be selected;
-  random replacements are drawn from ids 1 .. vocab_size - 1 (0 is padding)."""
+  random replacements are drawn from ids 1 .. vocab_size - 1 (0 is padding);
+  `max_selected` > 0 keeps the first that many selected tokens of each row."""
   k_select, k_kind, k_random = jax.random.split(key, 3)
   selected = (jax.random.uniform(k_select, tokens.shape) < mask_rate) & real
+  if max_selected:
+    selected &= jnp.cumsum(selected, axis=-1) <= max_selected
   kind = jax.random.uniform(k_kind, tokens.shape)
   random_tokens = jax.random.randint(k_random, tokens.shape, 1, vocab_size, tokens.dtype)
   inputs = jnp.where(selected & (kind < 0.8), jnp.asarray(mask_id, tokens.dtype),
                      jnp.where(selected & (kind < 0.9), random_tokens, tokens))
   return inputs, selected
+
+
+def selected_positions(selected: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """(positions [batch, k], weights [batch, k]): the selected positions of each row in
+  order, then unselected ones with weight 0 where a row has fewer than k."""
+  positions = jnp.argsort(~selected, axis=-1, stable=True)[:, :k]
+  return positions, jnp.take_along_axis(selected, positions, axis=-1).astype(jnp.float32)
 
 
 def mask_id_and_vocab(tokenizer, data_vocab_size: int) -> tuple[int, int]:
@@ -64,9 +78,17 @@ def _rate(value):
   return None if isinstance(value, (int, float)) and 0 < value < 1 else 'must be in (0, 1)'
 
 
+def _count(value):
+  return (None if isinstance(value, int) and not isinstance(value, bool) and value >= 0
+          else 'must be an integer >= 0 (0: score every position)')
+
+
 @dataclasses.dataclass(frozen=True)
 class Masking(Settings):
   mask_rate: float = setting(0.15, 'share of real tokens selected (BERT: 0.15)', check=_rate)
+  max_predictions: int = setting(
+      0, 'selected tokens per row at most, the only positions the output head computes '
+      '(BERT: 20 of 128); 0: no cap, the head computes every position', check=_count)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +117,7 @@ class MLMTask(Task):
     self.data = make_lm_source(config, workdir)
     self.mask_id, vocab_size = mask_id_and_vocab(self.data.tokenizer, self.data.vocab_size)
     self.mask_rate = float(self.settings.mlm.mask_rate)
+    self.max_predictions = min(int(self.settings.mlm.max_predictions), config.seq_len)
     self.model_cfg = build_model_config(config,
                                         vocab_size=vocab_with_pretrained(config, vocab_size))
 
@@ -109,15 +132,20 @@ class MLMTask(Task):
     key = jax.random.fold_in(rng if train else jax.random.PRNGKey(self.config.seed),
                              _MASK_STREAM)
     inputs, selected = mask_tokens(key, tokens, batch['weights'] > 0, self.mask_id,
-                                   self.data.vocab_size, self.mask_rate)
+                                   self.data.vocab_size, self.mask_rate, self.max_predictions)
+    positions, targets, weights = None, tokens, selected.astype(jnp.float32)
+    if self.max_predictions:
+      positions, weights = selected_positions(selected, self.max_predictions)
+      targets = jnp.take_along_axis(tokens, positions, axis=-1)
     logits = self.model(train).apply(
         {'params': params}, inputs, attention_mask=jnp.ones_like(tokens),
-        rngs={'dropout': rng} if train else None)
-    return token_cross_entropy(logits, tokens, selected.astype(jnp.float32),
+        mlm_positions=positions, rngs={'dropout': rng} if train else None)
+    return token_cross_entropy(logits, targets, weights,
                                self.config.label_smoothing if train else 0.0)
 
   def forward_flops(self, batch):
-    return flops.encoder_only_forward_flops(self.model_cfg, *batch['inputs'].shape, head='mlm')
+    return flops.encoder_only_forward_flops(self.model_cfg, *batch['inputs'].shape, head='mlm',
+                                            predictions=self.max_predictions)
 
   def summarize(self, sums):
     out = super().summarize(sums)
