@@ -48,6 +48,7 @@ def get_config():
   c.files.validation = '{data_dir}/sst2/dev.tsv'
   c.files.text_column, c.files.label_column = 'sentence', 'label'
   c.validation_holdout = 872
+  c.validation_holdout_whole = True   # whole sentences, none of their phrases trained on
   c.vocab_from = ''
   c.tokenizer = 'hf:runs/bert_small/hf'
   c.init_from = 'runs/bert_small'

@@ -148,6 +148,43 @@ def test_validation_holdout_is_fixed_and_keeps_the_own_split_as_dev():
     text_data.hold_out(splits, 20)
 
 
+def test_whole_sentence_holdout_trains_on_nothing_of_a_held_out_sentence():
+  """SST's rows are every phrase of every sentence: with whole_sentences, 'validation' is
+  whole sentences (no row's span) and no training row is a span of one. The reference is a
+  brute-force substring test over padded strings."""
+  rng = np.random.default_rng(3)
+  words = [f'w{i}' for i in range(12)]
+  sentences = [' '.join(rng.choice(words, size=int(rng.integers(4, 9)))) for _ in range(30)]
+  rows = list(sentences)
+  for s in sentences:                       # phrases of each sentence, as SST's rows are
+    w = s.split()
+    for _ in range(4):
+      i = int(rng.integers(len(w)))
+      rows.append(' '.join(w[i:i + int(rng.integers(1, 4))]))
+  rows += ['  ' + sentences[0] + ' ', sentences[1]]          # the same text, spaced and repeated
+  labels = np.arange(len(rows)) % 2
+
+  def inside(a, b):
+    return f' {" ".join(a.split())} ' in f' {" ".join(b.split())} '
+
+  whole = text_data.whole_sentence_rows(rows)
+  norm = [' '.join(r.split()) for r in rows]
+  expected = sorted({norm.index(t) for i, t in enumerate(norm)
+                     if not any(inside(t, u) and t != u for u in norm)})
+  assert whole == expected and len(whole) >= 25
+  splits = {'train': (rows, labels), 'validation': (['d'], np.array([1]))}
+  out = text_data.hold_out(splits, 6, whole_sentences=True)
+  held, train = out['validation'][0], out['train'][0]
+  assert len(held) == 6 and set(held) <= {rows[i] for i in whole}
+  assert not any(inside(r, h) for r in train for h in held)
+  assert len(train) == sum(not any(inside(r, h) for h in held) for r in rows)
+  assert out['dev'] == splits['validation']
+  for s, label in zip(*out['validation']):
+    assert label == labels[rows.index(s)]
+  with pytest.raises(DataError, match=rf'must be between 1 and the {len(whole)} whole '):
+    text_data.hold_out(splits, len(whole), whole_sentences=True)
+
+
 def test_trained_tokenizers_follow_their_family_policy(tmp_path, wordpiece):
   assert (wordpiece.pad_id, wordpiece.unk_id, wordpiece.mask_id) == (0, 1, 4)
   ids = wordpiece.encode('The Film is a DELIGHT')

@@ -114,6 +114,16 @@ def test_classification_checks_augmentation_before_reading_any_data(tmp_path):
     engine.Experiment(c, None)
 
 
+def test_text_classification_checks_its_holdout_fields():
+  from configs import sst2_bert
+  c = sst2_bert.get_config()
+  validation.validate(c)
+  c.validation_holdout = 0
+  with pytest.raises(ConfigError, match='validation_holdout_whole=True holds out whole '
+                     'sentences: set validation_holdout=N'):
+    validation.validate(c)
+
+
 def test_shipped_configs_are_valid():
   for module in (lm_shakespeare_char, translate_multi30k, vit_mnist):
     validation.validate(module.get_config())

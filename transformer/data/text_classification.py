@@ -12,6 +12,11 @@ pretrained model's tokenizer.json, or the pretraining data's word vocabulary,
 lowercased first), truncated to seq_len tokens. `validation_holdout=N`: N
 training sentences, drawn once with a fixed seed, become 'validation' (for
 choosing a recipe), and the dataset's own validation split is called 'dev'.
+SST's training rows are every phrase of every sentence, so a random draw holds
+out phrases whose sentences are still trained on; `whole_sentences` draws
+whole sentences (rows that are no other row's word span) and drops every
+training row that is a span of one, which makes 'validation' a fair stand-in
+for GLUE's dev set (whole sentences of unseen reviews).
 A batch: `inputs` [B, seq_len] (the tokenizer's padding id after the text),
 `labels` [B], `weights` [B] (0 for the padding rows of the last evaluation
 batch). Training batches follow the shared epoch order (a pure function of
@@ -122,17 +127,51 @@ class TextClassificationData:
       yield {k: v[keep] for k, v in batch.items()}
 
 
-def hold_out(splits: dict, num: int) -> dict:
+def _spans(words: list[str]) -> Iterator[str]:
+  for i in range(len(words)):
+    for j in range(i + 1, len(words) + 1):
+      yield ' '.join(words[i:j])
+
+
+def whole_sentence_rows(sentences: list[str]) -> list[int]:
+  """The rows whose text (split on whitespace) is no other row's contiguous word span,
+  one row per distinct text, in row order. Time: the spans of the whole rows (words
+  squared each); memory: the distinct texts."""
+  texts = [' '.join(s.split()) for s in sentences]
+  distinct, within, seen, whole = set(texts), set(), set(), []
+  for i in sorted(range(len(texts)), key=lambda i: (-len(sentences[i].split()), i)):
+    if texts[i] in within or texts[i] in seen:   # longest first: containers come first
+      continue
+    seen.add(texts[i])
+    whole.append(i)
+    within.update(span for span in _spans(texts[i].split())
+                  if span in distinct and span != texts[i])
+  return sorted(whole)
+
+
+def hold_out(splits: dict, num: int, whole_sentences: bool = False) -> dict:
   """`num` training examples (a permutation with seed 0: the same for every run) become
-  'validation'; the dataset's own 'validation' becomes 'dev'."""
+  'validation'; the dataset's own 'validation' becomes 'dev'. `whole_sentences`: draw
+  among `whole_sentence_rows`, and drop from train every row that is a word span of a
+  held-out one."""
   if not num:
     return splits
   sentences, labels = splits['train']
-  if not 0 < num < len(labels):
-    raise DataError(f'validation_holdout={num} must be between 1 and the {len(labels)} '
-                    'training sentences - 1')
-  order = np.random.default_rng(0).permutation(len(labels))
-  keep, held = np.sort(order[:-num]), np.sort(order[-num:])
+  pool = whole_sentence_rows(sentences) if whole_sentences else list(range(len(labels)))
+  if not 0 < num < len(pool):
+    kind = 'whole sentences in train' if whole_sentences else 'training sentences'
+    raise DataError(f'validation_holdout={num} must be between 1 and the {len(pool)} '
+                    f'{kind} - 1')
+  order = np.asarray(pool)[np.random.default_rng(0).permutation(len(pool))]
+  held = np.sort(order[-num:])
+  if whole_sentences:
+    texts = [' '.join(s.split()) for s in sentences]
+    distinct, covered = set(texts), set()
+    for i in held:
+      covered.update(span for span in _spans(texts[i].split()) if span in distinct)
+    keep = np.asarray([i for i, t in enumerate(texts) if t not in covered], np.int64)
+  else:
+    keep = np.sort(order[:-num])
   out = {'train': ([sentences[i] for i in keep], labels[keep]),
          'validation': ([sentences[i] for i in held], labels[held])}
   for split, value in splits.items():
@@ -159,7 +198,8 @@ def _read_files(files, data_dir) -> tuple[dict, list[str]]:
 def make_text_classification_data(name: str, data_dir: str | None, tokenizer, seq_len: int,
                                   tfds_data_dir: str | None = None, files=None,
                                   lowercase: bool = True,
-                                  validation_holdout: int = 0) -> TextClassificationData:
+                                  validation_holdout: int = 0,
+                                  whole_sentences: bool = False) -> TextClassificationData:
   """The dataset `name`: your tables by path when it is 'files' (`files`: config.files), from
   DATA_DIR/NAME/*.tsv when data_dir is given, else from TFDS. `lowercase` the sentences
   before `tokenizer` (a word vocabulary's; a tokenizer.json normalizes by itself)."""
@@ -173,5 +213,5 @@ def make_text_classification_data(name: str, data_dir: str | None, tokenizer, se
     splits = {split: _read_tsv(p) for split, p in zip(FILES, paths)}
   else:
     splits = _read_tfds(name, tfds_data_dir)
-  return TextClassificationData(name, hold_out(splits, validation_holdout), tokenizer, seq_len,
-                                lowercase=lowercase, label_names=names)
+  return TextClassificationData(name, hold_out(splits, validation_holdout, whole_sentences),
+                                tokenizer, seq_len, lowercase=lowercase, label_names=names)

@@ -49,6 +49,11 @@ class TextClassificationSettings(Settings):
                                     "for every seed) are the 'validation' split, and the "
                                     "dataset's own validation split is called 'dev'",
                                     fixed=True, check=_holdout)
+  validation_holdout_whole: bool = setting(
+      False, 'with validation_holdout: hold out whole sentences (rows that are no other '
+      "row's word span) and drop every training row that is a span of one, as SST's "
+      'phrase rows are: nothing of a held-out sentence is trained on', fixed=True,
+      check=lambda v: None if isinstance(v, bool) else 'must be True or False')
 
 
 @register
@@ -73,6 +78,9 @@ class TextClassificationTask(Task):
       problems.append("vocab_from='' and tokenizer='': name the pretrained model's tokenizer "
                       "(tokenizer='hf:DIR') or the dataset whose vocabulary it used "
                       f'(vocab_from, one of {lm_data.DATASETS})')
+    if not more and settings.validation_holdout_whole and not settings.validation_holdout:
+      problems.append('validation_holdout_whole=True holds out whole sentences: set '
+                      'validation_holdout=N, how many')
     return problems + cls.layer_problems(config) + more
 
   @classmethod
@@ -111,7 +119,8 @@ class TextClassificationTask(Task):
     return text_data.make_text_classification_data(
         config.dataset, data_dir, tokenizer, config.seq_len,
         tfds_data_dir=config.get('tfds_data_dir') or None, files=config.get('files'),
-        lowercase=lowercase, validation_holdout=self.settings.validation_holdout)
+        lowercase=lowercase, validation_holdout=self.settings.validation_holdout,
+        whole_sentences=self.settings.validation_holdout_whole)
 
   def model(self, train: bool) -> nn.Module:
     return models.EncoderOnly(self.model_cfg.replace(deterministic=not train))
