@@ -39,7 +39,7 @@ def get_config():
   c.eval_every_steps = 1000
   c.eval_batch_size = 64
   c.checkpoint_every_steps = 1000
-  c.mlm = dict(mask_rate=0.15)
+  c.mlm = dict(mask_rate=0.15, max_predictions=0)
   c.model.update(dict(
       d_model=128, num_heads=4, d_ff=512, num_encoder_layers=4, num_decoder_layers=0,
       dropout_rate=0.1, norm_position='post', activation='gelu_exact', positional='learned',

@@ -59,7 +59,10 @@ def get_config() -> ml_collections.ConfigDict:
       train='', validation='', test='',
       unit='line',                     # text: 'line' (a document per line) | 'file'
       text_column='sentence',          # tables (.tsv/.csv/.jsonl): the text's column
-      label_column='label'))           # ... and the label's (integers 0..C-1 or names)
+      label_column='label',            # ... and the label's (integers 0..C-1 or names)
+      skip_holdout=0))                 # lm, mlm: N > 0 leaves out of the train tables the N
+                                       # whole sentences text_classification's
+                                       # validation_holdout=N (_whole) holds out
 
   # Model: a preset name from transformer.model_config.PRESETS ('' for none) and
   # overrides of TransformerConfig fields. vocab_size and max_len are filled in

@@ -1,13 +1,17 @@
 """SST-2 transfer: the pretrained small BERT against the same model from scratch, three learning
 rates each, chosen on 872 sentences held out of SST-2's train (configs/sst2_bert.py).
 
-  python -m tools.sweep run --sweep=configs/sweeps/sst2_bert.py --parent=runs/sst2_sweep
+  python -m tools.sweep run --sweep=configs/sweeps/sst2_bert.py --parent=runs/sst2_sweep \\
+      --config.validation_holdout_whole=False --config.tokenizer=hf:runs/bert_small/hf
   python -m tools.sweep summary --parent=runs/sst2_sweep --metric=validation/accuracy \\
       --descending
 
-Then each start's best learning rate with two more seeds
-(configs/sweeps/sst2_bert_seeds.py), and SST-2's dev split once per trial.
-Results: configs/sst2_bert.py.
+Then each start's best learning rate with two more seeds (the last stage below), and
+SST-2's dev split once per trial.
+Results: results/sweep_sst2_bert.md (the first round; configs/sst2_bert.py has the recipe
+that followed). The two flags give today's configs/sst2_bert.py the first round's
+validation split (872 rows drawn at random) and tokenizer; runs/bert_small is
+configs/mlm_wordpiece.py's run, converted as configs/sst2_bert.py's docstring shows.
 """
 
 from transformer import sweep_space as sweep

@@ -12,6 +12,7 @@ import pytest
 from tools import tokenizer as tokenizer_tool
 from transformer.data import DataError
 from transformer.data import files as files_lib
+from transformer.data import holdout
 from transformer.data import text_classification as text_data
 from transformer.data.lm import make_lm_data
 from transformer.data.tokenizers import HFTokenizer
@@ -148,7 +149,7 @@ def test_validation_holdout_is_fixed_and_keeps_the_own_split_as_dev():
     text_data.hold_out(splits, 20)
 
 
-def test_whole_sentence_holdout_trains_on_nothing_of_a_held_out_sentence():
+def test_whole_sentence_holdout_trains_on_nothing_of_a_held_out_sentence(tmp_path):
   """SST's rows are every phrase of every sentence: with whole_sentences, 'validation' is
   whole sentences (no row's span) and no training row is a span of one. The reference is a
   brute-force substring test over padded strings."""
@@ -167,7 +168,7 @@ def test_whole_sentence_holdout_trains_on_nothing_of_a_held_out_sentence():
   def inside(a, b):
     return f' {" ".join(a.split())} ' in f' {" ".join(b.split())} '
 
-  whole = text_data.whole_sentence_rows(rows)
+  whole = holdout.whole_sentence_rows(rows)
   norm = [' '.join(r.split()) for r in rows]
   expected = sorted({norm.index(t) for i, t in enumerate(norm)
                      if not any(inside(t, u) and t != u for u in norm)})
@@ -183,6 +184,16 @@ def test_whole_sentence_holdout_trains_on_nothing_of_a_held_out_sentence():
     assert label == labels[rows.index(s)]
   with pytest.raises(DataError, match=rf'must be between 1 and the {len(whole)} whole '):
     text_data.hold_out(splits, len(whole), whole_sentences=True)
+  # Pretraining on the same table (files.skip_holdout) reads exactly the training rows.
+  (tmp_path / 'train.tsv').write_text(
+      'sentence\tlabel\n' + ''.join(f'{r}\t{l}\n' for r, l in zip(rows, labels)))
+  (tmp_path / 'more.txt').write_text('other text\n\nmore of it\n')
+  spec = f'{tmp_path}/more.txt,{tmp_path}/train.tsv'
+  docs = files_lib.documents(spec, 'train', skip_holdout=6)
+  assert docs == ['other text', 'more of it'] + list(train)
+  assert len(files_lib.documents(spec, 'train')) == 2 + len(rows)
+  with pytest.raises(DataError, match=rf'files.skip_holdout={len(whole)} must be between 1'):
+    files_lib.documents(spec, 'train', skip_holdout=len(whole))
 
 
 def test_trained_tokenizers_follow_their_family_policy(tmp_path, wordpiece):

@@ -41,7 +41,7 @@ import os
 
 import numpy as np
 
-from transformer.data import DataError, read_text
+from transformer.data import DataError, holdout, read_text
 
 DATASET = 'files'
 SPLITS = ('train', 'validation', 'test')
@@ -92,16 +92,31 @@ def is_table(path: str) -> bool:
   return _without_gz(path).endswith(('.tsv', '.csv', '.jsonl'))
 
 
-def documents(spec: str, split: str, unit: str = 'line', text_column: str = 'sentence'
-              ) -> list[str]:
+def documents(spec: str, split: str, unit: str = 'line', text_column: str = 'sentence',
+              skip_holdout: int = 0) -> list[str]:
   """A text split's documents: the non-empty lines ('line') or whole files ('file'); a
-  table's `text_column` values."""
+  table's `text_column` values. `skip_holdout` = N > 0 leaves out of the tables' rows
+  (all of the split's tables, in order, as text_classification reads them) the N whole
+  sentences that `validation_holdout=N` with `validation_holdout_whole` holds out, and
+  every row inside one: text pretrained on is then never the text validated on."""
   if unit not in UNITS:
     raise DataError(f'files.unit={unit!r} is not one of {UNITS}')
-  docs = []
-  for path in expand(spec, split):
-    if is_table(path):
-      docs += [t for t in column(path, text_column) if t.strip()]
+  paths = expand(spec, split)
+  tables = {p: column(p, text_column) for p in paths if is_table(p)}
+  skipped = set()
+  if skip_holdout:
+    rows = [t for p in tables for t in tables[p]]
+    pool = holdout.whole_sentence_rows(rows)
+    if not 0 < skip_holdout < len(pool):
+      raise DataError(f'files.skip_holdout={skip_holdout} must be between 1 and the '
+                      f'{len(pool)} whole sentences of the tables in files.{split} - 1')
+    held = holdout.draw(pool, skip_holdout)[1]
+    skipped = set(range(len(rows))) - set(holdout.rows_outside(rows, held))
+  docs, row = [], 0
+  for path in paths:
+    if path in tables:
+      docs += [t for i, t in enumerate(tables[path], row) if t.strip() and i not in skipped]
+      row += len(tables[path])
       continue
     text = read_text(path)
     docs += [line for line in text.split('\n') if line.strip()] if unit == 'line' else [text]

@@ -415,7 +415,8 @@ def _files(files, data_dir, seq_len, sampling, tokenizer=None) -> StreamLMData:
   if files is None:
     raise DataError("dataset='files' needs config.files (the files of each split)")
   docs = {s: files_lib.documents(spec, s, files.get('unit', 'line'),
-                                 files.get('text_column', 'sentence'))
+                                 files.get('text_column', 'sentence'),
+                                 files.get('skip_holdout', 0) if s == 'train' else 0)
           for s, spec in files_lib.split_specs(files, data_dir).items()}
   for split, d in docs.items():
     if not d:

@@ -33,6 +33,7 @@ import numpy as np
 from transformer.data import (Batch, DataError, feature_text, host_slice, read_text,
                               require_files, tfds_reader)
 from transformer.data import files as files_lib
+from transformer.data import holdout
 from transformer.data.order import EpochOrder
 
 TFDS_NAMES = {'sst2': 'glue/sst2'}
@@ -127,28 +128,6 @@ class TextClassificationData:
       yield {k: v[keep] for k, v in batch.items()}
 
 
-def _spans(words: list[str]) -> Iterator[str]:
-  for i in range(len(words)):
-    for j in range(i + 1, len(words) + 1):
-      yield ' '.join(words[i:j])
-
-
-def whole_sentence_rows(sentences: list[str]) -> list[int]:
-  """The rows whose text (split on whitespace) is no other row's contiguous word span,
-  one row per distinct text, in row order. Time: the spans of the whole rows (words
-  squared each); memory: the distinct texts."""
-  texts = [' '.join(s.split()) for s in sentences]
-  distinct, within, seen, whole = set(texts), set(), set(), []
-  for i in sorted(range(len(texts)), key=lambda i: (-len(sentences[i].split()), i)):
-    if texts[i] in within or texts[i] in seen:   # longest first: containers come first
-      continue
-    seen.add(texts[i])
-    whole.append(i)
-    within.update(span for span in _spans(texts[i].split())
-                  if span in distinct and span != texts[i])
-  return sorted(whole)
-
-
 def hold_out(splits: dict, num: int, whole_sentences: bool = False) -> dict:
   """`num` training examples (a permutation with seed 0: the same for every run) become
   'validation'; the dataset's own 'validation' becomes 'dev'. `whole_sentences`: draw
@@ -157,21 +136,14 @@ def hold_out(splits: dict, num: int, whole_sentences: bool = False) -> dict:
   if not num:
     return splits
   sentences, labels = splits['train']
-  pool = whole_sentence_rows(sentences) if whole_sentences else list(range(len(labels)))
+  pool = holdout.whole_sentence_rows(sentences) if whole_sentences else range(len(labels))
   if not 0 < num < len(pool):
     kind = 'whole sentences in train' if whole_sentences else 'training sentences'
-    raise DataError(f'validation_holdout={num} must be between 1 and the {len(pool)} '
-                    f'{kind} - 1')
-  order = np.asarray(pool)[np.random.default_rng(0).permutation(len(pool))]
-  held = np.sort(order[-num:])
+    raise DataError(f'validation_holdout={num} must be between 1 and the {len(pool)} {kind} '
+                    '- 1')
+  keep, held = holdout.draw(pool, num)
   if whole_sentences:
-    texts = [' '.join(s.split()) for s in sentences]
-    distinct, covered = set(texts), set()
-    for i in held:
-      covered.update(span for span in _spans(texts[i].split()) if span in distinct)
-    keep = np.asarray([i for i, t in enumerate(texts) if t not in covered], np.int64)
-  else:
-    keep = np.sort(order[:-num])
+    keep = np.asarray(holdout.rows_outside(sentences, held), np.int64)
   out = {'train': ([sentences[i] for i in keep], labels[keep]),
          'validation': ([sentences[i] for i in held], labels[held])}
   for split, value in splits.items():

@@ -1,0 +1,58 @@
+"""Whole-sentence hold-outs of tables whose rows are phrases of other rows (SST).
+
+SST's training rows are every phrase of every parsed sentence, so holding out
+random rows leaves the rest of their sentences in train. These helpers find the
+whole sentences (rows that are no other row's contiguous word span) and the rows
+that fall inside held-out ones, so nothing of a held-out sentence is trained on
+(text_classification's `validation_holdout_whole`) or pretrained on
+(`files.skip_holdout` of the text families). Texts are compared with their
+whitespace collapsed.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+
+def _norm(text: str) -> str:
+  return ' '.join(text.split())
+
+
+def _spans(words: list[str]) -> Iterator[str]:
+  for i in range(len(words)):
+    for j in range(i + 1, len(words) + 1):
+      yield ' '.join(words[i:j])
+
+
+def whole_sentence_rows(sentences: Sequence[str]) -> list[int]:
+  """The rows whose text is no other row's contiguous word span, one row per distinct
+  text, in row order. Time: the spans of the whole rows (words squared each); memory: the
+  distinct texts."""
+  texts = [_norm(s) for s in sentences]
+  distinct, within, seen, whole = set(texts), set(), set(), []
+  for i in sorted(range(len(texts)), key=lambda i: (-len(texts[i].split()), i)):
+    if texts[i] in within or texts[i] in seen:   # longest first: containers come first
+      continue
+    seen.add(texts[i])
+    whole.append(i)
+    within.update(span for span in _spans(texts[i].split())
+                  if span in distinct and span != texts[i])
+  return sorted(whole)
+
+
+def draw(pool: Sequence[int], num: int) -> tuple[np.ndarray, np.ndarray]:
+  """(kept, held): `num` of the row indices `pool` held out by a permutation with seed 0
+  (the same for every run and every task reading the same rows), both sorted."""
+  order = np.asarray(pool, np.int64)[np.random.default_rng(0).permutation(len(pool))]
+  return np.sort(order[:-num]), np.sort(order[-num:])
+
+
+def rows_outside(sentences: Sequence[str], held: Iterable[int]) -> list[int]:
+  """The rows that are no word span of a held-out row (the held-out rows included)."""
+  texts = [_norm(s) for s in sentences]
+  distinct, covered = set(texts), set()
+  for i in held:
+    covered.update(span for span in _spans(texts[i].split()) if span in distinct)
+  return [i for i, t in enumerate(texts) if t not in covered]
