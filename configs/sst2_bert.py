@@ -50,8 +50,8 @@ def get_config():
   c.validation_holdout = 872
   c.validation_holdout_whole = True   # whole sentences, none of their phrases trained on
   c.vocab_from = ''
-  c.tokenizer = 'hf:runs/bert_small/hf'
-  c.init_from = 'runs/bert_small'
+  c.tokenizer = 'hf:runs/bert_long/hf'
+  c.init_from = 'runs/bert_long'
   c.num_train_steps = 1500
   c.learning_rate = 1e-3              # chosen on the held-out split (configs/sweeps/sst2_bert.py)
   c.warmup_steps = 150
