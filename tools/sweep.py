@@ -224,9 +224,13 @@ def _write_sweep_json(parent: str, sweep_path: str, base: str, extra: Sequence[s
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
+    # A grid may append trials (a later stage of the same sweep file); the ones it ran keep
+    # their names and overrides.
+    before = json.dumps(old.get('trials'), default=str)
     same = (os.path.basename(old.get('sweep', '')) == os.path.basename(record['sweep'])
-            and old.get('base') == base and (search or json.dumps(old.get('trials'), default=str)
-                                             == json.dumps(trials, default=str)))
+            and old.get('base') == base
+            and (search or before == json.dumps(trials[:len(old.get('trials') or [])],
+                                                default=str)))
     if not same:
       raise ConfigError(f'{parent} was made by another sweep ({old.get("sweep")}, '
                         f'{len(old.get("trials", []))} trials): use a new --parent, or delete '

@@ -24,4 +24,8 @@ STARTS = sweep.axis('init_from', ['runs/bert_long', ''])
 
 
 def get_sweep():
-  return sweep.chain(sweep.product(STARTS, sweep.axis('learning_rate', [1e-3, 3e-4])))
+  # Seed 0 chose 1e-3 for both starts (validation accuracy: pretrained 0.8039 against 0.8005
+  # at 3e-4; from scratch 0.7718 against 0.7443).
+  return sweep.chain(sweep.product(STARTS, sweep.axis('learning_rate', [1e-3, 3e-4])),
+                     sweep.product(STARTS, sweep.axis('learning_rate', [1e-3]),
+                                   sweep.axis('seed', [1, 2])))

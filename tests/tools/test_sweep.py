@@ -278,6 +278,12 @@ def test_search_files_and_directories_that_cannot_work(tmp_path, capsys):
   assert sweep.main(['commands', f'--sweep={other}', f'--parent={tmp_path / "p"}']) == 2
   err = capsys.readouterr().err
   assert 'was made by another sweep' in err and err.count('\n') == 1
+  # The same file may append a stage; changing or reordering the trials it ran is refused.
+  assert len(sweep.plan(_write_sweep(tmp_path, [0.1, 0.2, 0.3]), str(tmp_path / 'p'))) == 3
+  assert sweep.main(['commands', f'--sweep={_write_sweep(tmp_path, [0.2, 0.1, 0.3])}',
+                     f'--parent={tmp_path / "p"}']) == 2
+  assert 'was made by another sweep' in capsys.readouterr().err
+  first = _write_sweep(tmp_path, [0.1, 0.2])
   assert sweep.main(['run', f'--sweep={first}', f'--parent={tmp_path / "p"}',
                      '--engine=cloud']) == 2
   assert "unknown engine 'cloud'" in capsys.readouterr().err
