@@ -5,8 +5,8 @@
       --out=runs/tokenizers/wordpiece_ptb_sst2
   python train.py --config=configs/mlm_wordpiece.py --workdir=runs/mlm_wordpiece
 
-The first stage of the SST-2 transfer recipe (configs/sst2_bert.py has the
-second and the result).
+The first round's pretraining for the SST-2 transfer (results/sweep_sst2_bert.md);
+the recipe's is configs/mlm_wordpiece_long.py (configs/sst2_bert.py has the result).
 Data (dataset='files', transformer/data/files.py): Penn Treebank's training text
 and the sentences of SST-2's training split without their labels (in-domain
 unlabelled text, as "task-adaptive pretraining", Gururangan et al. 2020; SST-2's
