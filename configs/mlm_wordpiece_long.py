@@ -37,14 +37,5 @@ def get_config():
   return c
 
 
-# Reference and target for docs/RESULTS.md (python -m tools.report build).
-REFERENCE = dict(
-    metric='validation/accuracy',      # masked-token accuracy on PTB's validation text
-    higher_is_better=True,
-    reference=None,
-    source='none: the pretraining stage of the SST-2 transfer recipe (configs/sst2_bert.py)',
-    target=None,
-    time_budget_min=None,
-    runnable_here=True,
-    why=None,
-)
+# Reference and target for docs/RESULTS.md (python -m tools.report build): mlm_wordpiece's.
+REFERENCE = mlm_wordpiece.REFERENCE
