@@ -8,9 +8,10 @@ and kept 10%; the loss is the cross-entropy of the original token at the
 selected positions only. `config.mlm.max_predictions` = k > 0 caps the selection at k
 tokens per row (the first k selected; BERT's max_predictions_per_seq, 20 of 128) and
 computes the output head at those k positions only, which is most of the step's cost
-with a large vocabulary and a small model; 0 computes it everywhere. [MASK] is the tokenizer's own where it has one (a pretrained
-model's tokenizer.json, `config.tokenizer`), else one extra id after the data's
-vocabulary (`mask_id_and_vocab`).
+with a large vocabulary and a small model; 0 computes it everywhere. [MASK] is the
+tokenizer's own where it has one (a pretrained model's tokenizer.json,
+`config.tokenizer`), else one extra id after the data's vocabulary
+(`mask_id_and_vocab`).
 
 The masking is drawn inside the step from the step's key (fold_in of the
 run's key and the step), so a batch's masks are a pure function of (seed,
