@@ -15,6 +15,9 @@ files hold depends on the family:
   'hf:DIR'; else characters of the training text) and concatenated into one
   stream per split: a pretrained tokenizer's own policy adds its start/end
   tokens, and its end id (where it has one) closes each document.
+  `files.skip_holdout=N` leaves out of the training tables the N whole sentences
+  (and the rows inside them) that text_classification's `validation_holdout=N`
+  with `validation_holdout_whole` validates on (data/holdout.py).
 - tables (text_classification): .tsv, .csv or .jsonl (.gz too) with a header row
   (TSV/CSV) or one object per line (JSONL); `files.text_column` and
   `files.label_column` name the fields. Labels are integers 0..C-1, or names
