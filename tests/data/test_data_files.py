@@ -184,6 +184,10 @@ def test_whole_sentence_holdout_trains_on_nothing_of_a_held_out_sentence(tmp_pat
     assert label == labels[rows.index(s)]
   with pytest.raises(DataError, match=rf'must be between 1 and the {len(whole)} whole '):
     text_data.hold_out(splits, len(whole), whole_sentences=True)
+  long_rows = [' '.join(f'w{j}' for j in range(i, i + 300)) for i in range(3000)]
+  with pytest.raises(DataError, match=r'of these 3000 rows \(up to 300 words\) would compare '
+                     r'up to 135,450,000 word spans: .* set validation_holdout_whole=False'):
+    holdout.whole_sentence_rows(long_rows)   # refused before the work, not minutes into it
   # Pretraining on the same table (files.skip_holdout) reads exactly the training rows.
   (tmp_path / 'train.tsv').write_text(
       'sentence\tlabel\n' + ''.join(f'{r}\t{l}\n' for r, l in zip(rows, labels)))

@@ -15,6 +15,12 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from transformer.data import DataError
+
+# Word spans whole_sentence_rows may enumerate (SST-2's train: at most 5.5M, 0.9 s): past
+# this, rows are documents, not phrase trees, and a plain random hold-out is what fits.
+MAX_SPANS = 100_000_000
+
 
 def _norm(text: str) -> str:
   return ' '.join(text.split())
@@ -32,6 +38,13 @@ def whole_sentence_rows(sentences: Sequence[str]) -> list[int]:
   distinct texts."""
   texts = [_norm(s) for s in sentences]
   distinct, within, seen, whole = set(texts), set(), set(), []
+  lengths = [len(t.split()) for t in distinct]
+  spans = sum(n * (n + 1) // 2 for n in lengths)
+  if spans > MAX_SPANS:
+    raise DataError(f'a whole-sentence hold-out of these {len(texts)} rows (up to '
+                    f'{max(lengths)} words) would compare up to {spans:,} word spans: it is '
+                    "meant for tables of phrases like SST's; set validation_holdout_whole=False "
+                    '(and files.skip_holdout=0) for rows of whole documents')
   for i in sorted(range(len(texts)), key=lambda i: (-len(texts[i].split()), i)):
     if texts[i] in within or texts[i] in seen:   # longest first: containers come first
       continue
