@@ -204,8 +204,7 @@ def test_bert_by_path_with_its_own_tokenizer_through_export_and_import(tmp_path,
   # sst2_bert holds out whole sentences and drops the training rows inside them
   rows = files_lib.read_table(os.path.join(shared, 'sst2', 'train.tsv'), 'train', 'sentence',
                               'label')[0]
-  held = holdout.draw(holdout.whole_sentence_rows(rows), 50)[1]
-  outside = holdout.rows_outside(rows, held)
+  outside = holdout.hold_out_whole(rows, 50, 'validation_holdout', 'in train')[0]
   assert exp.task.data.num_examples('train') == len(outside) < 67_349 - 50
   assert exp.task.data.num_examples('validation') == 50
   first = exp.task.data.eval_batches('dev', 4).__next__()['inputs'][0]

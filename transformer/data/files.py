@@ -106,19 +106,16 @@ def documents(spec: str, split: str, unit: str = 'line', text_column: str = 'sen
     raise DataError(f'files.unit={unit!r} is not one of {UNITS}')
   paths = expand(spec, split)
   tables = {p: column(p, text_column) for p in paths if is_table(p)}
-  skipped = set()
+  kept = None   # every row of the tables
   if skip_holdout:
     rows = [t for p in tables for t in tables[p]]
-    pool = holdout.whole_sentence_rows(rows)
-    if not 0 < skip_holdout < len(pool):
-      raise DataError(f'files.skip_holdout={skip_holdout} must be between 1 and the '
-                      f'{len(pool)} whole sentences of the tables in files.{split} - 1')
-    held = holdout.draw(pool, skip_holdout)[1]
-    skipped = set(range(len(rows))) - set(holdout.rows_outside(rows, held))
+    kept = set(holdout.hold_out_whole(rows, skip_holdout, 'files.skip_holdout',
+                                      f'of the tables in files.{split}')[0].tolist())
   docs, row = [], 0
   for path in paths:
     if path in tables:
-      docs += [t for i, t in enumerate(tables[path], row) if t.strip() and i not in skipped]
+      docs += [t for i, t in enumerate(tables[path], row)
+               if t.strip() and (kept is None or i in kept)]
       row += len(tables[path])
       continue
     text = read_text(path)

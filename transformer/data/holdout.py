@@ -36,7 +36,10 @@ def whole_sentence_rows(sentences: Sequence[str]) -> list[int]:
   """The rows whose text is no other row's contiguous word span, one row per distinct
   text, in row order. Time: the spans of the whole rows (words squared each); memory: the
   distinct texts."""
-  texts = [_norm(s) for s in sentences]
+  return _whole_rows([_norm(s) for s in sentences])
+
+
+def _whole_rows(texts: list[str]) -> list[int]:
   distinct, within, seen, whole = set(texts), set(), set(), []
   lengths = [len(t.split()) for t in distinct]
   spans = sum(n * (n + 1) // 2 for n in lengths)
@@ -55,16 +58,29 @@ def whole_sentence_rows(sentences: Sequence[str]) -> list[int]:
   return sorted(whole)
 
 
-def draw(pool: Sequence[int], num: int) -> tuple[np.ndarray, np.ndarray]:
+def draw(pool: Sequence[int], num: int, setting: str, rows: str
+         ) -> tuple[np.ndarray, np.ndarray]:
   """(kept, held): `num` of the row indices `pool` held out by a permutation with seed 0
-  (the same for every run and every task reading the same rows), both sorted."""
+  (the same for every run and every task reading the same rows), both sorted. DataError
+  naming `setting` and what the pool holds (`rows`) when `num` is not in 1 .. len - 1."""
+  if not 0 < num < len(pool):
+    raise DataError(f'{setting}={num} must be between 1 and the {len(pool)} {rows} - 1')
   order = np.asarray(pool, np.int64)[np.random.default_rng(0).permutation(len(pool))]
   return np.sort(order[:-num]), np.sort(order[-num:])
 
 
-def rows_outside(sentences: Sequence[str], held: Iterable[int]) -> list[int]:
-  """The rows that are no word span of a held-out row (the held-out rows included)."""
+def hold_out_whole(sentences: Sequence[str], num: int, setting: str, where: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """(kept, held) row indices: `num` whole sentences drawn as `draw` does, and the rows
+  that are no word span of one. `setting` and `where` (e.g. 'in train') name them in the
+  DataError of a `num` out of range."""
   texts = [_norm(s) for s in sentences]
+  held = draw(_whole_rows(texts), num, setting, f'whole sentences {where}')[1]
+  return np.asarray(_outside(texts, held), np.int64), held
+
+
+def _outside(texts: list[str], held: Iterable[int]) -> list[int]:
+  """The rows that are no word span of a held-out row (the held-out rows included)."""
   distinct, covered = set(texts), set()
   for i in held:
     covered.update(span for span in _spans(texts[i].split()) if span in distinct)

@@ -136,14 +136,11 @@ def hold_out(splits: dict, num: int, whole_sentences: bool = False) -> dict:
   if not num:
     return splits
   sentences, labels = splits['train']
-  pool = holdout.whole_sentence_rows(sentences) if whole_sentences else range(len(labels))
-  if not 0 < num < len(pool):
-    kind = 'whole sentences in train' if whole_sentences else 'training sentences'
-    raise DataError(f'validation_holdout={num} must be between 1 and the {len(pool)} {kind} '
-                    '- 1')
-  keep, held = holdout.draw(pool, num)
   if whole_sentences:
-    keep = np.asarray(holdout.rows_outside(sentences, held), np.int64)
+    keep, held = holdout.hold_out_whole(sentences, num, 'validation_holdout', 'in train')
+  else:
+    keep, held = holdout.draw(range(len(labels)), num, 'validation_holdout',
+                              'training sentences')
   out = {'train': ([sentences[i] for i in keep], labels[keep]),
          'validation': ([sentences[i] for i in held], labels[held])}
   for split, value in splits.items():
